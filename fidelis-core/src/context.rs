@@ -1,0 +1,165 @@
+//! The context of one unit of work: what a handler reads and writes through.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::domain::Domain;
+use crate::element::{Handled, Persisted};
+use crate::error::{Error, Result};
+use crate::event::{AnyEvent, AnyRecordedEvent};
+use crate::identifier::Identifier;
+use crate::repository::Repository;
+use crate::store::{Document, Transaction};
+
+/// The context of one unit of work.
+///
+/// Handlers receive it as `ctx: &mut Context`; it gives repositories
+/// (`ctx.repository::<Account>()`), shared resources (`ctx.resource::<T>()`) and, in event
+/// handlers, `ctx.process(command)`. Everything written through it commits together, or
+/// nothing does.
+///
+/// Outside a handler, [`Domain::unit_of_work`] makes one; [`Context::commit`] then commits it.
+pub struct Context {
+    pub(crate) domain: Domain,
+    pub(crate) correlation_id: Identifier,
+    pub(crate) causation_id: Option<Identifier>,
+    pub(crate) work: Mutex<Work>,
+    /// Set while projectors run, inside the commit: reads go through the open transaction.
+    pub(crate) transaction: tokio::sync::Mutex<Option<Box<dyn Transaction>>>,
+    pub(crate) projecting: bool,
+}
+
+/// What a unit of work has written so far.
+#[derive(Default)]
+pub(crate) struct Work {
+    /// Changed aggregates, in the order they were first added.
+    pub(crate) aggregates: Vec<AggregateChange>,
+    /// Stream (or `table/id`) → index into `aggregates`.
+    pub(crate) aggregate_index: HashMap<String, usize>,
+    /// Written (`Some`) or removed (`None`) rows, in write order.
+    pub(crate) documents: Vec<(String, String, Option<Document>)>,
+    /// (table, id) → index into `documents`.
+    pub(crate) document_index: HashMap<(String, String), usize>,
+}
+
+impl Work {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.aggregates.is_empty() && self.documents.is_empty()
+    }
+
+    pub(crate) fn document(&self, table: &str, id: &str) -> Option<&Option<Document>> {
+        self.document_index
+            .get(&(table.to_owned(), id.to_owned()))
+            .map(|&index| &self.documents[index].2)
+    }
+
+    pub(crate) fn put_document(&mut self, table: &str, id: String, document: Option<Document>) {
+        let key = (table.to_owned(), id.clone());
+        match self.document_index.get(&key) {
+            Some(&index) => self.documents[index].2 = document,
+            None => {
+                self.document_index.insert(key, self.documents.len());
+                self.documents.push((table.to_owned(), id, document));
+            }
+        }
+    }
+}
+
+/// One aggregate changed in a unit of work.
+pub(crate) struct AggregateChange {
+    /// Stream name (event-sourced) or `table/id` (stored).
+    pub(crate) key: String,
+    pub(crate) stream: String,
+    pub(crate) event_sourced: bool,
+    pub(crate) table: String,
+    /// The version it was loaded at: what the store must still hold.
+    pub(crate) expected_version: i64,
+    /// Its version after this unit of work's events.
+    pub(crate) version: i64,
+    /// Its latest state (pending events drained), a clone of the aggregate type.
+    pub(crate) state: Arc<dyn Any + Send + Sync>,
+    /// The row to write (stored aggregates).
+    pub(crate) document: Option<Document>,
+    /// New events, oldest first.
+    pub(crate) events: Vec<Arc<dyn AnyEvent>>,
+}
+
+impl Context {
+    pub(crate) fn new(domain: Domain, correlation_id: Identifier, causation_id: Option<Identifier>) -> Self {
+        Self {
+            domain,
+            correlation_id,
+            causation_id,
+            work: Mutex::new(Work::default()),
+            transaction: tokio::sync::Mutex::new(None),
+            projecting: false,
+        }
+    }
+
+    /// The domain this unit of work belongs to.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The correlation id shared by every message of this request.
+    pub fn correlation_id(&self) -> &Identifier {
+        &self.correlation_id
+    }
+
+    /// The message (command or event) that started this unit of work.
+    pub fn causation_id(&self) -> Option<&Identifier> {
+        self.causation_id.as_ref()
+    }
+
+    /// The repository of an aggregate or projection, reading this unit of work's own writes.
+    pub fn repository<T: Persisted>(&self) -> Repository<'_, T> {
+        Repository::new(self)
+    }
+
+    /// A shared resource registered with `Domain::builder(..).resource(value)`.
+    pub fn resource<T: Any + Send + Sync>(&self) -> Result<&T> {
+        self.domain.resource::<T>()
+    }
+
+    /// Processes a command in its own unit of work, with this context's correlation id and
+    /// this context's cause (in an event handler: the event) as its causation.
+    pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
+        let (output, _) = self
+            .domain
+            .process_traced(command, self.correlation_id.clone(), self.causation_id.clone())
+            .await?;
+        Ok(output)
+    }
+
+    /// Commits everything written through this context (outside a handler; `process`
+    /// commits its own), then runs the event handlers of the new events.
+    pub async fn commit(mut self) -> Result<()> {
+        let events = crate::unit_of_work::commit(&mut self).await?;
+        crate::unit_of_work::run_event_handlers(&self.domain, &self.correlation_id, events).await;
+        Ok(())
+    }
+
+    /// The events this context will commit, oldest first (for inspection before a commit).
+    pub fn pending_events(&self) -> Vec<Arc<dyn AnyEvent>> {
+        self.work().aggregates.iter().flat_map(|change| change.events.iter().cloned()).collect()
+    }
+
+    pub(crate) fn work(&self) -> MutexGuard<'_, Work> {
+        // A poisoned lock means a handler panicked mid-write; the unit of work is abandoned
+        // anyway, so its data is still the best there is.
+        self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn ensure_not_projecting(&self, what: &str) -> Result<()> {
+        if self.projecting {
+            return Err(Error::configuration(format!(
+                "{what} is not available in a projector: projectors run inside the commit and may only get, add and remove projection rows"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a `process` produced: the handler's output and the events it committed.
+pub(crate) type Processed<T> = (T, Vec<Arc<dyn AnyRecordedEvent>>);

@@ -1,0 +1,523 @@
+//! The domain: its registry, storage and configuration, and command processing.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tracing::Instrument;
+
+use crate::context::{Context, Processed};
+use crate::element::{Aggregate, Element, Handled, Persisted};
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::identifier::Identifier;
+use crate::registry::{Registrar, Registry, discovered};
+use crate::repository::DomainRepository;
+use crate::retry::RetryPolicy;
+use crate::store::memory::MemoryStorage;
+use crate::store::{Storage, TableSchema};
+use crate::unit_of_work;
+
+/// A bounded context: its elements, storage and configuration. Cheap to clone, `Send + Sync`
+/// (share it as axum state).
+///
+/// ```ignore
+/// let domain = Domain::builder("fidelis").build().await?;   // memory storage, sync processing
+/// let id = domain.process(OpenAccount { /* … */ }).await?;
+/// ```
+#[derive(Clone)]
+pub struct Domain {
+    inner: Arc<DomainInner>,
+}
+
+struct DomainInner {
+    name: String,
+    registry: Registry,
+    storage: Arc<dyn Storage>,
+    retry: RetryPolicy,
+    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    cache: AggregateCache,
+    failed_event_handlers: AtomicU64,
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Domain")
+            .field("name", &self.inner.name)
+            .field("storage", &self.inner.storage.kind())
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Domain {
+    /// Starts configuring a domain named `name` (`fidelis`): stream categories are
+    /// `fidelis::account`, event type names `Fidelis.DepositMade.v1`.
+    pub fn builder(name: impl Into<String>) -> DomainBuilder {
+        DomainBuilder::new(name.into())
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The registry of the domain's elements.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The storage adapter.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// Processes a command: validates it, runs its handler in a unit of work, commits
+    /// (with the projectors, in sync processing), then runs event handlers. Returns the
+    /// handler's output. A version conflict re-runs the handler as the retry policy says.
+    pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
+        let correlation_id = Identifier::generate();
+        let (output, _) = self.process_traced(command, correlation_id, None).await?;
+        Ok(output)
+    }
+
+    /// `process`, returning the events committed too, with explicit correlation and causation.
+    pub(crate) async fn process_traced<C: Handled>(
+        &self,
+        command: C,
+        correlation_id: Identifier,
+        causation_id: Option<Identifier>,
+    ) -> Result<Processed<C::Output>> {
+        let command_id = Identifier::generate();
+        let span = tracing::info_span!(
+            "command",
+            command = C::NAME,
+            command_id = %command_id,
+            correlation_id = %correlation_id,
+            causation_id = causation_id.as_ref().map(tracing::field::display),
+        );
+        async move {
+            if let Err(errors) = command.validate() {
+                tracing::debug!(%errors, "command rejected: invalid fields");
+                return Err(Error::Validation { element: C::NAME.to_owned(), errors });
+            }
+            let handler = self.command_handler::<C>()?;
+            let max_attempts = self.inner.retry.max_attempts();
+            let mut command = Some(command);
+            let mut attempt = 1;
+            loop {
+                // The last attempt takes the command; earlier ones work on a copy.
+                let this_command = if attempt < max_attempts { command.clone() } else { command.take() };
+                let Some(this_command) = this_command else {
+                    return Err(Error::configuration("command consumed before its last attempt"));
+                };
+                let mut ctx = Context::new(self.clone(), correlation_id.clone(), Some(command_id.clone()));
+                let result = async {
+                    let output = C::dispatch(handler, this_command, &mut ctx).await?;
+                    let events = unit_of_work::commit(&mut ctx).await?;
+                    Ok::<_, Error>((output, events))
+                }
+                .await;
+                match result {
+                    Ok((output, events)) => {
+                        unit_of_work::run_event_handlers(self, &correlation_id, events.clone()).await;
+                        return Ok((output, events));
+                    }
+                    Err(error) if error.is_version_conflict() && attempt < max_attempts => {
+                        let delay = self.inner.retry.delay(attempt);
+                        tracing::debug!(%error, attempt, ?delay, "version conflict; retrying the handler");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, attempt, "command failed");
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn command_handler<C: Handled>(&self) -> Result<&C::Handler> {
+        let registry = &self.inner.registry;
+        if !registry.commands.contains_key(&TypeId::of::<C>()) {
+            return Err(Error::configuration(format!(
+                "command `{}` is not registered in domain `{}`",
+                C::NAME,
+                self.name()
+            )));
+        }
+        registry
+            .command_handlers
+            .get(&TypeId::of::<C::Handler>())
+            .and_then(|instance| instance.downcast_ref::<C::Handler>())
+            .ok_or_else(|| {
+                Error::configuration(format!(
+                    "command handler `{}` is not registered in domain `{}`",
+                    <C::Handler as Element>::NAME,
+                    self.name()
+                ))
+            })
+    }
+
+    /// The repository of an aggregate or projection, outside any handler: `add` commits at
+    /// once, through the same pipeline as a command.
+    pub fn repository<T: Persisted>(&self) -> DomainRepository<T> {
+        DomainRepository::new(self.clone())
+    }
+
+    /// A unit of work to use by hand: read and write through its repositories, then
+    /// [`Context::commit`]. Dropping it discards its writes.
+    pub fn unit_of_work(&self) -> Context {
+        Context::new(self.clone(), Identifier::generate(), None)
+    }
+
+    /// Reads the event store.
+    pub fn event_store(&self) -> EventStore<'_> {
+        EventStore { domain: self }
+    }
+
+    /// A resource registered with [`DomainBuilder::resource`].
+    pub fn resource<T: Any + Send + Sync>(&self) -> Result<&T> {
+        self.inner
+            .resources
+            .get(&TypeId::of::<T>())
+            .and_then(|resource| resource.downcast_ref::<T>())
+            .ok_or_else(|| {
+                Error::configuration(format!(
+                    "no resource of type `{}`: add it with `Domain::builder(..).resource(..)`",
+                    std::any::type_name::<T>()
+                ))
+            })
+    }
+
+    /// Counters of what went wrong after commits.
+    pub fn metrics(&self) -> DomainMetrics {
+        DomainMetrics { failed_event_handlers: self.inner.failed_event_handlers.load(Ordering::Relaxed) }
+    }
+
+    pub(crate) fn count_event_handler_failure(&self) {
+        self.inner.failed_event_handlers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cache(&self) -> &AggregateCache {
+        &self.inner.cache
+    }
+
+    /// Creates the tables of projections and stored aggregates that are missing, and
+    /// reports tables whose columns no longer match their fields. `build` calls it; call it
+    /// again after changing the database by hand.
+    pub async fn setup_database(&self) -> Result<()> {
+        self.inner.storage.setup(&table_schemas(&self.inner.registry)).await
+    }
+}
+
+fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
+    // Table names are leaked once per domain build: schemas are `'static` like the field
+    // definitions they point to, and a process builds few domains.
+    let mut tables: Vec<TableSchema> = registry
+        .projections
+        .values()
+        .map(|p| TableSchema { name: leak(&p.table), fields: p.fields, identifier: p.identifier })
+        .collect();
+    tables.extend(
+        registry
+            .aggregates
+            .values()
+            .filter(|a| !a.event_sourced)
+            .map(|a| TableSchema { name: leak(&a.table), fields: a.fields, identifier: "id" }),
+    );
+    tables.sort_by_key(|table| table.name);
+    tables
+}
+
+fn leak(name: &str) -> &'static str {
+    Box::leak(name.to_owned().into_boxed_str())
+}
+
+/// Counters of a domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainMetrics {
+    /// Event handlers that failed after their command committed.
+    pub failed_event_handlers: u64,
+}
+
+/// Reads a domain's events, with their metadata.
+pub struct EventStore<'a> {
+    domain: &'a Domain,
+}
+
+const READ_BATCH: usize = 1_000;
+
+impl EventStore<'_> {
+    /// Every event of a stream (`fidelis::account-<id>`), in order.
+    pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
+        self.domain.storage().read_stream(stream, 0).await
+    }
+
+    /// Every event of a category (`fidelis::account`) from a global position on, in order.
+    pub async fn read_category(&self, category: &str, from_position: i64) -> Result<Vec<RecordedEvent>> {
+        let storage = self.domain.storage();
+        read_batches(|from| storage.read_category(category, from, READ_BATCH), from_position).await
+    }
+
+    /// Every event from a global position on, in order.
+    pub async fn read_all(&self, from_position: i64) -> Result<Vec<RecordedEvent>> {
+        let storage = self.domain.storage();
+        read_batches(|from| storage.read_all(from, READ_BATCH), from_position).await
+    }
+
+    /// The version of a stream's last event, `-1` when it has none.
+    pub async fn stream_version(&self, stream: &str) -> Result<i64> {
+        self.domain.storage().stream_version(stream).await
+    }
+
+    /// The stream of aggregate `A` with this id (`fidelis::account-<id>`).
+    pub fn stream_of<A: Aggregate>(&self, id: impl fmt::Display) -> Result<String> {
+        Ok(format!("{}-{id}", self.category_of::<A>()?))
+    }
+
+    /// The stream category of aggregate `A` (`fidelis::account`).
+    pub fn category_of<A: Aggregate>(&self) -> Result<String> {
+        Ok(self.domain.registry().aggregate_info::<A>()?.category.clone())
+    }
+}
+
+async fn read_batches<F, Fut>(mut read: F, mut from: i64) -> Result<Vec<RecordedEvent>>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RecordedEvent>>>,
+{
+    let mut all = Vec::new();
+    loop {
+        let batch = read(from).await?;
+        let Some(last) = batch.last() else { break };
+        from = last.metadata.global_position + 1;
+        let full = batch.len() == READ_BATCH;
+        all.extend(batch);
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// The latest committed state of recently used event-sourced aggregates, so that a command
+/// replays only the events committed since (usually none) instead of the whole stream.
+pub(crate) struct AggregateCache {
+    capacity: usize,
+    entries: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl AggregateCache {
+    fn new(capacity: usize) -> Self {
+        Self { capacity, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Any + Send + Sync>>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get<A: Aggregate>(&self, key: &str) -> Option<A> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.lock().get(key).and_then(|state| state.downcast_ref::<A>()).cloned()
+    }
+
+    pub(crate) fn put<A: Aggregate>(&self, key: String, aggregate: &A) {
+        self.put_erased(key, Arc::new(aggregate.clone()));
+    }
+
+    pub(crate) fn put_erased(&self, key: String, state: Arc<dyn Any + Send + Sync>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            // Evict an arbitrary entry: a miss only costs a replay, never correctness.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(key, state);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Configures and builds a [`Domain`].
+#[must_use = "a builder does nothing until `build().await`"]
+pub struct DomainBuilder {
+    name: String,
+    discovery: bool,
+    crates: Vec<String>,
+    registrations: Vec<Box<dyn FnOnce(&mut Registrar) + Send>>,
+    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    retry: RetryPolicy,
+    storage: Option<Arc<dyn Storage>>,
+    database: Option<String>,
+    cache_capacity: usize,
+}
+
+impl DomainBuilder {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            discovery: true,
+            crates: Vec::new(),
+            registrations: Vec::new(),
+            resources: HashMap::new(),
+            retry: RetryPolicy::default(),
+            storage: None,
+            database: None,
+            cache_capacity: 10_000,
+        }
+    }
+
+    /// Discovers only the elements declared in this crate (callable several times). Without
+    /// it, every linked crate's elements are discovered. Use the crate's Rust name
+    /// (`fidelis_example`, not `fidelis-example`).
+    pub fn discover_crate(mut self, crate_name: impl Into<String>) -> Self {
+        self.crates.push(crate_name.into().replace('-', "_"));
+        self
+    }
+
+    /// Turns discovery off: only elements given to [`register`](Self::register) are in the domain.
+    pub fn without_discovery(mut self) -> Self {
+        self.discovery = false;
+        self
+    }
+
+    /// Registers an element by hand (generic types, plugins, or without discovery).
+    pub fn register<T: Element>(mut self) -> Self {
+        self.registrations.push(Box::new(|registrar| T::register(registrar)));
+        self
+    }
+
+    /// Registers a handler, projector or event handler instance (one with state, or without
+    /// `Default`), replacing the default instance.
+    pub fn instance<H: Element>(mut self, instance: H) -> Self {
+        self.registrations.push(Box::new(move |registrar| registrar.set_instance(instance)));
+        self
+    }
+
+    /// Shares a value with every handler, as `ctx.resource::<T>()`.
+    pub fn resource<T: Any + Send + Sync>(mut self, resource: T) -> Self {
+        self.resources.insert(TypeId::of::<T>(), Arc::new(resource));
+        self
+    }
+
+    /// Sets how version conflicts are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Selects the database by URL: `memory` (the default).
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
+        self
+    }
+
+    /// Uses this storage adapter.
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// How many event-sourced aggregates to keep in memory between commands (0 turns the
+    /// cache off; default 10,000). A cached aggregate still catches up with newer events
+    /// from the store, so the cache never serves stale state.
+    pub fn aggregate_cache(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Registers the elements, checks the whole domain (every problem is reported at once),
+    /// connects the storage and creates missing tables.
+    pub async fn build(self) -> Result<Domain> {
+        let mut registrar = Registrar::default();
+        if self.discovery {
+            for registration in discovered() {
+                if self.crates.is_empty() || self.crates.iter().any(|c| c == registration.crate_name()) {
+                    (registration.register)(&mut registrar);
+                }
+            }
+        }
+        for registration in self.registrations {
+            registration(&mut registrar);
+        }
+        let registry = registrar.build(&self.name)?;
+        let storage = match (self.storage, self.database) {
+            (Some(storage), _) => storage,
+            (None, None) => Arc::new(MemoryStorage::new()),
+            (None, Some(url)) => connect(&url)?,
+        };
+        tracing::debug!(domain = %self.name, storage = storage.kind(), "domain built");
+        let domain = Domain {
+            inner: Arc::new(DomainInner {
+                name: self.name,
+                registry,
+                storage,
+                retry: self.retry,
+                resources: self.resources,
+                cache: AggregateCache::new(self.cache_capacity),
+                failed_event_handlers: AtomicU64::new(0),
+            }),
+        };
+        domain.setup_database().await?;
+        Ok(domain)
+    }
+}
+
+fn connect(url: &str) -> Result<Arc<dyn Storage>> {
+    match url {
+        "memory" | "memory://" => Ok(Arc::new(MemoryStorage::new())),
+        other => Err(Error::configuration(format!(
+            "unsupported database URL `{}`: this build of Fidelis supports `memory`",
+            redact(other)
+        ))),
+    }
+}
+
+/// The URL without its password, for error messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+        assert_eq!(redact("sqlite://fidelis.db"), "sqlite://fidelis.db");
+    }
+
+    #[test]
+    fn cache_evicts_at_capacity() {
+        let cache = AggregateCache::new(2);
+        for key in ["a", "b", "c"] {
+            cache.put_erased(key.to_owned(), Arc::new(1_u8));
+        }
+        assert_eq!(cache.len(), 2);
+    }
+}

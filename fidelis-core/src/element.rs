@@ -1,0 +1,210 @@
+//! The traits the element macros implement. Users rarely name them: the macros implement
+//! them and the runtime is generic over them.
+
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aggregate::AggregateMeta;
+use crate::context::Context;
+use crate::error::{Result, ValidationError};
+use crate::field::FieldDef;
+use crate::identifier::Identifier;
+use crate::registry::Registrar;
+
+/// What kind of element a type is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementKind {
+    /// `#[aggregate]`
+    Aggregate,
+    /// `#[event]`
+    Event,
+    /// `#[command]`
+    Command,
+    /// `#[command_handler]`
+    CommandHandler,
+    /// `#[event_handler]`
+    EventHandler,
+    /// `#[projection]`
+    Projection,
+    /// `#[projector]`
+    Projector,
+    /// `#[value_object]`
+    ValueObject,
+}
+
+/// A domain element: a type a Fidelis macro was put on. It knows its name and how to add
+/// itself to a domain's [`Registrar`].
+pub trait Element: Send + Sync + 'static {
+    /// The type's name (`Account`).
+    const NAME: &'static str;
+    /// What kind of element it is.
+    const KIND: ElementKind;
+    /// Adds the element (and what it needs, such as handler routes) to a registrar.
+    fn register(registrar: &mut Registrar);
+}
+
+/// An element with declared fields: static definitions plus validation against them.
+pub trait HasFields {
+    /// Every field, in declaration order.
+    const FIELDS: &'static [FieldDef];
+    /// Checks every field and reports all failures at once.
+    fn validate(&self) -> std::result::Result<(), ValidationError>;
+}
+
+/// When an invariant runs: before (`pre`) or after (`post`) a state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvariantStage {
+    /// `#[invariant(pre)]`
+    Pre,
+    /// `#[invariant(post)]`
+    Post,
+}
+
+/// One `#[invariant]` method of an aggregate.
+pub struct Invariant<A> {
+    /// The method's name.
+    pub name: &'static str,
+    /// When it runs.
+    pub stage: InvariantStage,
+    /// The method.
+    pub check: fn(&A) -> std::result::Result<(), ValidationError>,
+}
+
+/// An aggregate: a consistency boundary with identity, fields, invariants and events.
+pub trait Aggregate: Persisted {
+    /// Whether state is rebuilt from events (`#[aggregate(event_sourced)]`) or stored as a row.
+    const EVENT_SOURCED: bool;
+    /// The aggregate's identity.
+    fn id(&self) -> &Identifier;
+    /// A new aggregate with the given id, `default = …` values and `Default` elsewhere.
+    fn blank(id: Identifier) -> Self;
+    /// Version and pending events.
+    #[doc(hidden)]
+    fn meta(&self) -> &AggregateMeta;
+    /// Version and pending events.
+    #[doc(hidden)]
+    fn meta_mut(&mut self) -> &mut AggregateMeta;
+    /// The `#[invariant]` methods, from the `#[aggregate] impl` block.
+    fn invariants() -> &'static [Invariant<Self>];
+}
+
+/// Applies an event to an aggregate's state. `#[apply]` methods implement it for
+/// event-sourced aggregates; other aggregates accept their events without a state change.
+#[diagnostic::on_unimplemented(
+    message = "event-sourced aggregate `{Self}` has no `#[apply]` handler for `{E}`",
+    label = "`{E}` is part of `{Self}`, which cannot apply it",
+    note = "add `#[apply] fn on_…(&mut self, event: &{E})` to the `#[aggregate] impl {Self}` block"
+)]
+pub trait Apply<E> {
+    /// Changes the state as the event says.
+    fn apply(&mut self, event: &E);
+}
+
+/// Links an event to the aggregate it is `part_of`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event of aggregate `{A}`",
+    label = "an aggregate can only raise its own events",
+    note = "declare the event with `#[event(part_of = {A})]`, or raise it from its own aggregate"
+)]
+pub trait BelongsTo<A> {}
+
+/// An event: an immutable fact that happened to an aggregate.
+pub trait DomainEvent: Element + HasFields + Clone + Debug + Serialize + DeserializeOwned {
+    /// The aggregate it is `part_of`.
+    type Aggregate: Aggregate + Apply<Self>;
+    /// The version of the event's schema (`v1` in its type name).
+    const VERSION: u32;
+    /// A type name given with `#[event(type_name = "…")]`, instead of `<Domain>.<Event>.v<N>`.
+    const TYPE_NAME: Option<&'static str>;
+    /// The id of the aggregate it happened to: the field `<aggregate>_id`, `id`, or the one
+    /// marked `#[field(identifier)]`.
+    fn aggregate_id(&self) -> Option<&Identifier>;
+}
+
+/// A command: an intention to change one aggregate.
+pub trait Command: Element + HasFields + Clone + Debug + Serialize + DeserializeOwned {
+    /// The aggregate it is `part_of`.
+    type Aggregate: Aggregate;
+}
+
+/// A command with its one handler. `#[handle(C)]` implements it, so a second handler for
+/// the same command is a compile error (conflicting implementations), and
+/// `domain.process(c)` of a command without a handler does not compile.
+#[diagnostic::on_unimplemented(
+    message = "command `{Self}` has no handler",
+    label = "no `#[handle({Self})]` method handles this command",
+    note = "add `#[handle({Self})]` to a method of a `#[command_handler(part_of = …)]` impl"
+)]
+pub trait Handled: Command {
+    /// The command handler type.
+    type Handler: Element;
+    /// What the handler returns on success.
+    type Output: Send + 'static;
+    /// Calls the handler method.
+    fn dispatch<'a>(
+        handler: &'a Self::Handler,
+        command: Self,
+        ctx: &'a mut Context,
+    ) -> BoxFuture<'a, Result<Self::Output>>;
+}
+
+/// Marks a command handler as `part_of` an aggregate: it may handle that aggregate's commands.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot handle commands of aggregate `{A}`",
+    label = "this command is part of `{A}`",
+    note = "a command handler handles the commands of the aggregate it is `part_of`: move this method to a `#[command_handler(part_of = {A})]`"
+)]
+pub trait HandlesCommandsOf<A> {}
+
+/// Marks a projector or event handler as listening to an aggregate's events.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not listen to events of aggregate `{A}`",
+    label = "this event is part of `{A}`",
+    note = "add `{A}` to the `aggregates = [..]` (or `part_of`) of `{Self}`"
+)]
+pub trait ListensTo<A> {}
+
+/// A projection: a flat, query-optimized read model kept up to date by projectors.
+pub trait Projection: Persisted {
+    /// The name of the identifier field.
+    const IDENTIFIER: &'static str;
+}
+
+/// A projector: keeps one projection up to date from the events of some aggregates.
+pub trait Projector: Element {
+    /// The projection it maintains.
+    type Projection: Projection;
+}
+
+/// A value object: an immutable, validated value compared by its fields, embeddable in
+/// aggregates, events and commands.
+pub trait ValueObject: HasFields + Clone + Debug + PartialEq + Serialize + DeserializeOwned {}
+
+/// An element that a repository can load and save. The macros implement it for aggregates
+/// and projections, choosing the runtime's strategy (`load_aggregate`, `load_projection`, …).
+pub trait Persisted: Element + HasFields + Clone + Debug + Serialize + DeserializeOwned {
+    /// What kind of storage the element uses.
+    const STORAGE: StorageKind;
+    /// The element's identity.
+    fn identity(&self) -> Identifier;
+    /// Loads one, as the unit of work sees it.
+    #[doc(hidden)]
+    fn load<'a>(ctx: &'a Context, id: Identifier) -> BoxFuture<'a, Result<Option<Self>>>;
+    /// Records a write in the unit of work.
+    #[doc(hidden)]
+    fn save<'a>(ctx: &'a Context, value: Self) -> BoxFuture<'a, Result<()>>;
+}
+
+/// How an element is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// An event stream, replayed on load.
+    EventStream,
+    /// A row (document) of an aggregate's table, with a version for optimistic concurrency.
+    AggregateRow,
+    /// A row (document) of a projection's table.
+    ProjectionRow,
+}

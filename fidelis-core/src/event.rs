@@ -1,0 +1,197 @@
+//! Recorded events: an event together with the metadata the store gave it.
+
+use std::any::Any;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::element::DomainEvent;
+use crate::error::{Error, Result};
+use crate::identifier::Identifier;
+
+/// Where and when an event was recorded, and what caused it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// The event's own id.
+    pub id: Identifier,
+    /// The stable type name, `<Domain>.<Event>.v<N>` (`Fidelis.DepositMade.v1`).
+    pub type_name: String,
+    /// The stream, `<domain>::<aggregate>-<id>` (`fidelis::account-0193…`).
+    pub stream: String,
+    /// Position in the stream, from 0.
+    pub version: i64,
+    /// Position among all events of the store, from 1 (0 until the store assigns it).
+    pub global_position: i64,
+    /// When the event was raised.
+    pub time: DateTime<Utc>,
+    /// The id shared by every message that one request caused.
+    pub correlation_id: Identifier,
+    /// The message (command or event) that caused this one.
+    pub causation_id: Option<Identifier>,
+}
+
+impl EventMetadata {
+    /// The stream's category: the part of the stream name before the first `-`.
+    pub fn category(&self) -> &str {
+        category_of(&self.stream)
+    }
+}
+
+/// The category of a Message-DB-style stream name (`fidelis::account-1` → `fidelis::account`).
+pub fn category_of(stream: &str) -> &str {
+    stream.split_once('-').map_or(stream, |(category, _)| category)
+}
+
+/// An event as stored: metadata plus its data as JSON. What the event store reads and writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Where and when it was recorded.
+    pub metadata: EventMetadata,
+    /// The event's fields.
+    pub data: serde_json::Value,
+}
+
+impl RecordedEvent {
+    /// Decodes the data as `E`, with an error naming the stream and position.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E> {
+        serde_json::from_value(self.data.clone()).map_err(|error| Error::Serialization {
+            what: self.describe(),
+            message: error.to_string(),
+        })
+    }
+
+    /// `event <type> at <stream> version <v> (position <p>)`, for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "event {} at {} version {} (global position {})",
+            self.metadata.type_name,
+            self.metadata.stream,
+            self.metadata.version,
+            self.metadata.global_position
+        )
+    }
+}
+
+/// A typed recorded event, as projectors and event handlers receive it: it derefs to the
+/// event `E` and carries its [`EventMetadata`].
+///
+/// ```ignore
+/// #[on(DepositMade)]
+/// async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+///     let amount = event.amount;                 // a field of DepositMade
+///     let when = event.metadata().time;          // its metadata
+///     # Ok(())
+/// }
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Event<E> {
+    metadata: EventMetadata,
+    payload: E,
+}
+
+impl<E> Event<E> {
+    /// Pairs an event with its metadata.
+    pub fn new(payload: E, metadata: EventMetadata) -> Self {
+        Self { metadata, payload }
+    }
+
+    /// Where and when the event was recorded.
+    pub fn metadata(&self) -> &EventMetadata {
+        &self.metadata
+    }
+
+    /// The event itself.
+    pub fn payload(&self) -> &E {
+        &self.payload
+    }
+
+    /// Unwraps the event.
+    pub fn into_payload(self) -> E {
+        self.payload
+    }
+}
+
+impl<E> Deref for Event<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.payload
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Event<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("type_name", &self.metadata.type_name)
+            .field("stream", &self.metadata.stream)
+            .field("version", &self.metadata.version)
+            .field("payload", &self.payload)
+            .finish()
+    }
+}
+
+/// A type-erased event of any type, as aggregates hold their pending events.
+pub trait AnyEvent: Any + Send + Sync + fmt::Debug {
+    /// The event's Rust name (`DepositMade`).
+    fn event_name(&self) -> &'static str;
+    /// The event's data as JSON.
+    fn to_json(&self) -> Result<serde_json::Value>;
+    /// `self` as `Any`, to downcast.
+    fn as_any(&self) -> &dyn Any;
+    /// The id of the aggregate it happened to, if the event names it.
+    fn aggregate_id(&self) -> Option<Identifier>;
+    /// Wraps the event with its metadata into a typed [`Event<E>`], erased again.
+    fn record(&self, metadata: EventMetadata) -> Arc<dyn AnyRecordedEvent>;
+}
+
+impl<E: DomainEvent> AnyEvent for E {
+    fn event_name(&self) -> &'static str {
+        E::NAME
+    }
+    fn to_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|error| Error::Serialization {
+            what: format!("event {}", E::NAME),
+            message: error.to_string(),
+        })
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn aggregate_id(&self) -> Option<Identifier> {
+        DomainEvent::aggregate_id(self).cloned()
+    }
+    fn record(&self, metadata: EventMetadata) -> Arc<dyn AnyRecordedEvent> {
+        Arc::new(Event::new(self.clone(), metadata))
+    }
+}
+
+/// A type-erased [`Event<E>`], as the unit of work hands events to projectors and handlers.
+pub trait AnyRecordedEvent: Any + Send + Sync + fmt::Debug {
+    /// The event's metadata.
+    fn metadata(&self) -> &EventMetadata;
+    /// The payload, erased.
+    fn payload_any(&self) -> &dyn AnyEvent;
+    /// `self` as `Any`, to downcast to `Event<E>`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<E: DomainEvent> AnyRecordedEvent for Event<E> {
+    fn metadata(&self) -> &EventMetadata {
+        &self.metadata
+    }
+    fn payload_any(&self) -> &dyn AnyEvent {
+        &self.payload
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl dyn AnyRecordedEvent {
+    /// The typed event, if it is an `E`.
+    pub fn downcast<E: DomainEvent>(&self) -> Option<&Event<E>> {
+        self.as_any().downcast_ref::<Event<E>>()
+    }
+}

@@ -1,0 +1,314 @@
+//! Field definitions: the static description of every element's fields, from which
+//! validation, storage schemas and documentation are derived.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::error::ValidationError;
+use crate::identifier::Identifier;
+
+/// What kind of value a field holds, independent of the Rust type that spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// An [`Identifier`].
+    Identifier,
+    /// Text.
+    String,
+    /// A whole number (`i64`, `i32`, …).
+    Integer,
+    /// A floating-point number.
+    Float,
+    /// `true` or `false`.
+    Boolean,
+    /// A point in time (`DateTime<Utc>`).
+    DateTime,
+    /// A calendar date (`NaiveDate`).
+    Date,
+    /// A list of values (`Vec<T>`).
+    List,
+    /// An embedded value object.
+    Embedded,
+    /// Free-form JSON (`serde_json::Value`).
+    Dict,
+}
+
+impl FieldKind {
+    /// Whether a projection may hold this kind (projections are flat tables).
+    pub fn is_basic(self) -> bool {
+        !matches!(self, FieldKind::Embedded)
+    }
+}
+
+/// The static definition of one field: its name, kind and the options given in `#[field(..)]`.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldDef {
+    /// The field's name.
+    pub name: &'static str,
+    /// The field's kind.
+    pub kind: FieldKind,
+    /// The Rust type as written (for documentation and error messages).
+    pub rust_type: &'static str,
+    /// Whether a value must be present (non-`Option` fields); required text must not be blank.
+    pub required: bool,
+    /// Whether this field is the element's identity.
+    pub identifier: bool,
+    /// Whether values must be unique across rows (projections and state-stored aggregates).
+    pub unique: bool,
+    /// Whether the field has a `default = …`.
+    pub has_default: bool,
+    /// Maximum length (characters of text, items of a list).
+    pub max_length: Option<usize>,
+    /// Minimum length (characters of text, items of a list).
+    pub min_length: Option<usize>,
+    /// Smallest allowed number.
+    pub min_value: Option<f64>,
+    /// Largest allowed number.
+    pub max_value: Option<f64>,
+    /// The only allowed values, when not empty.
+    pub choices: &'static [&'static str],
+    /// The fields of an embedded value object.
+    pub embedded: Option<fn() -> &'static [FieldDef]>,
+}
+
+impl FieldDef {
+    /// A field with no options; generated code fills the options with struct update syntax.
+    pub const fn new(name: &'static str, kind: FieldKind, rust_type: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            rust_type,
+            required: true,
+            identifier: false,
+            unique: false,
+            has_default: false,
+            max_length: None,
+            min_length: None,
+            min_value: None,
+            max_value: None,
+            choices: &[],
+            embedded: None,
+        }
+    }
+}
+
+/// A Rust type that can be the type of a field. Implemented for the basic types, `Option`,
+/// `Vec`, `serde_json::Value` and every `#[value_object]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the type of a Fidelis field",
+    label = "not a field type",
+    note = "fields may be Identifier, String, integers, f64, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value or a #[value_object]"
+)]
+pub trait FieldType {
+    /// The kind of value.
+    const KIND: FieldKind;
+    /// Whether a value may be absent (`Option`).
+    const OPTIONAL: bool = false;
+    /// The fields of an embedded value object.
+    const EMBEDDED: Option<fn() -> &'static [FieldDef]> = None;
+
+    /// Checks the value against the field's options, adding messages under `def.name`.
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError);
+}
+
+fn check_length(len: usize, def: &FieldDef, errors: &mut ValidationError) {
+    if let Some(max) = def.max_length
+        && len > max
+    {
+        errors.add(def.name, format!("is too long (max {max})"));
+    }
+    if let Some(min) = def.min_length
+        && len < min
+    {
+        errors.add(def.name, format!("is too short (min {min})"));
+    }
+}
+
+fn check_number(value: f64, def: &FieldDef, errors: &mut ValidationError) {
+    if value.is_nan() {
+        errors.add(def.name, "is not a number");
+        return;
+    }
+    if let Some(min) = def.min_value
+        && value < min
+    {
+        errors.add(def.name, format!("is too small (min {min})"));
+    }
+    if let Some(max) = def.max_value
+        && value > max
+    {
+        errors.add(def.name, format!("is too large (max {max})"));
+    }
+}
+
+fn check_text(value: &str, def: &FieldDef, errors: &mut ValidationError) {
+    if def.required && value.trim().is_empty() {
+        errors.add(def.name, "is required");
+        return;
+    }
+    check_length(value.chars().count(), def, errors);
+    if !def.choices.is_empty() && !def.choices.contains(&value) {
+        errors.add(def.name, format!("must be one of {:?}", def.choices));
+    }
+}
+
+impl FieldType for String {
+    const KIND: FieldKind = FieldKind::String;
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+        check_text(self, def, errors);
+    }
+}
+
+impl FieldType for Identifier {
+    const KIND: FieldKind = FieldKind::Identifier;
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+        check_text(self.as_str(), def, errors);
+    }
+}
+
+macro_rules! numeric_field {
+    ($kind:ident: $($ty:ty),*) => {$(
+        impl FieldType for $ty {
+            const KIND: FieldKind = FieldKind::$kind;
+            #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
+            fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+                check_number(*self as f64, def, errors);
+            }
+        }
+    )*};
+}
+numeric_field!(Integer: i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
+numeric_field!(Float: f32, f64);
+
+macro_rules! plain_field {
+    ($($ty:ty => $kind:ident),*) => {$(
+        impl FieldType for $ty {
+            const KIND: FieldKind = FieldKind::$kind;
+            fn check(&self, _def: &FieldDef, _errors: &mut ValidationError) {}
+        }
+    )*};
+}
+plain_field!(bool => Boolean, DateTime<Utc> => DateTime, NaiveDate => Date, serde_json::Value => Dict);
+
+impl<T: FieldType> FieldType for Option<T> {
+    const KIND: FieldKind = T::KIND;
+    const OPTIONAL: bool = true;
+    const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+        if let Some(value) = self {
+            // An optional value that is present is checked like a required one, except that
+            // blank text is allowed (`required` only forbids blank on required fields).
+            let inner = FieldDef { required: false, ..*def };
+            value.check(&inner, errors);
+        }
+    }
+}
+
+impl<T: FieldType> FieldType for Vec<T> {
+    const KIND: FieldKind = FieldKind::List;
+    const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+        check_length(self.len(), def, errors);
+        // Items are checked without the list's length and value options, which are about
+        // the list itself; embedded items report their own fields under `name.index`.
+        for (index, item) in self.iter().enumerate() {
+            let mut item_errors = ValidationError::new();
+            let item_def = FieldDef { name: "", ..FieldDef::new("", T::KIND, def.rust_type) };
+            item.check(&item_def, &mut item_errors);
+            for (field, messages) in item_errors.messages() {
+                let name = if field.is_empty() {
+                    format!("{}.{index}", def.name)
+                } else {
+                    format!("{}.{index}.{field}", def.name)
+                };
+                for message in messages {
+                    errors.add(name.clone(), message.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Field types whose values have a length: the only ones that accept `max_length` and
+/// `min_length`.
+#[diagnostic::on_unimplemented(
+    message = "`max_length` and `min_length` do not apply to a field of type `{Self}`",
+    label = "this field has no length",
+    note = "length options apply to String, Identifier and Vec<T> fields (or an Option of one)"
+)]
+pub trait LengthField {}
+impl LengthField for String {}
+impl LengthField for Identifier {}
+impl<T> LengthField for Vec<T> {}
+impl<T: LengthField> LengthField for Option<T> {}
+
+/// Field types that are numbers: the only ones that accept `min_value` and `max_value`.
+#[diagnostic::on_unimplemented(
+    message = "`min_value` and `max_value` do not apply to a field of type `{Self}`",
+    label = "this field is not a number",
+    note = "value bounds apply to integer and f64 fields (or an Option of one)"
+)]
+pub trait NumericField {}
+macro_rules! numeric_marker { ($($ty:ty),*) => {$(impl NumericField for $ty {})*}; }
+numeric_marker!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64);
+impl<T: NumericField> NumericField for Option<T> {}
+
+/// Field types that can be restricted to `choices = [..]`: text.
+#[diagnostic::on_unimplemented(
+    message = "`choices` does not apply to a field of type `{Self}`",
+    label = "this field is not text",
+    note = "`choices` applies to String fields (or Option<String>)"
+)]
+pub trait TextField {}
+impl TextField for String {}
+impl<T: TextField> TextField for Option<T> {}
+
+/// Field types that can be a projection's or aggregate's identifier.
+#[diagnostic::on_unimplemented(
+    message = "a field of type `{Self}` cannot be an identifier",
+    label = "not an identifier type",
+    note = "identifier fields must be Identifier, String or an integer"
+)]
+pub trait IdentityField {
+    /// The value as the identity string used by storage.
+    fn identity(&self) -> Identifier;
+}
+impl IdentityField for Identifier {
+    fn identity(&self) -> Identifier {
+        self.clone()
+    }
+}
+impl IdentityField for String {
+    fn identity(&self) -> Identifier {
+        Identifier::new(self.clone())
+    }
+}
+macro_rules! int_identity { ($($ty:ty),*) => {$(
+    impl IdentityField for $ty {
+        fn identity(&self) -> Identifier { Identifier::new(self.to_string()) }
+    }
+)*}; }
+int_identity!(i32, i64, u32, u64);
+
+/// Field types a projection may hold: flat values a database column can store.
+#[diagnostic::on_unimplemented(
+    message = "projection fields must be basic types, and `{Self}` is not",
+    label = "not a basic field type",
+    note = "projections are flat tables: use Identifier, String, integers, f64, bool, DateTime<Utc>, NaiveDate, Option<T> or Vec<T> of those, or serde_json::Value"
+)]
+pub trait BasicField {}
+macro_rules! basic_marker { ($($ty:ty),*) => {$(impl BasicField for $ty {})*}; }
+basic_marker!(
+    Identifier, String, bool, i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64,
+    DateTime<Utc>, NaiveDate, serde_json::Value
+);
+impl<T: BasicField> BasicField for Option<T> {}
+impl<T: BasicField> BasicField for Vec<T> {}
+
+/// Checks every field of a value against its definition and collects all failures.
+pub(crate) fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut ValidationError) {
+    value.check(def, errors);
+}
+
+/// The definition of the field named `name`, if any.
+pub fn find_field<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
+    fields.iter().find(|field| field.name == name)
+}

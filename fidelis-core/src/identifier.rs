@@ -1,0 +1,102 @@
+//! Identity of aggregates, projections and events.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of an aggregate, a projection row or an event.
+///
+/// It wraps any string, so identifiers from other systems fit unchanged; new ones made by
+/// [`Identifier::generate`] are UUID v7, so they sort by creation time.
+///
+/// ```
+/// use fidelis_core::Identifier;
+/// let id = Identifier::from("ACC-001");
+/// assert_eq!(id.to_string(), "ACC-001");
+/// assert_eq!(serde_json::to_string(&id).unwrap(), "\"ACC-001\"");
+/// assert!(Identifier::generate() < Identifier::generate());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// A new, unique identifier (UUID v7: time-ordered).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Wraps an existing string.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The identifier as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Unwraps the inner string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// Whether the identifier is empty or only whitespace (a required identifier must not be).
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Identifier {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl From<String> for Identifier {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&String> for Identifier {
+    fn from(value: &String) -> Self {
+        Self(value.clone())
+    }
+}
+
+impl From<&Identifier> for Identifier {
+    fn from(value: &Identifier) -> Self {
+        value.clone()
+    }
+}
+
+impl From<Identifier> for String {
+    fn from(value: Identifier) -> Self {
+        value.0
+    }
+}
+
+impl AsRef<str> for Identifier {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Identifier {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Identifier {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}

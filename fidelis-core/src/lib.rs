@@ -1,0 +1,62 @@
+//! # Fidelis
+//!
+//! Declarative domain-driven design, CQRS and event sourcing for Rust. Annotate plain types
+//! with `#[aggregate]`, `#[event]`, `#[command]`, `#[command_handler]`, `#[projection]`,
+//! `#[projector]`, `#[event_handler]` and `#[value_object]`; Fidelis generates validation,
+//! apply dispatch, typed handler tables and registration, and its runtime processes
+//! commands in units of work and keeps read models up to date.
+//!
+//! Start with `use fidelis_core::prelude::*;` and see the crate README for the whole tour.
+
+pub mod aggregate;
+pub mod context;
+pub mod domain;
+pub mod element;
+pub mod error;
+pub mod event;
+pub mod field;
+pub mod identifier;
+pub mod query;
+pub mod registry;
+pub mod repository;
+pub mod retry;
+pub mod store;
+pub mod testing;
+mod unit_of_work;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use chrono;
+pub use fidelis_macros::{
+    aggregate, command, command_handler, event, event_handler, projection, projector, value_object,
+};
+
+pub use crate::aggregate::AggregateMeta;
+pub use crate::context::Context;
+pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
+pub use crate::element::{
+    Aggregate, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind, Handled,
+    HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection,
+    Projector, StorageKind, ValueObject,
+};
+pub use crate::error::{Error, Result, ValidationError};
+pub use crate::event::{Event, EventMetadata, RecordedEvent};
+pub use crate::field::{FieldDef, FieldKind, FieldType};
+pub use crate::identifier::Identifier;
+pub use crate::query::{FieldHandle, Filter, OrderBy, TextHandle};
+pub use crate::registry::{Registrar, Registry};
+pub use crate::repository::{DomainRepository, Query, Repository};
+pub use crate::retry::RetryPolicy;
+
+/// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
+pub mod prelude {
+    pub use chrono::{DateTime, NaiveDate, Utc};
+
+    pub use crate::{
+        Aggregate, Command, Context, Domain, DomainEvent, Error, Event, EventMetadata, Identifier,
+        Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, command,
+        command_handler, event, event_handler, projection, projector, value_object,
+    };
+}

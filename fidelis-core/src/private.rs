@@ -1,0 +1,254 @@
+//! Support for the code the macros generate. **Not public API**: no stability promise,
+//! do not use directly.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use futures::future::BoxFuture;
+pub use inventory;
+pub use serde;
+pub use serde_json;
+
+pub use crate::aggregate::AggregateMeta;
+pub use crate::context::Context;
+pub use crate::element::{
+    Aggregate, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind, Handled,
+    HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection,
+    Projector, StorageKind, ValueObject,
+};
+pub use crate::error::{Error, Result, ValidationError};
+pub use crate::event::Event;
+pub use crate::field::{
+    BasicField, FieldDef, FieldKind, FieldType, IdentityField, LengthField, NumericField,
+    TextField,
+};
+pub use crate::identifier::Identifier;
+pub use crate::query::FieldHandle;
+pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, ListenerRoute, Registrar};
+
+/// `aggregate.raise(event)`.
+pub fn raise<A, E>(aggregate: &mut A, event: E) -> Result<()>
+where
+    A: Aggregate + Apply<E>,
+    E: DomainEvent + BelongsTo<A>,
+{
+    crate::aggregate::raise(aggregate, event)
+}
+
+/// `A::create_new()`: a fresh id, defaults elsewhere.
+pub fn create_new<A: Aggregate>() -> A {
+    A::blank(Identifier::generate())
+}
+
+/// Checks one field's value against its definition.
+pub fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut ValidationError) {
+    crate::field::check_field(value, def, errors);
+}
+
+/// Compile-time checks the macros emit; calling them does nothing.
+pub mod assert {
+    use super::*;
+    /// The field type is a Fidelis field type.
+    pub fn field_type<T: FieldType>() {}
+    /// The field accepts `max_length` / `min_length`.
+    pub fn length<T: LengthField>() {}
+    /// The field accepts `min_value` / `max_value`.
+    pub fn numeric<T: NumericField>() {}
+    /// The field accepts `choices`.
+    pub fn text<T: TextField>() {}
+    /// The field can be an identifier.
+    pub fn identity<T: IdentityField>() {}
+    /// The field can be a projection field.
+    pub fn basic<T: BasicField>() {}
+    /// The handler may handle commands of the command's aggregate.
+    pub fn handles<H: HandlesCommandsOf<C::Aggregate>, C: Command>() {}
+    /// The projector or event handler listens to the event's aggregate.
+    pub fn listens<H: ListensTo<E::Aggregate>, E: DomainEvent>() {}
+    /// The event can be applied by its aggregate.
+    pub fn applies<A: Apply<E>, E>() {}
+}
+
+/// Reads the fields of a command or event from untrusted JSON, collecting every missing,
+/// mistyped and invalid field instead of stopping at the first.
+pub struct JsonFields {
+    map: Map<String, Value>,
+    errors: ValidationError,
+    element: &'static str,
+}
+
+impl JsonFields {
+    /// Starts reading; a value that is not an object is reported as such.
+    pub fn new(element: &'static str, value: Value) -> std::result::Result<Self, Error> {
+        match value {
+            Value::Object(map) => Ok(Self { map, errors: ValidationError::new(), element }),
+            other => Err(Error::Validation {
+                element: element.to_owned(),
+                errors: ValidationError::field("_", format!("expected a JSON object, got {}", kind_of(&other))),
+            }),
+        }
+    }
+
+    /// Takes a field: `None` (with a message recorded) when it is missing and required, or
+    /// has the wrong type.
+    pub fn take<T: DeserializeOwned + FieldType>(
+        &mut self,
+        name: &'static str,
+        default: Option<fn() -> T>,
+    ) -> Option<T> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) if T::OPTIONAL => serde_json::from_value(Value::Null).ok(),
+            None | Some(Value::Null) => match default {
+                Some(default) => Some(default()),
+                None => {
+                    self.errors.add(name, "is required");
+                    None
+                }
+            },
+            Some(value) => {
+                let kind = kind_of(&value);
+                match serde_json::from_value(value) {
+                    Ok(value) => Some(value),
+                    Err(error) => {
+                        self.errors.add(name, format!("has the wrong type ({kind}): {error}"));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends reading: unknown fields are reported too.
+    pub fn finish(mut self) -> std::result::Result<(), Error> {
+        for unknown in self.map.keys() {
+            self.errors.add(unknown.clone(), "is not a field of this element");
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation { element: self.element.to_owned(), errors: self.errors })
+        }
+    }
+
+    /// Ends reading when a field failed (so the value cannot be built): reports everything.
+    pub fn fail(self) -> Error {
+        match self.finish() {
+            Err(error) => error,
+            Ok(()) => Error::Validation {
+                element: "input".to_owned(),
+                errors: ValidationError::field("_", "invalid input"),
+            },
+        }
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Validates a freshly decoded value, turning field errors into [`Error::Validation`].
+pub fn validated<T: HasFields>(value: T, element: &'static str) -> Result<T> {
+    match value.validate() {
+        Ok(()) => Ok(value),
+        Err(errors) => Err(Error::Validation { element: element.to_owned(), errors }),
+    }
+}
+
+/// What a handler method may return: `()`, or `Result<T, E>` with `E: Into<Error>`.
+pub trait HandlerReturn {
+    /// The success value.
+    type Output;
+    /// As a `Result`.
+    fn into_result(self) -> Result<Self::Output>;
+}
+
+impl HandlerReturn for () {
+    type Output = ();
+    fn into_result(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<T, E: Into<Error>> HandlerReturn for std::result::Result<T, E> {
+    type Output = T;
+    fn into_result(self) -> Result<T> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Implemented by the `#[aggregate] impl` block.
+pub trait AggregateBehaviour: Sized + 'static {
+    /// The `#[invariant]` methods.
+    const INVARIANTS: &'static [Invariant<Self>];
+}
+
+/// Autoref specialization probe, at the concrete type the macro names:
+/// `(&DefaultProbe::<H>::new()).factory()` is `Some(H::default)` when `H: Default`.
+pub struct DefaultProbe<T>(PhantomData<fn() -> T>);
+/// `(&InvariantProbe::<A>::new()).invariants()` lists the invariants of the impl block.
+pub struct InvariantProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> DefaultProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+impl<T> InvariantProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The probe's answer for types implementing `Default`.
+pub trait FactoryViaDefault<T> {
+    /// `Some(T::default)`.
+    fn factory(&self) -> Option<fn() -> T>;
+}
+impl<T: Default> FactoryViaDefault<T> for DefaultProbe<T> {
+    fn factory(&self) -> Option<fn() -> T> {
+        Some(T::default)
+    }
+}
+/// The probe's answer for types without `Default`.
+pub trait FactoryFallback<T> {
+    /// `None`.
+    fn factory(&self) -> Option<fn() -> T>;
+}
+impl<T> FactoryFallback<T> for &DefaultProbe<T> {
+    fn factory(&self) -> Option<fn() -> T> {
+        None
+    }
+}
+
+/// The probe's answer for aggregates with an `#[aggregate] impl` block.
+pub trait InvariantsViaImpl<T> {
+    /// The invariants.
+    fn invariants(&self) -> &'static [Invariant<T>];
+}
+impl<T: AggregateBehaviour> InvariantsViaImpl<T> for InvariantProbe<T> {
+    fn invariants(&self) -> &'static [Invariant<T>] {
+        T::INVARIANTS
+    }
+}
+/// The probe's answer for aggregates without one.
+pub trait InvariantsFallback<T> {
+    /// None.
+    fn invariants(&self) -> &'static [Invariant<T>];
+}
+impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
+    fn invariants(&self) -> &'static [Invariant<T>] {
+        &[]
+    }
+}
+
+pub use crate::repository::{load_aggregate, load_projection, save_aggregate, save_projection};

@@ -1,0 +1,372 @@
+//! Typed queries on projections and state-stored aggregates.
+//!
+//! The macros give every document element a `fields()` function returning one
+//! [`FieldHandle`] per field, so filters are checked by the compiler:
+//!
+//! ```ignore
+//! let f = AccountSummary::fields();
+//! let rich = domain
+//!     .repository::<AccountSummary>()
+//!     .query()
+//!     .filter(f.balance.ge(1_000.0))
+//!     .filter(f.account_number.starts_with("ACC-"))
+//!     .order_by(f.balance.desc())
+//!     .limit(10)
+//!     .all()
+//!     .await?;
+//! ```
+//!
+//! Adapters receive the untyped [`QuerySpec`] and translate it (the SQL adapters into
+//! parameterized statements: values are never spliced into SQL text).
+
+use std::cmp::Ordering;
+use std::marker::PhantomData;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+
+use crate::identifier::Identifier;
+
+/// A value in a filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryValue {
+    /// No value.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Text (strings and identifiers).
+    Text(String),
+    /// A point in time.
+    Time(DateTime<Utc>),
+    /// A calendar date.
+    Date(NaiveDate),
+}
+
+/// Converts a Rust value into a [`QueryValue`].
+pub trait IntoQueryValue {
+    /// The value for a filter.
+    fn into_query_value(self) -> QueryValue;
+}
+
+macro_rules! query_value {
+    ($($ty:ty => |$v:ident| $e:expr),* $(,)?) => {$(
+        impl IntoQueryValue for $ty {
+            fn into_query_value(self) -> QueryValue { let $v = self; $e }
+        }
+    )*};
+}
+query_value! {
+    bool => |v| QueryValue::Bool(v),
+    i32 => |v| QueryValue::Int(i64::from(v)),
+    i64 => |v| QueryValue::Int(v),
+    u32 => |v| QueryValue::Int(i64::from(v)),
+    f64 => |v| QueryValue::Float(v),
+    String => |v| QueryValue::Text(v),
+    Identifier => |v| QueryValue::Text(v.into_string()),
+    DateTime<Utc> => |v| QueryValue::Time(v),
+    NaiveDate => |v| QueryValue::Date(v),
+}
+
+impl<T: IntoQueryValue> IntoQueryValue for Option<T> {
+    fn into_query_value(self) -> QueryValue {
+        self.map_or(QueryValue::Null, IntoQueryValue::into_query_value)
+    }
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// One filter condition. Comparisons never match a missing (null) value, as in SQL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// `field <op> value`
+    Compare {
+        /// The field.
+        field: &'static str,
+        /// The operator.
+        op: CompareOp,
+        /// The value compared with.
+        value: QueryValue,
+    },
+    /// `field IN (values)`
+    In {
+        /// The field.
+        field: &'static str,
+        /// The accepted values.
+        values: Vec<QueryValue>,
+    },
+    /// `field IS NULL` (or `IS NOT NULL` when negated).
+    IsNull {
+        /// The field.
+        field: &'static str,
+        /// `IS NOT NULL` instead.
+        negated: bool,
+    },
+    /// `field LIKE 'prefix%'`, the prefix matched literally.
+    StartsWith {
+        /// The field.
+        field: &'static str,
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+/// A sort key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// The field.
+    pub field: &'static str,
+    /// Largest first.
+    pub descending: bool,
+}
+
+/// An untyped query, as adapters receive it: every filter must hold (AND).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuerySpec {
+    /// Conditions, all of which must hold.
+    pub filters: Vec<Condition>,
+    /// Sort keys, most significant first; rows with a missing value sort last.
+    pub order: Vec<Order>,
+    /// At most this many rows.
+    pub limit: Option<usize>,
+    /// Skip this many rows first.
+    pub offset: usize,
+}
+
+/// A typed filter on the fields of `T`.
+#[derive(Clone, Debug)]
+pub struct Filter<T> {
+    pub(crate) condition: Condition,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T> Filter<T> {
+    fn new(condition: Condition) -> Self {
+        Self { condition, _element: PhantomData }
+    }
+
+    /// The untyped condition.
+    pub fn condition(&self) -> &Condition {
+        &self.condition
+    }
+}
+
+/// A typed sort key on the fields of `T`.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderBy<T> {
+    pub(crate) order: Order,
+    _element: PhantomData<fn() -> T>,
+}
+
+/// A field of element `T` holding values of type `V`, to build filters and sort keys.
+pub struct FieldHandle<T, V> {
+    name: &'static str,
+    _types: PhantomData<fn() -> (T, V)>,
+}
+
+impl<T, V> Clone for FieldHandle<T, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, V> Copy for FieldHandle<T, V> {}
+
+impl<T, V> std::fmt::Debug for FieldHandle<T, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FieldHandle({})", self.name)
+    }
+}
+
+impl<T, V: IntoQueryValue> FieldHandle<T, V> {
+    /// A handle on the field `name` (the macros make these).
+    pub const fn new(name: &'static str) -> Self {
+        Self { name, _types: PhantomData }
+    }
+
+    /// The field's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn compare(self, op: CompareOp, value: impl Into<V>) -> Filter<T> {
+        match value.into().into_query_value() {
+            QueryValue::Null => Filter::new(Condition::IsNull { field: self.name, negated: op == CompareOp::Ne }),
+            value => Filter::new(Condition::Compare { field: self.name, op, value }),
+        }
+    }
+
+    /// `field = value` (`= None` means `IS NULL`).
+    pub fn eq(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Eq, value)
+    }
+    /// `field <> value` (`<> None` means `IS NOT NULL`).
+    pub fn ne(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Ne, value)
+    }
+    /// `field < value`
+    pub fn lt(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Lt, value)
+    }
+    /// `field <= value`
+    pub fn le(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Le, value)
+    }
+    /// `field > value`
+    pub fn gt(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Gt, value)
+    }
+    /// `field >= value`
+    pub fn ge(self, value: impl Into<V>) -> Filter<T> {
+        self.compare(CompareOp::Ge, value)
+    }
+    /// `field IN (values)`
+    pub fn is_in<I: Into<V>>(self, values: impl IntoIterator<Item = I>) -> Filter<T> {
+        let values = values.into_iter().map(|value| value.into().into_query_value()).collect();
+        Filter::new(Condition::In { field: self.name, values })
+    }
+    /// `field IS NULL`
+    pub fn is_null(self) -> Filter<T> {
+        Filter::new(Condition::IsNull { field: self.name, negated: false })
+    }
+    /// `field IS NOT NULL`
+    pub fn is_not_null(self) -> Filter<T> {
+        Filter::new(Condition::IsNull { field: self.name, negated: true })
+    }
+    /// Smallest first.
+    pub fn asc(self) -> OrderBy<T> {
+        OrderBy { order: Order { field: self.name, descending: false }, _element: PhantomData }
+    }
+    /// Largest first.
+    pub fn desc(self) -> OrderBy<T> {
+        OrderBy { order: Order { field: self.name, descending: true }, _element: PhantomData }
+    }
+}
+
+/// Text fields: prefix search.
+pub trait TextHandle<T> {
+    /// `field` starts with `prefix` (matched literally, no wildcards).
+    fn starts_with(self, prefix: impl Into<String>) -> Filter<T>;
+}
+
+macro_rules! text_handle {
+    ($($ty:ty),*) => {$(
+        impl<T> TextHandle<T> for FieldHandle<T, $ty> {
+            fn starts_with(self, prefix: impl Into<String>) -> Filter<T> {
+                Filter::new(Condition::StartsWith { field: self.name, prefix: prefix.into() })
+            }
+        }
+    )*};
+}
+text_handle!(String, Option<String>, Identifier, Option<Identifier>);
+
+/// Evaluates queries on JSON rows: the memory adapter's query engine.
+pub mod eval {
+    use super::*;
+
+    /// Whether a row satisfies every filter of the query.
+    pub fn matches(row: &Map<String, Value>, query: &QuerySpec) -> bool {
+        query.filters.iter().all(|condition| holds(row, condition))
+    }
+
+    fn holds(row: &Map<String, Value>, condition: &Condition) -> bool {
+        match condition {
+            Condition::Compare { field, op, value } => {
+                let Some(ordering) = row.get(*field).and_then(|stored| compare(stored, value)) else {
+                    return false;
+                };
+                match op {
+                    CompareOp::Eq => ordering == Ordering::Equal,
+                    CompareOp::Ne => ordering != Ordering::Equal,
+                    CompareOp::Lt => ordering == Ordering::Less,
+                    CompareOp::Le => ordering != Ordering::Greater,
+                    CompareOp::Gt => ordering == Ordering::Greater,
+                    CompareOp::Ge => ordering != Ordering::Less,
+                }
+            }
+            Condition::In { field, values } => row
+                .get(*field)
+                .is_some_and(|stored| values.iter().any(|value| compare(stored, value) == Some(Ordering::Equal))),
+            Condition::IsNull { field, negated } => {
+                let null = row.get(*field).is_none_or(Value::is_null);
+                null != *negated
+            }
+            Condition::StartsWith { field, prefix } => {
+                row.get(*field).and_then(Value::as_str).is_some_and(|text| text.starts_with(prefix.as_str()))
+            }
+        }
+    }
+
+    /// Compares a stored JSON value with a query value; `None` when either is null or the
+    /// kinds differ (such rows never match, as in SQL).
+    pub fn compare(stored: &Value, value: &QueryValue) -> Option<Ordering> {
+        match value {
+            QueryValue::Null => None,
+            QueryValue::Bool(b) => stored.as_bool().map(|s| s.cmp(b)),
+            QueryValue::Int(i) => match stored.as_i64() {
+                Some(s) => Some(s.cmp(i)),
+                None => stored.as_f64().and_then(|s| s.partial_cmp(&(*i as f64))),
+            },
+            QueryValue::Float(f) => stored.as_f64().and_then(|s| s.partial_cmp(f)),
+            QueryValue::Text(t) => stored.as_str().map(|s| s.cmp(t.as_str())),
+            QueryValue::Time(t) => stored
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|s| s.with_timezone(&Utc).cmp(t)),
+            QueryValue::Date(d) => stored.as_str().and_then(|s| s.parse::<NaiveDate>().ok()).map(|s| s.cmp(d)),
+        }
+    }
+
+    /// Orders two rows by the query's sort keys (missing values last).
+    pub fn order(a: &Map<String, Value>, b: &Map<String, Value>, query: &QuerySpec) -> Ordering {
+        for key in &query.order {
+            let ordering = compare_stored(a.get(key.field), b.get(key.field), key.descending);
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
+        }
+        Ordering::Equal
+    }
+
+    fn compare_stored(a: Option<&Value>, b: Option<&Value>, descending: bool) -> Ordering {
+        let a = a.filter(|v| !v.is_null());
+        let b = b.filter(|v| !v.is_null());
+        let ordering = match (a, b) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(a), Some(b)) => match (a, b) {
+                (Value::Number(x), Value::Number(y)) => {
+                    x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
+                }
+                (Value::String(x), Value::String(y)) => match (
+                    DateTime::parse_from_rfc3339(x),
+                    DateTime::parse_from_rfc3339(y),
+                ) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                },
+                (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+                _ => Ordering::Equal,
+            },
+        };
+        if descending { ordering.reverse() } else { ordering }
+    }
+}

@@ -1,0 +1,674 @@
+//! The domain registry: which elements a domain has, how they link, and the checks that a
+//! domain is whole before it runs.
+//!
+//! Elements reach a [`Registrar`] two ways: discovered (every macro submits an
+//! [`AutoRegistration`] to `inventory`) or registered by hand with
+//! `Domain::builder(..).register::<T>()`. Both call the element's [`Element::register`].
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::aggregate;
+use crate::context::Context;
+use crate::element::{
+    Aggregate, Apply, Command, DomainEvent, Element, ElementKind, Projection,
+};
+use crate::error::{Error, Result};
+use crate::event::{AnyEvent, AnyRecordedEvent, Event, RecordedEvent};
+use crate::field::FieldDef;
+
+/// One auto-registered element, submitted to `inventory` by the macros.
+#[doc(hidden)]
+pub struct AutoRegistration {
+    /// `module_path!()` where the element is declared; its first segment is the crate.
+    pub module_path: &'static str,
+    /// The element's [`Element::register`].
+    pub register: fn(&mut Registrar),
+}
+
+inventory::collect!(AutoRegistration);
+
+impl AutoRegistration {
+    /// The crate the element was declared in.
+    pub fn crate_name(&self) -> &'static str {
+        self.module_path.split("::").next().unwrap_or(self.module_path)
+    }
+}
+
+/// Every element discovered through `inventory` in this process.
+pub(crate) fn discovered() -> impl Iterator<Item = &'static AutoRegistration> {
+    inventory::iter::<AutoRegistration>.into_iter()
+}
+
+/// An aggregate as the registry knows it.
+#[derive(Clone, Debug)]
+pub struct AggregateInfo {
+    /// Its Rust name.
+    pub name: &'static str,
+    /// Whether it is event-sourced.
+    pub event_sourced: bool,
+    /// Its fields.
+    pub fields: &'static [FieldDef],
+    /// Its stream category, `<domain>::<aggregate>` (set when the domain is built).
+    pub category: String,
+    /// Its table (state-stored aggregates), the snake-case name.
+    pub table: String,
+}
+
+type DecodeFn = fn(&RecordedEvent) -> Result<Arc<dyn AnyEvent>>;
+type ReplayFn = fn(&mut dyn Any, &dyn AnyEvent) -> bool;
+
+/// An event as the registry knows it.
+#[derive(Clone, Debug)]
+pub struct EventInfo {
+    /// Its Rust name.
+    pub name: &'static str,
+    /// Its schema version.
+    pub version: u32,
+    /// `#[event(type_name = "…")]`, if given.
+    pub type_name_override: Option<&'static str>,
+    /// Its stable type name (set when the domain is built).
+    pub type_name: String,
+    /// The aggregate it is part of.
+    pub aggregate: TypeId,
+    /// That aggregate's name.
+    pub aggregate_name: &'static str,
+    /// Its fields.
+    pub fields: &'static [FieldDef],
+    pub(crate) decode: DecodeFn,
+    pub(crate) replay: ReplayFn,
+}
+
+/// A command as the registry knows it.
+#[derive(Clone, Debug)]
+pub struct CommandInfo {
+    /// Its Rust name.
+    pub name: &'static str,
+    /// The aggregate it is part of.
+    pub aggregate: TypeId,
+    /// That aggregate's name.
+    pub aggregate_name: &'static str,
+    /// Its fields.
+    pub fields: &'static [FieldDef],
+}
+
+/// A projection as the registry knows it.
+#[derive(Clone, Debug)]
+pub struct ProjectionInfo {
+    /// Its Rust name.
+    pub name: &'static str,
+    /// Its fields.
+    pub fields: &'static [FieldDef],
+    /// The identifier field.
+    pub identifier: &'static str,
+    /// Its table, the snake-case name.
+    pub table: String,
+}
+
+/// A command handled by a command handler method.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct CommandRoute {
+    pub(crate) command: TypeId,
+    pub(crate) command_name: &'static str,
+    pub(crate) method: &'static str,
+}
+
+impl CommandRoute {
+    /// `#[handle(C)] fn method`.
+    pub fn of<C: Command>(method: &'static str) -> Self {
+        Self { command: TypeId::of::<C>(), command_name: C::NAME, method }
+    }
+}
+
+type Instance = Arc<dyn Any + Send + Sync>;
+
+/// Calls one listener method with a type-erased instance and event.
+pub(crate) trait ListenerCall: Send + Sync {
+    fn call<'a>(
+        &self,
+        instance: &'a (dyn Any + Send + Sync),
+        event: &'a dyn AnyRecordedEvent,
+        ctx: &'a mut Context,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The signature of the thunks the macros generate for `#[on(E)]` and event-handler `#[handle(E)]`.
+#[doc(hidden)]
+pub type ListenerThunk<H, E> =
+    for<'a> fn(&'a H, &'a Event<E>, &'a mut Context) -> BoxFuture<'a, Result<()>>;
+
+struct TypedCall<H, E> {
+    thunk: ListenerThunk<H, E>,
+    listener: &'static str,
+}
+
+impl<H: Send + Sync + 'static, E: DomainEvent> ListenerCall for TypedCall<H, E> {
+    fn call<'a>(
+        &self,
+        instance: &'a (dyn Any + Send + Sync),
+        event: &'a dyn AnyRecordedEvent,
+        ctx: &'a mut Context,
+    ) -> BoxFuture<'a, Result<()>> {
+        match (instance.downcast_ref::<H>(), event.downcast::<E>()) {
+            (Some(instance), Some(event)) => (self.thunk)(instance, event, ctx),
+            // The routing table is keyed by the event's TypeId, so this is unreachable
+            // unless the registry is corrupted; report it instead of panicking.
+            _ => {
+                let listener = self.listener;
+                Box::pin(async move {
+                    Err(Error::handler(listener, format!("misrouted event {}", E::NAME)))
+                })
+            }
+        }
+    }
+}
+
+/// An event handled by a projector or event handler method.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct ListenerRoute {
+    pub(crate) event: TypeId,
+    pub(crate) event_name: &'static str,
+    pub(crate) event_aggregate: TypeId,
+    pub(crate) event_aggregate_name: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) call: Arc<dyn ListenerCall>,
+}
+
+impl ListenerRoute {
+    /// `#[on(E)] fn method` (or `#[handle(E)]` in an event handler).
+    pub fn of<H: Element, E: DomainEvent>(method: &'static str, thunk: ListenerThunk<H, E>) -> Self {
+        Self {
+            event: TypeId::of::<E>(),
+            event_name: E::NAME,
+            event_aggregate: TypeId::of::<E::Aggregate>(),
+            event_aggregate_name: <E::Aggregate as Element>::NAME,
+            method,
+            call: Arc::new(TypedCall { thunk, listener: H::NAME }),
+        }
+    }
+}
+
+/// An aggregate a projector or event handler listens to.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct AggregateRef {
+    pub(crate) type_id: TypeId,
+    pub(crate) name: &'static str,
+}
+
+impl AggregateRef {
+    /// The aggregate `A`.
+    pub fn of<A: Aggregate>() -> Self {
+        Self { type_id: TypeId::of::<A>(), name: A::NAME }
+    }
+}
+
+/// A command handler, projector or event handler as the registry knows it.
+#[derive(Clone)]
+pub(crate) struct HandlerInfo {
+    pub(crate) name: &'static str,
+    pub(crate) kind: ElementKind,
+    pub(crate) instance: Option<Instance>,
+    pub(crate) commands: Vec<CommandRoute>,
+    pub(crate) projection: Option<(TypeId, &'static str)>,
+    pub(crate) aggregates: Vec<AggregateRef>,
+    pub(crate) events: Vec<ListenerRoute>,
+}
+
+/// Collects the elements of a domain. The macros' generated `register` functions call its
+/// methods; users call [`DomainBuilder::register`](crate::DomainBuilder::register) instead.
+#[derive(Default)]
+pub struct Registrar {
+    aggregates: BTreeMap<TypeId, AggregateInfo>,
+    events: BTreeMap<TypeId, EventInfo>,
+    commands: BTreeMap<TypeId, CommandInfo>,
+    projections: BTreeMap<TypeId, ProjectionInfo>,
+    handlers: BTreeMap<TypeId, HandlerInfo>,
+}
+
+impl Registrar {
+    /// Registers an aggregate.
+    pub fn aggregate<A: Aggregate>(&mut self) {
+        self.aggregates.entry(TypeId::of::<A>()).or_insert_with(|| AggregateInfo {
+            name: A::NAME,
+            event_sourced: A::EVENT_SOURCED,
+            fields: A::FIELDS,
+            category: String::new(),
+            table: snake_case(A::NAME),
+        });
+    }
+
+    /// Registers an event.
+    pub fn event<E: DomainEvent>(&mut self) {
+        self.events.entry(TypeId::of::<E>()).or_insert_with(|| EventInfo {
+            name: E::NAME,
+            version: E::VERSION,
+            type_name_override: E::TYPE_NAME,
+            type_name: String::new(),
+            aggregate: TypeId::of::<E::Aggregate>(),
+            aggregate_name: <E::Aggregate as Element>::NAME,
+            fields: E::FIELDS,
+            decode: decode_event::<E>,
+            replay: replay_event::<E::Aggregate, E>,
+        });
+    }
+
+    /// Registers a command.
+    pub fn command<C: Command>(&mut self) {
+        self.commands.entry(TypeId::of::<C>()).or_insert_with(|| CommandInfo {
+            name: C::NAME,
+            aggregate: TypeId::of::<C::Aggregate>(),
+            aggregate_name: <C::Aggregate as Element>::NAME,
+            fields: C::FIELDS,
+        });
+    }
+
+    /// Registers a projection.
+    pub fn projection<P: Projection>(&mut self) {
+        self.projections.entry(TypeId::of::<P>()).or_insert_with(|| ProjectionInfo {
+            name: P::NAME,
+            fields: P::FIELDS,
+            identifier: P::IDENTIFIER,
+            table: snake_case(P::NAME),
+        });
+    }
+
+    /// Registers a command handler with its routes; `factory` makes the instance when the
+    /// handler implements `Default`.
+    pub fn command_handler<H: Element>(
+        &mut self,
+        factory: Option<fn() -> H>,
+        commands: Vec<CommandRoute>,
+    ) {
+        self.handler::<H>(HandlerInfo {
+            name: H::NAME,
+            kind: ElementKind::CommandHandler,
+            instance: factory.map(|make| Arc::new(make()) as Instance),
+            commands,
+            projection: None,
+            aggregates: Vec::new(),
+            events: Vec::new(),
+        });
+    }
+
+    /// Registers a projector of projection `P`.
+    pub fn projector<H: Element, P: Projection>(
+        &mut self,
+        factory: Option<fn() -> H>,
+        aggregates: Vec<AggregateRef>,
+        events: Vec<ListenerRoute>,
+    ) {
+        self.handler::<H>(HandlerInfo {
+            name: H::NAME,
+            kind: ElementKind::Projector,
+            instance: factory.map(|make| Arc::new(make()) as Instance),
+            commands: Vec::new(),
+            projection: Some((TypeId::of::<P>(), P::NAME)),
+            aggregates,
+            events,
+        });
+    }
+
+    /// Registers an event handler.
+    pub fn event_handler<H: Element>(
+        &mut self,
+        factory: Option<fn() -> H>,
+        aggregates: Vec<AggregateRef>,
+        events: Vec<ListenerRoute>,
+    ) {
+        self.handler::<H>(HandlerInfo {
+            name: H::NAME,
+            kind: ElementKind::EventHandler,
+            instance: factory.map(|make| Arc::new(make()) as Instance),
+            commands: Vec::new(),
+            projection: None,
+            aggregates,
+            events,
+        });
+    }
+
+    fn handler<H: Element>(&mut self, info: HandlerInfo) {
+        let entry = self.handlers.entry(TypeId::of::<H>()).or_insert(info);
+        // An instance given by hand (`.instance(..)`) wins over the default one.
+        let _ = entry;
+    }
+
+    /// Sets the instance of a handler (one with state, or without `Default`).
+    pub(crate) fn set_instance<H: Element>(&mut self, instance: H) {
+        H::register(self);
+        if let Some(info) = self.handlers.get_mut(&TypeId::of::<H>()) {
+            info.instance = Some(Arc::new(instance));
+        }
+    }
+
+    /// Checks that the domain is whole and computes names; every problem is reported at once.
+    pub(crate) fn build(mut self, domain: &str) -> Result<Registry> {
+        let mut problems = Vec::new();
+        let domain_snake = snake_case(domain);
+        let domain_pascal = pascal_case(domain);
+
+        for info in self.aggregates.values_mut() {
+            info.category = format!("{domain_snake}::{}", snake_case(info.name));
+        }
+        for info in self.events.values_mut() {
+            info.type_name = match info.type_name_override {
+                Some(name) => name.to_owned(),
+                None => format!("{domain_pascal}.{}.v{}", info.name, info.version),
+            };
+            if !self.aggregates.contains_key(&info.aggregate) {
+                problems.push(format!(
+                    "event `{}` is part of aggregate `{}`, which is not registered in domain `{domain}`",
+                    info.name, info.aggregate_name
+                ));
+            }
+        }
+
+        let mut handler_of: HashMap<TypeId, Vec<(&'static str, &'static str)>> = HashMap::new();
+        for handler in self.handlers.values() {
+            for route in &handler.commands {
+                handler_of.entry(route.command).or_default().push((handler.name, route.method));
+                if !self.commands.contains_key(&route.command) {
+                    problems.push(format!(
+                        "command handler `{}` handles `{}`, which is not registered in domain `{domain}`",
+                        handler.name, route.command_name
+                    ));
+                }
+            }
+        }
+        for (type_id, info) in &self.commands {
+            if !self.aggregates.contains_key(&info.aggregate) {
+                problems.push(format!(
+                    "command `{}` is part of aggregate `{}`, which is not registered in domain `{domain}`",
+                    info.name, info.aggregate_name
+                ));
+            }
+            match handler_of.get(type_id).map(Vec::as_slice) {
+                None | Some([]) => problems.push(format!(
+                    "command `{}` has no handler in domain `{domain}`: register a `#[command_handler]` with `#[handle({})]`",
+                    info.name, info.name
+                )),
+                Some([_]) => {}
+                Some(many) => problems.push(format!(
+                    "command `{}` has {} handlers ({}); a command must have exactly one",
+                    info.name,
+                    many.len(),
+                    many.iter().map(|(h, m)| format!("`{h}::{m}`")).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+
+        for handler in self.handlers.values() {
+            if handler.instance.is_none() {
+                problems.push(format!(
+                    "`{}` has no instance: implement `Default` for it, or register one with `Domain::builder(..).instance(..)`",
+                    handler.name
+                ));
+            }
+            if let Some((projection, name)) = handler.projection
+                && !self.projections.contains_key(&projection)
+            {
+                problems.push(format!(
+                    "projector `{}` is for projection `{name}`, which is not registered in domain `{domain}`",
+                    handler.name
+                ));
+            }
+            for aggregate in &handler.aggregates {
+                if !self.aggregates.contains_key(&aggregate.type_id) {
+                    problems.push(format!(
+                        "`{}` listens to aggregate `{}`, which is not registered in domain `{domain}`",
+                        handler.name, aggregate.name
+                    ));
+                }
+            }
+            for route in &handler.events {
+                if !handler.aggregates.iter().any(|a| a.type_id == route.event_aggregate) {
+                    problems.push(format!(
+                        "`{}::{}` handles `{}` of aggregate `{}`, which is not among the aggregates it listens to ({})",
+                        handler.name,
+                        route.method,
+                        route.event_name,
+                        route.event_aggregate_name,
+                        handler.aggregates.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !self.events.contains_key(&route.event) {
+                    problems.push(format!(
+                        "`{}::{}` handles `{}`, which is not registered in domain `{domain}`",
+                        handler.name, route.method, route.event_name
+                    ));
+                }
+            }
+        }
+
+        duplicates(&mut problems, "event type name", self.events.values().map(|e| (e.type_name.clone(), e.name)));
+        duplicates(&mut problems, "aggregate name", self.aggregates.values().map(|a| (a.category.clone(), a.name)));
+        duplicates(&mut problems, "command name", self.commands.values().map(|c| (c.name.to_owned(), c.name)));
+        duplicates(
+            &mut problems,
+            "table name",
+            self.projections
+                .values()
+                .map(|p| (p.table.clone(), p.name))
+                .chain(self.aggregates.values().filter(|a| !a.event_sourced).map(|a| (a.table.clone(), a.name))),
+        );
+
+        if !problems.is_empty() {
+            return Err(Error::Configuration { problems });
+        }
+
+        let event_types = self.events.iter().map(|(id, info)| (info.type_name.clone(), *id)).collect();
+        let mut listeners: HashMap<TypeId, Vec<Listener>> = HashMap::new();
+        let mut event_handlers: HashMap<TypeId, Vec<Listener>> = HashMap::new();
+        for handler in self.handlers.values() {
+            let Some(instance) = &handler.instance else { continue };
+            for route in &handler.events {
+                let listener = Listener {
+                    name: handler.name,
+                    method: route.method,
+                    instance: instance.clone(),
+                    call: route.call.clone(),
+                };
+                match handler.kind {
+                    ElementKind::Projector => listeners.entry(route.event).or_default().push(listener),
+                    _ => event_handlers.entry(route.event).or_default().push(listener),
+                }
+            }
+        }
+        let command_handlers = self
+            .handlers
+            .iter()
+            .filter(|(_, h)| h.kind == ElementKind::CommandHandler)
+            .filter_map(|(id, h)| h.instance.clone().map(|instance| (*id, instance)))
+            .collect();
+
+        Ok(Registry {
+            aggregates: self.aggregates.into_iter().collect(),
+            event_types,
+            events: self.events.into_iter().collect(),
+            commands: self.commands.into_iter().collect(),
+            projections: self.projections.into_iter().collect(),
+            command_handlers,
+            projectors: listeners,
+            event_handlers,
+        })
+    }
+}
+
+fn duplicates(
+    problems: &mut Vec<String>,
+    what: &str,
+    names: impl Iterator<Item = (String, &'static str)>,
+) {
+    let mut seen: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for (key, element) in names {
+        seen.entry(key).or_default().push(element);
+    }
+    for (key, elements) in seen {
+        if elements.len() > 1 {
+            problems.push(format!(
+                "duplicate {what} `{key}`: {} elements share it; rename one (or set its type name)",
+                elements.len()
+            ));
+        }
+    }
+}
+
+fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<Arc<dyn AnyEvent>> {
+    Ok(Arc::new(recorded.decode::<E>()?))
+}
+
+fn replay_event<A: Aggregate + Apply<E>, E: DomainEvent>(
+    aggregate: &mut dyn Any,
+    event: &dyn AnyEvent,
+) -> bool {
+    match (aggregate.downcast_mut::<A>(), event.as_any().downcast_ref::<E>()) {
+        (Some(aggregate_ref), Some(event)) => {
+            aggregate::replay(aggregate_ref, event);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A projector or event handler method, ready to call.
+#[derive(Clone)]
+pub(crate) struct Listener {
+    pub(crate) name: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) instance: Instance,
+    pub(crate) call: Arc<dyn ListenerCall>,
+}
+
+/// A built, validated domain registry.
+pub struct Registry {
+    pub(crate) aggregates: HashMap<TypeId, AggregateInfo>,
+    pub(crate) events: HashMap<TypeId, EventInfo>,
+    pub(crate) event_types: HashMap<String, TypeId>,
+    pub(crate) commands: HashMap<TypeId, CommandInfo>,
+    pub(crate) projections: HashMap<TypeId, ProjectionInfo>,
+    pub(crate) command_handlers: HashMap<TypeId, Instance>,
+    pub(crate) projectors: HashMap<TypeId, Vec<Listener>>,
+    pub(crate) event_handlers: HashMap<TypeId, Vec<Listener>>,
+}
+
+impl Registry {
+    /// The aggregates, by name.
+    pub fn aggregates(&self) -> Vec<&AggregateInfo> {
+        sorted(self.aggregates.values(), |a| a.name)
+    }
+    /// The events, by name.
+    pub fn events(&self) -> Vec<&EventInfo> {
+        sorted(self.events.values(), |e| e.name)
+    }
+    /// The commands, by name.
+    pub fn commands(&self) -> Vec<&CommandInfo> {
+        sorted(self.commands.values(), |c| c.name)
+    }
+    /// The projections, by name.
+    pub fn projections(&self) -> Vec<&ProjectionInfo> {
+        sorted(self.projections.values(), |p| p.name)
+    }
+    /// Whether the element `T` is registered in this domain.
+    pub fn contains<T: 'static>(&self) -> bool {
+        let id = TypeId::of::<T>();
+        self.aggregates.contains_key(&id)
+            || self.events.contains_key(&id)
+            || self.commands.contains_key(&id)
+            || self.projections.contains_key(&id)
+            || self.command_handlers.contains_key(&id)
+            || self.projectors.values().flatten().chain(self.event_handlers.values().flatten()).any(
+                |listener| listener.instance.as_ref().type_id() == id,
+            )
+    }
+
+    pub(crate) fn aggregate_info<A: 'static>(&self) -> Result<&AggregateInfo> {
+        self.aggregates.get(&TypeId::of::<A>()).ok_or_else(|| not_registered(std::any::type_name::<A>()))
+    }
+
+    pub(crate) fn event_info(&self, type_id: TypeId, name: &str) -> Result<&EventInfo> {
+        self.events.get(&type_id).ok_or_else(|| not_registered(name))
+    }
+
+    pub(crate) fn event_by_type_name(&self, recorded: &RecordedEvent) -> Result<&EventInfo> {
+        self.event_types
+            .get(&recorded.metadata.type_name)
+            .and_then(|id| self.events.get(id))
+            .ok_or_else(|| Error::Serialization {
+                what: recorded.describe(),
+                message: format!(
+                    "unknown event type `{}`: no registered event has this type name",
+                    recorded.metadata.type_name
+                ),
+            })
+    }
+
+    pub(crate) fn projection_info<P: 'static>(&self) -> Result<&ProjectionInfo> {
+        self.projections.get(&TypeId::of::<P>()).ok_or_else(|| not_registered(std::any::type_name::<P>()))
+    }
+}
+
+fn sorted<'a, T>(items: impl Iterator<Item = &'a T>, key: fn(&T) -> &'static str) -> Vec<&'a T> {
+    let mut items: Vec<&T> = items.collect();
+    items.sort_by_key(|item| key(item));
+    items
+}
+
+fn not_registered(name: &str) -> Error {
+    Error::configuration(format!(
+        "`{name}` is not registered in this domain: discover its crate or register it with `Domain::builder(..).register::<..>()`"
+    ))
+}
+
+/// `AccountSummary` → `account_summary`; `bank-ledger` → `bank_ledger`.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c == '-' || c == ' ' || c == '_' {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            previous_lower = false;
+        } else if c.is_uppercase() {
+            if previous_lower && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+            previous_lower = false;
+        } else {
+            out.push(c);
+            previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
+/// `fidelis` → `Fidelis`; `bank-ledger` → `BankLedger`.
+pub fn pascal_case(name: &str) -> String {
+    name.split(['-', '_', ' '])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(snake_case("AccountSummary"), "account_summary");
+        assert_eq!(snake_case("bank-ledger"), "bank_ledger");
+        assert_eq!(snake_case("Account"), "account");
+        assert_eq!(pascal_case("fidelis"), "Fidelis");
+        assert_eq!(pascal_case("bank-ledger"), "BankLedger");
+    }
+}

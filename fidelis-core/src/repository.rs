@@ -1,0 +1,353 @@
+//! Repositories: load and save aggregates and projection rows, and query rows.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::context::{AggregateChange, Context};
+use crate::domain::Domain;
+use crate::element::{Aggregate, InvariantStage, Persisted, Projection};
+use crate::error::{Error, Result};
+use crate::identifier::Identifier;
+use crate::query::{Filter, OrderBy, QuerySpec};
+use crate::store::Document;
+
+/// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
+/// writes commit with it.
+pub struct Repository<'a, T> {
+    ctx: &'a Context,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<'a, T: Persisted> Repository<'a, T> {
+    pub(crate) fn new(ctx: &'a Context) -> Self {
+        Self { ctx, _element: PhantomData }
+    }
+
+    /// The element with this id, or [`Error::NotFound`].
+    pub async fn get(&self, id: impl AsRef<str>) -> Result<T> {
+        let id = id.as_ref();
+        self.find(id).await?.ok_or_else(|| Error::NotFound { element: T::NAME.to_owned(), id: id.to_owned() })
+    }
+
+    /// The element with this id, if it exists.
+    pub async fn find(&self, id: impl AsRef<str>) -> Result<Option<T>> {
+        T::load(self.ctx, Identifier::new(id.as_ref())).await
+    }
+
+    /// Adds or updates the element: its new events and state commit with the unit of work.
+    pub async fn add(&self, value: T) -> Result<()> {
+        T::save(self.ctx, value).await
+    }
+
+    /// Removes a projection row (aggregates are not removed: close them with an event).
+    pub async fn remove(&self, id: impl AsRef<str>) -> Result<()>
+    where
+        T: Projection,
+    {
+        let table = self.ctx.domain.registry().projection_info::<T>()?.table.clone();
+        self.ctx.work().put_document(&table, id.as_ref().to_owned(), None);
+        Ok(())
+    }
+
+    /// A query on the rows of a projection.
+    pub fn query(&self) -> Query<'a, T>
+    where
+        T: Projection,
+    {
+        Query { source: Source::Context(self.ctx), spec: QuerySpec::default(), _element: PhantomData }
+    }
+}
+
+/// The repository of `T` outside a handler: each `add` commits at once, through the same
+/// pipeline as a command (projectors and event handlers run).
+pub struct DomainRepository<T> {
+    domain: Domain,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Persisted> DomainRepository<T> {
+    pub(crate) fn new(domain: Domain) -> Self {
+        Self { domain, _element: PhantomData }
+    }
+
+    /// The element with this id, or [`Error::NotFound`].
+    pub async fn get(&self, id: impl AsRef<str>) -> Result<T> {
+        self.domain.unit_of_work().repository::<T>().get(id).await
+    }
+
+    /// The element with this id, if it exists.
+    pub async fn find(&self, id: impl AsRef<str>) -> Result<Option<T>> {
+        self.domain.unit_of_work().repository::<T>().find(id).await
+    }
+
+    /// Adds or updates the element and commits at once.
+    pub async fn add(&self, value: T) -> Result<()> {
+        let ctx = self.domain.unit_of_work();
+        ctx.repository::<T>().add(value).await?;
+        ctx.commit().await
+    }
+
+    /// Removes a projection row and commits at once.
+    pub async fn remove(&self, id: impl AsRef<str>) -> Result<()>
+    where
+        T: Projection,
+    {
+        let ctx = self.domain.unit_of_work();
+        ctx.repository::<T>().remove(id).await?;
+        ctx.commit().await
+    }
+
+    /// A query on the rows of a projection.
+    pub fn query(&self) -> Query<'_, T>
+    where
+        T: Projection,
+    {
+        Query { source: Source::Domain(&self.domain), spec: QuerySpec::default(), _element: PhantomData }
+    }
+}
+
+enum Source<'a> {
+    Domain(&'a Domain),
+    Context(&'a Context),
+}
+
+/// A query on the rows of a projection: filters, order, paging.
+#[must_use = "a query does nothing until `all`, `first` or `count` is awaited"]
+pub struct Query<'a, T> {
+    source: Source<'a>,
+    spec: QuerySpec,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Projection> Query<'_, T> {
+    /// Keeps rows matching the filter (every filter must match).
+    pub fn filter(mut self, filter: Filter<T>) -> Self {
+        self.spec.filters.push(filter.condition);
+        self
+    }
+
+    /// Sorts by a field; later calls break ties of earlier ones.
+    pub fn order_by(mut self, order: OrderBy<T>) -> Self {
+        self.spec.order.push(order.order);
+        self
+    }
+
+    /// At most `limit` rows.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.spec.limit = Some(limit);
+        self
+    }
+
+    /// Skips the first `offset` rows.
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.spec.offset = offset;
+        self
+    }
+
+    /// The query as adapters receive it.
+    pub fn spec(&self) -> &QuerySpec {
+        &self.spec
+    }
+
+    fn domain(&self) -> Result<&Domain> {
+        match self.source {
+            Source::Domain(domain) => Ok(domain),
+            Source::Context(ctx) => {
+                ctx.ensure_not_projecting("a query")?;
+                Ok(&ctx.domain)
+            }
+        }
+    }
+
+    /// Every matching row. Inside a unit of work, rows it wrote are not yet visible to
+    /// queries (they are to `get`).
+    pub async fn all(self) -> Result<Vec<T>> {
+        let domain = self.domain()?;
+        let table = &domain.registry().projection_info::<T>()?.table;
+        let rows = domain.storage().query(table, &self.spec).await?;
+        rows.into_iter().map(|row| decode_document::<T>(table, row)).collect()
+    }
+
+    /// The first matching row.
+    pub async fn first(self) -> Result<Option<T>> {
+        Ok(self.limit(1).all().await?.into_iter().next())
+    }
+
+    /// How many rows match (order and paging are ignored).
+    pub async fn count(self) -> Result<u64> {
+        let domain = self.domain()?;
+        let table = &domain.registry().projection_info::<T>()?.table;
+        domain.storage().count(table, &self.spec).await
+    }
+}
+
+fn decode_document<T: Persisted>(table: &str, document: Document) -> Result<T> {
+    serde_json::from_value(Value::Object(document.data)).map_err(|error| Error::Serialization {
+        what: format!("row `{}` of table `{table}`", document.id),
+        message: error.to_string(),
+    })
+}
+
+fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<Document> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(data)) => Ok(Document { id: value.identity().into_string(), version, data }),
+        Ok(_) => Err(Error::Serialization {
+            what: T::NAME.to_owned(),
+            message: "did not serialize to a JSON object".to_owned(),
+        }),
+        Err(error) => Err(Error::Serialization { what: T::NAME.to_owned(), message: error.to_string() }),
+    }
+}
+
+async fn read_document(ctx: &Context, table: &str, id: &str) -> Result<Option<Document>> {
+    if let Some(written) = ctx.work().document(table, id) {
+        return Ok(written.clone());
+    }
+    let mut transaction = ctx.transaction.lock().await;
+    match transaction.as_mut() {
+        Some(transaction) => transaction.get_document(table, id).await,
+        None => ctx.domain.storage().get_document(table, id).await,
+    }
+}
+
+/// Loads a projection row. (Strategy of `#[projection]`.)
+pub async fn load_projection<P: Projection + Persisted>(ctx: &Context, id: Identifier) -> Result<Option<P>> {
+    let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
+    match read_document(ctx, &table, id.as_str()).await? {
+        Some(document) => decode_document::<P>(&table, document).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Records a projection row write. (Strategy of `#[projection]`.)
+pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P) -> Result<()> {
+    if let Err(errors) = value.validate() {
+        return Err(Error::Validation { element: P::NAME.to_owned(), errors });
+    }
+    let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
+    let document = encode_document(&value, 0)?;
+    ctx.work().put_document(&table, document.id.clone(), Some(document));
+    Ok(())
+}
+
+/// Loads an aggregate: this unit of work's copy, else the cached state caught up with the
+/// stream's newer events, else a replay of its stream (or its row). (Strategy of `#[aggregate]`.)
+pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Result<Option<A>> {
+    ctx.ensure_not_projecting("loading an aggregate")?;
+    let registry = ctx.domain.registry();
+    let info = registry.aggregate_info::<A>()?;
+    let key = aggregate_key(info.event_sourced, &info.category, &info.table, id.as_str());
+    {
+        let work = ctx.work();
+        if let Some(&index) = work.aggregate_index.get(&key) {
+            return Ok(work.aggregates[index].state.downcast_ref::<A>().cloned());
+        }
+    }
+    if !info.event_sourced {
+        let Some(document) = ctx.domain.storage().get_document(&info.table, id.as_str()).await? else {
+            return Ok(None);
+        };
+        let version = document.version;
+        let mut aggregate = decode_document::<A>(&info.table, document)?;
+        aggregate.meta_mut().set_version(version);
+        return Ok(Some(aggregate));
+    }
+
+    let cached = ctx.domain.cache().get::<A>(&key);
+    let (mut aggregate, from) = match cached {
+        Some(aggregate) => {
+            let next = aggregate.meta().version() + 1;
+            (aggregate, next)
+        }
+        None => (A::blank(id.clone()), 0),
+    };
+    let events = ctx.domain.storage().read_stream(&key, from).await?;
+    if events.is_empty() && from == 0 {
+        return Ok(None);
+    }
+    for recorded in &events {
+        let event_info = registry.event_by_type_name(recorded)?;
+        if event_info.aggregate != TypeId::of::<A>() {
+            return Err(Error::Serialization {
+                what: recorded.describe(),
+                message: format!("the event belongs to `{}`, not `{}`", event_info.aggregate_name, A::NAME),
+            });
+        }
+        let event = (event_info.decode)(recorded)?;
+        if recorded.metadata.version != aggregate.meta().version() + 1 {
+            return Err(Error::Serialization {
+                what: recorded.describe(),
+                message: format!("expected version {} in the stream", aggregate.meta().version() + 1),
+            });
+        }
+        (event_info.replay)(&mut aggregate, event.as_ref());
+    }
+    if !events.is_empty() {
+        ctx.domain.cache().put(key, &aggregate);
+    }
+    Ok(Some(aggregate))
+}
+
+/// Records an aggregate's new events and state in the unit of work. (Strategy of `#[aggregate]`.)
+pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Result<()> {
+    let registry = ctx.domain.registry();
+    let info = registry.aggregate_info::<A>()?;
+    if !info.event_sourced {
+        // Stored aggregates change their fields directly, so their rules are checked here.
+        let mut errors = aggregate.validate().err().unwrap_or_default();
+        for invariant in A::invariants().iter().filter(|i| i.stage == InvariantStage::Post) {
+            if let Err(error) = (invariant.check)(&aggregate) {
+                errors.merge(error, None);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Invariant { aggregate: A::NAME.to_owned(), errors });
+        }
+    }
+    let id = aggregate.id().clone();
+    let key = aggregate_key(info.event_sourced, &info.category, &info.table, id.as_str());
+    let loaded_version = aggregate.meta().loaded_version();
+    let events = aggregate.meta_mut().take_pending();
+    let version = aggregate.meta().version();
+    let stream = format!("{}-{}", info.category, id);
+    let document = if info.event_sourced { None } else { Some(encode_document(&aggregate, loaded_version + 1)?) };
+
+    let mut work = ctx.work();
+    match work.aggregate_index.get(&key).copied() {
+        Some(index) => {
+            let change = &mut work.aggregates[index];
+            if change.version != loaded_version && info.event_sourced {
+                return Err(Error::VersionConflict { stream, expected: loaded_version, actual: change.version });
+            }
+            change.events.extend(events);
+            change.version = version;
+            change.state = Arc::new(aggregate);
+            if document.is_some() {
+                change.document = document;
+            }
+        }
+        None => {
+            let index = work.aggregates.len();
+            work.aggregate_index.insert(key.clone(), index);
+            work.aggregates.push(AggregateChange {
+                key,
+                stream,
+                event_sourced: info.event_sourced,
+                table: info.table.clone(),
+                expected_version: loaded_version,
+                version,
+                state: Arc::new(aggregate),
+                document,
+                events,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn aggregate_key(event_sourced: bool, category: &str, table: &str, id: &str) -> String {
+    if event_sourced { format!("{category}-{id}") } else { format!("{table}/{id}") }
+}

@@ -1,0 +1,121 @@
+//! Storage ports: what an adapter (memory, SQLite, PostgreSQL) implements.
+//!
+//! One [`Storage`] holds both the event store (append with expected version, read a stream,
+//! a category, or everything from a global position) and the document store (rows of
+//! projections and state-stored aggregates), because a unit of work must commit events and
+//! rows in one [`Transaction`].
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::event::RecordedEvent;
+use crate::field::FieldDef;
+use crate::query::QuerySpec;
+
+/// A row of a projection or state-stored aggregate: its identity, version and fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// The identity (primary key).
+    pub id: String,
+    /// Incremented on every write; used for optimistic concurrency of aggregates.
+    pub version: i64,
+    /// The fields, by name.
+    pub data: Map<String, Value>,
+}
+
+/// The schema of one table, from an element's field definitions.
+#[derive(Clone, Copy, Debug)]
+pub struct TableSchema {
+    /// The table's name (`account_summary`).
+    pub name: &'static str,
+    /// The element's fields.
+    pub fields: &'static [FieldDef],
+    /// The identifier field.
+    pub identifier: &'static str,
+}
+
+/// What the store must hold for an append to succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream's last version must be exactly this (`-1`: the stream must not exist).
+    Exact(i64),
+    /// Append whatever the stream holds (events of state-stored aggregates, whose row carries
+    /// the version check).
+    Any,
+}
+
+/// A storage adapter. Reads outside a transaction see committed data only.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A short name for logs: `memory`, `sqlite`, `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates missing tables; reports tables whose columns no longer match their fields.
+    async fn setup(&self, tables: &[TableSchema]) -> Result<()>;
+
+    /// Starts a transaction.
+    async fn begin(&self) -> Result<Box<dyn Transaction>>;
+
+    /// The events of a stream with version ≥ `from_version`, in order.
+    async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>>;
+
+    /// Up to `limit` events of a category with global position ≥ `from_position`, in order.
+    async fn read_category(
+        &self,
+        category: &str,
+        from_position: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// Up to `limit` events with global position ≥ `from_position`, in order.
+    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// The version of a stream's last event, `-1` when it has none.
+    async fn stream_version(&self, stream: &str) -> Result<i64>;
+
+    /// One row.
+    async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>>;
+
+    /// The rows matching a query, ordered and paged as it says.
+    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>>;
+
+    /// How many rows match a query's filters (order and paging are ignored).
+    async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64>;
+}
+
+/// A storage transaction: what a unit of work writes, committed at once or not at all.
+/// Dropping it without [`Transaction::commit`] discards everything.
+#[async_trait]
+pub trait Transaction: Send {
+    /// Appends events to one stream. Versions in `events` run on from the expected version;
+    /// the store assigns global positions and returns the events as stored. Fails with
+    /// [`Error::VersionConflict`](crate::Error::VersionConflict) when the stream moved.
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// One row, as this transaction sees it.
+    async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>>;
+
+    /// Inserts or replaces a row. With `expected_version`, fails with a version conflict
+    /// unless the stored row has that version (`-1`: the row must not exist). The stored
+    /// version becomes `document.version`.
+    async fn put_document(
+        &mut self,
+        table: &str,
+        document: Document,
+        expected_version: Option<i64>,
+    ) -> Result<()>;
+
+    /// Deletes a row (no error when it does not exist).
+    async fn remove_document(&mut self, table: &str, id: &str) -> Result<()>;
+
+    /// Makes every write of the transaction durable and visible.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

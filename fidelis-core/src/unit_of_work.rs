@@ -1,0 +1,185 @@
+//! Committing a unit of work: events, aggregate rows and projection rows in one storage
+//! transaction, then the event handlers.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tracing::Instrument;
+
+use crate::context::Context;
+use crate::domain::Domain;
+use crate::error::{Error, Result};
+use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
+use crate::identifier::Identifier;
+use crate::store::{Document, ExpectedVersion, Transaction};
+
+/// Commits a unit of work and returns its events as recorded.
+///
+/// In one transaction: aggregate rows (with their version check), new events (appended at
+/// the version their aggregate was loaded at), then the projectors of those events, whose
+/// rows are written last. Any failure drops the transaction, so nothing is stored.
+pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
+    let work = std::mem::take(&mut *ctx.work());
+    if work.is_empty() {
+        return Ok(Vec::new());
+    }
+    let domain = ctx.domain.clone();
+    let registry = domain.registry();
+    let mut transaction = domain.storage().begin().await?;
+    let time = Utc::now();
+    let mut recorded: Vec<Arc<dyn AnyRecordedEvent>> = Vec::new();
+
+    for change in &work.aggregates {
+        if let Some(document) = &change.document {
+            let document = Document { version: change.expected_version + 1, ..document.clone() };
+            transaction.put_document(&change.table, document, Some(change.expected_version)).await?;
+        }
+        if change.events.is_empty() {
+            continue;
+        }
+        let mut records = Vec::with_capacity(change.events.len());
+        for (offset, event) in change.events.iter().enumerate() {
+            let info = registry.event_info(Any::type_id(event.as_any()), event.event_name())?;
+            records.push(RecordedEvent {
+                metadata: EventMetadata {
+                    id: Identifier::generate(),
+                    type_name: info.type_name.clone(),
+                    stream: change.stream.clone(),
+                    version: change.expected_version + 1 + offset as i64,
+                    global_position: 0,
+                    time,
+                    correlation_id: ctx.correlation_id.clone(),
+                    causation_id: ctx.causation_id.clone(),
+                },
+                data: event.to_json()?,
+            });
+        }
+        let expected = if change.event_sourced {
+            ExpectedVersion::Exact(change.expected_version)
+        } else {
+            ExpectedVersion::Any
+        };
+        let stored = transaction.append(&change.stream, expected, records).await?;
+        for (event, stored) in change.events.iter().zip(stored) {
+            recorded.push(event.record(stored.metadata));
+        }
+    }
+
+    // Rows the handler wrote go in first, so projectors read them through the transaction.
+    write_documents(transaction.as_mut(), work.documents).await?;
+    // Projectors read and write through the open transaction.
+    *ctx.transaction.lock().await = Some(transaction);
+    ctx.projecting = true;
+    let projected = run_projectors(ctx, &recorded).await;
+    ctx.projecting = false;
+    let Some(mut transaction) = ctx.transaction.lock().await.take() else {
+        return Err(Error::storage("the unit of work lost its transaction"));
+    };
+    projected?;
+
+    let projected = std::mem::take(&mut *ctx.work());
+    write_documents(transaction.as_mut(), projected.documents).await?;
+    transaction.commit().await?;
+
+    for change in work.aggregates {
+        if change.event_sourced {
+            domain.cache().put_erased(change.key, change.state);
+        }
+    }
+    Ok(recorded)
+}
+
+async fn write_documents(
+    transaction: &mut dyn Transaction,
+    documents: Vec<(String, String, Option<Document>)>,
+) -> Result<()> {
+    for (table, id, document) in documents {
+        match document {
+            Some(document) => transaction.put_document(&table, document, None).await?,
+            None => transaction.remove_document(&table, &id).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>]) -> Result<()> {
+    let domain = ctx.domain.clone();
+    for event in events {
+        let Some(listeners) = domain.registry().projectors.get(&Any::type_id(event.payload_any().as_any())) else {
+            continue;
+        };
+        for listener in listeners {
+            let span = tracing::debug_span!(
+                "projector",
+                projector = listener.name,
+                method = listener.method,
+                event = %event.metadata().type_name,
+            );
+            let result = listener.call.call(listener.instance.as_ref(), event.as_ref(), ctx).instrument(span).await;
+            if let Err(error) = result {
+                tracing::warn!(
+                    projector = listener.name,
+                    method = listener.method,
+                    correlation_id = %ctx.correlation_id,
+                    %error,
+                    "projector failed; the unit of work is rolled back"
+                );
+                return Err(Error::handler(
+                    format!("{}::{}", listener.name, listener.method),
+                    format!("on {}: {error}", event.metadata().type_name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the event handlers of committed events, each in its own unit of work. A failure does
+/// not undo the command: it is logged with its correlation id and counted.
+pub(crate) fn run_event_handlers<'a>(
+    domain: &'a Domain,
+    correlation_id: &'a Identifier,
+    events: Vec<Arc<dyn AnyRecordedEvent>>,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        for event in events {
+            let Some(listeners) =
+                domain.registry().event_handlers.get(&Any::type_id(event.payload_any().as_any()))
+            else {
+                continue;
+            };
+            for listener in listeners {
+                let span = tracing::info_span!(
+                    "event_handler",
+                    handler = listener.name,
+                    method = listener.method,
+                    event = %event.metadata().type_name,
+                    correlation_id = %correlation_id,
+                );
+                let mut ctx =
+                    Context::new(domain.clone(), correlation_id.clone(), Some(event.metadata().id.clone()));
+                let result = async {
+                    listener.call.call(listener.instance.as_ref(), event.as_ref(), &mut ctx).await?;
+                    let events = commit(&mut ctx).await?;
+                    run_event_handlers(domain, correlation_id, events).await;
+                    Ok::<(), Error>(())
+                }
+                .instrument(span)
+                .await;
+                if let Err(error) = result {
+                    domain.count_event_handler_failure();
+                    tracing::error!(
+                        handler = listener.name,
+                        method = listener.method,
+                        event = %event.metadata().type_name,
+                        correlation_id = %correlation_id,
+                        %error,
+                        "event handler failed after commit; the command stands"
+                    );
+                }
+            }
+        }
+    })
+}
