@@ -8,6 +8,9 @@
 //!
 //! Start with `use fidelis_core::prelude::*;` and see the crate README for the whole tour.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod aggregate;
 pub mod context;
 pub mod domain;

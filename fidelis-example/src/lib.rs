@@ -1,0 +1,1 @@
+//! The Fidelis banking ledger.
