@@ -459,7 +459,7 @@ impl DomainBuilder {
         let storage = match (self.storage, self.database) {
             (Some(storage), _) => storage,
             (None, None) => Arc::new(MemoryStorage::new()),
-            (None, Some(url)) => connect(&url)?,
+            (None, Some(url)) => crate::config::connect(&url).await?,
         };
         tracing::debug!(domain = %self.name, storage = storage.kind(), "domain built");
         let domain = Domain {
@@ -478,39 +478,9 @@ impl DomainBuilder {
     }
 }
 
-fn connect(url: &str) -> Result<Arc<dyn Storage>> {
-    match url {
-        "memory" | "memory://" => Ok(Arc::new(MemoryStorage::new())),
-        other => Err(Error::configuration(format!(
-            "unsupported database URL `{}`: this build of Fidelis supports `memory`",
-            redact(other)
-        ))),
-    }
-}
-
-/// The URL without its password, for error messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
-        assert_eq!(redact("sqlite://fidelis.db"), "sqlite://fidelis.db");
-    }
 
     #[test]
     fn cache_evicts_at_capacity() {
