@@ -115,7 +115,12 @@ impl Domain {
                 };
                 let mut ctx = Context::new(self.clone(), correlation_id.clone(), Some(command_id.clone()));
                 let result = async {
-                    let output = C::dispatch(handler, this_command, &mut ctx).await?;
+                    let handler_span = tracing::debug_span!(
+                        "handler",
+                        handler = <C::Handler as Element>::NAME,
+                        attempt
+                    );
+                    let output = C::dispatch(handler, this_command, &mut ctx).instrument(handler_span).await?;
                     let events = unit_of_work::commit(&mut ctx).await?;
                     Ok::<_, Error>((output, events))
                 }

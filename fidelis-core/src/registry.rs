@@ -333,9 +333,9 @@ impl Registrar {
     }
 
     fn handler<H: Element>(&mut self, info: HandlerInfo) {
-        let entry = self.handlers.entry(TypeId::of::<H>()).or_insert(info);
-        // An instance given by hand (`.instance(..)`) wins over the default one.
-        let _ = entry;
+        // Registering twice (discovered and by hand) keeps the first; an instance given with
+        // `.instance(..)` replaces the default one in `set_instance`.
+        self.handlers.entry(TypeId::of::<H>()).or_insert(info);
     }
 
     /// Sets the instance of a handler (one with state, or without `Default`).
