@@ -34,7 +34,8 @@ pub mod __private;
 
 pub use chrono;
 pub use fidelis_macros::{
-    aggregate, command, command_handler, event, event_handler, projection, projector, value_object,
+    aggregate, apply, command, command_handler, event, event_handler, field, handle, invariant, on,
+    projection, projector, value_object,
 };
 
 pub use crate::aggregate::AggregateMeta;
@@ -60,7 +61,8 @@ pub mod prelude {
 
     pub use crate::{
         Aggregate, Command, Context, Domain, DomainEvent, Error, Event, EventMetadata, Identifier,
-        Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, command,
-        command_handler, event, event_handler, projection, projector, value_object,
+        Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, apply, command,
+        command_handler, event, event_handler, field, handle, invariant, on, projection, projector,
+        value_object,
     };
 }

@@ -1,0 +1,279 @@
+//! The rules that are not about one argument: method signatures, identifiers, generics.
+//! Each records its mistakes in the [`Ctxt`] and says whether the item can be expanded.
+
+use syn::{FnArg, Generics, ReturnType, Signature, Type};
+
+use crate::ast::{Field, Method};
+use crate::ctxt::Ctxt;
+
+/// Auto-registered elements must be concrete types:
+///
+/// ```text
+/// #[event(part_of = Account)] struct Opened<T> { … }   // error
+/// ```
+pub fn no_generics(cx: &Ctxt, attr: &str, name: &str, generics: &Generics) -> bool {
+    if generics.params.is_empty() && generics.where_clause.is_none() {
+        return true;
+    }
+    cx.error_spanned_by(
+        generics,
+        format!(
+            "generic elements are not auto-registered: remove the generic parameters of `{name}` to use `{attr}`, or implement the element traits by hand and register a concrete type with `Domain::builder(..).register::<T>()`"
+        ),
+    );
+    false
+}
+
+/// At most one field is `#[field(identifier)]`; the second is reported.
+pub fn at_most_one_identifier<'a>(cx: &Ctxt, fields: &'a [Field]) -> Option<&'a Field> {
+    let mut identifiers = fields.iter().filter(|field| field.is_identifier());
+    let first = identifiers.next();
+    for extra in identifiers {
+        if let (Some(first), Some(key)) = (first, extra.args.key(crate::symbol::IDENTIFIER)) {
+            cx.error(
+                key.span(),
+                format!(
+                    "`{}` is already the identifier; an element has one `#[field(identifier)]`",
+                    first.name()
+                ),
+            );
+        }
+    }
+    first
+}
+
+/// What a method's parameters must look like, for messages.
+struct Shape<'a> {
+    attr: &'a str,
+    expected: &'a str,
+}
+
+impl Shape<'_> {
+    fn error(&self, cx: &Ctxt, node: impl quote::ToTokens, what: &str) {
+        cx.error_spanned_by(
+            node,
+            format!(
+                "{what}: `{}` methods look like `{}`",
+                self.attr, self.expected
+            ),
+        );
+    }
+}
+
+fn receiver(sig: &Signature) -> Option<(bool, bool)> {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            Some((receiver.reference.is_some(), receiver.mutability.is_some()))
+        }
+        _ => None,
+    }
+}
+
+fn typed_params(sig: &Signature) -> Vec<&Type> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(&*typed.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+fn no_method_generics(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature) -> bool {
+    if sig.generics.params.is_empty() {
+        return true;
+    }
+    shape.error(cx, &sig.generics, "a generic method cannot be registered");
+    false
+}
+
+/// `#[apply] fn on_x(&mut self, event: &E)`. Returns the event type `E`.
+pub fn apply(cx: &Ctxt, method: &Method) -> Option<Type> {
+    let shape = Shape {
+        attr: "#[apply]",
+        expected: "fn on_event(&mut self, event: &Event)",
+    };
+    let sig = &method.sig;
+    let mut ok = no_method_generics(cx, &shape, sig);
+    if let Some(asyncness) = &sig.asyncness {
+        shape.error(cx, asyncness, "an `#[apply]` method cannot be `async`");
+        ok = false;
+    }
+    if receiver(sig) != Some((true, true)) {
+        shape.error(cx, &sig.inputs, "an `#[apply]` method takes `&mut self`");
+        ok = false;
+    }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && !is_unit(ty)
+    {
+        shape.error(cx, ty, "an `#[apply]` method returns nothing");
+        ok = false;
+    }
+    if let Err(error) = method.attr.meta.require_path_only() {
+        let _ = error;
+        cx.error_spanned_by(
+            &method.attr,
+            "`#[apply]` takes no arguments; the event type comes from the parameter: `fn on_event(&mut self, event: &Event)`",
+        );
+        ok = false;
+    }
+    let params = typed_params(sig);
+    let event = match params.as_slice() {
+        [Type::Reference(reference)] if reference.mutability.is_none() => {
+            Some((*reference.elem).clone())
+        }
+        [other] => {
+            shape.error(
+                cx,
+                other,
+                "an `#[apply]` method takes the event by shared reference",
+            );
+            None
+        }
+        _ => {
+            shape.error(
+                cx,
+                &sig.inputs,
+                "an `#[apply]` method takes exactly one event parameter",
+            );
+            None
+        }
+    };
+    event.filter(|_| ok)
+}
+
+/// `#[invariant(pre)] fn x(&self) -> Result<(), ValidationError>`.
+pub fn invariant(cx: &Ctxt, method: &Method) -> bool {
+    let shape = Shape {
+        attr: "#[invariant]",
+        expected: "fn name(&self) -> Result<(), ValidationError>",
+    };
+    let sig = &method.sig;
+    let mut ok = no_method_generics(cx, &shape, sig);
+    if let Some(asyncness) = &sig.asyncness {
+        shape.error(cx, asyncness, "an `#[invariant]` method cannot be `async`");
+        ok = false;
+    }
+    if receiver(sig) != Some((true, false)) {
+        shape.error(cx, &sig.inputs, "an `#[invariant]` method takes `&self`");
+        ok = false;
+    } else if let Some(extra) = sig.inputs.iter().nth(1) {
+        shape.error(
+            cx,
+            extra,
+            "an `#[invariant]` method takes no parameters besides `&self`",
+        );
+        ok = false;
+    }
+    if let ReturnType::Default = sig.output {
+        shape.error(
+            cx,
+            &sig.ident,
+            "an `#[invariant]` method returns `Result<(), ValidationError>`",
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// `#[handle(C)] fn x(&self, command: C, ctx: &mut Context) -> R`.
+pub fn command_handle(cx: &Ctxt, method: &Method) -> bool {
+    let shape = Shape {
+        attr: "#[handle]",
+        expected: "async fn name(&self, command: Command, ctx: &mut Context) -> Result<T>",
+    };
+    handler_shape(cx, &shape, &method.sig, false)
+}
+
+/// `#[on(E)]` / event-handler `#[handle(E)]`:
+/// `fn x(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>`.
+pub fn listener(cx: &Ctxt, attr: &str, method: &Method) -> bool {
+    let expected = "async fn name(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>";
+    let shape = Shape { attr, expected };
+    let ok = handler_shape(cx, &shape, &method.sig, true);
+    if let ReturnType::Type(_, ty) = &method.sig.output
+        && !returns_result_unit_or_unit(ty)
+    {
+        shape.error(
+            cx,
+            ty,
+            &format!("a `{attr}` method returns `Result<()>` (or nothing)"),
+        );
+        return false;
+    }
+    ok
+}
+
+fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) -> bool {
+    let mut ok = no_method_generics(cx, shape, sig);
+    if receiver(sig) != Some((true, false)) {
+        shape.error(
+            cx,
+            &sig.inputs,
+            &format!("a `{}` method takes `&self`", shape.attr),
+        );
+        ok = false;
+    }
+    let params = typed_params(sig);
+    let [message, ctx] = params.as_slice() else {
+        shape.error(
+            cx,
+            &sig.inputs,
+            &format!(
+                "a `{}` method takes two parameters besides `&self`",
+                shape.attr
+            ),
+        );
+        return false;
+    };
+    match (by_ref, message) {
+        (true, Type::Reference(reference)) if reference.mutability.is_none() => {}
+        (true, other) => {
+            shape.error(
+                cx,
+                other,
+                "the event is taken by shared reference, as `&Event<E>`",
+            );
+            ok = false;
+        }
+        (false, Type::Reference(reference)) => {
+            shape.error(cx, reference, "the command is taken by value");
+            ok = false;
+        }
+        (false, _) => {}
+    }
+    match ctx {
+        Type::Reference(reference) if reference.mutability.is_some() => {}
+        other => {
+            shape.error(cx, other, "the context is taken as `&mut Context`");
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn is_unit(ty: &Type) -> bool {
+    matches!(ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+}
+
+/// `()`, `Result<()>` or `Result<(), E>` (any path ending in `Result`).
+fn returns_result_unit_or_unit(ty: &Type) -> bool {
+    if is_unit(ty) {
+        return true;
+    }
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Result" {
+        // A type alias: let the compiler judge it.
+        return true;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) => match args.args.first() {
+            Some(syn::GenericArgument::Type(first)) => is_unit(first),
+            _ => false,
+        },
+        _ => true,
+    }
+}

@@ -1,0 +1,87 @@
+//! `#[command(part_of = A)]`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::Type;
+use syn::spanned::Spanned;
+
+use crate::attr::{self, Kind, Spec};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::expand::message::{self, Prepared};
+use crate::expand::{self, fields, registration};
+use crate::fallback;
+use crate::symbol::*;
+
+const ATTR: &str = "#[command]";
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: PART_OF,
+        kind: Kind::Type,
+        example: "part_of = Account",
+    },
+    Spec {
+        name: CRATE,
+        kind: Kind::Path,
+        example: "crate = fidelis_core",
+    },
+];
+
+/// Expands `#[command]`.
+pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let args = attr::parse(&cx, ATTR, SPECS, args);
+    let Prepared {
+        mut item,
+        fields,
+        krate,
+        part_of,
+    } = match message::prepare(&cx, ATTR, &args, input, "a command") {
+        Ok(prepared) => prepared,
+        Err(item) => return fallback::item(item, cx),
+    };
+    let p = expand::private(&krate);
+    let name = item.ident.clone();
+    let self_ty: Type = syn::parse_quote!(#name);
+    let ty = quote!(#name);
+    check::at_most_one_identifier(&cx, &fields);
+
+    fields::add_serde_defaults(&mut item, &fields);
+    expand::add_derives(
+        &mut item.attrs,
+        &krate,
+        &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
+    );
+    let element = registration::element(
+        &p,
+        &self_ty,
+        &name,
+        "Command",
+        quote!(registrar.command::<Self>();),
+    );
+    let has_fields = fields::has_fields(&p, &ty, &fields);
+    let asserts = fields::asserts(&p, &fields, false);
+    let defaults = fields::default_fns(&fields);
+    let from_json = fields::from_json(&p, &fields);
+    let submit = registration::submit(&p, &self_ty);
+    let aggregate = quote_spanned!(part_of.span()=> type Aggregate = #part_of;);
+
+    let generated = expand::wrap(quote! {
+        #[automatically_derived]
+        impl #ty {
+            #defaults
+            #from_json
+        }
+        #element
+        #has_fields
+        #[automatically_derived]
+        impl #p::Command for #ty {
+            #aggregate
+        }
+        #asserts
+        #submit
+    });
+    let errors = cx.into_tokens();
+    quote!(#item #generated #errors)
+}

@@ -1,0 +1,212 @@
+//! What every struct element generates from its fields: `FieldDef`s, validation, the
+//! type-level option checks, `default = …` functions and `from_json` / `from_value`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Fields, Ident, ItemStruct, LitStr, parse_quote};
+
+use crate::ast::Field;
+use crate::expand::type_string;
+use crate::symbol::*;
+
+/// The name of the hidden function that gives a field's `default = …`.
+pub fn default_fn(field: &Field) -> Ident {
+    format_ident!("__fidelis_default_{}", field.name())
+}
+
+/// `#[serde(default = "Type::__fidelis_default_x")]` on fields with a `default = …`.
+pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field]) {
+    let name = item.ident.clone();
+    let Fields::Named(named) = &mut item.fields else {
+        return;
+    };
+    for field in named.named.iter_mut() {
+        let Some(model) = fields
+            .iter()
+            .find(|f| Some(&f.ident) == field.ident.as_ref())
+        else {
+            continue;
+        };
+        if model.args.expr(DEFAULT).is_some() {
+            let path = format!("{name}::{}", default_fn(model));
+            field.attrs.push(parse_quote!(#[serde(default = #path)]));
+        }
+    }
+}
+
+/// The hidden inherent functions behind `default = …`.
+pub fn default_fns(fields: &[Field]) -> TokenStream {
+    let fns = fields.iter().filter_map(|field| {
+        let expr = field.args.expr(DEFAULT)?;
+        let ty = &field.ty;
+        let name = default_fn(field);
+        Some(quote_spanned! {expr.span()=>
+            #[doc(hidden)]
+            fn #name() -> #ty {
+                ::core::convert::Into::<#ty>::into(#expr)
+            }
+        })
+    });
+    quote!(#(#fns)*)
+}
+
+/// The value a blank aggregate gets for a field.
+pub fn blank_value(field: &Field) -> TokenStream {
+    if field.args.expr(DEFAULT).is_some() {
+        let name = default_fn(field);
+        quote!(Self::#name())
+    } else {
+        quote!(::core::default::Default::default())
+    }
+}
+
+fn some<T: quote::ToTokens>(value: Option<T>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// One `FieldDef` per field.
+pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
+    let defs = fields.iter().map(|field| {
+        let ty = &field.ty;
+        let name = field.name();
+        let rust_type = type_string(ty);
+        let args = &field.args;
+        let required = if args.key(REQUIRED).is_some() {
+            quote!(true)
+        } else {
+            quote!(!<#ty as #p::FieldType>::OPTIONAL)
+        };
+        let identifier = args.key(IDENTIFIER).is_some();
+        let unique = args.key(UNIQUE).is_some();
+        let has_default = args.expr(DEFAULT).is_some();
+        let max_length = some(
+            args.int(MAX_LENGTH)
+                .map(|lit| quote!(#lit as ::core::primitive::usize)),
+        );
+        let min_length = some(
+            args.int(MIN_LENGTH)
+                .map(|lit| quote!(#lit as ::core::primitive::usize)),
+        );
+        let min_value = some(args.number(MIN_VALUE));
+        let max_value = some(args.number(MAX_VALUE));
+        let choices: Vec<&LitStr> = args
+            .strs(CHOICES)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        quote! {
+            #p::FieldDef {
+                required: #required,
+                identifier: #identifier,
+                unique: #unique,
+                has_default: #has_default,
+                max_length: #max_length,
+                min_length: #min_length,
+                min_value: #min_value,
+                max_value: #max_value,
+                choices: &[#(#choices),*],
+                embedded: <#ty as #p::FieldType>::EMBEDDED,
+                ..#p::FieldDef::new(#name, <#ty as #p::FieldType>::KIND, #rust_type)
+            }
+        }
+    });
+    quote!(#(#defs),*)
+}
+
+/// `impl HasFields`: the definitions and a `validate` that checks every field.
+pub fn has_fields(p: &TokenStream, ty: &TokenStream, fields: &[Field]) -> TokenStream {
+    let defs = defs(p, fields);
+    let checks = fields.iter().enumerate().map(|(index, field)| {
+        let ident = &field.ident;
+        quote!(#p::check_field(&self.#ident, &<Self as #p::HasFields>::FIELDS[#index], &mut errors);)
+    });
+    quote! {
+        #[automatically_derived]
+        impl #p::HasFields for #ty {
+            const FIELDS: &'static [#p::FieldDef] = &[#defs];
+            fn validate(&self) -> ::core::result::Result<(), #p::ValidationError> {
+                let mut errors = #p::ValidationError::new();
+                #(#checks)*
+                errors.into_result()
+            }
+        }
+    }
+}
+
+/// The compile-time checks of field types and options, each at the field type's span so
+/// the error names the field: `max_length` on an `f64` is reported on `f64`.
+pub fn asserts(p: &TokenStream, fields: &[Field], basic: bool) -> TokenStream {
+    let mut out = TokenStream::new();
+    for field in fields {
+        let ty = &field.ty;
+        let span = ty.span();
+        let mut check = |name: &str| {
+            let name = Ident::new(name, span);
+            out.extend(quote_spanned! {span=> const _: fn() = #p::assert::#name::<#ty>; });
+        };
+        check("field_type");
+        if field.args.key(MAX_LENGTH).is_some() || field.args.key(MIN_LENGTH).is_some() {
+            check("length");
+        }
+        if field.args.key(MIN_VALUE).is_some() || field.args.key(MAX_VALUE).is_some() {
+            check("numeric");
+        }
+        if field.args.key(CHOICES).is_some() {
+            check("text");
+        }
+        if field.is_identifier() {
+            check("identity");
+        }
+        if basic {
+            check("basic");
+        }
+    }
+    out
+}
+
+/// `from_json` and `from_value`: decode untrusted input, reporting every missing,
+/// mistyped and invalid field in one `ValidationError`.
+pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {
+    let idents: Vec<&Ident> = fields.iter().map(|field| &field.ident).collect();
+    let takes = fields.iter().map(|field| {
+        let ident = &field.ident;
+        let ty = &field.ty;
+        let name = field.name();
+        let default = if field.args.expr(DEFAULT).is_some() {
+            let default = default_fn(field);
+            quote!(::core::option::Option::Some(Self::#default as fn() -> #ty))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        quote!(let #ident = fields.take::<#ty>(#name, #default);)
+    });
+    quote! {
+        /// Decodes JSON text, reporting every missing, mistyped and invalid field at once.
+        pub fn from_json(json: &::core::primitive::str) -> #p::Result<Self> {
+            let value: #p::serde_json::Value = #p::serde_json::from_str(json).map_err(|error| {
+                #p::Error::Serialization {
+                    what: ::std::format!("{} from JSON", <Self as #p::Element>::NAME),
+                    message: ::std::string::ToString::to_string(&error),
+                }
+            })?;
+            Self::from_value(value)
+        }
+
+        /// Decodes a JSON value, reporting every missing, mistyped and invalid field at once.
+        pub fn from_value(value: #p::serde_json::Value) -> #p::Result<Self> {
+            let mut fields = #p::JsonFields::new(<Self as #p::Element>::NAME, value)?;
+            #(#takes)*
+            match (#(#idents,)*) {
+                (#(::core::option::Option::Some(#idents),)*) => {
+                    fields.finish()?;
+                    #p::validated(Self { #(#idents),* }, <Self as #p::Element>::NAME)
+                }
+                #[allow(unreachable_patterns)]
+                _ => ::core::result::Result::Err(fields.fail()),
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `#[projection]`: a flat read model with one identifier and typed field handles.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Fields, ItemStruct, Type};
+
+use crate::ast::{self, Field};
+use crate::attr::{self, Kind, Spec};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::expand::{self, fields, last_segment, option_inner, registration};
+use crate::fallback;
+use crate::symbol::*;
+
+const ATTR: &str = "#[projection]";
+
+const SPECS: &[Spec] = &[Spec {
+    name: CRATE,
+    kind: Kind::Path,
+    example: "crate = fidelis_core",
+}];
+
+/// The types a `FieldHandle` can filter on (those with a query value).
+const QUERYABLE: &[&str] = &[
+    "bool",
+    "i32",
+    "i64",
+    "u32",
+    "f64",
+    "String",
+    "Identifier",
+    "DateTime",
+    "NaiveDate",
+];
+
+/// Expands `#[projection]`.
+pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let args = attr::parse(&cx, ATTR, SPECS, args);
+    let item = match syn::parse2::<ItemStruct>(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            cx.error(
+                proc_macro2::Span::call_site(),
+                "`#[projection]` goes on a struct with named fields",
+            );
+            return fallback::item(input, cx);
+        }
+    };
+    let concrete = check::no_generics(&cx, ATTR, &item.ident.to_string(), &item.generics);
+    let named = matches!(item.fields, Fields::Named(_));
+    let ast::StructElement { mut item, fields } = ast::parse_struct(&cx, ATTR, item);
+    let identifier = check::at_most_one_identifier(&cx, &fields);
+    // A projection is a table: exactly one field is its primary key.
+    if identifier.is_none() && named {
+        cx.error(
+            item.ident.span(),
+            format!(
+                "`#[projection]` needs exactly one identifier field: mark the field that identifies a row of `{}` with `#[field(identifier)]`",
+                item.ident
+            ),
+        );
+    }
+    let Some(identifier) = identifier.filter(|_| concrete && named) else {
+        return fallback::item(item, cx);
+    };
+    let krate = expand::krate(&args);
+    let p = expand::private(&krate);
+    let name = item.ident.clone();
+    let vis = item.vis.clone();
+    let self_ty: Type = syn::parse_quote!(#name);
+    let ty = quote!(#name);
+    let id_ident = &identifier.ident;
+    let id_name = identifier.name();
+
+    fields::add_serde_defaults(&mut item, &fields);
+    expand::add_derives(
+        &mut item.attrs,
+        &krate,
+        &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
+    );
+    let element = registration::element(
+        &p,
+        &self_ty,
+        &name,
+        "Projection",
+        quote!(registrar.projection::<Self>();),
+    );
+    let has_fields = fields::has_fields(&p, &ty, &fields);
+    let asserts = fields::asserts(&p, &fields, true);
+    let defaults = fields::default_fns(&fields);
+    let submit = registration::submit(&p, &self_ty);
+    let identity =
+        quote_spanned!(identifier.ty.span()=> #p::IdentityField::identity(&self.#id_ident));
+
+    let handles_name = format_ident!("{}Fields", name);
+    let handle_doc = format!(
+        "Typed field handles of [`{name}`], for queries: `{name}::fields().{id_name}.eq(..)`."
+    );
+    let queryable: Vec<&Field> = fields.iter().filter(|f| is_queryable(&f.ty)).collect();
+    let handle_fields = queryable.iter().map(|field| {
+        let ident = &field.ident;
+        let field_ty = &field.ty;
+        let doc = format!("The `{}` field.", field.name());
+        quote! {
+            #[doc = #doc]
+            pub #ident: #krate::FieldHandle<#name, #field_ty>
+        }
+    });
+    let handle_values = queryable.iter().map(|field| {
+        let ident = &field.ident;
+        let field_name = field.name();
+        quote!(#ident: #krate::FieldHandle::new(#field_name))
+    });
+
+    let generated = expand::wrap(quote! {
+        #[automatically_derived]
+        impl #ty {
+            #defaults
+
+            /// Typed handles on this projection's fields, to build queries.
+            pub fn fields() -> #handles_name {
+                #handles_name { #(#handle_values),* }
+            }
+        }
+        #element
+        #has_fields
+        #[automatically_derived]
+        impl #p::Persisted for #ty {
+            const STORAGE: #p::StorageKind = #p::StorageKind::ProjectionRow;
+            fn identity(&self) -> #p::Identifier {
+                #identity
+            }
+            fn load<'a>(ctx: &'a #p::Context, id: #p::Identifier) -> #p::BoxFuture<'a, #p::Result<::core::option::Option<Self>>> {
+                ::std::boxed::Box::pin(#p::load_projection::<Self>(ctx, id))
+            }
+            fn save<'a>(ctx: &'a #p::Context, value: Self) -> #p::BoxFuture<'a, #p::Result<()>> {
+                ::std::boxed::Box::pin(#p::save_projection::<Self>(ctx, value))
+            }
+        }
+        #[automatically_derived]
+        impl #p::Projection for #ty {
+            const IDENTIFIER: &'static ::core::primitive::str = #id_name;
+        }
+        #asserts
+        #submit
+    });
+    let errors = cx.into_tokens();
+    quote! {
+        #item
+
+        #[doc = #handle_doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+        #vis struct #handles_name {
+            #(#handle_fields,)*
+        }
+
+        #generated
+        #errors
+    }
+}
+
+/// Whether a field type has query values (`FieldHandle::new` needs them). Lists and JSON
+/// values get no handle.
+fn is_queryable(ty: &Type) -> bool {
+    let ty = option_inner(ty).unwrap_or(ty);
+    last_segment(ty).is_some_and(|name| QUERYABLE.contains(&name.as_str()))
+}

@@ -1,0 +1,86 @@
+//! `#[value_object]`: a validated value compared by its fields, embeddable in other elements.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Fields, ItemStruct};
+
+use crate::ast;
+use crate::attr::{self, Kind, Spec};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::expand::{self, fields};
+use crate::fallback;
+use crate::symbol::*;
+
+const ATTR: &str = "#[value_object]";
+
+const SPECS: &[Spec] = &[Spec {
+    name: CRATE,
+    kind: Kind::Path,
+    example: "crate = fidelis_core",
+}];
+
+/// Expands `#[value_object]`.
+pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let args = attr::parse(&cx, ATTR, SPECS, args);
+    let item = match syn::parse2::<ItemStruct>(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            cx.error(
+                proc_macro2::Span::call_site(),
+                "`#[value_object]` goes on a struct with named fields",
+            );
+            return fallback::item(input, cx);
+        }
+    };
+    let concrete = check::no_generics(&cx, ATTR, &item.ident.to_string(), &item.generics);
+    let named = matches!(item.fields, Fields::Named(_));
+    let ast::StructElement { mut item, fields } = ast::parse_struct(&cx, ATTR, item);
+    if !concrete || !named {
+        return fallback::item(item, cx);
+    }
+    let krate = expand::krate(&args);
+    let p = expand::private(&krate);
+    let name = item.ident.clone();
+    let ty = quote!(#name);
+
+    fields::add_serde_defaults(&mut item, &fields);
+    expand::add_derives(
+        &mut item.attrs,
+        &krate,
+        &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
+    );
+    let has_fields = fields::has_fields(&p, &ty, &fields);
+    let asserts = fields::asserts(&p, &fields, false);
+    let defaults = fields::default_fns(&fields);
+
+    let generated = expand::wrap(quote! {
+        #[automatically_derived]
+        impl #ty {
+            #defaults
+        }
+        #has_fields
+        #[automatically_derived]
+        impl #p::ValueObject for #ty {}
+
+        fn __fidelis_embedded_fields() -> &'static [#p::FieldDef] {
+            <#ty as #p::HasFields>::FIELDS
+        }
+
+        #[automatically_derived]
+        impl #p::FieldType for #ty {
+            const KIND: #p::FieldKind = #p::FieldKind::Embedded;
+            const EMBEDDED: ::core::option::Option<fn() -> &'static [#p::FieldDef]> =
+                ::core::option::Option::Some(__fidelis_embedded_fields);
+            fn check(&self, def: &#p::FieldDef, errors: &mut #p::ValidationError) {
+                if let ::core::result::Result::Err(nested) = #p::HasFields::validate(self) {
+                    errors.merge(nested, ::core::option::Option::Some(def.name));
+                }
+            }
+        }
+        #asserts
+    });
+    let errors = cx.into_tokens();
+    quote!(#item #generated #errors)
+}

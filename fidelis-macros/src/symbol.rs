@@ -1,0 +1,54 @@
+//! The keywords of the macros' arguments and helper attributes, named once.
+
+/// `#[aggregate(event_sourced)]`
+pub const EVENT_SOURCED: &str = "event_sourced";
+/// `part_of = Aggregate`
+pub const PART_OF: &str = "part_of";
+/// `version = N` on events
+pub const VERSION: &str = "version";
+/// `type_name = "…"` on events
+pub const TYPE_NAME: &str = "type_name";
+/// `crate = path`: where the runtime crate is, when renamed
+pub const CRATE: &str = "crate";
+/// `aggregates = [A, B]`
+pub const AGGREGATES: &str = "aggregates";
+/// `for = Projection` on projectors
+pub const FOR: &str = "for";
+
+/// `#[field(identifier)]`
+pub const IDENTIFIER: &str = "identifier";
+/// `#[field(max_length = N)]`
+pub const MAX_LENGTH: &str = "max_length";
+/// `#[field(min_length = N)]`
+pub const MIN_LENGTH: &str = "min_length";
+/// `#[field(min_value = X)]`
+pub const MIN_VALUE: &str = "min_value";
+/// `#[field(max_value = X)]`
+pub const MAX_VALUE: &str = "max_value";
+/// `#[field(choices = ["A", "B"])]`
+pub const CHOICES: &str = "choices";
+/// `#[field(default = expr)]`
+pub const DEFAULT: &str = "default";
+/// `#[field(required)]`
+pub const REQUIRED: &str = "required";
+/// `#[field(unique)]`
+pub const UNIQUE: &str = "unique";
+
+/// `#[invariant(pre)]`
+pub const PRE: &str = "pre";
+/// `#[invariant(post)]`
+pub const POST: &str = "post";
+
+/// The `#[field]` helper attribute.
+pub const FIELD: &str = "field";
+/// The `#[apply]` helper attribute.
+pub const APPLY: &str = "apply";
+/// The `#[invariant]` helper attribute.
+pub const INVARIANT: &str = "invariant";
+/// The `#[handle]` helper attribute.
+pub const HANDLE: &str = "handle";
+/// The `#[on]` helper attribute.
+pub const ON: &str = "on";
+
+/// Every method helper attribute, stripped from impl blocks by the element macros.
+pub const METHOD_HELPERS: &[&str] = &[APPLY, INVARIANT, HANDLE, ON];
