@@ -1,34 +1,349 @@
-//! Database configuration: from a URL to a storage adapter.
+//! Database configuration: which database a domain uses, and how to connect to it.
+//!
+//! # Database URLs
+//!
+//! | URL | Adapter |
+//! | --- | --- |
+//! | `memory` | [`MemoryStorage`]: nothing survives the process (the default) |
+//! | `sqlite://fidelis.db`, `sqlite:///abs/path.db` | [`SqliteStorage`](crate::store::sqlite::SqliteStorage): an embedded file, created if missing |
+//! | `sqlite::memory:` | SQLite in memory, one connection, gone with the process |
+//! | `postgres://user:password@host:5432/db`, `postgresql://…` | [`PostgresStorage`](crate::store::postgres::PostgresStorage) |
+//!
+//! PostgreSQL URLs take the usual parameters (`sslmode`, `application_name`, and
+//! `options[search_path]=my_schema` to keep Fidelis' tables in a schema of their own).
+//!
+//! # Where the URL comes from
+//!
+//! The first of these that is set wins:
+//!
+//! 1. the builder: `Domain::builder("fidelis").database("sqlite://fidelis.db")`;
+//! 2. the environment variable `FIDELIS_DATABASE_URL`;
+//! 3. `fidelis.toml` in the current directory:
+//!    ```toml
+//!    [database]
+//!    url = "postgres://fidelis@localhost/fidelis"
+//!    pool_size = 10                 # optional
+//!    connect_timeout_secs = 10      # optional
+//!    acquire_timeout_secs = 30      # optional
+//!    ```
+//! 4. `memory`.
+//!
+//! Pool settings given to the builder ([`DomainBuilder::pool_size`](crate::DomainBuilder::pool_size),
+//! [`connect_timeout`](crate::DomainBuilder::connect_timeout),
+//! [`acquire_timeout`](crate::DomainBuilder::acquire_timeout)) win over `fidelis.toml`, which
+//! wins over the defaults of [`PoolOptions`] (the same for every URL).
+//!
+//! # Features
+//!
+//! The SQL adapters are behind the `sqlite` and `postgres` features of `fidelis-core`. Both
+//! are default features, so `cargo run` and `cargo test` reach every kind of database without
+//! flags; a build that only needs memory storage sets `default-features = false`. TLS to
+//! PostgreSQL needs the `postgres-tls` feature.
+//!
+//! Error messages name the URL without its password.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::Storage;
 use crate::store::memory::MemoryStorage;
 
-/// Connects the storage adapter a database URL names.
-pub(crate) async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
-    match url {
-        "memory" | "memory://" => Ok(Arc::new(MemoryStorage::new())),
-        other => Err(Error::configuration(format!(
-            "unsupported database URL `{}`: this build of Fidelis supports `memory`",
-            redact(other)
-        ))),
+/// The environment variable naming the database URL.
+pub const DATABASE_URL_VAR: &str = "FIDELIS_DATABASE_URL";
+/// The configuration file read from the current directory.
+pub const CONFIG_FILE: &str = "fidelis.toml";
+
+/// Connection pool settings of the SQL adapters (memory ignores them).
+///
+/// ```
+/// use std::time::Duration;
+/// use fidelis_core::config::PoolOptions;
+/// let options = PoolOptions { max_connections: 4, ..PoolOptions::default() };
+/// assert_eq!(options.acquire_timeout, Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// The most connections the pool opens (default 10; SQLite in memory always uses 1).
+    pub max_connections: u32,
+    /// How long connecting to the database may take before it counts as unreachable
+    /// (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long a unit of work waits for a free connection (default 30 s).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(30),
+        }
     }
 }
 
-/// The URL without its password, for error messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+/// Pool settings given explicitly (builder methods): unset ones fall back to `fidelis.toml`,
+/// then to [`PoolOptions::default`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PoolOverrides {
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) acquire_timeout: Option<Duration>,
+}
+
+/// Where a database URL came from, for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `DomainBuilder::database`.
+    Builder,
+    /// The `FIDELIS_DATABASE_URL` environment variable.
+    Environment,
+    /// `fidelis.toml`.
+    ConfigFile,
+    /// Nothing was configured: memory.
+    Default,
+}
+
+/// The resolved database settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// The database URL.
+    pub url: String,
+    /// Where it came from.
+    pub source: UrlSource,
+    /// The pool settings.
+    pub pool: PoolOptions,
+}
+
+/// The `[database]` table of `fidelis.toml`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FileSettings {
+    url: Option<String>,
+    pool_size: Option<u32>,
+    connect_timeout: Option<Duration>,
+    acquire_timeout: Option<Duration>,
+}
+
+/// Resolves the database settings: `explicit` (the builder's URL) > `FIDELIS_DATABASE_URL` >
+/// `fidelis.toml` in the current directory > `memory`. A `fidelis.toml` that cannot be read
+/// or parsed is a configuration error.
+pub fn resolve(explicit: Option<&str>) -> Result<DatabaseSettings> {
+    resolve_with(
+        explicit,
+        PoolOverrides::default(),
+        std::env::var(DATABASE_URL_VAR).ok(),
+        Path::new(CONFIG_FILE),
+    )
+}
+
+pub(crate) fn resolve_with(
+    explicit: Option<&str>,
+    overrides: PoolOverrides,
+    env: Option<String>,
+    file: &Path,
+) -> Result<DatabaseSettings> {
+    let file = read_file(file)?;
+    let (url, source) = match (
+        explicit,
+        env.filter(|url| !url.trim().is_empty()),
+        &file.url,
+    ) {
+        (Some(url), _, _) => (url.to_owned(), UrlSource::Builder),
+        (None, Some(url), _) => (url, UrlSource::Environment),
+        (None, None, Some(url)) => (url.clone(), UrlSource::ConfigFile),
+        (None, None, None) => ("memory".to_owned(), UrlSource::Default),
+    };
+    let defaults = PoolOptions::default();
+    let pool = PoolOptions {
+        max_connections: overrides
+            .max_connections
+            .or(file.pool_size)
+            .unwrap_or(defaults.max_connections)
+            .max(1),
+        connect_timeout: overrides
+            .connect_timeout
+            .or(file.connect_timeout)
+            .unwrap_or(defaults.connect_timeout),
+        acquire_timeout: overrides
+            .acquire_timeout
+            .or(file.acquire_timeout)
+            .unwrap_or(defaults.acquire_timeout),
+    };
+    Ok(DatabaseSettings { url, source, pool })
+}
+
+fn read_file(path: &Path) -> Result<FileSettings> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileSettings::default());
+        }
+        Err(error) => {
+            return Err(Error::configuration(format!(
+                "cannot read `{}`: {error}",
+                path.display()
+            )));
+        }
+    };
+    parse_file(&text)
+        .map_err(|problem| Error::configuration(format!("`{}`: {problem}", path.display())))
+}
+
+fn parse_file(text: &str) -> std::result::Result<FileSettings, String> {
+    let document: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| error.to_string())?;
+    let Some(database) = document.get("database") else {
+        return Ok(FileSettings::default());
+    };
+    let database = database
+        .as_table()
+        .ok_or("`database` must be a table: `[database]`")?;
+    let mut settings = FileSettings::default();
+    for (key, value) in database {
+        match key.as_str() {
+            "url" => {
+                settings.url = Some(
+                    value
+                        .as_str()
+                        .ok_or("`database.url` must be a string")?
+                        .to_owned(),
+                )
+            }
+            "pool_size" => {
+                let size = value
+                    .as_integer()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0);
+                settings.pool_size =
+                    Some(size.ok_or("`database.pool_size` must be a positive integer")?);
+            }
+            "connect_timeout_secs" | "acquire_timeout_secs" => {
+                let seconds = value.as_integer().and_then(|n| u64::try_from(n).ok());
+                let seconds = seconds
+                    .ok_or_else(|| format!("`database.{key}` must be a whole number of seconds"))?;
+                let duration = Some(Duration::from_secs(seconds));
+                if key == "connect_timeout_secs" {
+                    settings.connect_timeout = duration;
+                } else {
+                    settings.acquire_timeout = duration;
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown key `database.{other}` (expected url, pool_size, connect_timeout_secs, acquire_timeout_secs)"
+                ));
             }
         }
-        _ => url.to_owned(),
     }
+    Ok(settings)
+}
+
+/// Connects the storage adapter a database URL names, with the default pool settings.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let storage = fidelis_core::config::connect("memory").await.unwrap();
+/// assert_eq!(storage.kind(), "memory");
+/// # });
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
+    connect_with(url, &PoolOptions::default()).await
+}
+
+/// Connects the storage adapter a database URL names. An unreachable database is a storage
+/// error, an unsupported or malformed URL a configuration error; both name the URL without
+/// its password.
+pub async fn connect_with(url: &str, pool: &PoolOptions) -> Result<Arc<dyn Storage>> {
+    let url = url.trim();
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryStorage::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(
+            crate::store::sqlite::SqliteStorage::connect(url, pool).await?,
+        )),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(
+            crate::store::postgres::PostgresStorage::connect(url, pool).await?,
+        )),
+        _ => {
+            let _ = pool;
+            Err(Error::configuration(format!(
+                "unsupported database URL `{}`: this build of Fidelis supports {}",
+                redact(url),
+                supported()
+            )))
+        }
+    }
+}
+
+fn supported() -> &'static str {
+    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+        (true, true) => "`memory`, `sqlite://path` and `postgres://…`",
+        (true, false) => {
+            "`memory` and `sqlite://path` (enable the `postgres` feature for PostgreSQL)"
+        }
+        (false, true) => "`memory` and `postgres://…` (enable the `sqlite` feature for SQLite)",
+        (false, false) => "`memory` (enable the `sqlite` or `postgres` feature for a database)",
+    }
+}
+
+/// Resolves the settings (see the module docs) and connects.
+pub(crate) async fn connect_configured(
+    explicit: Option<&str>,
+    overrides: PoolOverrides,
+) -> Result<Arc<dyn Storage>> {
+    let settings = resolve_with(
+        explicit,
+        overrides,
+        std::env::var(DATABASE_URL_VAR).ok(),
+        Path::new(CONFIG_FILE),
+    )?;
+    tracing::info!(url = %redact(&settings.url), source = ?settings.source, pool = ?settings.pool, "connecting storage");
+    connect_with(&settings.url, &settings.pool).await
+}
+
+/// The URL without its password, for error messages and logs.
+///
+/// ```
+/// assert_eq!(fidelis_core::config::redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+/// ```
+pub fn redact(url: &str) -> String {
+    let url = redact_userinfo(url);
+    redact_password_parameter(&url)
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return url.to_owned();
+    };
+    // The credentials end at the last `@` before the path: a password may contain `@`.
+    let rest = &url[scheme + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn redact_password_parameter(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", parameters.join("&"))
 }
 
 #[cfg(test)]
@@ -37,7 +352,94 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+        assert_eq!(
+            redact("postgres://bob:secret@db/x"),
+            "postgres://bob:***@db/x"
+        );
+        assert_eq!(
+            redact("postgres://bob:s@c/ret@db/x"),
+            "postgres://bob:***@db/x"
+        );
+        assert_eq!(
+            redact("postgres://bob@db/x?password=secret&sslmode=off"),
+            "postgres://bob@db/x?password=***&sslmode=off"
+        );
         assert_eq!(redact("sqlite://fidelis.db"), "sqlite://fidelis.db");
+    }
+
+    fn no_file() -> &'static Path {
+        Path::new("/nonexistent/fidelis.toml")
+    }
+
+    #[test]
+    fn resolution_order() {
+        let env = Some("sqlite://env.db".to_owned());
+        let builder = resolve_with(
+            Some("sqlite://b.db"),
+            PoolOverrides::default(),
+            env.clone(),
+            no_file(),
+        )
+        .unwrap();
+        assert_eq!(
+            (builder.url.as_str(), builder.source),
+            ("sqlite://b.db", UrlSource::Builder)
+        );
+        let from_env = resolve_with(None, PoolOverrides::default(), env, no_file()).unwrap();
+        assert_eq!(from_env.source, UrlSource::Environment);
+        let default = resolve_with(None, PoolOverrides::default(), None, no_file()).unwrap();
+        assert_eq!(
+            (default.url.as_str(), default.source),
+            ("memory", UrlSource::Default)
+        );
+        assert_eq!(default.pool, PoolOptions::default());
+    }
+
+    #[test]
+    fn config_file() {
+        let dir =
+            std::env::temp_dir().join(format!("fidelis-config-{}", crate::Identifier::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"sqlite://file.db\"\npool_size = 3\nacquire_timeout_secs = 2\n",
+        )
+        .unwrap();
+        let overrides = PoolOverrides {
+            max_connections: Some(7),
+            ..PoolOverrides::default()
+        };
+        let settings = resolve_with(None, overrides, None, &path).unwrap();
+        assert_eq!(
+            (settings.url.as_str(), settings.source),
+            ("sqlite://file.db", UrlSource::ConfigFile)
+        );
+        assert_eq!(
+            settings.pool.max_connections, 7,
+            "the builder wins over the file"
+        );
+        assert_eq!(settings.pool.acquire_timeout, Duration::from_secs(2));
+        let env =
+            resolve_with(None, PoolOverrides::default(), Some("memory".into()), &path).unwrap();
+        assert_eq!((env.url.as_str(), env.pool.max_connections), ("memory", 3));
+
+        std::fs::write(&path, "[database]\nurl = 5\n").unwrap();
+        let error = resolve_with(None, PoolOverrides::default(), None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`database.url` must be a string"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unsupported_url_is_a_configuration_error_without_password() {
+        let error = connect("mysql://bob:secret@db/x").await.err().unwrap();
+        assert!(matches!(error, Error::Configuration { .. }));
+        let message = error.to_string();
+        assert!(
+            message.contains("mysql://bob:***@db/x") && !message.contains("secret"),
+            "{message}"
+        );
     }
 }

@@ -16,7 +16,6 @@ use crate::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
 use crate::repository::DomainRepository;
 use crate::retry::RetryPolicy;
-use crate::store::memory::MemoryStorage;
 use crate::store::{Storage, TableSchema};
 use crate::unit_of_work;
 
@@ -369,6 +368,7 @@ pub struct DomainBuilder {
     retry: RetryPolicy,
     storage: Option<Arc<dyn Storage>>,
     database: Option<String>,
+    pool: crate::config::PoolOverrides,
     cache_capacity: usize,
 }
 
@@ -383,6 +383,7 @@ impl DomainBuilder {
             retry: RetryPolicy::default(),
             storage: None,
             database: None,
+            pool: crate::config::PoolOverrides::default(),
             cache_capacity: 10_000,
         }
     }
@@ -426,9 +427,29 @@ impl DomainBuilder {
         self
     }
 
-    /// Selects the database by URL: `memory` (the default).
+    /// Selects the database by URL: `memory`, `sqlite://fidelis.db`, `postgres://…`. Without
+    /// it, `FIDELIS_DATABASE_URL`, then `fidelis.toml`, then `memory` (see [`crate::config`]).
     pub fn database(mut self, url: impl Into<String>) -> Self {
         self.database = Some(url.into());
+        self
+    }
+
+    /// The most connections the SQL adapters open (default 10, or `fidelis.toml`'s
+    /// `pool_size`).
+    pub fn pool_size(mut self, max_connections: u32) -> Self {
+        self.pool.max_connections = Some(max_connections.max(1));
+        self
+    }
+
+    /// How long connecting may take before the database counts as unreachable (default 10 s).
+    pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.pool.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a unit of work waits for a free connection (default 30 s).
+    pub fn acquire_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.pool.acquire_timeout = Some(timeout);
         self
     }
 
@@ -461,10 +482,9 @@ impl DomainBuilder {
             registration(&mut registrar);
         }
         let registry = registrar.build(&self.name)?;
-        let storage = match (self.storage, self.database) {
-            (Some(storage), _) => storage,
-            (None, None) => Arc::new(MemoryStorage::new()),
-            (None, Some(url)) => crate::config::connect(&url).await?,
+        let storage = match self.storage {
+            Some(storage) => storage,
+            None => crate::config::connect_configured(self.database.as_deref(), self.pool).await?,
         };
         tracing::debug!(domain = %self.name, storage = storage.kind(), "domain built");
         let domain = Domain {

@@ -12,7 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aggregate;
-mod config;
+pub mod config;
 pub mod context;
 pub mod domain;
 pub mod element;

@@ -1,0 +1,698 @@
+//! The PostgreSQL adapter: for production, and for several processes sharing one store.
+//!
+//! - Transactions run at PostgreSQL's default isolation (READ COMMITTED).
+//! - **Appends are serialized** by a transaction-level advisory lock
+//!   (`pg_advisory_xact_lock`), taken by a transaction's first append and held until it
+//!   commits or rolls back. Global positions are then assigned in the transaction as the
+//!   last position + 1. Why: with a sequence, concurrent transactions take positions in one
+//!   order and commit in another, so a reader that has seen position 12 could later miss a
+//!   position 11 committed after it (a subscription from a checkpoint would skip it forever),
+//!   and rolled-back transactions would leave gaps. Under the lock, positions are gapless
+//!   and become visible in order. The cost is that appends to the store commit one at a time;
+//!   everything before the first append (handlers, loading) still runs concurrently.
+//! - The unique `(stream, version)` constraint enforces optimistic concurrency in the
+//!   database itself, even against writers that do not take the lock; its violation is a
+//!   [`Error::VersionConflict`], as are deadlocks and serialization failures (they are worth
+//!   retrying).
+//! - A stored aggregate's row is locked (`SELECT … FOR UPDATE`) while its version is checked;
+//!   a new row is written with a plain `INSERT`, so that two writers creating it cannot both
+//!   win.
+//! - Text is compared and ordered with the "C" collation (code point order, as in memory),
+//!   whatever the database's locale. Times keep microseconds (PostgreSQL's precision).
+//! - Tables go in the connection's current schema: use `options[search_path]=my_schema` in
+//!   the URL to keep them apart.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
+};
+use sqlx::query::Query;
+use sqlx::types::Json;
+
+use crate::config::{PoolOptions, redact};
+use crate::error::{Error, Result};
+use crate::event::{RecordedEvent, category_of};
+use crate::field::FieldKind;
+use crate::query::QuerySpec;
+use crate::store::sql::{
+    self, Dialect, EVENT_COLUMNS, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue,
+    Statement,
+};
+use crate::store::{Document, ExpectedVersion, Storage, TableSchema, Transaction};
+
+const DIALECT: Dialect = Dialect::Postgres;
+/// The advisory lock that serializes appends (`"fidelis"` + 1).
+const APPEND_LOCK: i64 = 0x6669_6465_6c69_7301;
+/// The advisory lock that serializes `setup` (concurrent `CREATE TABLE IF NOT EXISTS` race).
+const SETUP_LOCK: i64 = 0x6669_6465_6c69_7302;
+
+/// The PostgreSQL storage adapter. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: PgPool,
+    /// The URL without password, for messages.
+    url: Arc<str>,
+    schemas: Arc<Schemas>,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to the database of a `postgres://…` URL (one connection is opened at once,
+    /// so an unreachable server fails here). Call [`Storage::setup`] before use (a domain's
+    /// `build` does).
+    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
+        let shown: Arc<str> = redact(url).into();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| {
+                Error::configuration(format!("invalid PostgreSQL URL `{shown}`: {error}"))
+            })?
+            .application_name("fidelis");
+        let connecting = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options);
+        let pool = match tokio::time::timeout(pool.connect_timeout, connecting).await {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(error)) => {
+                return Err(Error::storage_with(
+                    format!("cannot connect to PostgreSQL at `{shown}`: {error}"),
+                    error,
+                ));
+            }
+            Err(_) => {
+                return Err(Error::storage(format!(
+                    "cannot connect to PostgreSQL at `{shown}`: timed out after {:?}",
+                    pool.connect_timeout
+                )));
+            }
+        };
+        tracing::debug!(url = %shown, "postgres storage connected");
+        Ok(Self {
+            pool,
+            url: shown,
+            schemas: Arc::default(),
+        })
+    }
+
+    /// The connection pool, for SQL of your own (reports, maintenance). Write through units of
+    /// work, not here.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn error(&self, what: &str, error: sqlx::Error) -> Error {
+        db_error(&self.url, what, error)
+    }
+}
+
+fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {
+    match error {
+        sqlx::Error::PoolTimedOut => Error::storage(format!(
+            "{what} on `{url}`: timed out waiting for a connection; raise the pool size or the acquire timeout"
+        )),
+        error => Error::storage_with(format!("{what} on `{url}`: {error}"), error),
+    }
+}
+
+/// Deadlocks and serialization failures: another transaction won; retrying may succeed.
+fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => matches!(error.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
+    }
+}
+
+fn bind<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    value: SqlValue,
+) -> Query<'q, Postgres, PgArguments> {
+    match value {
+        // PostgreSQL types every parameter, NULLs included.
+        SqlValue::Null(kind) => match kind {
+            FieldKind::Identifier | FieldKind::String => query.bind(None::<String>),
+            FieldKind::Integer => query.bind(None::<i64>),
+            FieldKind::Float => query.bind(None::<f64>),
+            FieldKind::Boolean => query.bind(None::<bool>),
+            FieldKind::DateTime => query.bind(None::<DateTime<Utc>>),
+            FieldKind::Date => query.bind(None::<NaiveDate>),
+            FieldKind::List | FieldKind::Embedded | FieldKind::Dict => {
+                query.bind(None::<Json<Value>>)
+            }
+        },
+        SqlValue::Bool(b) => query.bind(b),
+        SqlValue::Int(i) => query.bind(i),
+        SqlValue::Float(f) => query.bind(f),
+        SqlValue::Text(text) => query.bind(text),
+        SqlValue::Time(time) => query.bind(time),
+        SqlValue::Date(date) => query.bind(date),
+        SqlValue::Json(value) => query.bind(Json(value)),
+    }
+}
+
+fn prepare(statement: &Statement) -> Query<'_, Postgres, PgArguments> {
+    statement
+        .params
+        .iter()
+        .cloned()
+        .fold(sqlx::query(&statement.sql), bind)
+}
+
+fn float_json(value: f64) -> Value {
+    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+}
+
+/// Decodes a document row (the columns of [`sql::select_columns`]).
+fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
+    let mut values = Vec::with_capacity(table.fields.len());
+    for (index, field) in table.fields.iter().enumerate() {
+        let read = |error: sqlx::Error| Error::Serialization {
+            what: format!("column `{}` of a row of table `{}`", field.name, table.name),
+            message: error.to_string(),
+        };
+        let value = match field.kind {
+            FieldKind::Identifier | FieldKind::String => row
+                .try_get::<Option<String>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, Value::String),
+            FieldKind::Integer => row
+                .try_get::<Option<i64>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, Value::from),
+            FieldKind::Float => row
+                .try_get::<Option<f64>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, float_json),
+            FieldKind::Boolean => row
+                .try_get::<Option<bool>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, Value::Bool),
+            FieldKind::DateTime => row
+                .try_get::<Option<DateTime<Utc>>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, sql::time_json),
+            FieldKind::Date => row
+                .try_get::<Option<NaiveDate>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, |date| {
+                    Value::String(date.format("%Y-%m-%d").to_string())
+                }),
+            FieldKind::List | FieldKind::Embedded | FieldKind::Dict => row
+                .try_get::<Option<Json<Value>>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, |json| json.0),
+        };
+        values.push(value);
+    }
+    let version =
+        row.try_get::<i64, _>(table.fields.len())
+            .map_err(|error| Error::Serialization {
+                what: format!(
+                    "column `{}` of a row of table `{}`",
+                    sql::VERSION_COLUMN,
+                    table.name
+                ),
+                message: error.to_string(),
+            })?;
+    Ok(sql::document(table, values, version))
+}
+
+/// Decodes an event row (the columns of [`EVENT_COLUMNS`]).
+fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
+    let position = row.try_get::<i64, _>(0).unwrap_or_default();
+    let stream = row
+        .try_get::<String, _>(2)
+        .unwrap_or_else(|_| "?".to_owned());
+    let column = |name: &str, error: sqlx::Error| {
+        sql::corrupt_event(
+            &stream,
+            position,
+            format!("column `{name}` is unreadable: {error}"),
+        )
+    };
+    EventRow {
+        position: row
+            .try_get(0)
+            .map_err(|error| column("global_position", error))?,
+        id: row.try_get(1).map_err(|error| column("id", error))?,
+        stream: row.try_get(2).map_err(|error| column("stream", error))?,
+        version: row.try_get(3).map_err(|error| column("version", error))?,
+        type_name: row.try_get(4).map_err(|error| column("type_name", error))?,
+        data: row
+            .try_get::<Json<Value>, _>(5)
+            .map_err(|error| column("data", error))?
+            .0,
+        metadata: row
+            .try_get::<Json<Value>, _>(6)
+            .map_err(|error| column("metadata", error))?
+            .0,
+        time: row.try_get(7).map_err(|error| column("time", error))?,
+    }
+    .into_event()
+}
+
+async fn existing_columns(
+    connection: &mut PgConnection,
+    table: &str,
+) -> std::result::Result<Vec<ExistingColumn>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT column_name::text, data_type::text, is_nullable::text = 'NO' FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *connection)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ExistingColumn {
+                name: row.try_get(0)?,
+                data_type: row.try_get(1)?,
+                not_null: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn setup(&self, tables: &[TableSchema]) -> Result<()> {
+        sql::check_schemas(tables)?;
+        let fail = |error| db_error(&self.url, "setting up tables", error);
+        let mut transaction = self.pool.begin().await.map_err(fail)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *transaction)
+            .await
+            .map_err(fail)?;
+        let mut problems = Vec::new();
+        let events = existing_columns(&mut transaction, EVENTS_TABLE)
+            .await
+            .map_err(fail)?;
+        if events.is_empty() {
+            let statements = [
+                "CREATE TABLE IF NOT EXISTS fidelis_events (\
+                   global_position BIGINT PRIMARY KEY, \
+                   id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
+                   type_name TEXT NOT NULL, data JSONB NOT NULL, metadata JSONB NOT NULL, time TIMESTAMPTZ NOT NULL, \
+                   UNIQUE (stream, version))",
+                "CREATE INDEX IF NOT EXISTS fidelis_events_category ON fidelis_events (category, global_position)",
+            ];
+            for statement in statements {
+                sqlx::query(statement)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(fail)?;
+            }
+        } else {
+            sql::events_drift(&events, &mut problems);
+        }
+        for table in tables {
+            let existing = existing_columns(&mut transaction, table.name)
+                .await
+                .map_err(fail)?;
+            if existing.is_empty() {
+                sqlx::query(&sql::create_table(DIALECT, table))
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(fail)?;
+            } else {
+                sql::drift(DIALECT, table, &existing, &mut problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Configuration { problems });
+        }
+        transaction.commit().await.map_err(fail)?;
+        self.schemas.insert(tables);
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|error| self.error("starting a transaction", error))?;
+        Ok(Box::new(PostgresTransaction {
+            transaction,
+            url: self.url.clone(),
+            schemas: self.schemas.clone(),
+            last_position: None,
+        }))
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE stream = $1 AND version >= $2 ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(from_version)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| self.error(&format!("reading stream `{stream}`"), error))?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        from_position: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE category = $1 AND global_position >= $2 \
+             ORDER BY global_position LIMIT $3"
+        ))
+        .bind(category)
+        .bind(from_position)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| self.error(&format!("reading category `{category}`"), error))?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
+        ))
+        .bind(from_position)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| self.error("reading all events", error))?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<i64> {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COALESCE(MAX(version), -1) FROM {EVENTS_TABLE} WHERE stream = $1"
+        ))
+        .bind(stream)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))
+    }
+
+    async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>> {
+        let schema = self.schemas.get(table)?;
+        let Some(statement) = select_by_id(&schema, id, false) else {
+            return Ok(None);
+        };
+        let row = prepare(&statement)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| {
+                self.error(&format!("reading row `{id}` of table `{table}`"), error)
+            })?;
+        row.map(|row| decode_document(&schema, &row)).transpose()
+    }
+
+    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>> {
+        let schema = self.schemas.get(table)?;
+        let statement = sql::select(DIALECT, &schema, query, false)?;
+        let rows = prepare(&statement)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| self.error(&format!("querying table `{table}`"), error))?;
+        rows.iter()
+            .map(|row| decode_document(&schema, row))
+            .collect()
+    }
+
+    async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64> {
+        let schema = self.schemas.get(table)?;
+        let statement = sql::select(DIALECT, &schema, query, true)?;
+        let row = prepare(&statement)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| self.error(&format!("counting rows of table `{table}`"), error))?;
+        let count = row
+            .try_get::<i64, _>(0)
+            .map_err(|error| self.error("reading a count", error))?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+}
+
+/// `SELECT` of one row by primary key: all columns, or only the version `FOR UPDATE`.
+fn select_by_id(table: &TableSchema, id: &str, version_for_update: bool) -> Option<Statement> {
+    let mut statement = Statement::new(DIALECT, "");
+    let key = statement.param(sql::key_value(table, id)?);
+    let (columns, lock) = if version_for_update {
+        (sql::quote(sql::VERSION_COLUMN), " FOR UPDATE")
+    } else {
+        (sql::select_columns(table), "")
+    };
+    statement.sql = format!(
+        "SELECT {columns} FROM {} WHERE {} = {key}{lock}",
+        sql::quote(table.name),
+        sql::quote(table.identifier)
+    );
+    Some(statement)
+}
+
+/// A transaction; dropping it rolls back (sqlx issues the `ROLLBACK`).
+struct PostgresTransaction {
+    transaction: sqlx::Transaction<'static, Postgres>,
+    url: Arc<str>,
+    schemas: Arc<Schemas>,
+    /// The last global position, once this transaction holds the append lock.
+    last_position: Option<i64>,
+}
+
+impl PostgresTransaction {
+    fn error(&self, what: &str, error: sqlx::Error) -> Error {
+        db_error(&self.url, what, error)
+    }
+
+    /// Takes the append lock (once) and returns the last global position.
+    async fn lock_appends(&mut self) -> Result<i64> {
+        if let Some(position) = self.last_position {
+            return Ok(position);
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(|error| db_error(&self.url, "taking the append lock", error))?;
+        // READ COMMITTED: this statement sees every append committed before the lock was ours.
+        let position = sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COALESCE(MAX(global_position), 0) FROM {EVENTS_TABLE}"
+        ))
+        .fetch_one(&mut *self.transaction)
+        .await
+        .map_err(|error| db_error(&self.url, "reading the last global position", error))?;
+        self.last_position = Some(position);
+        Ok(position)
+    }
+}
+
+#[async_trait]
+impl Transaction for PostgresTransaction {
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>> {
+        let conflict = |expected: i64| Error::VersionConflict {
+            stream: stream.to_owned(),
+            expected,
+            actual: expected + 1,
+        };
+        let mut position = match self.lock_appends().await {
+            Ok(position) => position,
+            Err(Error::Storage {
+                source: Some(source),
+                ..
+            }) if source
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(is_retryable) =>
+            {
+                return Err(conflict(match expected {
+                    ExpectedVersion::Exact(version) => version,
+                    ExpectedVersion::Any => -1,
+                }));
+            }
+            Err(error) => return Err(error),
+        };
+        let current = sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COALESCE(MAX(version), -1) FROM {EVENTS_TABLE} WHERE stream = $1"
+        ))
+        .bind(stream)
+        .fetch_one(&mut *self.transaction)
+        .await
+        .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))?;
+        if let ExpectedVersion::Exact(expected) = expected
+            && expected != current
+        {
+            return Err(Error::VersionConflict {
+                stream: stream.to_owned(),
+                expected,
+                actual: current,
+            });
+        }
+        let category = category_of(stream).to_owned();
+        let mut version = current;
+        for event in &mut events {
+            position += 1;
+            version += 1;
+            event.metadata.global_position = position;
+            event.metadata.version = version;
+            event.metadata.stream = stream.to_owned();
+            let result = sqlx::query(&format!(
+                "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(position)
+            .bind(event.metadata.id.as_str())
+            .bind(stream)
+            .bind(&category)
+            .bind(version)
+            .bind(&event.metadata.type_name)
+            .bind(Json(&event.data))
+            .bind(Json(sql::event_metadata(&event.metadata)))
+            .bind(event.metadata.time)
+            .execute(&mut *self.transaction)
+            .await;
+            match result {
+                Ok(_) => {}
+                // The unique (stream, version) constraint, or a deadlock: another writer won.
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                    return Err(conflict(version - 1));
+                }
+                Err(error) if is_retryable(&error) => return Err(conflict(version - 1)),
+                Err(error) => {
+                    return Err(self.error(&format!("appending to stream `{stream}`"), error));
+                }
+            }
+        }
+        self.last_position = Some(position);
+        Ok(events)
+    }
+
+    async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {
+        let schema = self.schemas.get(table)?;
+        let Some(statement) = select_by_id(&schema, id, false) else {
+            return Ok(None);
+        };
+        let row = prepare(&statement)
+            .fetch_optional(&mut *self.transaction)
+            .await
+            .map_err(|error| {
+                self.error(&format!("reading row `{id}` of table `{table}`"), error)
+            })?;
+        row.map(|row| decode_document(&schema, &row)).transpose()
+    }
+
+    async fn put_document(
+        &mut self,
+        table: &str,
+        document: Document,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        let schema = self.schemas.get(table)?;
+        let conflict = |expected: i64, actual: i64| Error::VersionConflict {
+            stream: format!("{table}/{}", document.id),
+            expected,
+            actual,
+        };
+        if let Some(expected) = expected_version {
+            // The row stays locked until the transaction ends, so its version cannot change
+            // between this check and the write.
+            let actual = match select_by_id(&schema, &document.id, true) {
+                None => -1,
+                Some(statement) => match prepare(&statement)
+                    .fetch_optional(&mut *self.transaction)
+                    .await
+                {
+                    Ok(row) => row
+                        .map(|row| row.try_get::<i64, _>(0))
+                        .transpose()
+                        .map_err(|error| self.error("reading a row version", error))?
+                        .unwrap_or(-1),
+                    Err(error) if is_retryable(&error) => {
+                        return Err(conflict(expected, expected + 1));
+                    }
+                    Err(error) => {
+                        return Err(self.error(
+                            &format!("reading row `{}` of table `{table}`", document.id),
+                            error,
+                        ));
+                    }
+                },
+            };
+            if actual != expected {
+                return Err(conflict(expected, actual));
+            }
+        }
+        let insert_only = expected_version == Some(-1);
+        let statement = sql::upsert(DIALECT, &schema, &document, insert_only)?;
+        match prepare(&statement).execute(&mut *self.transaction).await {
+            Ok(_) => Ok(()),
+            // Another writer created the row since the check above.
+            Err(sqlx::Error::Database(error))
+                if insert_only
+                    && error.is_unique_violation()
+                    && error.constraint().is_some_and(|c| c.ends_with("_pkey")) =>
+            {
+                Err(conflict(-1, 0))
+            }
+            Err(error) if is_retryable(&error) => {
+                let expected = expected_version.unwrap_or(document.version - 1);
+                Err(conflict(expected, expected + 1))
+            }
+            Err(error) => Err(self.error(
+                &format!("writing row `{}` of table `{table}`", document.id),
+                error,
+            )),
+        }
+    }
+
+    async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
+        let schema = self.schemas.get(table)?;
+        let Some(key) = sql::key_value(&schema, id) else {
+            return Ok(());
+        };
+        let mut statement = Statement::new(DIALECT, "");
+        let placeholder = statement.param(key);
+        statement.sql = format!(
+            "DELETE FROM {} WHERE {} = {placeholder}",
+            sql::quote(schema.name),
+            sql::quote(schema.identifier)
+        );
+        prepare(&statement)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(|error| {
+                self.error(&format!("removing row `{id}` of table `{table}`"), error)
+            })?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let PostgresTransaction {
+            transaction, url, ..
+        } = *self;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| db_error(&url, "committing", error))
+    }
+}

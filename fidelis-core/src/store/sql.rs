@@ -1,0 +1,813 @@
+//! What the SQL adapters share: identifier checks, column types, table DDL, schema drift,
+//! and the translation of a [`QuerySpec`] into one parameterized statement.
+//!
+//! Values never enter SQL text: every value becomes a bind parameter ([`SqlValue`]).
+//! Identifiers (table and column names) come from field definitions; they are checked
+//! against `[a-z_][a-z0-9_]*` and quoted, so a name can neither break nor inject SQL.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::field::{FieldDef, FieldKind};
+use crate::query::{CompareOp, Condition, QuerySpec, QueryValue};
+use crate::store::TableSchema;
+
+/// The events table of both adapters.
+pub(crate) const EVENTS_TABLE: &str = "fidelis_events";
+/// The version column every document table has, besides its fields.
+pub(crate) const VERSION_COLUMN: &str = "_version";
+/// The columns of the events table, as selected by every read.
+pub(crate) const EVENT_COLUMNS: &str =
+    "global_position, id, stream, version, type_name, data, metadata, time";
+
+/// The SQL spoken by an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bind parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SqlValue {
+    /// A NULL of the column's kind (PostgreSQL needs typed NULLs).
+    Null(FieldKind),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Time(DateTime<Utc>),
+    Date(NaiveDate),
+    Json(Value),
+}
+
+/// Whether `name` may be used as a table or column name: `[a-z_][a-z0-9_]*`.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 63
+}
+
+/// The quoted identifier. Only called on names [`is_identifier`] accepted (checked in
+/// [`check_schemas`] and [`Schemas::get`]), so quoting cannot be escaped.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// Checks every table and column name; one configuration error lists every bad name.
+pub(crate) fn check_schemas(tables: &[TableSchema]) -> Result<()> {
+    let mut problems = Vec::new();
+    for table in tables {
+        if !is_identifier(table.name) {
+            problems.push(format!(
+                "table name `{}` cannot be used in SQL: names must match [a-z_][a-z0-9_]* (at most 63 characters)",
+                table.name
+            ));
+        }
+        for field in table.fields {
+            if !is_identifier(field.name) || field.name == VERSION_COLUMN {
+                problems.push(format!(
+                    "field `{}` of table `{}` cannot be a column: names must match [a-z_][a-z0-9_]* and not be `{VERSION_COLUMN}`",
+                    field.name, table.name
+                ));
+            }
+        }
+        if !table
+            .fields
+            .iter()
+            .any(|field| field.name == table.identifier)
+        {
+            problems.push(format!(
+                "table `{}` has no field `{}` to use as its primary key",
+                table.name, table.identifier
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Configuration { problems })
+    }
+}
+
+/// The tables an adapter was set up with: queries and writes need their field kinds.
+#[derive(Default)]
+pub(crate) struct Schemas {
+    tables: RwLock<HashMap<String, TableSchema>>,
+}
+
+impl Schemas {
+    /// Remembers the tables (after [`check_schemas`]).
+    pub(crate) fn insert(&self, tables: &[TableSchema]) {
+        let mut known = self
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for table in tables {
+            known.insert(table.name.to_owned(), *table);
+        }
+    }
+
+    /// The schema of a table, or a configuration error when `setup` has not seen it.
+    pub(crate) fn get(&self, table: &str) -> Result<TableSchema> {
+        let known = self
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.get(table).copied().ok_or_else(|| {
+            Error::configuration(format!(
+                "table `{table}` is not set up: call `domain.setup_database()` (or `Storage::setup`) with its schema first"
+            ))
+        })
+    }
+}
+
+/// The column type of a field.
+pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
+    let text = || match field.max_length {
+        Some(n) => format!("VARCHAR({n})"),
+        None => "TEXT".to_owned(),
+    };
+    match (dialect, field.kind) {
+        (_, FieldKind::Identifier | FieldKind::String) => text(),
+        (_, FieldKind::Integer) => "BIGINT".to_owned(),
+        (_, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
+        (_, FieldKind::Boolean) => "BOOLEAN".to_owned(),
+        // SQLite has no time, date or JSON types: a fixed-width RFC 3339 text orders like
+        // the time it spells, and JSON is kept as its text.
+        (Dialect::Sqlite, FieldKind::DateTime | FieldKind::Date) => "TEXT".to_owned(),
+        (Dialect::Sqlite, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
+            "TEXT".to_owned()
+        }
+        (Dialect::Postgres, FieldKind::DateTime) => "TIMESTAMPTZ".to_owned(),
+        (Dialect::Postgres, FieldKind::Date) => "DATE".to_owned(),
+        (Dialect::Postgres, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
+            "JSONB".to_owned()
+        }
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a document table (names already checked).
+pub(crate) fn create_table(dialect: Dialect, table: &TableSchema) -> String {
+    let mut columns: Vec<String> = table
+        .fields
+        .iter()
+        .map(|field| {
+            let mut column = format!("{} {}", quote(field.name), column_type(dialect, field));
+            if field.required || field.name == table.identifier {
+                column.push_str(" NOT NULL");
+            }
+            if field.unique && field.name != table.identifier {
+                column.push_str(" UNIQUE");
+            }
+            column
+        })
+        .collect();
+    columns.push(format!("{} BIGINT NOT NULL", quote(VERSION_COLUMN)));
+    columns.push(format!("PRIMARY KEY ({})", quote(table.identifier)));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(table.name),
+        columns.join(", ")
+    )
+}
+
+/// A column as the database describes it.
+#[derive(Clone, Debug)]
+pub(crate) struct ExistingColumn {
+    pub(crate) name: String,
+    /// The declared type (SQLite) or `information_schema` data type (PostgreSQL).
+    pub(crate) data_type: String,
+    pub(crate) not_null: bool,
+}
+
+/// Families of column types: a column matches a field when their families agree
+/// (`VARCHAR(50)` and `TEXT` are both text; the length is not compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+    TimestampTz,
+    Date,
+    Json,
+    Other,
+}
+
+fn family_of_type(data_type: &str) -> Family {
+    let t = data_type.to_ascii_uppercase();
+    if t.contains("CHAR") || t.contains("TEXT") || t.contains("CLOB") {
+        Family::Text
+    } else if t.contains("INT") {
+        Family::Integer
+    } else if t.contains("DOUBLE") || t.contains("FLOAT") || t.contains("REAL") {
+        Family::Float
+    } else if t.contains("BOOL") {
+        Family::Boolean
+    } else if t == "TIMESTAMPTZ" || t.contains("WITH TIME ZONE") {
+        Family::TimestampTz
+    } else if t == "DATE" {
+        Family::Date
+    } else if t.contains("JSON") {
+        Family::Json
+    } else {
+        Family::Other
+    }
+}
+
+fn family_of_field(dialect: Dialect, field: &FieldDef) -> Family {
+    family_of_type(&column_type(dialect, field))
+}
+
+/// Compares an existing table with its schema; adds one sentence per mismatch.
+pub(crate) fn drift(
+    dialect: Dialect,
+    table: &TableSchema,
+    existing: &[ExistingColumn],
+    problems: &mut Vec<String>,
+) {
+    let by_name: HashMap<&str, &ExistingColumn> =
+        existing.iter().map(|c| (c.name.as_str(), c)).collect();
+    let name = table.name;
+    for field in table.fields {
+        let Some(column) = by_name.get(field.name) else {
+            problems.push(format!(
+                "table `{name}` has no column `{}` (field `{}: {}`); add it or drop the table",
+                field.name, field.name, field.rust_type
+            ));
+            continue;
+        };
+        let expected = family_of_field(dialect, field);
+        if family_of_type(&column.data_type) != expected {
+            problems.push(format!(
+                "column `{}` of table `{name}` is {}, but field `{}: {}` needs {}; alter the column or drop the table",
+                field.name,
+                column.data_type,
+                field.name,
+                field.rust_type,
+                column_type(dialect, field)
+            ));
+        } else if column.not_null && !field.required && field.name != table.identifier {
+            problems.push(format!(
+                "column `{}` of table `{name}` is NOT NULL, but field `{}: {}` is optional; drop the constraint or the table",
+                field.name, field.name, field.rust_type
+            ));
+        }
+    }
+    match by_name.get(VERSION_COLUMN) {
+        None => problems.push(format!(
+            "table `{name}` has no column `{VERSION_COLUMN}` (the row version Fidelis keeps); add it (BIGINT NOT NULL) or drop the table"
+        )),
+        Some(column) if family_of_type(&column.data_type) != Family::Integer => problems.push(format!(
+            "column `{VERSION_COLUMN}` of table `{name}` is {}, but must be BIGINT; alter the column or drop the table",
+            column.data_type
+        )),
+        Some(_) => {}
+    }
+    for column in existing {
+        let declared =
+            column.name == VERSION_COLUMN || table.fields.iter().any(|f| f.name == column.name);
+        if !declared && column.not_null {
+            problems.push(format!(
+                "table `{name}` has a NOT NULL column `{}` that no field declares, so inserts would fail; drop the column or the table",
+                column.name
+            ));
+        }
+    }
+}
+
+/// The events table's columns and their families, to check an existing events table.
+pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<String>) {
+    let wanted: [(&str, &[Family]); 9] = [
+        ("global_position", &[Family::Integer]),
+        ("id", &[Family::Text]),
+        ("stream", &[Family::Text]),
+        ("category", &[Family::Text]),
+        ("version", &[Family::Integer]),
+        ("type_name", &[Family::Text]),
+        ("data", &[Family::Json, Family::Text]),
+        ("metadata", &[Family::Json, Family::Text]),
+        ("time", &[Family::TimestampTz, Family::Text]),
+    ];
+    for (column, families) in wanted {
+        match existing.iter().find(|c| c.name == column) {
+            None => problems.push(format!(
+                "table `{EVENTS_TABLE}` has no column `{column}`; it was not created by this version of Fidelis"
+            )),
+            Some(found) if !families.contains(&family_of_type(&found.data_type)) => problems.push(format!(
+                "column `{column}` of table `{EVENTS_TABLE}` has the unexpected type {}",
+                found.data_type
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The time as SQLite stores it: RFC 3339 with nanoseconds, so that text order is time order.
+pub(crate) fn sqlite_time(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// A time as a document field holds it (the way `chrono` serializes it).
+pub(crate) fn time_json(time: DateTime<Utc>) -> Value {
+    serde_json::to_value(time).unwrap_or_else(|_| Value::String(time.to_rfc3339()))
+}
+
+fn serialization(table: &str, id: &str, field: &str, message: impl Into<String>) -> Error {
+    Error::Serialization {
+        what: format!("field `{field}` of row `{id}` in table `{table}`"),
+        message: message.into(),
+    }
+}
+
+/// A document's field as a bind parameter for its column.
+pub(crate) fn field_value(
+    table: &str,
+    id: &str,
+    field: &FieldDef,
+    value: Option<&Value>,
+) -> Result<SqlValue> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(SqlValue::Null(field.kind)),
+        Some(value) => value,
+    };
+    let wrong = |expected: &str| {
+        serialization(
+            table,
+            id,
+            field.name,
+            format!("expected {expected}, found `{value}`"),
+        )
+    };
+    Ok(match field.kind {
+        FieldKind::Identifier | FieldKind::String => {
+            SqlValue::Text(value.as_str().ok_or_else(|| wrong("text"))?.to_owned())
+        }
+        FieldKind::Integer => {
+            SqlValue::Int(value.as_i64().ok_or_else(|| wrong("a 64-bit integer"))?)
+        }
+        FieldKind::Float => SqlValue::Float(value.as_f64().ok_or_else(|| wrong("a number"))?),
+        FieldKind::Boolean => SqlValue::Bool(value.as_bool().ok_or_else(|| wrong("a boolean"))?),
+        FieldKind::DateTime => {
+            let text = value.as_str().ok_or_else(|| wrong("an RFC 3339 time"))?;
+            let time = DateTime::parse_from_rfc3339(text).map_err(|_| wrong("an RFC 3339 time"))?;
+            SqlValue::Time(time.with_timezone(&Utc))
+        }
+        FieldKind::Date => {
+            let text = value.as_str().ok_or_else(|| wrong("a date"))?;
+            SqlValue::Date(
+                text.parse::<NaiveDate>()
+                    .map_err(|_| wrong("a date (YYYY-MM-DD)"))?,
+            )
+        }
+        FieldKind::List | FieldKind::Embedded | FieldKind::Dict => SqlValue::Json(value.clone()),
+    })
+}
+
+/// The primary key value of a row with this id, typed for the identifier's column.
+pub(crate) fn key_value(table: &TableSchema, id: &str) -> Option<SqlValue> {
+    let field = table
+        .fields
+        .iter()
+        .find(|field| field.name == table.identifier)?;
+    match field.kind {
+        FieldKind::Integer => id.parse().ok().map(SqlValue::Int),
+        _ => Some(SqlValue::Text(id.to_owned())),
+    }
+}
+
+/// The primary key as `Document::id` spells it (integer identifiers become their digits).
+pub(crate) fn id_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The columns of a document table in select order: every field, then the version.
+pub(crate) fn select_columns(table: &TableSchema) -> String {
+    let mut columns: Vec<String> = table.fields.iter().map(|field| quote(field.name)).collect();
+    columns.push(quote(VERSION_COLUMN));
+    columns.join(", ")
+}
+
+/// Builds the document of a row from its decoded field values (in field order) and version.
+pub(crate) fn document(
+    table: &TableSchema,
+    values: Vec<Value>,
+    version: i64,
+) -> crate::store::Document {
+    let mut data = Map::new();
+    let mut id = String::new();
+    for (field, value) in table.fields.iter().zip(values) {
+        if field.name == table.identifier {
+            id = id_of(&value);
+        }
+        data.insert(field.name.to_owned(), value);
+    }
+    crate::store::Document { id, version, data }
+}
+
+/// A statement under construction: SQL text with placeholders, and the values they bind.
+pub(crate) struct Statement {
+    dialect: Dialect,
+    pub(crate) sql: String,
+    pub(crate) params: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub(crate) fn new(dialect: Dialect, sql: impl Into<String>) -> Self {
+        Self {
+            dialect,
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds a parameter; returns its placeholder (`?` or `$n`).
+    pub(crate) fn param(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        match self.dialect {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${}", self.params.len()),
+        }
+    }
+}
+
+/// `INSERT … ON CONFLICT (id) DO UPDATE`: writes a document's fields and version. With
+/// `insert_only`, a plain `INSERT`, which fails on an existing row (a new row whose
+/// existence two writers race for must not be silently overwritten by the second).
+pub(crate) fn upsert(
+    dialect: Dialect,
+    table: &TableSchema,
+    document: &crate::store::Document,
+    insert_only: bool,
+) -> Result<Statement> {
+    let mut statement = Statement::new(dialect, "");
+    let mut columns = Vec::new();
+    let mut placeholders = Vec::new();
+    for field in table.fields {
+        let value = if field.name == table.identifier {
+            key_value(table, &document.id).ok_or_else(|| {
+                serialization(
+                    table.name,
+                    &document.id,
+                    field.name,
+                    "the id is not a valid key for this column",
+                )
+            })?
+        } else {
+            field_value(
+                table.name,
+                &document.id,
+                field,
+                document.data.get(field.name),
+            )?
+        };
+        columns.push(quote(field.name));
+        placeholders.push(statement.param(value));
+    }
+    columns.push(quote(VERSION_COLUMN));
+    placeholders.push(statement.param(SqlValue::Int(document.version)));
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|column| **column != quote(table.identifier))
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    statement.sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote(table.name),
+        columns.join(", "),
+        placeholders.join(", ")
+    );
+    if !insert_only {
+        statement.sql.push_str(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            quote(table.identifier),
+            updates.join(", ")
+        ));
+    }
+    Ok(statement)
+}
+
+/// A `SELECT` of matching rows (ordered and paged), or their `COUNT(*)`.
+pub(crate) fn select(
+    dialect: Dialect,
+    table: &TableSchema,
+    query: &QuerySpec,
+    count: bool,
+) -> Result<Statement> {
+    let head = if count {
+        format!("SELECT COUNT(*) FROM {}", quote(table.name))
+    } else {
+        format!(
+            "SELECT {} FROM {}",
+            select_columns(table),
+            quote(table.name)
+        )
+    };
+    let mut statement = Statement::new(dialect, head);
+    let mut conditions = Vec::new();
+    for condition in &query.filters {
+        conditions.push(translate(&mut statement, table, condition)?);
+    }
+    if !conditions.is_empty() {
+        statement.sql.push_str(" WHERE ");
+        statement.sql.push_str(&conditions.join(" AND "));
+    }
+    if count {
+        return Ok(statement);
+    }
+    let mut keys = Vec::new();
+    for order in &query.order {
+        let field = field(table, order.field)?;
+        let direction = if order.descending { "DESC" } else { "ASC" };
+        keys.push(format!(
+            "{} {direction} NULLS LAST",
+            column_expr(dialect, field)
+        ));
+    }
+    // Ties are broken by the primary key, so that paging is stable.
+    let key = field(table, table.identifier)?;
+    keys.push(format!("{} ASC", column_expr(dialect, key)));
+    statement.sql.push_str(" ORDER BY ");
+    statement.sql.push_str(&keys.join(", "));
+    let limit = query
+        .limit
+        .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+    let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+    match (dialect, limit) {
+        (_, Some(limit)) => {
+            let placeholder = statement.param(SqlValue::Int(limit));
+            statement.sql.push_str(&format!(" LIMIT {placeholder}"));
+        }
+        // SQLite accepts OFFSET only after a LIMIT; -1 means none.
+        (Dialect::Sqlite, None) if offset > 0 => statement.sql.push_str(" LIMIT -1"),
+        _ => {}
+    }
+    if offset > 0 {
+        let placeholder = statement.param(SqlValue::Int(offset));
+        statement.sql.push_str(&format!(" OFFSET {placeholder}"));
+    }
+    Ok(statement)
+}
+
+fn field<'a>(table: &'a TableSchema, name: &str) -> Result<&'a FieldDef> {
+    table
+        .fields
+        .iter()
+        .find(|field| field.name == name)
+        .ok_or_else(|| {
+            Error::configuration(format!(
+                "table `{}` has no field `{name}` to filter or order by",
+                table.name
+            ))
+        })
+}
+
+/// The column as compared and ordered: PostgreSQL text uses the "C" collation, so that text
+/// compares by code point on every adapter (as in memory), whatever the database's locale.
+fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
+    match (dialect, field.kind) {
+        (Dialect::Postgres, FieldKind::Identifier | FieldKind::String) => {
+            format!("{} COLLATE \"C\"", quote(field.name))
+        }
+        _ => quote(field.name),
+    }
+}
+
+/// A query value as a parameter for a column of this kind, or `None` when no stored value of
+/// the kind can equal or compare with it (such conditions match no row, as in memory).
+fn coerce(kind: FieldKind, value: &QueryValue) -> Option<SqlValue> {
+    match (kind, value) {
+        (_, QueryValue::Null) => None,
+        (FieldKind::Identifier | FieldKind::String, QueryValue::Text(text)) => {
+            Some(SqlValue::Text(text.clone()))
+        }
+        (FieldKind::Integer, QueryValue::Int(i)) => Some(SqlValue::Int(*i)),
+        (FieldKind::Integer | FieldKind::Float, QueryValue::Float(f)) => Some(SqlValue::Float(*f)),
+        #[allow(clippy::cast_precision_loss)]
+        (FieldKind::Float, QueryValue::Int(i)) => Some(SqlValue::Float(*i as f64)),
+        (FieldKind::Boolean, QueryValue::Bool(b)) => Some(SqlValue::Bool(*b)),
+        (FieldKind::DateTime, QueryValue::Time(time)) => Some(SqlValue::Time(*time)),
+        (FieldKind::DateTime, QueryValue::Text(text)) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|time| SqlValue::Time(time.with_timezone(&Utc))),
+        (FieldKind::Date, QueryValue::Date(date)) => Some(SqlValue::Date(*date)),
+        (FieldKind::Date, QueryValue::Text(text)) => text.parse().ok().map(SqlValue::Date),
+        _ => None,
+    }
+}
+
+fn translate(
+    statement: &mut Statement,
+    table: &TableSchema,
+    condition: &Condition,
+) -> Result<String> {
+    let dialect = statement.dialect;
+    Ok(match condition {
+        Condition::Compare {
+            field: name,
+            op,
+            value,
+        } => {
+            let field = field(table, name)?;
+            let Some(value) = coerce(field.kind, value) else {
+                return Ok("1 = 0".to_owned());
+            };
+            let op = match op {
+                CompareOp::Eq => "=",
+                CompareOp::Ne => "<>",
+                CompareOp::Lt => "<",
+                CompareOp::Le => "<=",
+                CompareOp::Gt => ">",
+                CompareOp::Ge => ">=",
+            };
+            let placeholder = statement.param(value);
+            format!("{} {op} {placeholder}", column_expr(dialect, field))
+        }
+        Condition::In {
+            field: name,
+            values,
+        } => {
+            let field = field(table, name)?;
+            let values: Vec<SqlValue> = values
+                .iter()
+                .filter_map(|value| coerce(field.kind, value))
+                .collect();
+            if values.is_empty() {
+                return Ok("1 = 0".to_owned());
+            }
+            let placeholders: Vec<String> = values
+                .into_iter()
+                .map(|value| statement.param(value))
+                .collect();
+            format!(
+                "{} IN ({})",
+                column_expr(dialect, field),
+                placeholders.join(", ")
+            )
+        }
+        Condition::IsNull {
+            field: name,
+            negated,
+        } => {
+            let field = field(table, name)?;
+            format!(
+                "{} IS {}NULL",
+                quote(field.name),
+                if *negated { "NOT " } else { "" }
+            )
+        }
+        Condition::StartsWith {
+            field: name,
+            prefix,
+        } => {
+            let field = field(table, name)?;
+            if !matches!(field.kind, FieldKind::Identifier | FieldKind::String) {
+                return Ok("1 = 0".to_owned());
+            }
+            match dialect {
+                // The prefix is matched literally: LIKE's wildcards and the escape character
+                // are escaped.
+                Dialect::Postgres => {
+                    let pattern = format!("{}%", escape_like(prefix));
+                    let placeholder = statement.param(SqlValue::Text(pattern));
+                    format!(
+                        "{} LIKE {placeholder} ESCAPE '\\'",
+                        column_expr(dialect, field)
+                    )
+                }
+                // SQLite's LIKE ignores ASCII case, so the prefix is compared exactly instead.
+                Dialect::Sqlite => {
+                    let length = statement.param(SqlValue::Int(
+                        i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX),
+                    ));
+                    let placeholder = statement.param(SqlValue::Text(prefix.clone()));
+                    format!("substr({}, 1, {length}) = {placeholder}", quote(field.name))
+                }
+            }
+        }
+    })
+}
+
+/// Escapes `\`, `%` and `_` for `LIKE … ESCAPE '\'`.
+pub(crate) fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// A serialization error for a stored event row, naming its stream and position.
+pub(crate) fn corrupt_event(stream: &str, position: i64, message: impl Into<String>) -> Error {
+    Error::Serialization {
+        what: format!("stored event at stream `{stream}` global position {position}"),
+        message: message.into(),
+    }
+}
+
+/// The metadata column of an event: what is not a column of its own.
+pub(crate) fn event_metadata(metadata: &crate::event::EventMetadata) -> Value {
+    serde_json::json!({
+        "correlation_id": metadata.correlation_id.as_str(),
+        "causation_id": metadata.causation_id.as_ref().map(|id| id.as_str()),
+    })
+}
+
+/// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::event::RecordedEvent).
+pub(crate) struct EventRow {
+    pub(crate) position: i64,
+    pub(crate) id: String,
+    pub(crate) stream: String,
+    pub(crate) version: i64,
+    pub(crate) type_name: String,
+    pub(crate) data: Value,
+    pub(crate) metadata: Value,
+    pub(crate) time: DateTime<Utc>,
+}
+
+impl EventRow {
+    pub(crate) fn into_event(self) -> Result<crate::event::RecordedEvent> {
+        use crate::identifier::Identifier;
+        let correlation = self
+            .metadata
+            .get("correlation_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                corrupt_event(
+                    &self.stream,
+                    self.position,
+                    "column `metadata` has no text `correlation_id`",
+                )
+            })?;
+        let causation = match self.metadata.get("causation_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(Identifier::new(id.clone())),
+            Some(other) => {
+                return Err(corrupt_event(
+                    &self.stream,
+                    self.position,
+                    format!("column `metadata` has a `causation_id` that is not text: {other}"),
+                ));
+            }
+        };
+        Ok(crate::event::RecordedEvent {
+            metadata: crate::event::EventMetadata {
+                id: Identifier::new(self.id),
+                type_name: self.type_name,
+                stream: self.stream,
+                version: self.version,
+                global_position: self.position,
+                time: self.time,
+                correlation_id: Identifier::new(correlation),
+                causation_id: causation,
+            },
+            data: self.data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("account_summary"));
+        assert!(is_identifier("_x1"));
+        assert!(!is_identifier("1x"));
+        assert!(!is_identifier("Account"));
+        assert!(!is_identifier("a\"b"));
+        assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn like_escapes() {
+        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family_of_type("character varying"), Family::Text);
+        assert_eq!(family_of_type("VARCHAR(100)"), Family::Text);
+        assert_eq!(family_of_type("double precision"), Family::Float);
+        assert_eq!(
+            family_of_type("timestamp with time zone"),
+            Family::TimestampTz
+        );
+        assert_eq!(family_of_type("timestamp without time zone"), Family::Other);
+        assert_eq!(family_of_type("jsonb"), Family::Json);
+        assert_eq!(family_of_type("bigint"), Family::Integer);
+    }
+}

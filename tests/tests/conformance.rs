@@ -1,0 +1,1428 @@
+//! The storage conformance suite: one set of checks, written once over `Arc<dyn Storage>`,
+//! run against every adapter (memory, SQLite, PostgreSQL).
+//!
+//! - Each check is an async function in `suite`; the `conformance!` macro makes one
+//!   `#[tokio::test]` per adapter from it: `<check>_memory`, `<check>_sqlite`,
+//!   `<check>_postgres`.
+//! - SQLite tests use a fresh database file in the temp directory, removed afterwards.
+//! - PostgreSQL tests read `FIDELIS_TEST_POSTGRES_URL`. Unset: each test prints
+//!   `SKIPPED: … FIDELIS_TEST_POSTGRES_URL is unset` and returns (run with `--nocapture` to
+//!   see it). Set: each test creates a schema of its own (`fidelis_test_<random>`) and
+//!   connects with `options[search_path]=<schema>`, so tests running in parallel never see
+//!   each other's tables; the schema is dropped when the test passes. An unreachable server
+//!   fails the test.
+
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use fidelis_core::chrono::{NaiveDate, TimeZone, Utc};
+use fidelis_core::config::PoolOptions;
+use fidelis_core::query::{CompareOp, Condition, Order, QuerySpec, QueryValue};
+use fidelis_core::store::memory::MemoryStorage;
+use fidelis_core::store::postgres::PostgresStorage;
+use fidelis_core::store::sqlite::SqliteStorage;
+use fidelis_core::store::{Document, ExpectedVersion, Storage, TableSchema};
+use fidelis_core::{Error, EventMetadata, FieldDef, FieldKind, Identifier, RecordedEvent};
+use serde_json::{Map, Value, json};
+
+// ---- adapters --------------------------------------------------------------------------
+
+/// Raw access to the database under a storage, for what the port cannot do (corrupt rows).
+enum Raw {
+    Memory,
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+struct Harness {
+    storage: Arc<dyn Storage>,
+    raw: Raw,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    None,
+    File(std::path::PathBuf),
+    Schema { admin: sqlx::PgPool, schema: String },
+}
+
+impl Harness {
+    async fn memory() -> Self {
+        Self {
+            storage: Arc::new(MemoryStorage::new()),
+            raw: Raw::Memory,
+            cleanup: Cleanup::None,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("fidelis-conformance-{}.db", Identifier::generate()));
+        let url = format!("sqlite://{}", path.display());
+        let storage = SqliteStorage::connect(&url, &PoolOptions::default())
+            .await
+            .expect("sqlite opens");
+        Self {
+            raw: Raw::Sqlite(storage.pool().clone()),
+            storage: Arc::new(storage),
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    /// `None` (after saying so) when `FIDELIS_TEST_POSTGRES_URL` is unset.
+    async fn postgres(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("FIDELIS_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED: {test}: FIDELIS_TEST_POSTGRES_URL is unset, so this PostgreSQL test did not run"
+            );
+            return None;
+        };
+        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
+            panic!("FIDELIS_TEST_POSTGRES_URL is set but the server is unreachable: {error}")
+        });
+        let schema = format!(
+            "fidelis_test_{}",
+            Identifier::generate().as_str().replace('-', "")
+        );
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create the test schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{separator}options[search_path]={schema}");
+        let options = PoolOptions {
+            max_connections: 5,
+            ..PoolOptions::default()
+        };
+        let storage = PostgresStorage::connect(&scoped, &options)
+            .await
+            .expect("postgres connects");
+        Some(Self {
+            raw: Raw::Postgres(storage.pool().clone()),
+            storage: Arc::new(storage),
+            cleanup: Cleanup::Schema { admin, schema },
+        })
+    }
+
+    async fn finish(self) {
+        drop(self.storage);
+        match self.cleanup {
+            Cleanup::None => {}
+            Cleanup::File(path) => {
+                if let Raw::Sqlite(pool) = self.raw {
+                    pool.close().await;
+                }
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Schema { admin, schema } => {
+                if let Raw::Postgres(pool) = self.raw {
+                    pool.close().await;
+                }
+                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&admin)
+                    .await
+                    .expect("drop the schema");
+            }
+        }
+    }
+}
+
+/// Generates `<check>_memory`, `<check>_sqlite` and `<check>_postgres` tests from an async
+/// check `suite::<check>(&Harness)`. `sql_only` checks skip memory (they test SQL itself).
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use super::*;
+            #[tokio::test]
+            async fn memory() {
+                let harness = Harness::memory().await;
+                suite::$check(&harness).await;
+                harness.finish().await;
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                let harness = Harness::sqlite().await;
+                suite::$check(&harness).await;
+                harness.finish().await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(harness) = Harness::postgres(concat!(stringify!($check), "::postgres")).await else { return };
+                suite::$check(&harness).await;
+                harness.finish().await;
+            }
+        }
+    )*};
+}
+
+macro_rules! conformance_sql {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let harness = Harness::sqlite().await;
+                suite::$check(&harness).await;
+                harness.finish().await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(harness) = Harness::postgres(concat!(stringify!($check), "::postgres")).await else { return };
+                suite::$check(&harness).await;
+                harness.finish().await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    append_with_expected_version,
+    read_stream_from_a_version,
+    positions_are_gapless_and_reads_batch,
+    documents_put_get_remove,
+    document_expected_version,
+    query_operators,
+    query_order_and_paging,
+    rollback_on_drop,
+    commit_makes_writes_visible,
+    setup_is_idempotent,
+);
+conformance_sql!(
+    drift_is_reported,
+    bad_names_are_rejected,
+    corrupt_event_rows_are_serialization_errors
+);
+
+// ---- fixtures --------------------------------------------------------------------------
+
+const ROWS: &[FieldDef] = &[
+    FieldDef {
+        identifier: true,
+        ..FieldDef::new("id", FieldKind::Identifier, "Identifier")
+    },
+    FieldDef {
+        max_length: Some(50),
+        ..FieldDef::new("name", FieldKind::String, "String")
+    },
+    FieldDef::new("balance", FieldKind::Float, "f64"),
+    FieldDef {
+        required: false,
+        ..FieldDef::new("rank", FieldKind::Integer, "Option<i64>")
+    },
+    FieldDef::new("active", FieldKind::Boolean, "bool"),
+    FieldDef {
+        required: false,
+        ..FieldDef::new("opened", FieldKind::DateTime, "Option<DateTime<Utc>>")
+    },
+    FieldDef {
+        required: false,
+        ..FieldDef::new("day", FieldKind::Date, "Option<NaiveDate>")
+    },
+    FieldDef {
+        required: false,
+        ..FieldDef::new("tags", FieldKind::List, "Option<Vec<String>>")
+    },
+    FieldDef {
+        required: false,
+        unique: true,
+        ..FieldDef::new("code", FieldKind::String, "Option<String>")
+    },
+];
+
+const TABLE: TableSchema = TableSchema {
+    name: "conformance_rows",
+    fields: ROWS,
+    identifier: "id",
+};
+
+fn event(type_name: &str, data: Value) -> RecordedEvent {
+    RecordedEvent {
+        metadata: EventMetadata {
+            id: Identifier::generate(),
+            type_name: type_name.to_owned(),
+            stream: String::new(),
+            version: 0,
+            global_position: 0,
+            time: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            correlation_id: Identifier::new("correlation-1"),
+            causation_id: Some(Identifier::new("cause-1")),
+        },
+        data,
+    }
+}
+
+fn events(n: usize) -> Vec<RecordedEvent> {
+    (0..n)
+        .map(|i| event("Test.Happened.v1", json!({ "n": i })))
+        .collect()
+}
+
+async fn append(
+    storage: &dyn Storage,
+    stream: &str,
+    expected: ExpectedVersion,
+    n: usize,
+) -> fidelis_core::Result<Vec<RecordedEvent>> {
+    let mut transaction = storage.begin().await?;
+    let stored = transaction.append(stream, expected, events(n)).await?;
+    transaction.commit().await?;
+    Ok(stored)
+}
+
+fn row(id: &str, fields: Value) -> Document {
+    let Value::Object(mut data) = fields else {
+        panic!("rows are objects")
+    };
+    data.insert("id".into(), json!(id));
+    Document {
+        id: id.to_owned(),
+        version: 1,
+        data,
+    }
+}
+
+async fn put(storage: &dyn Storage, documents: Vec<Document>) {
+    let mut transaction = storage.begin().await.unwrap();
+    for document in documents {
+        transaction
+            .put_document(TABLE.name, document, None)
+            .await
+            .unwrap();
+    }
+    transaction.commit().await.unwrap();
+}
+
+/// The fields of a stored row with nulls dropped (memory keeps absent fields absent, SQL
+/// returns every column).
+fn present(data: &Map<String, Value>) -> Map<String, Value> {
+    data.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn ids(documents: &[Document]) -> Vec<&str> {
+    documents.iter().map(|d| d.id.as_str()).collect()
+}
+
+fn compare(field: &'static str, op: CompareOp, value: QueryValue) -> Condition {
+    Condition::Compare { field, op, value }
+}
+
+fn filtered(conditions: Vec<Condition>) -> QuerySpec {
+    QuerySpec {
+        filters: conditions,
+        ..QuerySpec::default()
+    }
+}
+
+// ---- the checks ------------------------------------------------------------------------
+
+mod suite {
+    use super::*;
+
+    pub async fn append_with_expected_version(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| e.metadata.version)
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert!(
+            stored
+                .iter()
+                .all(|e| e.metadata.stream == "acme::account-1")
+        );
+
+        let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(1), 1)
+            .await
+            .unwrap();
+        assert_eq!(stored[0].metadata.version, 2);
+
+        for expected in [-1, 1, 5] {
+            match append(
+                storage,
+                "acme::account-1",
+                ExpectedVersion::Exact(expected),
+                1,
+            )
+            .await
+            {
+                Err(Error::VersionConflict {
+                    stream,
+                    expected: e,
+                    actual,
+                }) => {
+                    assert_eq!(
+                        (stream.as_str(), e, actual),
+                        ("acme::account-1", expected, 2)
+                    );
+                }
+                other => panic!("expected a version conflict for {expected}, got {other:?}"),
+            }
+        }
+        let stored = append(storage, "acme::account-1", ExpectedVersion::Any, 1)
+            .await
+            .unwrap();
+        assert_eq!(stored[0].metadata.version, 3);
+        assert_eq!(storage.stream_version("acme::account-1").await.unwrap(), 3);
+        assert_eq!(
+            storage.stream_version("acme::account-404").await.unwrap(),
+            -1
+        );
+        assert!(
+            storage
+                .read_stream("acme::account-404", 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn read_stream_from_a_version(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 3)
+            .await
+            .unwrap();
+        append(storage, "acme::account-2", ExpectedVersion::Exact(-1), 1)
+            .await
+            .unwrap();
+        append(storage, "acme::account-1", ExpectedVersion::Exact(2), 2)
+            .await
+            .unwrap();
+
+        let all = storage.read_stream("acme::account-1", 0).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.metadata.version).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            all.iter()
+                .map(|e| e.data["n"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            [0, 1, 2, 0, 1]
+        );
+        let first = &all[0];
+        assert_eq!(first.metadata.type_name, "Test.Happened.v1");
+        assert_eq!(first.metadata.category(), "acme::account");
+        assert_eq!(first.metadata.correlation_id.as_str(), "correlation-1");
+        assert_eq!(
+            first.metadata.causation_id.as_ref().map(Identifier::as_str),
+            Some("cause-1")
+        );
+        assert_eq!(
+            first.metadata.time,
+            Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+        );
+
+        let tail = storage.read_stream("acme::account-1", 3).await.unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.metadata.version).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(tail, all[3..].to_vec());
+        assert!(
+            storage
+                .read_stream("acme::account-1", 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn positions_are_gapless_and_reads_batch(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        // Interleaved streams of two categories; a stream id with a dash stays in its category.
+        let streams = [
+            "acme::account-1",
+            "acme::ledger-1",
+            "acme::account-2-b",
+            "acme::account-1",
+        ];
+        let mut expected_version = [-1_i64, -1, -1, 1];
+        for (stream, expected) in streams.iter().zip(expected_version.iter_mut()) {
+            append(storage, stream, ExpectedVersion::Exact(*expected), 2)
+                .await
+                .unwrap();
+        }
+        // A rolled-back append must not leave a gap.
+        {
+            let mut transaction = storage.begin().await.unwrap();
+            transaction
+                .append("acme::ledger-2", ExpectedVersion::Exact(-1), events(3))
+                .await
+                .unwrap();
+        }
+        append(storage, "acme::ledger-2", ExpectedVersion::Exact(-1), 1)
+            .await
+            .unwrap();
+
+        let all = storage.read_all(1, 1_000).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            (1..=9).collect::<Vec<_>>()
+        );
+
+        let mut batched = Vec::new();
+        let mut from = 1;
+        loop {
+            let batch = storage.read_all(from, 2).await.unwrap();
+            assert!(batch.len() <= 2);
+            let Some(last) = batch.last() else { break };
+            from = last.metadata.global_position + 1;
+            batched.extend(batch);
+        }
+        assert_eq!(batched, all);
+        assert_eq!(storage.read_all(4, 3).await.unwrap(), all[3..6].to_vec());
+        assert!(storage.read_all(10, 5).await.unwrap().is_empty());
+
+        let accounts = storage
+            .read_category("acme::account", 0, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            accounts
+                .iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            [1, 2, 5, 6, 7, 8]
+        );
+        assert!(
+            accounts
+                .iter()
+                .all(|e| e.metadata.category() == "acme::account")
+        );
+        let page = storage.read_category("acme::account", 2, 3).await.unwrap();
+        assert_eq!(
+            page.iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            [2, 5, 6]
+        );
+        let page = storage.read_category("acme::account", 7, 3).await.unwrap();
+        assert_eq!(
+            page.iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            [7, 8]
+        );
+        let ledgers = storage.read_category("acme::ledger", 1, 10).await.unwrap();
+        assert_eq!(
+            ledgers
+                .iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            [3, 4, 9]
+        );
+        assert!(
+            storage
+                .read_category("acme::nothing", 1, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn documents_put_get_remove(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        let document = row(
+            "r1",
+            json!({
+                "name": "Ada", "balance": 10.5, "rank": 3, "active": true,
+                "opened": "2026-01-02T03:04:05Z", "day": "2026-01-02", "tags": ["a", "b"], "code": null,
+            }),
+        );
+        put(storage, vec![document.clone()]).await;
+        let stored = storage
+            .get_document(TABLE.name, "r1")
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(stored.id, "r1");
+        assert_eq!(stored.version, 1);
+        assert_eq!(present(&stored.data), present(&document.data));
+        assert!(
+            storage
+                .get_document(TABLE.name, "r404")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Replacing keeps one row.
+        let replaced = Document {
+            version: 2,
+            ..row(
+                "r1",
+                json!({ "name": "Ada L", "balance": 11.0, "active": false }),
+            )
+        };
+        put(storage, vec![replaced.clone()]).await;
+        let stored = storage
+            .get_document(TABLE.name, "r1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.version, present(&stored.data)),
+            (2, present(&replaced.data))
+        );
+        assert_eq!(
+            storage
+                .count(TABLE.name, &QuerySpec::default())
+                .await
+                .unwrap(),
+            1
+        );
+
+        let mut transaction = storage.begin().await.unwrap();
+        transaction.remove_document(TABLE.name, "r1").await.unwrap();
+        transaction
+            .remove_document(TABLE.name, "r404")
+            .await
+            .unwrap();
+        assert!(
+            transaction
+                .get_document(TABLE.name, "r1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        transaction.commit().await.unwrap();
+        assert!(
+            storage
+                .get_document(TABLE.name, "r1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    pub async fn document_expected_version(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        let base = json!({ "name": "Ada", "balance": 1.0, "active": true });
+        let write = |version: i64, expected: Option<i64>| {
+            let document = Document {
+                version,
+                ..row("r1", base.clone())
+            };
+            async move {
+                let mut transaction = storage.begin().await?;
+                transaction
+                    .put_document(TABLE.name, document, expected)
+                    .await?;
+                transaction.commit().await
+            }
+        };
+        write(0, Some(-1)).await.unwrap();
+        match write(0, Some(-1)).await {
+            Err(Error::VersionConflict {
+                stream,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(
+                    (stream.as_str(), expected, actual),
+                    ("conformance_rows/r1", -1, 0)
+                );
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        write(1, Some(0)).await.unwrap();
+        match write(1, Some(0)).await {
+            Err(Error::VersionConflict {
+                expected, actual, ..
+            }) => assert_eq!((expected, actual), (0, 1)),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(
+            storage
+                .get_document(TABLE.name, "r1")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        // A conflict inside a transaction leaves its other writes uncommitted.
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, row("r2", base.clone()), None)
+            .await
+            .unwrap();
+        let conflict = transaction
+            .put_document(
+                TABLE.name,
+                Document {
+                    version: 9,
+                    ..row("r1", base.clone())
+                },
+                Some(7),
+            )
+            .await;
+        assert!(conflict.unwrap_err().is_version_conflict());
+        drop(transaction);
+        assert!(
+            storage
+                .get_document(TABLE.name, "r2")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    async fn query_rows(storage: &dyn Storage) {
+        storage.setup(&[TABLE]).await.unwrap();
+        put(
+            storage,
+            vec![
+                row("a", json!({ "name": "ACC-1", "balance": 100.0, "rank": 2, "active": true,
+                    "opened": "2026-01-01T00:00:00Z", "day": "2026-01-01", "code": "x" })),
+                row("b", json!({ "name": "acc-2", "balance": 50.5, "rank": null, "active": false,
+                    "opened": "2026-01-01T00:00:00.5Z", "day": "2026-02-01", "tags": ["t"] })),
+                row("c", json!({ "name": "ACC_3", "balance": -5.0, "rank": 7, "active": true })),
+                row("d", json!({ "name": "100%_off", "balance": 100.0, "rank": 2, "active": false,
+                    "opened": "2025-12-31T23:59:59Z" })),
+                row("e", json!({ "name": "100x off", "balance": 0.0, "active": true, "day": "2025-06-30" })),
+                row("f", json!({ "name": "Zed", "balance": 75.0, "rank": 1, "active": true })),
+            ],
+        )
+        .await;
+    }
+
+    pub async fn query_operators(h: &Harness) {
+        let storage = h.storage.as_ref();
+        query_rows(storage).await;
+        let t = |s: &str| QueryValue::Text(s.to_owned());
+        let time = |s: &str| QueryValue::Time(s.parse().unwrap());
+        let cases: Vec<(&str, Vec<Condition>, Vec<&str>)> = vec![
+            (
+                "eq float",
+                vec![compare("balance", CompareOp::Eq, QueryValue::Float(100.0))],
+                vec!["a", "d"],
+            ),
+            (
+                "eq int on float",
+                vec![compare("balance", CompareOp::Eq, QueryValue::Int(100))],
+                vec!["a", "d"],
+            ),
+            (
+                "eq text",
+                vec![compare("name", CompareOp::Eq, t("Zed"))],
+                vec!["f"],
+            ),
+            (
+                "ne skips nulls",
+                vec![compare("rank", CompareOp::Ne, QueryValue::Int(2))],
+                vec!["c", "f"],
+            ),
+            (
+                "lt",
+                vec![compare("balance", CompareOp::Lt, QueryValue::Float(50.5))],
+                vec!["c", "e"],
+            ),
+            (
+                "le",
+                vec![compare("balance", CompareOp::Le, QueryValue::Float(50.5))],
+                vec!["b", "c", "e"],
+            ),
+            (
+                "gt",
+                vec![compare("rank", CompareOp::Gt, QueryValue::Int(1))],
+                vec!["a", "c", "d"],
+            ),
+            (
+                "ge",
+                vec![compare("rank", CompareOp::Ge, QueryValue::Int(2))],
+                vec!["a", "c", "d"],
+            ),
+            (
+                "text order is by code point",
+                vec![compare("name", CompareOp::Lt, t("a"))],
+                vec!["a", "c", "d", "e", "f"],
+            ),
+            (
+                "bool",
+                vec![compare("active", CompareOp::Eq, QueryValue::Bool(false))],
+                vec!["b", "d"],
+            ),
+            (
+                "time gt",
+                vec![compare(
+                    "opened",
+                    CompareOp::Gt,
+                    time("2026-01-01T00:00:00Z"),
+                )],
+                vec!["b"],
+            ),
+            (
+                "time ge",
+                vec![compare(
+                    "opened",
+                    CompareOp::Ge,
+                    time("2026-01-01T00:00:00Z"),
+                )],
+                vec!["a", "b"],
+            ),
+            (
+                "date lt",
+                vec![compare(
+                    "day",
+                    CompareOp::Lt,
+                    QueryValue::Date(NaiveDate::from_ymd_opt(2026, 1, 15).unwrap()),
+                )],
+                vec!["a", "e"],
+            ),
+            (
+                "in",
+                vec![Condition::In {
+                    field: "rank",
+                    values: vec![QueryValue::Int(1), QueryValue::Int(7), QueryValue::Null],
+                }],
+                vec!["c", "f"],
+            ),
+            (
+                "in text",
+                vec![Condition::In {
+                    field: "name",
+                    values: vec![t("Zed"), t("zed"), t("ACC-1")],
+                }],
+                vec!["a", "f"],
+            ),
+            (
+                "in nothing",
+                vec![Condition::In {
+                    field: "rank",
+                    values: vec![],
+                }],
+                vec![],
+            ),
+            (
+                "is null",
+                vec![Condition::IsNull {
+                    field: "rank",
+                    negated: false,
+                }],
+                vec!["b", "e"],
+            ),
+            (
+                "is not null",
+                vec![Condition::IsNull {
+                    field: "day",
+                    negated: true,
+                }],
+                vec!["a", "b", "e"],
+            ),
+            (
+                "is null list",
+                vec![Condition::IsNull {
+                    field: "tags",
+                    negated: false,
+                }],
+                vec!["a", "c", "d", "e", "f"],
+            ),
+            (
+                "starts with",
+                vec![Condition::StartsWith {
+                    field: "name",
+                    prefix: "ACC".into(),
+                }],
+                vec!["a", "c"],
+            ),
+            (
+                "starts with is case sensitive",
+                vec![Condition::StartsWith {
+                    field: "name",
+                    prefix: "acc".into(),
+                }],
+                vec!["b"],
+            ),
+            (
+                "starts with _ literally",
+                vec![Condition::StartsWith {
+                    field: "name",
+                    prefix: "ACC_".into(),
+                }],
+                vec!["c"],
+            ),
+            (
+                "starts with % literally",
+                vec![Condition::StartsWith {
+                    field: "name",
+                    prefix: "100%".into(),
+                }],
+                vec!["d"],
+            ),
+            (
+                "starts with empty",
+                vec![Condition::StartsWith {
+                    field: "name",
+                    prefix: String::new(),
+                }],
+                vec!["a", "b", "c", "d", "e", "f"],
+            ),
+            (
+                "and",
+                vec![
+                    compare("active", CompareOp::Eq, QueryValue::Bool(true)),
+                    compare("balance", CompareOp::Ge, QueryValue::Float(75.0)),
+                ],
+                vec!["a", "f"],
+            ),
+            (
+                "kind mismatch matches nothing",
+                vec![compare("balance", CompareOp::Eq, t("100"))],
+                vec![],
+            ),
+        ];
+        for (name, conditions, expected) in cases {
+            let query = filtered(conditions);
+            let found = storage
+                .query(TABLE.name, &query)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ids(&found), expected, "{name} on {}", storage.kind());
+            assert_eq!(
+                storage.count(TABLE.name, &query).await.unwrap(),
+                expected.len() as u64,
+                "count of {name}"
+            );
+        }
+    }
+
+    pub async fn query_order_and_paging(h: &Harness) {
+        let storage = h.storage.as_ref();
+        query_rows(storage).await;
+        let order = |keys: &[(&'static str, bool)]| QuerySpec {
+            order: keys
+                .iter()
+                .map(|&(field, descending)| Order { field, descending })
+                .collect(),
+            ..QuerySpec::default()
+        };
+        let cases: Vec<(&str, QuerySpec, Vec<&str>)> = vec![
+            (
+                "no order: by id",
+                QuerySpec::default(),
+                vec!["a", "b", "c", "d", "e", "f"],
+            ),
+            (
+                "asc, ties by id",
+                order(&[("balance", false)]),
+                vec!["c", "e", "b", "f", "a", "d"],
+            ),
+            (
+                "desc, ties by id",
+                order(&[("balance", true)]),
+                vec!["a", "d", "f", "b", "e", "c"],
+            ),
+            (
+                "asc nulls last",
+                order(&[("rank", false)]),
+                vec!["f", "a", "d", "c", "b", "e"],
+            ),
+            (
+                "desc nulls last",
+                order(&[("rank", true)]),
+                vec!["c", "a", "d", "f", "b", "e"],
+            ),
+            (
+                "text by code point",
+                order(&[("name", false)]),
+                vec!["d", "e", "a", "c", "f", "b"],
+            ),
+            (
+                "time desc",
+                order(&[("opened", true)]),
+                vec!["b", "a", "d", "c", "e", "f"],
+            ),
+            (
+                "two keys",
+                order(&[("active", false), ("balance", true)]),
+                vec!["d", "b", "a", "f", "e", "c"],
+            ),
+            (
+                "limit",
+                QuerySpec {
+                    limit: Some(2),
+                    ..order(&[("balance", true)])
+                },
+                vec!["a", "d"],
+            ),
+            (
+                "offset",
+                QuerySpec {
+                    offset: 4,
+                    ..order(&[("balance", true)])
+                },
+                vec!["e", "c"],
+            ),
+            (
+                "limit and offset",
+                QuerySpec {
+                    limit: Some(2),
+                    offset: 1,
+                    ..order(&[("rank", false)])
+                },
+                vec!["a", "d"],
+            ),
+            (
+                "offset past the end",
+                QuerySpec {
+                    offset: 10,
+                    ..QuerySpec::default()
+                },
+                vec![],
+            ),
+            (
+                "filter, order, page",
+                QuerySpec {
+                    filters: vec![compare("active", CompareOp::Eq, QueryValue::Bool(true))],
+                    limit: Some(2),
+                    offset: 1,
+                    ..order(&[("balance", true)])
+                },
+                vec!["f", "e"],
+            ),
+        ];
+        for (name, query, expected) in cases {
+            let found = storage
+                .query(TABLE.name, &query)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ids(&found), expected, "{name} on {}", storage.kind());
+        }
+        // Count ignores order and paging.
+        let query = QuerySpec {
+            limit: Some(1),
+            offset: 1,
+            ..order(&[("rank", false)])
+        };
+        assert_eq!(storage.count(TABLE.name, &query).await.unwrap(), 6);
+        // Paging through every row in pages of 4 sees each row once.
+        let page = |offset| QuerySpec {
+            limit: Some(4),
+            offset,
+            ..order(&[("balance", false)])
+        };
+        let mut seen = ids(&storage.query(TABLE.name, &page(0)).await.unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        seen.extend(
+            ids(&storage.query(TABLE.name, &page(4)).await.unwrap())
+                .into_iter()
+                .map(str::to_owned),
+        );
+        assert_eq!(seen, ["c", "e", "b", "f", "a", "d"]);
+    }
+
+    pub async fn rollback_on_drop(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 1)
+            .await
+            .unwrap();
+        put(
+            storage,
+            vec![row(
+                "keep",
+                json!({ "name": "Keep", "balance": 1.0, "active": true }),
+            )],
+        )
+        .await;
+        {
+            let mut transaction = storage.begin().await.unwrap();
+            transaction
+                .append("acme::account-1", ExpectedVersion::Exact(0), events(2))
+                .await
+                .unwrap();
+            transaction
+                .append("acme::account-2", ExpectedVersion::Exact(-1), events(1))
+                .await
+                .unwrap();
+            transaction
+                .put_document(
+                    TABLE.name,
+                    row(
+                        "new",
+                        json!({ "name": "New", "balance": 2.0, "active": true }),
+                    ),
+                    None,
+                )
+                .await
+                .unwrap();
+            transaction
+                .remove_document(TABLE.name, "keep")
+                .await
+                .unwrap();
+            // The transaction sees its own writes.
+            assert!(
+                transaction
+                    .get_document(TABLE.name, "new")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                transaction
+                    .get_document(TABLE.name, "keep")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(storage.stream_version("acme::account-1").await.unwrap(), 0);
+        assert_eq!(storage.stream_version("acme::account-2").await.unwrap(), -1);
+        assert_eq!(storage.read_all(1, 100).await.unwrap().len(), 1);
+        assert!(
+            storage
+                .get_document(TABLE.name, "new")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            storage
+                .get_document(TABLE.name, "keep")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The store still works after a rollback.
+        let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(0), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                stored[0].metadata.version,
+                stored[0].metadata.global_position
+            ),
+            (1, 2)
+        );
+    }
+
+    pub async fn commit_makes_writes_visible(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(
+                TABLE.name,
+                row("r1", json!({ "name": "A", "balance": 1.0, "active": true })),
+                None,
+            )
+            .await
+            .unwrap();
+        let stored = transaction
+            .append("acme::account-9", ExpectedVersion::Exact(-1), events(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| e.metadata.global_position)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // Appends to the same stream within one transaction run on.
+        let more = transaction
+            .append("acme::account-9", ExpectedVersion::Exact(1), events(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            (more[0].metadata.version, more[0].metadata.global_position),
+            (2, 3)
+        );
+        transaction.commit().await.unwrap();
+        assert_eq!(
+            storage
+                .read_stream("acme::account-9", 0)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            storage
+                .get_document(TABLE.name, "r1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let found = storage
+            .query(TABLE.name, &QuerySpec::default())
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), ["r1"]);
+    }
+
+    pub async fn setup_is_idempotent(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 1)
+            .await
+            .unwrap();
+        put(
+            storage,
+            vec![row(
+                "r1",
+                json!({ "name": "A", "balance": 1.0, "active": true }),
+            )],
+        )
+        .await;
+        storage.setup(&[TABLE]).await.unwrap();
+        storage.setup(&[TABLE]).await.unwrap();
+        assert_eq!(storage.read_all(1, 10).await.unwrap().len(), 1);
+        assert!(
+            storage
+                .get_document(TABLE.name, "r1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    async fn execute(h: &Harness, sql: &str) {
+        match &h.raw {
+            Raw::Memory => unreachable!("SQL checks do not run on memory"),
+            Raw::Sqlite(pool) => {
+                sqlx::query(sql)
+                    .execute(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query(sql)
+                    .execute(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+
+    pub async fn drift_is_reported(h: &Harness) {
+        let storage = h.storage.as_ref();
+        // An older version of the table: `rank` is text, `balance` missing, `legacy` NOT NULL,
+        // `opened` NOT NULL though optional now, and no `_version`.
+        execute(
+            h,
+            "CREATE TABLE conformance_rows (id TEXT PRIMARY KEY, name TEXT NOT NULL, rank TEXT, active BOOLEAN NOT NULL, \
+             opened TEXT NOT NULL, day TEXT, tags TEXT, code TEXT, legacy TEXT NOT NULL)",
+        )
+        .await;
+        let error = storage.setup(&[TABLE]).await.unwrap_err();
+        let Error::Configuration { problems } = &error else {
+            panic!("expected a configuration error, got {error:?}")
+        };
+        let text = error.to_string();
+        assert!(text.contains("table `conformance_rows` has no column `balance` (field `balance: f64`); add it or drop the table"), "{text}");
+        assert!(
+            text.contains("column `rank` of table `conformance_rows` is"),
+            "{text}"
+        );
+        assert!(text.contains("has no column `_version`"), "{text}");
+        assert!(text.contains("NOT NULL column `legacy`"), "{text}");
+        if matches!(h.raw, Raw::Postgres(_)) {
+            // TEXT is not TIMESTAMPTZ, DATE or JSONB either.
+            assert!(
+                text.contains("column `opened` of table `conformance_rows` is text"),
+                "{text}"
+            );
+            assert!(
+                text.contains("column `day` of table `conformance_rows` is text"),
+                "{text}"
+            );
+            assert!(
+                text.contains("column `tags` of table `conformance_rows` is text"),
+                "{text}"
+            );
+            assert_eq!(problems.len(), 7, "{text}");
+        } else {
+            assert!(
+                text.contains("column `opened` of table `conformance_rows` is NOT NULL"),
+                "{text}"
+            );
+            assert_eq!(problems.len(), 5, "{text}");
+        }
+        // Nothing was created, and the table stays unusable until fixed.
+        assert!(storage.get_document(TABLE.name, "x").await.is_err());
+    }
+
+    pub async fn bad_names_are_rejected(h: &Harness) {
+        let storage = h.storage.as_ref();
+        const BAD_FIELDS: &[FieldDef] = &[
+            FieldDef {
+                identifier: true,
+                ..FieldDef::new("id", FieldKind::Identifier, "Identifier")
+            },
+            FieldDef::new("Bad Name", FieldKind::String, "String"),
+            FieldDef::new(
+                "x\"; DROP TABLE fidelis_events; --",
+                FieldKind::String,
+                "String",
+            ),
+        ];
+        let bad = TableSchema {
+            name: "Rows",
+            fields: BAD_FIELDS,
+            identifier: "id",
+        };
+        let error = storage.setup(&[bad]).await.unwrap_err();
+        let Error::Configuration { problems } = &error else {
+            panic!("expected a configuration error, got {error:?}")
+        };
+        assert_eq!(problems.len(), 3, "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("table name `Rows` cannot be used in SQL"),
+            "{error}"
+        );
+        // Nothing was touched.
+        storage.setup(&[]).await.unwrap();
+        assert!(storage.read_all(1, 10).await.unwrap().is_empty());
+        // A table that was never set up is a configuration error, not an SQL error.
+        let error = storage
+            .query("never_set_up", &QuerySpec::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Configuration { .. }), "{error}");
+    }
+
+    pub async fn corrupt_event_rows_are_serialization_errors(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 1)
+            .await
+            .unwrap();
+        let (bad_data, bad_metadata) = match h.raw {
+            // SQLite keeps JSON as text: it can hold malformed JSON.
+            Raw::Sqlite(_) => ("'{not json'", "'{\"correlation_id\": \"c\"}'"),
+            // JSONB only holds valid JSON: corrupt the metadata's shape instead.
+            _ => ("'{}'", "'{\"correlation_id\": 5}'"),
+        };
+        let time = if matches!(h.raw, Raw::Sqlite(_)) {
+            "'2026-01-01T00:00:00Z'"
+        } else {
+            "now()"
+        };
+        execute(
+            h,
+            &format!(
+                "INSERT INTO fidelis_events (global_position, id, stream, category, version, type_name, data, metadata, time) \
+                 VALUES (2, 'e2', 'acme::account-1', 'acme::account', 1, 'Test.Happened.v1', {bad_data}, {bad_metadata}, {time})"
+            ),
+        )
+        .await;
+        let error = storage.read_stream("acme::account-1", 0).await.unwrap_err();
+        assert!(matches!(error, Error::Serialization { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("acme::account-1") && text.contains("global position 2"),
+            "{text}"
+        );
+        for result in [
+            storage.read_all(1, 10).await,
+            storage.read_category("acme::account", 1, 10).await,
+        ] {
+            let text = result.unwrap_err().to_string();
+            assert!(
+                text.contains("acme::account-1") && text.contains("global position 2"),
+                "{text}"
+            );
+        }
+        // Reads before the corrupt row still work.
+        assert_eq!(storage.read_all(1, 1).await.unwrap().len(), 1);
+        if let Raw::Sqlite(_) = h.raw {
+            execute(h, "UPDATE fidelis_events SET data = '{}', time = 'yesterday' WHERE global_position = 2").await;
+            let text = storage
+                .read_stream("acme::account-1", 1)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("global position 2") && text.contains("`time`"),
+                "{text}"
+            );
+        }
+    }
+}
+
+// ---- configuration errors --------------------------------------------------------------
+
+#[tokio::test]
+async fn unreachable_postgres_names_the_url_without_its_password() {
+    let options = PoolOptions {
+        connect_timeout: std::time::Duration::from_secs(5),
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..PoolOptions::default()
+    };
+    let error = fidelis_core::config::connect_with(
+        "postgres://fidelis:hunter2@127.0.0.1:1/nowhere",
+        &options,
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1");
+    let text = error.to_string();
+    assert!(
+        text.contains("postgres://fidelis:***@127.0.0.1:1/nowhere"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn sqlite_in_a_missing_directory_is_a_clear_error() {
+    let error = fidelis_core::config::connect("sqlite:///nonexistent-dir/fidelis.db")
+        .await
+        .err()
+        .expect("cannot create");
+    let text = error.to_string();
+    assert!(matches!(error, Error::Storage { .. }), "{text}");
+    assert!(
+        text.contains("sqlite:///nonexistent-dir/fidelis.db"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_memory_url_works() {
+    let storage = fidelis_core::config::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    assert_eq!(storage.kind(), "sqlite");
+    storage.setup(&[TABLE]).await.unwrap();
+    append(
+        storage.as_ref(),
+        "acme::account-1",
+        ExpectedVersion::Exact(-1),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        storage
+            .read_stream("acme::account-1", 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
