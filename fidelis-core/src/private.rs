@@ -252,3 +252,22 @@ impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
 }
 
 pub use crate::repository::{load_aggregate, load_projection, save_aggregate, save_projection};
+
+/// `E: AppliedBy<A>` is `A: Apply<E>` with the event as the `Self` type. The generated
+/// `raise<E>` bounds `E` with it instead of `Self: Apply<E>`: rustc would otherwise infer `E`
+/// from the aggregate's only `Apply` impl before looking at the argument, and report
+/// "mismatched types" instead of "`E` is not an event of aggregate `A`".
+#[diagnostic::on_unimplemented(
+    message = "event-sourced aggregate `{A}` has no `#[apply]` handler for `{Self}`",
+    label = "`{A}` cannot apply this event",
+    note = "add `#[apply] fn on_…(&mut self, event: &{Self})` to the `#[aggregate] impl {A}` block"
+)]
+pub trait AppliedBy<A> {
+    /// `aggregate.raise(event)`.
+    fn raise_on(aggregate: &mut A, event: Self) -> Result<()>;
+}
+impl<A: Aggregate + Apply<E>, E: DomainEvent + BelongsTo<A>> AppliedBy<A> for E {
+    fn raise_on(aggregate: &mut A, event: E) -> Result<()> {
+        crate::aggregate::raise(aggregate, event)
+    }
+}

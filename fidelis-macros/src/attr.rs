@@ -78,12 +78,19 @@ pub struct Arg {
 #[derive(Default)]
 pub struct Args {
     items: Vec<Arg>,
+    /// Keywords suggested for typos (`part_off` → `part_of`): not reported again as missing.
+    suggested: Vec<&'static str>,
 }
 
 impl Args {
     /// The argument named `name`.
     pub fn get(&self, name: &str) -> Option<&Arg> {
         self.items.iter().find(|arg| arg.key.unraw() == name)
+    }
+
+    /// Whether `name` was given, or suggested for a typo (so "missing" is not reported too).
+    pub fn mentioned(&self, name: &str) -> bool {
+        self.get(name).is_some() || self.suggested.contains(&name)
     }
 
     /// The keyword of `name` when it is given (for flags and spans).
@@ -193,7 +200,9 @@ pub fn parse(cx: &Ctxt, attr: &str, specs: &[Spec], tokens: TokenStream) -> Args
                     let name = key.unraw().to_string();
                     match specs.iter().find(|spec| spec.name == name) {
                         None => {
-                            cx.error(key.span(), unknown(&name, attr, specs));
+                            let suggestion = closest(&name, specs);
+                            args.suggested.extend(suggestion);
+                            cx.error(key.span(), unknown(&name, attr, specs, suggestion));
                             skip_value(input)?;
                         }
                         Some(spec) => match parse_value(input, &key, spec, attr) {
@@ -344,14 +353,19 @@ fn expected(specs: &[Spec]) -> String {
     format!("; expected one of {}", names.join(", "))
 }
 
-fn unknown(name: &str, attr: &str, specs: &[Spec]) -> String {
-    let closest = specs
+/// The accepted keyword closest to a typo, if any is close.
+fn closest(name: &str, specs: &[Spec]) -> Option<&'static str> {
+    specs
         .iter()
         .map(|spec| (edit_distance(name, spec.name), spec.name))
         .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
-        .min_by_key(|(distance, _)| *distance);
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn unknown(name: &str, attr: &str, specs: &[Spec], closest: Option<&str>) -> String {
     match closest {
-        Some((_, candidate)) => {
+        Some(candidate) => {
             format!("unknown argument `{name}` for `{attr}`; did you mean `{candidate}`?")
         }
         None if specs.is_empty() => format!("`{attr}` takes no arguments; remove `{name}`"),

@@ -87,8 +87,9 @@ fn no_method_generics(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature) -> bool {
     false
 }
 
-/// `#[apply] fn on_x(&mut self, event: &E)`. Returns the event type `E`.
-pub fn apply(cx: &Ctxt, method: &Method) -> Option<Type> {
+/// `#[apply] fn on_x(&mut self, event: &E)`. Returns the event type `E` when one can be
+/// read, and whether the signature is right.
+pub fn apply(cx: &Ctxt, method: &Method) -> (Option<Type>, bool) {
     let shape = Shape {
         attr: "#[apply]",
         expected: "fn on_event(&mut self, event: &Event)",
@@ -128,7 +129,11 @@ pub fn apply(cx: &Ctxt, method: &Method) -> Option<Type> {
                 other,
                 "an `#[apply]` method takes the event by shared reference",
             );
-            None
+            ok = false;
+            Some(match other {
+                Type::Reference(reference) => (*reference.elem).clone(),
+                other => (*other).clone(),
+            })
         }
         _ => {
             shape.error(
@@ -136,10 +141,11 @@ pub fn apply(cx: &Ctxt, method: &Method) -> Option<Type> {
                 &sig.inputs,
                 "an `#[apply]` method takes exactly one event parameter",
             );
+            ok = false;
             None
         }
     };
-    event.filter(|_| ok)
+    (event, ok)
 }
 
 /// `#[invariant(pre)] fn x(&self) -> Result<(), ValidationError>`.

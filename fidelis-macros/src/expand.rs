@@ -108,6 +108,30 @@ pub fn type_string(ty: &Type) -> String {
     out.replace(", >", ">").replace("  ", " ")
 }
 
+/// `tokens` with every span set to `span`, so an error about them points at the user's
+/// tokens (`#[handle(C)]`'s `C`) rather than at the macro attribute.
+pub fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = proc_macro2::TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
+/// The name of an impl block's self type, for messages.
+pub fn self_name(item: &syn::ItemImpl) -> String {
+    last_segment(&item.self_ty).unwrap_or_else(|| String::from("this type"))
+}
+
 /// The last path segment of a type (`Identifier` for `fidelis_core::Identifier`).
 pub fn last_segment(ty: &Type) -> Option<String> {
     match ty {

@@ -177,10 +177,9 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
             /// and its pending events are exactly as before.
             pub fn raise<__FidelisEvent>(&mut self, event: __FidelisEvent) -> #p::Result<()>
             where
-                Self: #p::Apply<__FidelisEvent>,
-                __FidelisEvent: #p::DomainEvent + #p::BelongsTo<Self>,
+                __FidelisEvent: #p::DomainEvent + #p::BelongsTo<Self> + #p::AppliedBy<Self>,
             {
-                #p::raise(self, event)
+                <__FidelisEvent as #p::AppliedBy<Self>>::raise_on(self, event)
             }
 
             /// The version of the aggregate's last event (`-1` when it has none).

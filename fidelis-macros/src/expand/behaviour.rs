@@ -24,7 +24,7 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
     }
     let krate = expand::krate(&args);
     let p = expand::private(&krate);
-    let concrete = check::no_generics(&cx, ATTR, "this aggregate", &item.generics);
+    let concrete = check::no_generics(&cx, ATTR, &expand::self_name(&item), &item.generics);
     let element = ast::parse_impl(
         &cx,
         ATTR,
@@ -43,8 +43,8 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
         let ident = &method.sig.ident;
         let cfgs = &method.cfgs;
         if method.helper == APPLY {
-            if let Some(event) = check::apply(&cx, method) {
-                applies.push(quote! {
+            match check::apply(&cx, method) {
+                (Some(event), true) => applies.push(quote! {
                     #(#cfgs)*
                     #[automatically_derived]
                     impl #p::Apply<#event> for #ty {
@@ -52,7 +52,16 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
                             <#ty>::#ident(self, event)
                         }
                     }
-                });
+                }),
+                // Fail soft: the signature is reported; an impl that does nothing keeps the
+                // event's "no `#[apply]` for it" error from piling on.
+                (Some(event), false) => applies.push(quote! {
+                    #(#cfgs)*
+                    impl #p::Apply<#event> for #ty {
+                        fn apply(&mut self, _: &#event) {}
+                    }
+                }),
+                (None, _) => {}
             }
         } else if let (Some(stage), true) = (stage(&cx, method), check::invariant(&cx, method)) {
             let name = ident.unraw().to_string();

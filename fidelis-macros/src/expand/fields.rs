@@ -121,7 +121,7 @@ pub fn has_fields(p: &TokenStream, ty: &TokenStream, fields: &[Field]) -> TokenS
     let defs = defs(p, fields);
     let checks = fields.iter().enumerate().map(|(index, field)| {
         let ident = &field.ident;
-        quote!(#p::check_field(&self.#ident, &<Self as #p::HasFields>::FIELDS[#index], &mut errors);)
+        quote_spanned!(field.ty.span()=> #p::check_field(&self.#ident, &<Self as #p::HasFields>::FIELDS[#index], &mut errors);)
     });
     quote! {
         #[automatically_derived]
@@ -136,9 +136,10 @@ pub fn has_fields(p: &TokenStream, ty: &TokenStream, fields: &[Field]) -> TokenS
     }
 }
 
-/// The compile-time checks of field types and options, each at the field type's span so
+/// The compile-time checks of field options (the field type itself is checked by the
+/// `FieldDef`s and `validate`), each at the field type's span so
 /// the error names the field: `max_length` on an `f64` is reported on `f64`.
-pub fn asserts(p: &TokenStream, fields: &[Field], basic: bool) -> TokenStream {
+pub fn asserts(p: &TokenStream, fields: &[Field], projection: bool) -> TokenStream {
     let mut out = TokenStream::new();
     for field in fields {
         let ty = &field.ty;
@@ -147,7 +148,6 @@ pub fn asserts(p: &TokenStream, fields: &[Field], basic: bool) -> TokenStream {
             let name = Ident::new(name, span);
             out.extend(quote_spanned! {span=> const _: fn() = #p::assert::#name::<#ty>; });
         };
-        check("field_type");
         if field.args.key(MAX_LENGTH).is_some() || field.args.key(MIN_LENGTH).is_some() {
             check("length");
         }
@@ -157,10 +157,11 @@ pub fn asserts(p: &TokenStream, fields: &[Field], basic: bool) -> TokenStream {
         if field.args.key(CHOICES).is_some() {
             check("text");
         }
-        if field.is_identifier() {
+        // A projection's identity already requires `IdentityField` at this span.
+        if field.is_identifier() && !projection {
             check("identity");
         }
-        if basic {
+        if projection {
             check("basic");
         }
     }

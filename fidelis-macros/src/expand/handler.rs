@@ -37,7 +37,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(item) => item,
         Err(tokens) => return fallback::item(tokens, cx),
     };
-    let concrete = check::no_generics(&cx, ATTR, "this handler", &item.generics);
+    let concrete = check::no_generics(&cx, ATTR, &expand::self_name(&item), &item.generics);
     let element = ast::parse_impl(
         &cx,
         ATTR,
@@ -46,7 +46,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         "a command handler's methods take `#[handle(Command)]`",
     );
     let part_of = args.ty(PART_OF).cloned();
-    if args.key(PART_OF).is_none() {
+    if !args.mentioned(PART_OF) {
         cx.error(
             proc_macro2::Span::call_site(),
             "`#[command_handler]` needs the aggregate whose commands it handles: `#[command_handler(part_of = Account)]`",
@@ -97,8 +97,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #(#cfgs)*
             routes.push(#p::CommandRoute::of::<#command>(#method_name));
         });
+        let handler_ty = expand::respan(quote!(#ty), command.span());
         let check = quote_spanned! {command.span()=>
-            const _: fn() = #p::assert::handles::<#ty, #command>;
+            const _: fn() = #p::assert::handles::<#handler_ty, #command>;
         };
         impls.push(quote! {
             #(#cfgs)*

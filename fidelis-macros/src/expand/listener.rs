@@ -60,7 +60,7 @@ const EVENT_HANDLER_SPECS: &[Spec] = &[
 pub fn projector(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
     let args = attr::parse(&cx, PROJECTOR, PROJECTOR_SPECS, args);
-    if args.key(FOR).is_none() {
+    if !args.mentioned(FOR) {
         cx.error(
             proc_macro2::Span::call_site(),
             "`#[projector]` needs the projection it maintains: `#[projector(for = AccountSummary, aggregates = [Account])]`",
@@ -110,7 +110,7 @@ fn aggregates(
     let mut list: Vec<Type> = part_of.into_iter().collect();
     list.extend(args.types(AGGREGATES).unwrap_or_default().iter().cloned());
     if list.is_empty() {
-        if args.key(AGGREGATES).is_some() || args.key(PART_OF).is_some() {
+        if args.mentioned(AGGREGATES) || args.mentioned(PART_OF) {
             if let Some(key) = args
                 .key(AGGREGATES)
                 .filter(|_| args.types(AGGREGATES).is_some())
@@ -147,7 +147,7 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
         Ok(item) => item,
         Err(tokens) => return fallback::item(tokens, cx),
     };
-    let concrete = check::no_generics(&cx, attr, "this listener", &item.generics);
+    let concrete = check::no_generics(&cx, attr, &expand::self_name(&item), &item.generics);
     let hint = format!("its methods take `#[{}(Event)]`", listener.helper);
     let element = ast::parse_impl(&cx, attr, item, &[listener.helper], &hint);
     let projector = attr == PROJECTOR;
@@ -201,9 +201,10 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
                 routes.push(#p::ListenerRoute::of::<Self, #event>(#method_name, #thunk));
             }
         });
+        let listener_ty = expand::respan(quote!(#ty), event.span());
         checks.push(quote_spanned! {event.span()=>
             #(#cfgs)*
-            const _: fn() = #p::assert::listens::<#ty, #event>;
+            const _: fn() = #p::assert::listens::<#listener_ty, #event>;
         });
     }
     let aggregate_refs = aggregates

@@ -47,7 +47,7 @@ pub fn prepare(
     let named = matches!(item.fields, Fields::Named(_));
     let ast::StructElement { item, fields } = ast::parse_struct(cx, attr, item);
     let part_of = args.ty(PART_OF).cloned();
-    if part_of.is_none() && args.key(PART_OF).is_none() {
+    if !args.mentioned(PART_OF) {
         cx.error(
             proc_macro2::Span::call_site(),
             format!(

@@ -1,0 +1,9 @@
+// Generic elements are not auto-registered.
+use fidelis_core::prelude::*;
+
+#[aggregate]
+pub struct Account<T> {
+    pub balance: T,
+}
+
+fn main() {}

@@ -1,0 +1,28 @@
+// An event part of an event-sourced aggregate that has no #[apply] for it.
+use fidelis_core::prelude::*;
+
+#[aggregate(event_sourced)]
+pub struct Account {
+    pub balance: f64,
+}
+
+#[event(part_of = Account)]
+pub struct DepositMade {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[aggregate]
+impl Account {
+    #[apply]
+    fn on_deposit_made(&mut self, event: &DepositMade) {
+        self.balance += event.amount;
+    }
+}
+
+#[event(part_of = Account)]
+pub struct AccountClosed {
+    pub account_id: Identifier,
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+// #[apply] returns nothing.
+use fidelis_core::prelude::*;
+
+#[aggregate(event_sourced)]
+pub struct Account {
+    pub balance: f64,
+}
+
+#[event(part_of = Account)]
+pub struct DepositMade {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[aggregate]
+impl Account {
+    #[apply]
+    fn on_deposit_made(&mut self, event: &DepositMade) -> Result<()> {
+        self.balance += event.amount;
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,39 @@
+// Generic handlers are not auto-registered.
+use fidelis_core::prelude::*;
+
+#[aggregate(event_sourced)]
+pub struct Account {
+    pub balance: f64,
+}
+
+#[event(part_of = Account)]
+pub struct DepositMade {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[aggregate]
+impl Account {
+    #[apply]
+    fn on_deposit_made(&mut self, event: &DepositMade) {
+        self.balance += event.amount;
+    }
+}
+#[command(part_of = Account)]
+pub struct MakeDeposit {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[derive(Default)]
+pub struct AccountHandler<T>(T);
+
+#[command_handler(part_of = Account)]
+impl<T: Default + Send + Sync + 'static> AccountHandler<T> {
+    #[handle(MakeDeposit)]
+    async fn deposit(&self, _command: MakeDeposit, _ctx: &mut Context) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
