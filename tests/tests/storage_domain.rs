@@ -1,0 +1,580 @@
+//! Whole domains on every storage adapter: concurrency, atomicity and corrupt stored events,
+//! through `Domain::process` and repositories rather than the storage port.
+//!
+//! Each check runs on memory, SQLite (a fresh file) and PostgreSQL (a fresh schema in
+//! `FIDELIS_TEST_POSTGRES_URL`; `SKIPPED: …` is printed when the variable is unset, and an
+//! unreachable server fails the test), as `<check>::<adapter>`.
+
+#![allow(missing_docs)]
+
+use std::time::Instant;
+
+use fidelis_core::prelude::*;
+use fidelis_core::store::{ExpectedVersion, Storage};
+use fidelis_core::{DomainBuilder, EventMetadata, RecordedEvent};
+use fidelis_example::account::Account;
+use fidelis_example::commands::{MakeDeposit, OpenAccount};
+use fidelis_example::dashboard::AccountSummary;
+use serde_json::json;
+
+// ---- adapters --------------------------------------------------------------------------
+
+enum Backend {
+    Memory,
+    Sqlite(std::path::PathBuf),
+    Postgres {
+        admin: sqlx::PgPool,
+        schema: String,
+        url: String,
+    },
+}
+
+impl Backend {
+    async fn memory() -> Option<Self> {
+        Some(Self::Memory)
+    }
+
+    async fn sqlite() -> Option<Self> {
+        Some(Self::Sqlite(std::env::temp_dir().join(format!(
+            "fidelis-domain-{}.db",
+            Identifier::generate()
+        ))))
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("FIDELIS_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED: {test}: FIDELIS_TEST_POSTGRES_URL is unset, so this PostgreSQL test did not run"
+            );
+            return None;
+        };
+        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
+            panic!("FIDELIS_TEST_POSTGRES_URL is set but the server is unreachable: {error}")
+        });
+        let schema = format!(
+            "fidelis_test_{}",
+            Identifier::generate().as_str().replace('-', "")
+        );
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create the test schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options[search_path]={schema}");
+        Some(Self::Postgres { admin, schema, url })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Memory => "memory".to_owned(),
+            Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Backend::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// Runs SQL of the test's own on the database (not on memory).
+    async fn execute(&self, sql: &str) {
+        match self {
+            Backend::Memory => unreachable!("no SQL on memory"),
+            Backend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+            }
+            Backend::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+            }
+        }
+    }
+
+    async fn finish(self) {
+        match self {
+            Backend::Memory => {}
+            Backend::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Backend::Postgres { admin, schema, .. } => {
+                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&admin)
+                    .await
+                    .expect("drop the schema");
+            }
+        }
+    }
+}
+
+macro_rules! on_every_adapter {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let backend = Backend::memory().await.unwrap();
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let backend = Backend::sqlite().await.unwrap();
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = Backend::postgres(concat!(stringify!($check), "::postgres")).await else { return };
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+        }
+    )*};
+}
+
+on_every_adapter!(
+    concurrent_deposits_are_all_kept,
+    failing_projector_leaves_nothing_behind,
+    corrupt_events_name_their_stream
+);
+
+async fn banking(backend: &Backend, builder: DomainBuilder) -> Domain {
+    builder
+        .database(backend.url())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
+}
+
+fn open(number: &str, deposit: f64) -> OpenAccount {
+    OpenAccount {
+        account_number: number.into(),
+        holder_name: "Ada Lovelace".into(),
+        opening_deposit: deposit,
+    }
+}
+
+// ---- (a) concurrency -------------------------------------------------------------------
+
+const TASKS: usize = 4;
+const DEPOSITS: usize = 250;
+
+async fn concurrent_deposits_are_all_kept(backend: &Backend) {
+    let domain = banking(
+        backend,
+        fidelis_example::domain().retry(RetryPolicy::attempts(100_000)),
+    )
+    .await;
+    let id = domain.process(open("ACC-001", 100.0)).await.unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let domain = domain.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                for _ in 0..DEPOSITS {
+                    domain
+                        .process(MakeDeposit {
+                            account_id: id.clone(),
+                            amount: 1.0,
+                            reference: None,
+                        })
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("the task ran")
+            .expect("every deposit commits");
+    }
+    eprintln!(
+        "{} concurrent deposits on {} took {:.2?}",
+        TASKS * DEPOSITS,
+        domain.storage().kind(),
+        started.elapsed()
+    );
+
+    let expected = 100.0 + (TASKS * DEPOSITS) as f64;
+    let account = domain.repository::<Account>().get(&id).await.unwrap();
+    assert_eq!(account.balance, expected);
+    let stream = domain.event_store().stream_of::<Account>(&id).unwrap();
+    let events = domain.event_store().read_stream(&stream).await.unwrap();
+    assert_eq!(events.len(), 1 + TASKS * DEPOSITS);
+    let versions: Vec<i64> = events.iter().map(|e| e.metadata.version).collect();
+    assert_eq!(
+        versions,
+        (0..=(TASKS * DEPOSITS) as i64).collect::<Vec<_>>(),
+        "versions are gapless"
+    );
+    let positions: Vec<i64> = domain
+        .event_store()
+        .read_all(1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.metadata.global_position)
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=(1 + TASKS * DEPOSITS) as i64).collect::<Vec<_>>(),
+        "positions are gapless"
+    );
+    // A fresh domain on the same database (no cache) replays the same balance.
+    if !matches!(backend, Backend::Memory) {
+        let again = banking(backend, fidelis_example::domain().aggregate_cache(0)).await;
+        assert_eq!(
+            again
+                .repository::<Account>()
+                .get(&id)
+                .await
+                .unwrap()
+                .balance,
+            expected
+        );
+    }
+    let summary = domain
+        .repository::<AccountSummary>()
+        .get(&id)
+        .await
+        .unwrap();
+    assert_eq!(summary.balance, expected);
+    assert_eq!(summary.transaction_count, 1 + (TASKS * DEPOSITS) as i64);
+}
+
+// ---- (b) atomicity ---------------------------------------------------------------------
+
+/// A state-stored aggregate that also records events.
+#[aggregate]
+pub struct Vault {
+    #[field(max_length = 50)]
+    pub label: String,
+    #[field(default = false)]
+    pub sealed: bool,
+}
+
+#[aggregate]
+impl Vault {
+    /// A state-stored aggregate changes its fields itself; its events are recorded as told.
+    pub fn open(label: &str) -> Result<Self> {
+        let mut vault = Self::create_new();
+        let vault_id = vault.id.clone();
+        vault.label = label.into();
+        vault.raise(VaultOpened {
+            vault_id: vault_id.clone(),
+            label: label.into(),
+        })?;
+        vault.sealed = true;
+        vault.raise(VaultSealed {
+            vault_id,
+            label: label.into(),
+        })?;
+        Ok(vault)
+    }
+}
+
+#[event(part_of = Vault)]
+pub struct VaultOpened {
+    pub vault_id: Identifier,
+    pub label: String,
+}
+
+#[event(part_of = Vault)]
+pub struct VaultSealed {
+    pub vault_id: Identifier,
+    pub label: String,
+}
+
+#[command(part_of = Vault)]
+pub struct OpenVault {
+    pub label: String,
+}
+
+/// Written by the command handler itself (so it is in the transaction before projectors run).
+#[projection]
+pub struct VaultNote {
+    #[field(identifier)]
+    pub vault_id: Identifier,
+    pub label: String,
+}
+
+/// Written by the projector, on the first event of the command.
+#[projection]
+pub struct VaultLog {
+    #[field(identifier)]
+    pub vault_id: Identifier,
+    pub label: String,
+}
+
+#[derive(Default)]
+pub struct VaultHandler;
+
+#[command_handler(part_of = Vault)]
+impl VaultHandler {
+    #[handle(OpenVault)]
+    async fn open_vault(&self, command: OpenVault, ctx: &mut Context) -> Result<Identifier> {
+        let vault = Vault::open(&command.label)?;
+        let id = vault.id.clone();
+        ctx.repository::<Vault>().add(vault).await?;
+        ctx.repository::<VaultNote>()
+            .add(VaultNote {
+                vault_id: id.clone(),
+                label: command.label,
+            })
+            .await?;
+        Ok(id)
+    }
+}
+
+#[derive(Default)]
+pub struct VaultLogProjector;
+
+#[projector(for = VaultLog, aggregates = [Vault])]
+impl VaultLogProjector {
+    #[on(VaultOpened)]
+    async fn on_opened(&self, event: &Event<VaultOpened>, ctx: &mut Context) -> Result<()> {
+        ctx.repository::<VaultLog>()
+            .add(VaultLog {
+                vault_id: event.vault_id.clone(),
+                label: event.label.clone(),
+            })
+            .await
+    }
+
+    /// Fails on the command's second event, after rows were written for the first.
+    #[on(VaultSealed)]
+    async fn on_sealed(&self, event: &Event<VaultSealed>, _ctx: &mut Context) -> Result<()> {
+        if event.label == "fail" {
+            return Err(Error::handler(
+                "VaultLogProjector",
+                "refuses to log a failing vault",
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn failing_projector_leaves_nothing_behind(backend: &Backend) {
+    let domain = banking(
+        backend,
+        Domain::builder("vaults").discover_crate("storage_domain"),
+    )
+    .await;
+    let ok = domain
+        .process(OpenVault { label: "ok".into() })
+        .await
+        .unwrap();
+    assert!(domain.repository::<Vault>().get(&ok).await.unwrap().sealed);
+    assert_eq!(
+        domain
+            .repository::<VaultLog>()
+            .get(&ok)
+            .await
+            .unwrap()
+            .label,
+        "ok"
+    );
+    assert_eq!(
+        domain
+            .repository::<VaultNote>()
+            .get(&ok)
+            .await
+            .unwrap()
+            .label,
+        "ok"
+    );
+    assert_eq!(vault_rows(&domain).await, 1);
+    let events_before = domain.event_store().read_all(1).await.unwrap();
+    assert_eq!(events_before.len(), 2);
+
+    let error = domain
+        .process(OpenVault {
+            label: "fail".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Handler { .. }), "{error}");
+
+    assert_eq!(
+        domain.event_store().read_all(1).await.unwrap(),
+        events_before,
+        "no event was appended"
+    );
+    assert_eq!(vault_rows(&domain).await, 1, "no aggregate row was written");
+    assert_eq!(
+        domain
+            .repository::<VaultLog>()
+            .query()
+            .count()
+            .await
+            .unwrap(),
+        1,
+        "no projector row was written"
+    );
+    assert_eq!(
+        domain
+            .repository::<VaultNote>()
+            .query()
+            .count()
+            .await
+            .unwrap(),
+        1,
+        "no handler row was written"
+    );
+
+    // The store is still usable afterwards, and positions run on without a gap.
+    domain
+        .process(OpenVault {
+            label: "after".into(),
+        })
+        .await
+        .unwrap();
+    let positions: Vec<i64> = domain
+        .event_store()
+        .read_all(1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.metadata.global_position)
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4]);
+}
+
+/// The rows of the stored aggregate's table (`vault`); aggregates have no typed query.
+async fn vault_rows(domain: &Domain) -> u64 {
+    domain
+        .storage()
+        .count("vault", &fidelis_core::query::QuerySpec::default())
+        .await
+        .unwrap()
+}
+
+// ---- (c) corrupt data ------------------------------------------------------------------
+
+fn stored_event(type_name: &str, data: serde_json::Value) -> RecordedEvent {
+    RecordedEvent {
+        metadata: EventMetadata {
+            id: Identifier::generate(),
+            type_name: type_name.to_owned(),
+            stream: String::new(),
+            version: 0,
+            global_position: 0,
+            time: Utc::now(),
+            correlation_id: Identifier::generate(),
+            causation_id: None,
+        },
+        data,
+    }
+}
+
+async fn append_raw(storage: &dyn Storage, stream: &str, event: RecordedEvent) -> i64 {
+    let mut transaction = storage.begin().await.unwrap();
+    let stored = transaction
+        .append(stream, ExpectedVersion::Any, vec![event])
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    stored[0].metadata.global_position
+}
+
+async fn corrupt_events_name_their_stream(backend: &Backend) {
+    let domain = banking(backend, fidelis_example::domain()).await;
+    let storage = domain.storage().as_ref();
+
+    // An event type no registered event has.
+    let unknown = domain.process(open("ACC-101", 10.0)).await.unwrap();
+    let stream = domain.event_store().stream_of::<Account>(&unknown).unwrap();
+    let position = append_raw(
+        storage,
+        &stream,
+        stored_event("Fidelis.Nonsense.v1", json!({})),
+    )
+    .await;
+    let error = domain
+        .repository::<Account>()
+        .get(&unknown)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Serialization { .. }), "{text}");
+    assert!(
+        text.contains(&stream) && text.contains(&format!("position {position}")),
+        "{text}"
+    );
+    assert!(text.contains("Fidelis.Nonsense.v1"), "{text}");
+
+    // Data that does not decode as the event it claims to be.
+    let misshapen = domain.process(open("ACC-102", 10.0)).await.unwrap();
+    let stream = domain
+        .event_store()
+        .stream_of::<Account>(&misshapen)
+        .unwrap();
+    let position = append_raw(
+        storage,
+        &stream,
+        stored_event("Fidelis.DepositMade.v1", json!({ "amount": "lots" })),
+    )
+    .await;
+    let error = domain
+        .repository::<Account>()
+        .get(&misshapen)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Serialization { .. }), "{text}");
+    assert!(
+        text.contains(&stream) && text.contains(&format!("position {position}")),
+        "{text}"
+    );
+
+    // Malformed JSON, written behind the store's back (SQLite keeps JSON as text; PostgreSQL's
+    // JSONB cannot hold malformed JSON, so there the misshapen case above stands for it).
+    if let Backend::Sqlite(_) = backend {
+        let malformed = domain.process(open("ACC-103", 10.0)).await.unwrap();
+        let stream = domain
+            .event_store()
+            .stream_of::<Account>(&malformed)
+            .unwrap();
+        let position = append_raw(
+            storage,
+            &stream,
+            stored_event("Fidelis.DepositMade.v1", json!({})),
+        )
+        .await;
+        backend.execute(&format!("UPDATE fidelis_events SET data = '{{\"amount\": 1' WHERE global_position = {position}")).await;
+        let error = domain
+            .repository::<Account>()
+            .get(&malformed)
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, Error::Serialization { .. }), "{text}");
+        assert!(
+            text.contains(&stream) && text.contains(&format!("position {position}")),
+            "{text}"
+        );
+        assert!(text.contains("malformed JSON"), "{text}");
+    }
+    // Other accounts still load.
+    let healthy = domain.process(open("ACC-104", 10.0)).await.unwrap();
+    assert_eq!(
+        domain
+            .repository::<Account>()
+            .get(&healthy)
+            .await
+            .unwrap()
+            .balance,
+        10.0
+    );
+}
