@@ -1,0 +1,215 @@
+//! Generated code is warning-free: every macro, under `#![deny(warnings)]` (which, with the
+//! workspace lints, includes `missing_docs`).
+
+#![deny(warnings)]
+
+/// A small domain using every macro.
+pub mod bank {
+    use fidelis_core::prelude::*;
+
+    /// An amount of money.
+    #[value_object]
+    pub struct Money {
+        /// How much.
+        #[field(min_value = 0)]
+        pub amount: f64,
+        /// In which currency.
+        #[field(max_length = 3, min_length = 3)]
+        pub currency: String,
+    }
+
+    /// A wallet.
+    #[aggregate(event_sourced)]
+    pub struct Wallet {
+        /// Its owner.
+        #[field(max_length = 50, required)]
+        pub owner: String,
+        /// What it holds.
+        #[field(default = 0.0)]
+        pub balance: f64,
+        /// Its tier.
+        #[field(choices = ["basic", "gold"], default = "basic")]
+        pub tier: String,
+        /// Its limit.
+        pub limit: Option<Money>,
+    }
+
+    #[aggregate]
+    impl Wallet {
+        #[invariant(pre)]
+        fn has_owner(&self) -> Result<(), ValidationError> {
+            Ok(())
+        }
+
+        #[invariant(post)]
+        fn not_negative(&self) -> Result<(), ValidationError> {
+            if self.balance < 0.0 {
+                return Err(ValidationError::field("balance", "negative"));
+            }
+            Ok(())
+        }
+
+        #[apply]
+        fn on_opened(&mut self, event: &WalletOpened) {
+            self.owner = event.owner.clone();
+        }
+
+        #[apply]
+        fn on_funded(&mut self, event: &WalletFunded) {
+            self.balance += event.amount.amount;
+        }
+    }
+
+    /// A wallet was opened.
+    #[event(part_of = Wallet, version = 2, type_name = "Bank.WalletOpened.v2")]
+    pub struct WalletOpened {
+        /// The wallet.
+        pub wallet_id: Identifier,
+        /// Its owner.
+        pub owner: String,
+    }
+
+    /// Money was added.
+    #[event(part_of = Wallet)]
+    pub struct WalletFunded {
+        /// The wallet.
+        pub wallet_id: Identifier,
+        /// How much.
+        pub amount: Money,
+    }
+
+    /// Open a wallet.
+    #[command(part_of = Wallet)]
+    pub struct OpenWallet {
+        /// Its owner.
+        #[field(max_length = 50)]
+        pub owner: String,
+    }
+
+    /// Fund a wallet.
+    #[command(part_of = Wallet)]
+    pub struct FundWallet {
+        /// The wallet.
+        pub wallet_id: Identifier,
+        /// How much.
+        pub amount: Money,
+    }
+
+    /// Handles wallet commands.
+    #[derive(Default)]
+    pub struct WalletHandler;
+
+    #[command_handler(part_of = Wallet)]
+    impl WalletHandler {
+        #[handle(OpenWallet)]
+        async fn open(&self, command: OpenWallet, ctx: &mut Context) -> Result<Identifier> {
+            let mut wallet = Wallet::create_new();
+            let wallet_id = wallet.id.clone();
+            wallet.raise(WalletOpened {
+                wallet_id: wallet_id.clone(),
+                owner: command.owner,
+            })?;
+            ctx.repository::<Wallet>().add(wallet).await?;
+            Ok(wallet_id)
+        }
+
+        #[handle(FundWallet)]
+        async fn fund(&self, command: FundWallet, ctx: &mut Context) -> Result<()> {
+            let mut wallet = ctx.repository::<Wallet>().get(&command.wallet_id).await?;
+            wallet.raise(WalletFunded {
+                wallet_id: command.wallet_id,
+                amount: command.amount,
+            })?;
+            ctx.repository::<Wallet>().add(wallet).await
+        }
+    }
+
+    /// A row per wallet.
+    #[projection]
+    pub struct WalletRow {
+        /// The wallet.
+        #[field(identifier)]
+        pub wallet_id: Identifier,
+        /// Its owner.
+        #[field(unique)]
+        pub owner: String,
+        /// Tags.
+        pub tags: Vec<String>,
+    }
+
+    /// Keeps [`WalletRow`] up to date.
+    #[derive(Default)]
+    pub struct WalletRows;
+
+    #[projector(for = WalletRow, aggregates = [Wallet])]
+    impl WalletRows {
+        #[on(WalletOpened)]
+        async fn opened(&self, event: &Event<WalletOpened>, ctx: &mut Context) -> Result<()> {
+            let row = WalletRow {
+                wallet_id: event.wallet_id.clone(),
+                owner: event.owner.clone(),
+                tags: vec![],
+            };
+            ctx.repository::<WalletRow>().add(row).await
+        }
+    }
+
+    /// Reacts to funding.
+    #[derive(Default)]
+    pub struct Notifier;
+
+    #[event_handler(part_of = Wallet)]
+    impl Notifier {
+        #[handle(WalletFunded)]
+        fn funded(&self, _event: &Event<WalletFunded>, _ctx: &mut Context) {}
+    }
+}
+
+#[tokio::test]
+async fn the_warning_free_domain_runs() {
+    use bank::*;
+    use fidelis_core::prelude::*;
+    let domain = Domain::builder("bank").build().await.unwrap();
+    let id = domain
+        .process(OpenWallet {
+            owner: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    let amount = Money {
+        amount: 5.0,
+        currency: "EUR".into(),
+    };
+    domain
+        .process(FundWallet {
+            wallet_id: id.clone(),
+            amount,
+        })
+        .await
+        .unwrap();
+    let wallet = domain.repository::<Wallet>().get(&id).await.unwrap();
+    assert_eq!(wallet.balance, 5.0);
+    assert_eq!(wallet.tier, "basic");
+    let row = domain.repository::<WalletRow>().get(&id).await.unwrap();
+    assert_eq!(row.owner, "Ada");
+    let bad = Money {
+        amount: -1.0,
+        currency: "EURO".into(),
+    };
+    let error = domain
+        .process(FundWallet {
+            wallet_id: id,
+            amount: bad,
+        })
+        .await
+        .unwrap_err();
+    let errors = error.as_validation().unwrap();
+    assert_eq!(
+        errors.messages_for("amount.amount"),
+        ["is too small (min 0)"]
+    );
+    assert_eq!(
+        errors.messages_for("amount.currency"),
+        ["is too long (max 3)"]
+    );
+}
