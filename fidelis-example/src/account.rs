@@ -1,0 +1,106 @@
+//! The account aggregate: the write model that enforces the ledger's rules.
+
+use fidelis_core::prelude::*;
+
+use crate::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
+
+/// A bank account, rebuilt from its events.
+#[aggregate(event_sourced)]
+pub struct Account {
+    /// Its human-facing number (`ACC-001`).
+    #[field(max_length = 20)]
+    pub account_number: String,
+    /// Who holds it.
+    #[field(max_length = 100)]
+    pub holder_name: String,
+    /// The current balance.
+    #[field(default = 0.0)]
+    pub balance: f64,
+    /// `ACTIVE` or `CLOSED`.
+    #[field(max_length = 20, default = "ACTIVE", choices = ["ACTIVE", "CLOSED"])]
+    pub status: String,
+}
+
+#[aggregate]
+impl Account {
+    #[invariant(post)]
+    fn balance_must_not_be_negative(&self) -> Result<(), ValidationError> {
+        if self.balance < 0.0 {
+            return Err(ValidationError::field(
+                "balance",
+                "Insufficient funds: balance cannot be negative",
+            ));
+        }
+        Ok(())
+    }
+
+    #[invariant(post)]
+    fn closed_account_must_have_zero_balance(&self) -> Result<(), ValidationError> {
+        if self.status == "CLOSED" && self.balance != 0.0 {
+            return Err(ValidationError::field(
+                "status",
+                "Cannot close account with non-zero balance",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens an account with an opening deposit.
+    pub fn open(number: &str, holder: &str, opening_deposit: f64) -> Result<Self> {
+        let mut account = Self::create_new();
+        let account_id = account.id.clone();
+        account.raise(AccountOpened {
+            account_id,
+            account_number: number.into(),
+            holder_name: holder.into(),
+            opening_deposit,
+        })?;
+        Ok(account)
+    }
+
+    /// Pays money in.
+    pub fn deposit(&mut self, amount: f64, reference: Option<String>) -> Result<()> {
+        if amount <= 0.0 {
+            return Err(ValidationError::field("amount", "Deposit amount must be positive").into());
+        }
+        self.raise(DepositMade { account_id: self.id.clone(), amount, reference })
+    }
+
+    /// Takes money out; refused when the balance would go negative.
+    pub fn withdraw(&mut self, amount: f64, reference: Option<String>) -> Result<()> {
+        if amount <= 0.0 {
+            return Err(
+                ValidationError::field("amount", "Withdrawal amount must be positive").into()
+            );
+        }
+        self.raise(WithdrawalMade { account_id: self.id.clone(), amount, reference })
+    }
+
+    /// Closes the account; refused unless the balance is zero.
+    pub fn close(&mut self, reason: Option<String>) -> Result<()> {
+        self.raise(AccountClosed { account_id: self.id.clone(), reason })
+    }
+
+    #[apply]
+    fn on_account_opened(&mut self, event: &AccountOpened) {
+        self.account_number = event.account_number.clone();
+        self.holder_name = event.holder_name.clone();
+        self.balance = event.opening_deposit;
+        self.status = "ACTIVE".into();
+    }
+
+    #[apply]
+    fn on_deposit_made(&mut self, event: &DepositMade) {
+        self.balance += event.amount;
+    }
+
+    #[apply]
+    fn on_withdrawal_made(&mut self, event: &WithdrawalMade) {
+        self.balance -= event.amount;
+    }
+
+    #[apply]
+    fn on_account_closed(&mut self, _event: &AccountClosed) {
+        self.status = "CLOSED".into();
+    }
+}

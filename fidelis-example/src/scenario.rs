@@ -1,0 +1,71 @@
+//! The chapter's walk-through: open an account, deposit, read the dashboard.
+
+use fidelis_core::prelude::*;
+
+use crate::commands::{MakeDeposit, OpenAccount};
+use crate::dashboard::AccountSummary;
+
+/// What the walk-through produced.
+#[derive(Clone, Debug)]
+pub struct Walkthrough {
+    /// The account it opened.
+    pub account_id: Identifier,
+    /// Its dashboard row after the deposit.
+    pub summary: AccountSummary,
+    /// How many accounts the ledger holds (more than one when a database keeps earlier runs).
+    pub accounts_on_record: u64,
+}
+
+/// Opens `ACC-001` for Alice Johnson with $1000, deposits $500, and reads the dashboard.
+pub async fn run(domain: &Domain) -> Result<Walkthrough> {
+    let account_id = domain
+        .process(OpenAccount {
+            account_number: "ACC-001".into(),
+            holder_name: "Alice Johnson".into(),
+            opening_deposit: 1000.00,
+        })
+        .await?;
+    tracing::info!(%account_id, "account opened");
+    domain
+        .process(MakeDeposit {
+            account_id: account_id.clone(),
+            amount: 500.00,
+            reference: Some("paycheck".into()),
+        })
+        .await?;
+    let summary = domain.repository::<AccountSummary>().get(&account_id).await?;
+    let accounts_on_record = domain.repository::<AccountSummary>().query().count().await?;
+    Ok(Walkthrough { account_id, summary, accounts_on_record })
+}
+
+/// The dashboard block, as the chapter prints it.
+pub fn dashboard(summary: &AccountSummary) -> String {
+    let last_activity = summary
+        .last_transaction_at
+        .map_or_else(|| "never".to_owned(), |time| time.to_string());
+    format!(
+        "=== Account Dashboard ===\n\
+         Account: {}\n\
+         Holder: {}\n\
+         Balance: ${:.2}\n\
+         Transactions: {}\n\
+         Last activity: {}",
+        summary.account_number,
+        summary.holder_name,
+        summary.balance,
+        summary.transaction_count,
+        last_activity
+    )
+}
+
+/// Checks the chapter's assertions: balance $1500 and two transactions.
+pub fn check(summary: &AccountSummary) -> Result<()> {
+    let mut errors = ValidationError::new();
+    if summary.balance != 1500.00 {
+        errors.add("balance", format!("expected 1500.00, got {:.2}", summary.balance));
+    }
+    if summary.transaction_count != 2 {
+        errors.add("transaction_count", format!("expected 2, got {}", summary.transaction_count));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors.into()) }
+}
