@@ -1,0 +1,559 @@
+//! The comparison binary: runs the seed-ledger workloads through Fidelis, the hand-written
+//! baseline and cqrs-es in one process, checks that they all end with the same balances, and
+//! prints the table for `BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release -p fidelis-bench -- [--quick] [--scale N…] [--reps N] [--only NAME]
+//!                                         [--memory | --no-memory]
+//! ```
+
+#![allow(clippy::print_stdout)] // printing the report is this binary's job
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use fidelis_bench::baseline::Baseline;
+use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
+use fidelis_bench::fidelis::FidelisLedger;
+use fidelis_bench::workload::{deposit_amount, opening_deposit};
+use fidelis_bench::{BenchError, Ledger, Sizes};
+
+const IMPLEMENTATIONS: [&str; 4] = [
+    FidelisLedger::NAME,
+    Baseline::NAME,
+    CqrsMemStore::NAME,
+    CqrsQuiet::NAME,
+];
+
+/// Events held by each implementation in the memory measurement.
+const MEMORY_EVENTS: usize = 100_000;
+
+struct Args {
+    quick: bool,
+    scales: Vec<usize>,
+    reps: usize,
+    only: Vec<String>,
+    memory: bool,
+    memory_child: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        scales: Vec::new(),
+        reps: 0,
+        only: Vec::new(),
+        memory: true,
+        memory_child: None,
+    };
+    let mut explicit_memory = None;
+    let mut iter = std::env::args().skip(1).peekable();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--scale" => {
+                while let Some(n) = iter.peek().and_then(|v| v.parse::<usize>().ok()) {
+                    args.scales.push(n);
+                    iter.next();
+                }
+                if args.scales.is_empty() {
+                    return Err("--scale needs at least one factor, e.g. --scale 10 100".into());
+                }
+            }
+            "--reps" => {
+                args.reps = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--reps needs N ≥ 1")?;
+            }
+            "--only" => {
+                let name = iter.next().ok_or("--only needs an implementation name")?;
+                if !IMPLEMENTATIONS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}"
+                    ));
+                }
+                args.only.push(name);
+            }
+            "--memory" => explicit_memory = Some(true),
+            "--no-memory" => explicit_memory = Some(false),
+            "--memory-child" => {
+                args.memory_child = Some(iter.next().ok_or("--memory-child needs a name")?)
+            }
+            "-h" | "--help" => {
+                return Err("usage: fidelis-bench [--quick] [--scale N…] [--reps N] [--only NAME]… [--memory|--no-memory]"
+                    .into());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    if args.scales.is_empty() {
+        args.scales = if args.quick { vec![10] } else { vec![10, 100] };
+    }
+    args.scales.retain(|&n| n > 1);
+    if args.reps == 0 {
+        args.reps = if args.quick { 1 } else { 3 };
+    }
+    args.memory = explicit_memory.unwrap_or(!args.quick);
+    if args.only.is_empty() {
+        args.only = IMPLEMENTATIONS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+    }
+    Ok(args)
+}
+
+/// What one pass of one implementation produced.
+struct Pass {
+    /// Workload → (operations, elapsed).
+    timings: Vec<(Workload, usize, Duration)>,
+    /// Per account: (summary balance, aggregate balance).
+    balances: Vec<(f64, f64)>,
+    /// The long stream's balance (warm, cold), when workload d ran.
+    long_stream: Option<(f64, f64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Workload {
+    Open(usize),
+    Deposit(usize),
+    Read,
+    LoadCold,
+    LoadWarm,
+}
+
+impl Workload {
+    fn label(self, sizes: Sizes) -> String {
+        let scaled = |factor: usize| sizes.scaled(factor);
+        match self {
+            Self::Open(f) => format!(
+                "(a) open {} accounts{}",
+                thousands(scaled(f).accounts),
+                at(f)
+            ),
+            Self::Deposit(f) => format!("(b) {} deposits{}", thousands(scaled(f).deposits), at(f)),
+            Self::Read => format!("(c) {} projection reads", thousands(sizes.reads)),
+            Self::LoadCold => format!(
+                "(d) load {}-event aggregate, cold",
+                thousands(sizes.long_stream)
+            ),
+            Self::LoadWarm => format!(
+                "(d) load {}-event aggregate, warm",
+                thousands(sizes.long_stream)
+            ),
+        }
+    }
+}
+
+fn at(factor: usize) -> String {
+    if factor == 1 {
+        String::new()
+    } else {
+        format!(" ({factor}×)")
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn pass<L: Ledger>(sizes: Sizes, factor: usize, full: bool) -> Result<Pass, BenchError> {
+    let mut ledger = L::new().await?;
+    let mut timings = Vec::new();
+
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(sizes.accounts);
+    for i in 0..sizes.accounts {
+        ids.push(ledger.open(i).await?);
+    }
+    timings.push((Workload::Open(factor), sizes.accounts, start.elapsed()));
+
+    let start = Instant::now();
+    for k in 0..sizes.deposits {
+        ledger
+            .deposit(&ids[k % ids.len()], deposit_amount(k))
+            .await?;
+    }
+    timings.push((Workload::Deposit(factor), sizes.deposits, start.elapsed()));
+
+    let mut long_stream = None;
+    if full {
+        let start = Instant::now();
+        let mut total = 0.0;
+        for r in 0..sizes.reads {
+            total += ledger.summary_balance(&ids[(r * 7) % ids.len()]).await?;
+        }
+        black_box(total);
+        timings.push((Workload::Read, sizes.reads, start.elapsed()));
+
+        let id = ledger.seed_long_stream(sizes.long_stream).await?;
+        let warm = ledger.load_balance(&id).await?; // fills a cache, if there is one
+        let start = Instant::now();
+        for _ in 0..sizes.loads {
+            black_box(ledger.cold_load_balance(&id).await?);
+        }
+        timings.push((Workload::LoadCold, sizes.loads, start.elapsed()));
+        let start = Instant::now();
+        for _ in 0..sizes.loads {
+            black_box(ledger.load_balance(&id).await?);
+        }
+        timings.push((Workload::LoadWarm, sizes.loads, start.elapsed()));
+        long_stream = Some((warm, ledger.cold_load_balance(&id).await?));
+    }
+
+    let mut balances = Vec::with_capacity(ids.len());
+    for id in &ids {
+        balances.push((
+            ledger.summary_balance(id).await?,
+            ledger.load_balance(id).await?,
+        ));
+    }
+    Ok(Pass {
+        timings,
+        balances,
+        long_stream,
+    })
+}
+
+async fn pass_of(name: &str, sizes: Sizes, factor: usize, full: bool) -> Result<Pass, BenchError> {
+    match name {
+        FidelisLedger::NAME => pass::<FidelisLedger>(sizes, factor, full).await,
+        Baseline::NAME => pass::<Baseline>(sizes, factor, full).await,
+        CqrsMemStore::NAME => pass::<CqrsMemStore>(sizes, factor, full).await,
+        CqrsQuiet::NAME => pass::<CqrsQuiet>(sizes, factor, full).await,
+        other => Err(format!("unknown implementation `{other}`").into()),
+    }
+}
+
+/// The balances the rules imply, computed without any implementation.
+fn expected_balances(sizes: Sizes) -> Vec<f64> {
+    let mut balances: Vec<f64> = (0..sizes.accounts).map(opening_deposit).collect();
+    for k in 0..sizes.deposits {
+        balances[k % sizes.accounts] += deposit_amount(k);
+    }
+    balances
+}
+
+fn expected_long_stream(sizes: Sizes) -> f64 {
+    (1..sizes.long_stream).fold(opening_deposit(0), |balance, k| balance + deposit_amount(k))
+}
+
+/// Checks one pass's balances; returns a description of the first mismatch.
+fn check(name: &str, sizes: Sizes, pass: &Pass) -> Result<(), String> {
+    let expected = expected_balances(sizes);
+    if pass.balances.len() != expected.len() {
+        return Err(format!(
+            "{name}: {} accounts, expected {}",
+            pass.balances.len(),
+            expected.len()
+        ));
+    }
+    for (i, (&(summary, aggregate), &want)) in pass.balances.iter().zip(&expected).enumerate() {
+        if summary != want || aggregate != want {
+            return Err(format!(
+                "{name}: account {i} has summary balance {summary} and aggregate balance {aggregate}, expected {want}"
+            ));
+        }
+    }
+    if let Some((warm, cold)) = pass.long_stream {
+        let want = expected_long_stream(sizes);
+        if warm != want || cold != want {
+            return Err(format!(
+                "{name}: long stream balance warm {warm}, cold {cold}, expected {want}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The best (shortest) time of each (workload, implementation) over the repetitions.
+type Best = BTreeMap<(Workload, String), (usize, Duration)>;
+
+fn record(best: &mut Best, name: &str, pass: &Pass) {
+    for &(workload, ops, elapsed) in &pass.timings {
+        let entry = best
+            .entry((workload, name.to_owned()))
+            .or_insert((ops, elapsed));
+        if elapsed < entry.1 {
+            *entry = (ops, elapsed);
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let base = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let mut best = Best::new();
+    let mut failures = Vec::new();
+    let mut passes = vec![(1, true)];
+    passes.extend(args.scales.iter().map(|&factor| (factor, false)));
+
+    // cqrs-es's `MemStore` prints two lines per command; they go to /dev/null while anything
+    // is measured (for every implementation alike), and the report is printed afterwards.
+    std::io::stdout().flush()?;
+    let gag = gag::Gag::stdout()?;
+    for &(factor, full) in &passes {
+        let sizes = base.scaled(factor);
+        for rep in 0..args.reps {
+            // Rotate the order so that no implementation always runs first (or last).
+            for n in 0..args.only.len() {
+                let name = &args.only[(n + rep) % args.only.len()];
+                eprint!(
+                    "\r{sizes} ({factor}×), repetition {}/{}: {name:<14}",
+                    rep + 1,
+                    args.reps
+                );
+                let pass = runtime.block_on(pass_of(name, sizes, factor, full))?;
+                if let Err(mismatch) = check(name, sizes, &pass) {
+                    failures.push(mismatch);
+                }
+                record(&mut best, name, &pass);
+            }
+        }
+    }
+    eprintln!();
+    drop(gag);
+
+    print_table(args, base, &best);
+    if args.memory {
+        print_memory(args)?;
+    }
+    if failures.is_empty() {
+        println!(
+            "\nBalance check: every implementation ended with the expected balances (summary rows and aggregates)."
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for failure in &failures {
+            eprintln!("balance mismatch: {failure}");
+        }
+        println!(
+            "\nBalance check FAILED ({} mismatches, listed on stderr).",
+            failures.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
+    ops as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn format_rate(rate: f64) -> String {
+    if rate >= 100.0 {
+        thousands(rate.round() as usize)
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+fn print_table(args: &Args, base: Sizes, best: &Best) {
+    let names = &args.only;
+    let workloads: Vec<Workload> = {
+        let mut w: Vec<Workload> = best.keys().map(|(workload, _)| *workload).collect();
+        w.dedup();
+        w
+    };
+    let rate = |workload: Workload, name: &str| {
+        best.get(&(workload, name.to_owned()))
+            .map(|&(ops, d)| ops_per_sec(ops, d))
+    };
+    let ratio_columns: Vec<&str> = [Baseline::NAME, CqrsMemStore::NAME, CqrsQuiet::NAME]
+        .into_iter()
+        .filter(|n| names.iter().any(|m| m == n))
+        .collect();
+    let has_fidelis = names.iter().any(|n| n == FidelisLedger::NAME);
+
+    println!(
+        "Throughput, operations per second (best of {} repetitions; higher is better)\n",
+        args.reps
+    );
+    let mut header = String::from("| workload |");
+    let mut rule = String::from("|---|");
+    for name in names {
+        header.push_str(&format!(" {name} |"));
+        rule.push_str("---:|");
+    }
+    if has_fidelis {
+        for other in &ratio_columns {
+            header.push_str(&format!(" fidelis / {other} |"));
+            rule.push_str("---:|");
+        }
+    }
+    println!("{header}\n{rule}");
+    for &workload in &workloads {
+        let mut line = format!("| {} |", workload.label(base));
+        for name in names {
+            line.push_str(&format!(
+                " {} |",
+                rate(workload, name).map_or_else(|| "–".to_owned(), format_rate)
+            ));
+        }
+        if has_fidelis {
+            for other in &ratio_columns {
+                let ratio = rate(workload, FidelisLedger::NAME)
+                    .zip(rate(workload, other))
+                    .map(|(f, o)| f / o);
+                line.push_str(&format!(
+                    " {} |",
+                    ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+                ));
+            }
+        }
+        println!("{line}");
+    }
+
+    println!("\nCost per command, microseconds (flat is the goal)\n");
+    let mut header = String::from("| command | scale |");
+    let mut rule = String::from("|---|---:|");
+    for name in names {
+        header.push_str(&format!(" {name} |"));
+        rule.push_str("---:|");
+    }
+    println!("{header}\n{rule}");
+    for &workload in &workloads {
+        let (command, factor) = match workload {
+            Workload::Open(f) => ("open", f),
+            Workload::Deposit(f) => ("deposit", f),
+            _ => continue,
+        };
+        let mut line = format!("| {command} | {factor}× |");
+        for name in names {
+            let micros = rate(workload, name).map(|r| 1e6 / r);
+            line.push_str(&format!(
+                " {} |",
+                micros.map_or_else(|| "–".to_owned(), |m| format!("{m:.2}"))
+            ));
+        }
+        println!("{line}");
+    }
+}
+
+/// Reads `VmRSS` and `VmHWM` (peak) from `/proc/self/status`, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn fill<L: Ledger>() -> Result<L, BenchError> {
+    let accounts = 1_000;
+    let mut ledger = L::new().await?;
+    let mut ids = Vec::with_capacity(accounts);
+    for i in 0..accounts {
+        ids.push(ledger.open(i).await?);
+    }
+    for k in 0..MEMORY_EVENTS - accounts {
+        ledger
+            .deposit(&ids[k % accounts], deposit_amount(k))
+            .await?;
+    }
+    Ok(ledger)
+}
+
+/// The child process of the memory measurement: fills one implementation with
+/// [`MEMORY_EVENTS`] events and prints `<RSS before> <peak RSS> <RSS after>` in KiB.
+fn memory_child(name: &str) -> Result<ExitCode, BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (before, _) = rss_kib();
+    std::io::stdout().flush()?;
+    let gag = gag::Gag::stdout()?;
+    let held: Box<dyn std::any::Any> = runtime.block_on(async {
+        Ok::<Box<dyn std::any::Any>, BenchError>(match name {
+            FidelisLedger::NAME => Box::new(fill::<FidelisLedger>().await?),
+            Baseline::NAME => Box::new(fill::<Baseline>().await?),
+            CqrsMemStore::NAME => Box::new(fill::<CqrsMemStore>().await?),
+            CqrsQuiet::NAME => Box::new(fill::<CqrsQuiet>().await?),
+            other => return Err(format!("unknown implementation `{other}`").into()),
+        })
+    })?;
+    drop(gag);
+    let (after, peak) = rss_kib();
+    println!("{before} {peak} {after}");
+    drop(held);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_memory(args: &Args) -> Result<(), BenchError> {
+    println!(
+        "\nMemory: {} events in the memory store (1,000 opens + {} deposits), one child process per \
+         implementation; peak RSS (VmHWM) minus RSS before the work, from /proc/self/status\n",
+        thousands(MEMORY_EVENTS),
+        thousands(MEMORY_EVENTS - 1_000)
+    );
+    println!(
+        "| implementation | peak RSS growth | RSS held at the end | per event |\n|---|---:|---:|---:|"
+    );
+    let exe = std::env::current_exe()?;
+    for name in &args.only {
+        let output = std::process::Command::new(&exe)
+            .args(["--memory-child", name])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [before, peak, after] = numbers[..] else {
+            return Err(format!(
+                "memory child `{name}` failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        };
+        let growth = peak.saturating_sub(before);
+        println!(
+            "| {name} | {:.1} MiB | {:.1} MiB | {} B |",
+            growth as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / 1024.0,
+            growth * 1024 / MEMORY_EVENTS as u64
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &args.memory_child {
+        Some(name) => memory_child(name),
+        None => run(&args),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error}");
+        ExitCode::FAILURE
+    })
+}
