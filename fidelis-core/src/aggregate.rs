@@ -47,7 +47,10 @@ impl AggregateMeta {
 
 impl Default for AggregateMeta {
     fn default() -> Self {
-        Self { version: -1, pending: Vec::new() }
+        Self {
+            version: -1,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -73,7 +76,10 @@ pub(crate) fn check_invariants<A: Aggregate>(
     stage: InvariantStage,
     errors: &mut ValidationError,
 ) {
-    for invariant in A::invariants().iter().filter(|invariant| invariant.stage == stage) {
+    for invariant in A::invariants()
+        .iter()
+        .filter(|invariant| invariant.stage == stage)
+    {
         if let Err(error) = (invariant.check)(aggregate) {
             errors.merge(error, None);
         }
@@ -89,12 +95,18 @@ where
     E: DomainEvent + BelongsTo<A>,
 {
     if let Err(errors) = event.validate() {
-        return Err(Error::Validation { element: E::NAME.to_owned(), errors });
+        return Err(Error::Validation {
+            element: E::NAME.to_owned(),
+            errors,
+        });
     }
     let mut errors = ValidationError::new();
     check_invariants(aggregate, InvariantStage::Pre, &mut errors);
     if !errors.is_empty() {
-        return Err(Error::Invariant { aggregate: A::NAME.to_owned(), errors });
+        return Err(Error::Invariant {
+            aggregate: A::NAME.to_owned(),
+            errors,
+        });
     }
     if A::EVENT_SOURCED {
         let mut next = aggregate.clone();
@@ -104,7 +116,10 @@ where
         }
         check_invariants(&next, InvariantStage::Post, &mut errors);
         if !errors.is_empty() {
-            return Err(Error::Invariant { aggregate: A::NAME.to_owned(), errors });
+            return Err(Error::Invariant {
+                aggregate: A::NAME.to_owned(),
+                errors,
+            });
         }
         *aggregate = next;
     } else {
@@ -115,7 +130,10 @@ where
         }
         check_invariants(aggregate, InvariantStage::Post, &mut errors);
         if !errors.is_empty() {
-            return Err(Error::Invariant { aggregate: A::NAME.to_owned(), errors });
+            return Err(Error::Invariant {
+                aggregate: A::NAME.to_owned(),
+                errors,
+            });
         }
     }
     let meta = aggregate.meta_mut();
@@ -144,7 +162,11 @@ pub(crate) fn replay_erased<A: Aggregate>(
     if (info.replay)(aggregate, event) {
         Ok(())
     } else {
-        Err(Error::configuration(format!("event `{}` is not part of `{}`", info.name, A::NAME)))
+        Err(Error::configuration(format!(
+            "event `{}` is not part of `{}`",
+            info.name,
+            A::NAME
+        )))
     }
 }
 

@@ -86,7 +86,11 @@ pub(crate) struct AggregateChange {
 }
 
 impl Context {
-    pub(crate) fn new(domain: Domain, correlation_id: Identifier, causation_id: Option<Identifier>) -> Self {
+    pub(crate) fn new(
+        domain: Domain,
+        correlation_id: Identifier,
+        causation_id: Option<Identifier>,
+    ) -> Self {
         Self {
             domain,
             correlation_id,
@@ -127,7 +131,11 @@ impl Context {
     pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
         let (output, _) = self
             .domain
-            .process_traced(command, self.correlation_id.clone(), self.causation_id.clone())
+            .process_traced(
+                command,
+                self.correlation_id.clone(),
+                self.causation_id.clone(),
+            )
             .await?;
         Ok(output)
     }
@@ -142,13 +150,19 @@ impl Context {
 
     /// The events this context will commit, oldest first (for inspection before a commit).
     pub fn pending_events(&self) -> Vec<Arc<dyn AnyEvent>> {
-        self.work().aggregates.iter().flat_map(|change| change.events.iter().cloned()).collect()
+        self.work()
+            .aggregates
+            .iter()
+            .flat_map(|change| change.events.iter().cloned())
+            .collect()
     }
 
     pub(crate) fn work(&self) -> MutexGuard<'_, Work> {
         // A poisoned lock means a handler panicked mid-write; the unit of work is abandoned
         // anyway, so its data is still the best there is.
-        self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn ensure_not_projecting(&self, what: &str) -> Result<()> {

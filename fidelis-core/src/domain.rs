@@ -201,11 +201,15 @@ impl Domain {
 
     /// Counters of what went wrong after commits.
     pub fn metrics(&self) -> DomainMetrics {
-        DomainMetrics { failed_event_handlers: self.inner.failed_event_handlers.load(Ordering::Relaxed) }
+        DomainMetrics {
+            failed_event_handlers: self.inner.failed_event_handlers.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn count_event_handler_failure(&self) {
-        self.inner.failed_event_handlers.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .failed_event_handlers
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn cache(&self) -> &AggregateCache {
@@ -216,7 +220,10 @@ impl Domain {
     /// reports tables whose columns no longer match their fields. `build` calls it; call it
     /// again after changing the database by hand.
     pub async fn setup_database(&self) -> Result<()> {
-        self.inner.storage.setup(&table_schemas(&self.inner.registry)).await
+        self.inner
+            .storage
+            .setup(&table_schemas(&self.inner.registry))
+            .await
     }
 }
 
@@ -226,14 +233,22 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
     let mut tables: Vec<TableSchema> = registry
         .projections
         .values()
-        .map(|p| TableSchema { name: leak(&p.table), fields: p.fields, identifier: p.identifier })
+        .map(|p| TableSchema {
+            name: leak(&p.table),
+            fields: p.fields,
+            identifier: p.identifier,
+        })
         .collect();
     tables.extend(
         registry
             .aggregates
             .values()
             .filter(|a| !a.event_sourced)
-            .map(|a| TableSchema { name: leak(&a.table), fields: a.fields, identifier: "id" }),
+            .map(|a| TableSchema {
+                name: leak(&a.table),
+                fields: a.fields,
+                identifier: "id",
+            }),
     );
     tables.sort_by_key(|table| table.name);
     tables
@@ -264,9 +279,17 @@ impl EventStore<'_> {
     }
 
     /// Every event of a category (`fidelis::account`) from a global position on, in order.
-    pub async fn read_category(&self, category: &str, from_position: i64) -> Result<Vec<RecordedEvent>> {
+    pub async fn read_category(
+        &self,
+        category: &str,
+        from_position: i64,
+    ) -> Result<Vec<RecordedEvent>> {
         let storage = self.domain.storage();
-        read_batches(|from| storage.read_category(category, from, READ_BATCH), from_position).await
+        read_batches(
+            |from| storage.read_category(category, from, READ_BATCH),
+            from_position,
+        )
+        .await
     }
 
     /// Every event from a global position on, in order.
@@ -287,7 +310,12 @@ impl EventStore<'_> {
 
     /// The stream category of aggregate `A` (`fidelis::account`).
     pub fn category_of<A: Aggregate>(&self) -> Result<String> {
-        Ok(self.domain.registry().aggregate_info::<A>()?.category.clone())
+        Ok(self
+            .domain
+            .registry()
+            .aggregate_info::<A>()?
+            .category
+            .clone())
     }
 }
 
@@ -319,18 +347,26 @@ pub(crate) struct AggregateCache {
 
 impl AggregateCache {
     fn new(capacity: usize) -> Self {
-        Self { capacity, entries: Mutex::new(HashMap::new()) }
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Any + Send + Sync>>> {
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn get<A: Aggregate>(&self, key: &str) -> Option<A> {
         if self.capacity == 0 {
             return None;
         }
-        self.lock().get(key).and_then(|state| state.downcast_ref::<A>()).cloned()
+        self.lock()
+            .get(key)
+            .and_then(|state| state.downcast_ref::<A>())
+            .cloned()
     }
 
     pub(crate) fn put<A: Aggregate>(&self, key: String, aggregate: &A) {
@@ -357,13 +393,16 @@ impl AggregateCache {
     }
 }
 
+/// A deferred call on the registrar: `.register::<T>()` or `.instance(h)`.
+type Registration = Box<dyn FnOnce(&mut Registrar) + Send>;
+
 /// Configures and builds a [`Domain`].
 #[must_use = "a builder does nothing until `build().await`"]
 pub struct DomainBuilder {
     name: String,
     discovery: bool,
     crates: Vec<String>,
-    registrations: Vec<Box<dyn FnOnce(&mut Registrar) + Send>>,
+    registrations: Vec<Registration>,
     resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     retry: RetryPolicy,
     storage: Option<Arc<dyn Storage>>,
@@ -404,14 +443,16 @@ impl DomainBuilder {
 
     /// Registers an element by hand (generic types, plugins, or without discovery).
     pub fn register<T: Element>(mut self) -> Self {
-        self.registrations.push(Box::new(|registrar| T::register(registrar)));
+        self.registrations
+            .push(Box::new(|registrar| T::register(registrar)));
         self
     }
 
     /// Registers a handler, projector or event handler instance (one with state, or without
     /// `Default`), replacing the default instance.
     pub fn instance<H: Element>(mut self, instance: H) -> Self {
-        self.registrations.push(Box::new(move |registrar| registrar.set_instance(instance)));
+        self.registrations
+            .push(Box::new(move |registrar| registrar.set_instance(instance)));
         self
     }
 
@@ -473,7 +514,9 @@ impl DomainBuilder {
         let mut registrar = Registrar::default();
         if self.discovery {
             for registration in discovered() {
-                if self.crates.is_empty() || self.crates.iter().any(|c| c == registration.crate_name()) {
+                if self.crates.is_empty()
+                    || self.crates.iter().any(|c| c == registration.crate_name())
+                {
                     (registration.register)(&mut registrar);
                 }
             }

@@ -181,7 +181,10 @@ pub trait Projector: Element {
 
 /// A value object: an immutable, validated value compared by its fields, embeddable in
 /// aggregates, events and commands.
-pub trait ValueObject: HasFields + Clone + Debug + PartialEq + Serialize + DeserializeOwned {}
+pub trait ValueObject:
+    HasFields + Clone + Debug + PartialEq + Serialize + DeserializeOwned
+{
+}
 
 /// An element that a repository can load and save. The macros implement it for aggregates
 /// and projections, choosing the runtime's strategy (`load_aggregate`, `load_projection`, …).

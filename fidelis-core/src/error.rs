@@ -38,7 +38,10 @@ impl ValidationError {
 
     /// Adds a message for a field.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.messages.entry(field.into()).or_default().push(message.into());
+        self.messages
+            .entry(field.into())
+            .or_default()
+            .push(message.into());
     }
 
     /// Adds every message of `other`, with each field name prefixed by `prefix.` when a
@@ -133,9 +136,7 @@ pub enum Error {
     },
 
     /// Another unit of work changed the stream (or row) since it was loaded.
-    #[error(
-        "version conflict on `{stream}`: expected version {expected}, but it is at {actual}"
-    )]
+    #[error("version conflict on `{stream}`: expected version {expected}, but it is at {actual}")]
     VersionConflict {
         /// The stream (or `table/id` for stored documents).
         stream: String,
@@ -202,7 +203,10 @@ impl Error {
 
     /// A storage error with a message.
     pub fn storage(message: impl Into<String>) -> Self {
-        Error::Storage { message: message.into(), source: None }
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// A storage error wrapping the adapter's error.
@@ -210,17 +214,25 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Storage { message: message.into(), source: Some(Box::new(source)) }
+        Error::Storage {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// A handler error with a message (for failures of a user's handler or event handler).
     pub fn handler(handler: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Handler { handler: handler.into(), message: message.into() }
+        Error::Handler {
+            handler: handler.into(),
+            message: message.into(),
+        }
     }
 
     /// A configuration error with one problem.
     pub fn configuration(problem: impl Into<String>) -> Self {
-        Error::Configuration { problems: vec![problem.into()] }
+        Error::Configuration {
+            problems: vec![problem.into()],
+        }
     }
 }
 
@@ -228,6 +240,9 @@ impl Error {
 /// becomes [`Error::Validation`]; the element name is not known there, so it reads `input`.
 impl From<ValidationError> for Error {
     fn from(errors: ValidationError) -> Self {
-        Error::Validation { element: "input".to_owned(), errors }
+        Error::Validation {
+            element: "input".to_owned(),
+            errors,
+        }
     }
 }

@@ -42,7 +42,9 @@ impl EventMetadata {
 
 /// The category of a Message-DB-style stream name (`fidelis::account-1` → `fidelis::account`).
 pub fn category_of(stream: &str) -> &str {
-    stream.split_once('-').map_or(stream, |(category, _)| category)
+    stream
+        .split_once('-')
+        .map_or(stream, |(category, _)| category)
 }
 
 /// An event as stored: metadata plus its data as JSON. What the event store reads and writes.

@@ -196,7 +196,10 @@ impl<T: FieldType> FieldType for Option<T> {
         if let Some(value) = self {
             // An optional value that is present is checked like a required one, except that
             // blank text is allowed (`required` only forbids blank on required fields).
-            let inner = FieldDef { required: false, ..*def };
+            let inner = FieldDef {
+                required: false,
+                ..*def
+            };
             value.check(&inner, errors);
         }
     }
@@ -211,7 +214,10 @@ impl<T: FieldType> FieldType for Vec<T> {
         // the list itself; embedded items report their own fields under `name.index`.
         for (index, item) in self.iter().enumerate() {
             let mut item_errors = ValidationError::new();
-            let item_def = FieldDef { name: "", ..FieldDef::new("", T::KIND, def.rust_type) };
+            let item_def = FieldDef {
+                name: "",
+                ..FieldDef::new("", T::KIND, def.rust_type)
+            };
             item.check(&item_def, &mut item_errors);
             for (field, messages) in item_errors.messages() {
                 let name = if field.is_empty() {
@@ -297,8 +303,24 @@ int_identity!(i32, i64, u32, u64);
 pub trait BasicField {}
 macro_rules! basic_marker { ($($ty:ty),*) => {$(impl BasicField for $ty {})*}; }
 basic_marker!(
-    Identifier, String, bool, i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64,
-    DateTime<Utc>, NaiveDate, serde_json::Value
+    Identifier,
+    String,
+    bool,
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    isize,
+    f32,
+    f64,
+    DateTime<Utc>,
+    NaiveDate,
+    serde_json::Value
 );
 impl<T: BasicField> BasicField for Option<T> {}
 impl<T: BasicField> BasicField for Vec<T> {}

@@ -21,8 +21,7 @@ pub use crate::element::{
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::Event;
 pub use crate::field::{
-    BasicField, FieldDef, FieldKind, FieldType, IdentityField, LengthField, NumericField,
-    TextField,
+    BasicField, FieldDef, FieldKind, FieldType, IdentityField, LengthField, NumericField, TextField,
 };
 pub use crate::identifier::Identifier;
 pub use crate::query::FieldHandle;
@@ -82,10 +81,17 @@ impl JsonFields {
     /// Starts reading; a value that is not an object is reported as such.
     pub fn new(element: &'static str, value: Value) -> std::result::Result<Self, Error> {
         match value {
-            Value::Object(map) => Ok(Self { map, errors: ValidationError::new(), element }),
+            Value::Object(map) => Ok(Self {
+                map,
+                errors: ValidationError::new(),
+                element,
+            }),
             other => Err(Error::Validation {
                 element: element.to_owned(),
-                errors: ValidationError::field("_", format!("expected a JSON object, got {}", kind_of(&other))),
+                errors: ValidationError::field(
+                    "_",
+                    format!("expected a JSON object, got {}", kind_of(&other)),
+                ),
             }),
         }
     }
@@ -111,7 +117,8 @@ impl JsonFields {
                 match serde_json::from_value(value) {
                     Ok(value) => Some(value),
                     Err(error) => {
-                        self.errors.add(name, format!("has the wrong type ({kind}): {error}"));
+                        self.errors
+                            .add(name, format!("has the wrong type ({kind}): {error}"));
                         None
                     }
                 }
@@ -122,12 +129,16 @@ impl JsonFields {
     /// Ends reading: unknown fields are reported too.
     pub fn finish(mut self) -> std::result::Result<(), Error> {
         for unknown in self.map.keys() {
-            self.errors.add(unknown.clone(), "is not a field of this element");
+            self.errors
+                .add(unknown.clone(), "is not a field of this element");
         }
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::Validation { element: self.element.to_owned(), errors: self.errors })
+            Err(Error::Validation {
+                element: self.element.to_owned(),
+                errors: self.errors,
+            })
         }
     }
 
@@ -158,7 +169,10 @@ fn kind_of(value: &Value) -> &'static str {
 pub fn validated<T: HasFields>(value: T, element: &'static str) -> Result<T> {
     match value.validate() {
         Ok(()) => Ok(value),
-        Err(errors) => Err(Error::Validation { element: element.to_owned(), errors }),
+        Err(errors) => Err(Error::Validation {
+            element: element.to_owned(),
+            errors,
+        }),
     }
 }
 
@@ -198,12 +212,14 @@ pub struct InvariantProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> DefaultProbe<T> {
     /// A probe for `T`.
+    #[allow(clippy::new_without_default)] // a `Default` impl would confuse the probe itself
     pub const fn new() -> Self {
         Self(PhantomData)
     }
 }
 impl<T> InvariantProbe<T> {
     /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         Self(PhantomData)
     }

@@ -160,7 +160,10 @@ pub struct Filter<T> {
 
 impl<T> Filter<T> {
     fn new(condition: Condition) -> Self {
-        Self { condition, _element: PhantomData }
+        Self {
+            condition,
+            _element: PhantomData,
+        }
     }
 
     /// The untyped condition.
@@ -198,7 +201,10 @@ impl<T, V> std::fmt::Debug for FieldHandle<T, V> {
 impl<T, V: IntoQueryValue> FieldHandle<T, V> {
     /// A handle on the field `name` (the macros make these).
     pub const fn new(name: &'static str) -> Self {
-        Self { name, _types: PhantomData }
+        Self {
+            name,
+            _types: PhantomData,
+        }
     }
 
     /// The field's name.
@@ -208,8 +214,15 @@ impl<T, V: IntoQueryValue> FieldHandle<T, V> {
 
     fn compare(self, op: CompareOp, value: impl Into<V>) -> Filter<T> {
         match value.into().into_query_value() {
-            QueryValue::Null => Filter::new(Condition::IsNull { field: self.name, negated: op == CompareOp::Ne }),
-            value => Filter::new(Condition::Compare { field: self.name, op, value }),
+            QueryValue::Null => Filter::new(Condition::IsNull {
+                field: self.name,
+                negated: op == CompareOp::Ne,
+            }),
+            value => Filter::new(Condition::Compare {
+                field: self.name,
+                op,
+                value,
+            }),
         }
     }
 
@@ -239,24 +252,48 @@ impl<T, V: IntoQueryValue> FieldHandle<T, V> {
     }
     /// `field IN (values)`
     pub fn is_in<I: Into<V>>(self, values: impl IntoIterator<Item = I>) -> Filter<T> {
-        let values = values.into_iter().map(|value| value.into().into_query_value()).collect();
-        Filter::new(Condition::In { field: self.name, values })
+        let values = values
+            .into_iter()
+            .map(|value| value.into().into_query_value())
+            .collect();
+        Filter::new(Condition::In {
+            field: self.name,
+            values,
+        })
     }
     /// `field IS NULL`
     pub fn is_null(self) -> Filter<T> {
-        Filter::new(Condition::IsNull { field: self.name, negated: false })
+        Filter::new(Condition::IsNull {
+            field: self.name,
+            negated: false,
+        })
     }
     /// `field IS NOT NULL`
     pub fn is_not_null(self) -> Filter<T> {
-        Filter::new(Condition::IsNull { field: self.name, negated: true })
+        Filter::new(Condition::IsNull {
+            field: self.name,
+            negated: true,
+        })
     }
     /// Smallest first.
     pub fn asc(self) -> OrderBy<T> {
-        OrderBy { order: Order { field: self.name, descending: false }, _element: PhantomData }
+        OrderBy {
+            order: Order {
+                field: self.name,
+                descending: false,
+            },
+            _element: PhantomData,
+        }
     }
     /// Largest first.
     pub fn desc(self) -> OrderBy<T> {
-        OrderBy { order: Order { field: self.name, descending: true }, _element: PhantomData }
+        OrderBy {
+            order: Order {
+                field: self.name,
+                descending: true,
+            },
+            _element: PhantomData,
+        }
     }
 }
 
@@ -289,7 +326,8 @@ pub mod eval {
     fn holds(row: &Map<String, Value>, condition: &Condition) -> bool {
         match condition {
             Condition::Compare { field, op, value } => {
-                let Some(ordering) = row.get(*field).and_then(|stored| compare(stored, value)) else {
+                let Some(ordering) = row.get(*field).and_then(|stored| compare(stored, value))
+                else {
                     return false;
                 };
                 match op {
@@ -301,16 +339,19 @@ pub mod eval {
                     CompareOp::Ge => ordering != Ordering::Less,
                 }
             }
-            Condition::In { field, values } => row
-                .get(*field)
-                .is_some_and(|stored| values.iter().any(|value| compare(stored, value) == Some(Ordering::Equal))),
+            Condition::In { field, values } => row.get(*field).is_some_and(|stored| {
+                values
+                    .iter()
+                    .any(|value| compare(stored, value) == Some(Ordering::Equal))
+            }),
             Condition::IsNull { field, negated } => {
                 let null = row.get(*field).is_none_or(Value::is_null);
                 null != *negated
             }
-            Condition::StartsWith { field, prefix } => {
-                row.get(*field).and_then(Value::as_str).is_some_and(|text| text.starts_with(prefix.as_str()))
-            }
+            Condition::StartsWith { field, prefix } => row
+                .get(*field)
+                .and_then(Value::as_str)
+                .is_some_and(|text| text.starts_with(prefix.as_str())),
         }
     }
 
@@ -330,7 +371,10 @@ pub mod eval {
                 .as_str()
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|s| s.with_timezone(&Utc).cmp(t)),
-            QueryValue::Date(d) => stored.as_str().and_then(|s| s.parse::<NaiveDate>().ok()).map(|s| s.cmp(d)),
+            QueryValue::Date(d) => stored
+                .as_str()
+                .and_then(|s| s.parse::<NaiveDate>().ok())
+                .map(|s| s.cmp(d)),
         }
     }
 
@@ -353,9 +397,10 @@ pub mod eval {
             (None, Some(_)) => return Ordering::Greater,
             (Some(_), None) => return Ordering::Less,
             (Some(a), Some(b)) => match (a, b) {
-                (Value::Number(x), Value::Number(y)) => {
-                    x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
-                }
+                (Value::Number(x), Value::Number(y)) => x
+                    .as_f64()
+                    .partial_cmp(&y.as_f64())
+                    .unwrap_or(Ordering::Equal),
                 (Value::String(x), Value::String(y)) => match (
                     DateTime::parse_from_rfc3339(x),
                     DateTime::parse_from_rfc3339(y),
@@ -367,6 +412,10 @@ pub mod eval {
                 _ => Ordering::Equal,
             },
         };
-        if descending { ordering.reverse() } else { ordering }
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
     }
 }

@@ -13,9 +13,7 @@ use futures::future::BoxFuture;
 
 use crate::aggregate;
 use crate::context::Context;
-use crate::element::{
-    Aggregate, Apply, Command, DomainEvent, Element, ElementKind, Projection,
-};
+use crate::element::{Aggregate, Apply, Command, DomainEvent, Element, ElementKind, Projection};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent, Event, RecordedEvent};
 use crate::field::FieldDef;
@@ -34,7 +32,10 @@ inventory::collect!(AutoRegistration);
 impl AutoRegistration {
     /// The crate the element was declared in.
     pub fn crate_name(&self) -> &'static str {
-        self.module_path.split("::").next().unwrap_or(self.module_path)
+        self.module_path
+            .split("::")
+            .next()
+            .unwrap_or(self.module_path)
     }
 }
 
@@ -120,7 +121,11 @@ pub struct CommandRoute {
 impl CommandRoute {
     /// `#[handle(C)] fn method`.
     pub fn of<C: Command>(method: &'static str) -> Self {
-        Self { command: TypeId::of::<C>(), command_name: C::NAME, method }
+        Self {
+            command: TypeId::of::<C>(),
+            command_name: C::NAME,
+            method,
+        }
     }
 }
 
@@ -160,7 +165,10 @@ impl<H: Send + Sync + 'static, E: DomainEvent> ListenerCall for TypedCall<H, E> 
             _ => {
                 let listener = self.listener;
                 Box::pin(async move {
-                    Err(Error::handler(listener, format!("misrouted event {}", E::NAME)))
+                    Err(Error::handler(
+                        listener,
+                        format!("misrouted event {}", E::NAME),
+                    ))
                 })
             }
         }
@@ -181,14 +189,20 @@ pub struct ListenerRoute {
 
 impl ListenerRoute {
     /// `#[on(E)] fn method` (or `#[handle(E)]` in an event handler).
-    pub fn of<H: Element, E: DomainEvent>(method: &'static str, thunk: ListenerThunk<H, E>) -> Self {
+    pub fn of<H: Element, E: DomainEvent>(
+        method: &'static str,
+        thunk: ListenerThunk<H, E>,
+    ) -> Self {
         Self {
             event: TypeId::of::<E>(),
             event_name: E::NAME,
             event_aggregate: TypeId::of::<E::Aggregate>(),
             event_aggregate_name: <E::Aggregate as Element>::NAME,
             method,
-            call: Arc::new(TypedCall { thunk, listener: H::NAME }),
+            call: Arc::new(TypedCall {
+                thunk,
+                listener: H::NAME,
+            }),
         }
     }
 }
@@ -204,7 +218,10 @@ pub struct AggregateRef {
 impl AggregateRef {
     /// The aggregate `A`.
     pub fn of<A: Aggregate>() -> Self {
-        Self { type_id: TypeId::of::<A>(), name: A::NAME }
+        Self {
+            type_id: TypeId::of::<A>(),
+            name: A::NAME,
+        }
     }
 }
 
@@ -234,48 +251,56 @@ pub struct Registrar {
 impl Registrar {
     /// Registers an aggregate.
     pub fn aggregate<A: Aggregate>(&mut self) {
-        self.aggregates.entry(TypeId::of::<A>()).or_insert_with(|| AggregateInfo {
-            name: A::NAME,
-            event_sourced: A::EVENT_SOURCED,
-            fields: A::FIELDS,
-            category: String::new(),
-            table: snake_case(A::NAME),
-        });
+        self.aggregates
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| AggregateInfo {
+                name: A::NAME,
+                event_sourced: A::EVENT_SOURCED,
+                fields: A::FIELDS,
+                category: String::new(),
+                table: snake_case(A::NAME),
+            });
     }
 
     /// Registers an event.
     pub fn event<E: DomainEvent>(&mut self) {
-        self.events.entry(TypeId::of::<E>()).or_insert_with(|| EventInfo {
-            name: E::NAME,
-            version: E::VERSION,
-            type_name_override: E::TYPE_NAME,
-            type_name: String::new(),
-            aggregate: TypeId::of::<E::Aggregate>(),
-            aggregate_name: <E::Aggregate as Element>::NAME,
-            fields: E::FIELDS,
-            decode: decode_event::<E>,
-            replay: replay_event::<E::Aggregate, E>,
-        });
+        self.events
+            .entry(TypeId::of::<E>())
+            .or_insert_with(|| EventInfo {
+                name: E::NAME,
+                version: E::VERSION,
+                type_name_override: E::TYPE_NAME,
+                type_name: String::new(),
+                aggregate: TypeId::of::<E::Aggregate>(),
+                aggregate_name: <E::Aggregate as Element>::NAME,
+                fields: E::FIELDS,
+                decode: decode_event::<E>,
+                replay: replay_event::<E::Aggregate, E>,
+            });
     }
 
     /// Registers a command.
     pub fn command<C: Command>(&mut self) {
-        self.commands.entry(TypeId::of::<C>()).or_insert_with(|| CommandInfo {
-            name: C::NAME,
-            aggregate: TypeId::of::<C::Aggregate>(),
-            aggregate_name: <C::Aggregate as Element>::NAME,
-            fields: C::FIELDS,
-        });
+        self.commands
+            .entry(TypeId::of::<C>())
+            .or_insert_with(|| CommandInfo {
+                name: C::NAME,
+                aggregate: TypeId::of::<C::Aggregate>(),
+                aggregate_name: <C::Aggregate as Element>::NAME,
+                fields: C::FIELDS,
+            });
     }
 
     /// Registers a projection.
     pub fn projection<P: Projection>(&mut self) {
-        self.projections.entry(TypeId::of::<P>()).or_insert_with(|| ProjectionInfo {
-            name: P::NAME,
-            fields: P::FIELDS,
-            identifier: P::IDENTIFIER,
-            table: snake_case(P::NAME),
-        });
+        self.projections
+            .entry(TypeId::of::<P>())
+            .or_insert_with(|| ProjectionInfo {
+                name: P::NAME,
+                fields: P::FIELDS,
+                identifier: P::IDENTIFIER,
+                table: snake_case(P::NAME),
+            });
     }
 
     /// Registers a command handler with its routes; `factory` makes the instance when the
@@ -371,7 +396,10 @@ impl Registrar {
         let mut handler_of: HashMap<TypeId, Vec<(&'static str, &'static str)>> = HashMap::new();
         for handler in self.handlers.values() {
             for route in &handler.commands {
-                handler_of.entry(route.command).or_default().push((handler.name, route.method));
+                handler_of
+                    .entry(route.command)
+                    .or_default()
+                    .push((handler.name, route.method));
                 if !self.commands.contains_key(&route.command) {
                     problems.push(format!(
                         "command handler `{}` handles `{}`, which is not registered in domain `{domain}`",
@@ -426,7 +454,11 @@ impl Registrar {
                 }
             }
             for route in &handler.events {
-                if !handler.aggregates.iter().any(|a| a.type_id == route.event_aggregate) {
+                if !handler
+                    .aggregates
+                    .iter()
+                    .any(|a| a.type_id == route.event_aggregate)
+                {
                     problems.push(format!(
                         "`{}::{}` handles `{}` of aggregate `{}`, which is not among the aggregates it listens to ({})",
                         handler.name,
@@ -445,27 +477,52 @@ impl Registrar {
             }
         }
 
-        duplicates(&mut problems, "event type name", self.events.values().map(|e| (e.type_name.clone(), e.name)));
-        duplicates(&mut problems, "aggregate name", self.aggregates.values().map(|a| (a.category.clone(), a.name)));
-        duplicates(&mut problems, "command name", self.commands.values().map(|c| (c.name.to_owned(), c.name)));
+        duplicates(
+            &mut problems,
+            "event type name",
+            self.events.values().map(|e| (e.type_name.clone(), e.name)),
+        );
+        duplicates(
+            &mut problems,
+            "aggregate name",
+            self.aggregates
+                .values()
+                .map(|a| (a.category.clone(), a.name)),
+        );
+        duplicates(
+            &mut problems,
+            "command name",
+            self.commands.values().map(|c| (c.name.to_owned(), c.name)),
+        );
         duplicates(
             &mut problems,
             "table name",
             self.projections
                 .values()
                 .map(|p| (p.table.clone(), p.name))
-                .chain(self.aggregates.values().filter(|a| !a.event_sourced).map(|a| (a.table.clone(), a.name))),
+                .chain(
+                    self.aggregates
+                        .values()
+                        .filter(|a| !a.event_sourced)
+                        .map(|a| (a.table.clone(), a.name)),
+                ),
         );
 
         if !problems.is_empty() {
             return Err(Error::Configuration { problems });
         }
 
-        let event_types = self.events.iter().map(|(id, info)| (info.type_name.clone(), *id)).collect();
+        let event_types = self
+            .events
+            .iter()
+            .map(|(id, info)| (info.type_name.clone(), *id))
+            .collect();
         let mut listeners: HashMap<TypeId, Vec<Listener>> = HashMap::new();
         let mut event_handlers: HashMap<TypeId, Vec<Listener>> = HashMap::new();
         for handler in self.handlers.values() {
-            let Some(instance) = &handler.instance else { continue };
+            let Some(instance) = &handler.instance else {
+                continue;
+            };
             for route in &handler.events {
                 let listener = Listener {
                     name: handler.name,
@@ -474,8 +531,13 @@ impl Registrar {
                     call: route.call.clone(),
                 };
                 match handler.kind {
-                    ElementKind::Projector => listeners.entry(route.event).or_default().push(listener),
-                    _ => event_handlers.entry(route.event).or_default().push(listener),
+                    ElementKind::Projector => {
+                        listeners.entry(route.event).or_default().push(listener)
+                    }
+                    _ => event_handlers
+                        .entry(route.event)
+                        .or_default()
+                        .push(listener),
                 }
             }
         }
@@ -526,7 +588,10 @@ fn replay_event<A: Aggregate + Apply<E>, E: DomainEvent>(
     aggregate: &mut dyn Any,
     event: &dyn AnyEvent,
 ) -> bool {
-    match (aggregate.downcast_mut::<A>(), event.as_any().downcast_ref::<E>()) {
+    match (
+        aggregate.downcast_mut::<A>(),
+        event.as_any().downcast_ref::<E>(),
+    ) {
         (Some(aggregate_ref), Some(event)) => {
             aggregate::replay(aggregate_ref, event);
             true
@@ -581,17 +646,24 @@ impl Registry {
             || self.commands.contains_key(&id)
             || self.projections.contains_key(&id)
             || self.command_handlers.contains_key(&id)
-            || self.projectors.values().flatten().chain(self.event_handlers.values().flatten()).any(
-                |listener| listener.instance.as_ref().type_id() == id,
-            )
+            || self
+                .projectors
+                .values()
+                .flatten()
+                .chain(self.event_handlers.values().flatten())
+                .any(|listener| listener.instance.as_ref().type_id() == id)
     }
 
     pub(crate) fn aggregate_info<A: 'static>(&self) -> Result<&AggregateInfo> {
-        self.aggregates.get(&TypeId::of::<A>()).ok_or_else(|| not_registered(std::any::type_name::<A>()))
+        self.aggregates
+            .get(&TypeId::of::<A>())
+            .ok_or_else(|| not_registered(std::any::type_name::<A>()))
     }
 
     pub(crate) fn event_info(&self, type_id: TypeId, name: &str) -> Result<&EventInfo> {
-        self.events.get(&type_id).ok_or_else(|| not_registered(name))
+        self.events
+            .get(&type_id)
+            .ok_or_else(|| not_registered(name))
     }
 
     pub(crate) fn event_by_type_name(&self, recorded: &RecordedEvent) -> Result<&EventInfo> {
@@ -608,7 +680,9 @@ impl Registry {
     }
 
     pub(crate) fn projection_info<P: 'static>(&self) -> Result<&ProjectionInfo> {
-        self.projections.get(&TypeId::of::<P>()).ok_or_else(|| not_registered(std::any::type_name::<P>()))
+        self.projections
+            .get(&TypeId::of::<P>())
+            .ok_or_else(|| not_registered(std::any::type_name::<P>()))
     }
 }
 
@@ -654,7 +728,9 @@ pub fn pascal_case(name: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
         })
         .collect()
 }

@@ -23,13 +23,19 @@ pub struct Repository<'a, T> {
 
 impl<'a, T: Persisted> Repository<'a, T> {
     pub(crate) fn new(ctx: &'a Context) -> Self {
-        Self { ctx, _element: PhantomData }
+        Self {
+            ctx,
+            _element: PhantomData,
+        }
     }
 
     /// The element with this id, or [`Error::NotFound`].
     pub async fn get(&self, id: impl AsRef<str>) -> Result<T> {
         let id = id.as_ref();
-        self.find(id).await?.ok_or_else(|| Error::NotFound { element: T::NAME.to_owned(), id: id.to_owned() })
+        self.find(id).await?.ok_or_else(|| Error::NotFound {
+            element: T::NAME.to_owned(),
+            id: id.to_owned(),
+        })
     }
 
     /// The element with this id, if it exists.
@@ -47,8 +53,16 @@ impl<'a, T: Persisted> Repository<'a, T> {
     where
         T: Projection,
     {
-        let table = self.ctx.domain.registry().projection_info::<T>()?.table.clone();
-        self.ctx.work().put_document(&table, id.as_ref().to_owned(), None);
+        let table = self
+            .ctx
+            .domain
+            .registry()
+            .projection_info::<T>()?
+            .table
+            .clone();
+        self.ctx
+            .work()
+            .put_document(&table, id.as_ref().to_owned(), None);
         Ok(())
     }
 
@@ -57,7 +71,11 @@ impl<'a, T: Persisted> Repository<'a, T> {
     where
         T: Projection,
     {
-        Query { source: Source::Context(self.ctx), spec: QuerySpec::default(), _element: PhantomData }
+        Query {
+            source: Source::Context(self.ctx),
+            spec: QuerySpec::default(),
+            _element: PhantomData,
+        }
     }
 }
 
@@ -70,7 +88,10 @@ pub struct DomainRepository<T> {
 
 impl<T: Persisted> DomainRepository<T> {
     pub(crate) fn new(domain: Domain) -> Self {
-        Self { domain, _element: PhantomData }
+        Self {
+            domain,
+            _element: PhantomData,
+        }
     }
 
     /// The element with this id, or [`Error::NotFound`].
@@ -105,7 +126,11 @@ impl<T: Persisted> DomainRepository<T> {
     where
         T: Projection,
     {
-        Query { source: Source::Domain(&self.domain), spec: QuerySpec::default(), _element: PhantomData }
+        Query {
+            source: Source::Domain(&self.domain),
+            spec: QuerySpec::default(),
+            _element: PhantomData,
+        }
     }
 }
 
@@ -168,7 +193,9 @@ impl<T: Projection> Query<'_, T> {
         let domain = self.domain()?;
         let table = &domain.registry().projection_info::<T>()?.table;
         let rows = domain.storage().query(table, &self.spec).await?;
-        rows.into_iter().map(|row| decode_document::<T>(table, row)).collect()
+        rows.into_iter()
+            .map(|row| decode_document::<T>(table, row))
+            .collect()
     }
 
     /// The first matching row.
@@ -193,12 +220,19 @@ fn decode_document<T: Persisted>(table: &str, document: Document) -> Result<T> {
 
 fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<Document> {
     match serde_json::to_value(value) {
-        Ok(Value::Object(data)) => Ok(Document { id: value.identity().into_string(), version, data }),
+        Ok(Value::Object(data)) => Ok(Document {
+            id: value.identity().into_string(),
+            version,
+            data,
+        }),
         Ok(_) => Err(Error::Serialization {
             what: T::NAME.to_owned(),
             message: "did not serialize to a JSON object".to_owned(),
         }),
-        Err(error) => Err(Error::Serialization { what: T::NAME.to_owned(), message: error.to_string() }),
+        Err(error) => Err(Error::Serialization {
+            what: T::NAME.to_owned(),
+            message: error.to_string(),
+        }),
     }
 }
 
@@ -214,7 +248,10 @@ async fn read_document(ctx: &Context, table: &str, id: &str) -> Result<Option<Do
 }
 
 /// Loads a projection row. (Strategy of `#[projection]`.)
-pub async fn load_projection<P: Projection + Persisted>(ctx: &Context, id: Identifier) -> Result<Option<P>> {
+pub async fn load_projection<P: Projection + Persisted>(
+    ctx: &Context,
+    id: Identifier,
+) -> Result<Option<P>> {
     let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
     match read_document(ctx, &table, id.as_str()).await? {
         Some(document) => decode_document::<P>(&table, document).map(Some),
@@ -225,11 +262,15 @@ pub async fn load_projection<P: Projection + Persisted>(ctx: &Context, id: Ident
 /// Records a projection row write. (Strategy of `#[projection]`.)
 pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P) -> Result<()> {
     if let Err(errors) = value.validate() {
-        return Err(Error::Validation { element: P::NAME.to_owned(), errors });
+        return Err(Error::Validation {
+            element: P::NAME.to_owned(),
+            errors,
+        });
     }
     let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
     let document = encode_document(&value, 0)?;
-    ctx.work().put_document(&table, document.id.clone(), Some(document));
+    ctx.work()
+        .put_document(&table, document.id.clone(), Some(document));
     Ok(())
 }
 
@@ -247,7 +288,12 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         }
     }
     if !info.event_sourced {
-        let Some(document) = ctx.domain.storage().get_document(&info.table, id.as_str()).await? else {
+        let Some(document) = ctx
+            .domain
+            .storage()
+            .get_document(&info.table, id.as_str())
+            .await?
+        else {
             return Ok(None);
         };
         let version = document.version;
@@ -273,14 +319,21 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         if event_info.aggregate != TypeId::of::<A>() {
             return Err(Error::Serialization {
                 what: recorded.describe(),
-                message: format!("the event belongs to `{}`, not `{}`", event_info.aggregate_name, A::NAME),
+                message: format!(
+                    "the event belongs to `{}`, not `{}`",
+                    event_info.aggregate_name,
+                    A::NAME
+                ),
             });
         }
         let event = (event_info.decode)(recorded)?;
         if recorded.metadata.version != aggregate.meta().version() + 1 {
             return Err(Error::Serialization {
                 what: recorded.describe(),
-                message: format!("expected version {} in the stream", aggregate.meta().version() + 1),
+                message: format!(
+                    "expected version {} in the stream",
+                    aggregate.meta().version() + 1
+                ),
             });
         }
         (event_info.replay)(&mut aggregate, event.as_ref());
@@ -298,13 +351,19 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Re
     if !info.event_sourced {
         // Stored aggregates change their fields directly, so their rules are checked here.
         let mut errors = aggregate.validate().err().unwrap_or_default();
-        for invariant in A::invariants().iter().filter(|i| i.stage == InvariantStage::Post) {
+        for invariant in A::invariants()
+            .iter()
+            .filter(|i| i.stage == InvariantStage::Post)
+        {
             if let Err(error) = (invariant.check)(&aggregate) {
                 errors.merge(error, None);
             }
         }
         if !errors.is_empty() {
-            return Err(Error::Invariant { aggregate: A::NAME.to_owned(), errors });
+            return Err(Error::Invariant {
+                aggregate: A::NAME.to_owned(),
+                errors,
+            });
         }
     }
     let id = aggregate.id().clone();
@@ -313,14 +372,22 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Re
     let events = aggregate.meta_mut().take_pending();
     let version = aggregate.meta().version();
     let stream = format!("{}-{}", info.category, id);
-    let document = if info.event_sourced { None } else { Some(encode_document(&aggregate, loaded_version + 1)?) };
+    let document = if info.event_sourced {
+        None
+    } else {
+        Some(encode_document(&aggregate, loaded_version + 1)?)
+    };
 
     let mut work = ctx.work();
     match work.aggregate_index.get(&key).copied() {
         Some(index) => {
             let change = &mut work.aggregates[index];
             if change.version != loaded_version && info.event_sourced {
-                return Err(Error::VersionConflict { stream, expected: loaded_version, actual: change.version });
+                return Err(Error::VersionConflict {
+                    stream,
+                    expected: loaded_version,
+                    actual: change.version,
+                });
             }
             change.events.extend(events);
             change.version = version;
@@ -349,5 +416,9 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Re
 }
 
 fn aggregate_key(event_sourced: bool, category: &str, table: &str, id: &str) -> String {
-    if event_sourced { format!("{category}-{id}") } else { format!("{table}/{id}") }
+    if event_sourced {
+        format!("{category}-{id}")
+    } else {
+        format!("{table}/{id}")
+    }
 }

@@ -28,7 +28,10 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// `n` attempts in all (at least 1), with the default backoff.
     pub fn attempts(n: u32) -> Self {
-        Self { max_attempts: n.max(1), ..Self::default() }
+        Self {
+            max_attempts: n.max(1),
+            ..Self::default()
+        }
     }
 
     /// No retry: a conflict fails the command at once.
@@ -39,7 +42,11 @@ impl RetryPolicy {
     /// Sets the backoff: the wait before retry `k` is a random duration up to
     /// `min(base × 2^(k-1), max)`.
     pub fn with_backoff(self, base: Duration, max: Duration) -> Self {
-        Self { base_delay: base, max_delay: max, ..self }
+        Self {
+            base_delay: base,
+            max_delay: max,
+            ..self
+        }
     }
 
     /// Attempts in all, the first included.
@@ -49,7 +56,10 @@ impl RetryPolicy {
 
     /// The (jittered) wait before the given retry (1 = first retry).
     pub(crate) fn delay(&self, retry: u32) -> Duration {
-        let ceiling = self.base_delay.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(self.max_delay);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1 << retry.saturating_sub(1).min(16))
+            .min(self.max_delay);
         if ceiling.is_zero() {
             return ceiling;
         }
@@ -60,6 +70,10 @@ impl RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base_delay: Duration::from_millis(2), max_delay: Duration::from_millis(100) }
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(100),
+        }
     }
 }

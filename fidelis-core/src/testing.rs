@@ -31,7 +31,11 @@ pub fn given<A: Aggregate>() -> Given<A> {
 /// Starts a scenario in a domain built from this builder (for a name, resources, or
 /// explicit registration). Its storage should be fresh.
 pub fn given_in<A: Aggregate>(builder: DomainBuilder) -> Given<A> {
-    Given { builder, history: Vec::new(), _aggregate: PhantomData }
+    Given {
+        builder,
+        history: Vec::new(),
+        _aggregate: PhantomData,
+    }
 }
 
 /// The history of a scenario: events that already happened to one aggregate.
@@ -75,13 +79,23 @@ impl<A: Aggregate> Given<A> {
         {
             return Outcome::failed(Some(domain), error);
         }
-        Outcome { domain: Some(domain), id, aggregate: None, events: EventLog::default(), result: Ok(None) }
-            .process(command)
-            .await
+        Outcome {
+            domain: Some(domain),
+            id,
+            aggregate: None,
+            events: EventLog::default(),
+            result: Ok(None),
+        }
+        .process(command)
+        .await
     }
 }
 
-async fn replay_history<A: Aggregate>(domain: &Domain, id: &Identifier, history: Vec<Arc<dyn AnyEvent>>) -> Result<()> {
+async fn replay_history<A: Aggregate>(
+    domain: &Domain,
+    id: &Identifier,
+    history: Vec<Arc<dyn AnyEvent>>,
+) -> Result<()> {
     let ctx = domain.unit_of_work();
     let mut aggregate = A::blank(id.clone());
     for event in &history {
@@ -104,13 +118,24 @@ pub struct Outcome<A> {
 
 impl<A: Aggregate> Outcome<A> {
     fn failed(domain: Option<Domain>, error: Error) -> Self {
-        Self { domain, id: None, aggregate: None, events: EventLog::default(), result: Err(error) }
+        Self {
+            domain,
+            id: None,
+            aggregate: None,
+            events: EventLog::default(),
+            result: Err(error),
+        }
     }
 
     /// Processes another command in the same domain, after this one.
     pub async fn process<C: Handled>(self, command: C) -> Outcome<A> {
-        let Some(domain) = self.domain else { return self };
-        let (result, events) = match domain.process_traced(command, Identifier::generate(), None).await {
+        let Some(domain) = self.domain else {
+            return self;
+        };
+        let (result, events) = match domain
+            .process_traced(command, Identifier::generate(), None)
+            .await
+        {
             Ok((output, events)) => (Ok(Some(Box::new(output) as Box<dyn Any + Send>)), events),
             Err(error) => (Err(error), Vec::new()),
         };
@@ -119,14 +144,23 @@ impl<A: Aggregate> Outcome<A> {
             let category = category.as_deref()?;
             events.iter().find_map(|event| {
                 let stream = &event.metadata().stream;
-                stream.strip_prefix(category)?.strip_prefix('-').map(Identifier::from)
+                stream
+                    .strip_prefix(category)?
+                    .strip_prefix('-')
+                    .map(Identifier::from)
             })
         });
         let aggregate = match &id {
             Some(id) => domain.repository::<A>().find(id).await.ok().flatten(),
             None => None,
         };
-        Outcome { domain: Some(domain), id, aggregate, events: EventLog { events }, result }
+        Outcome {
+            domain: Some(domain),
+            id,
+            aggregate,
+            events: EventLog { events },
+            result,
+        }
     }
 
     /// Whether the command was accepted (its handler succeeded and it committed).
@@ -196,7 +230,10 @@ impl EventLog {
 
     /// Every event of type `E`, in order.
     pub fn of_type<E: DomainEvent>(&self) -> Vec<&Event<E>> {
-        self.events.iter().filter_map(|event| event.downcast::<E>()).collect()
+        self.events
+            .iter()
+            .filter_map(|event| event.downcast::<E>())
+            .collect()
     }
 
     /// How many events were raised.
@@ -211,6 +248,9 @@ impl EventLog {
 
     /// The type names of the events, in order.
     pub fn type_names(&self) -> Vec<&str> {
-        self.events.iter().map(|event| event.metadata().type_name.as_str()).collect()
+        self.events
+            .iter()
+            .map(|event| event.metadata().type_name.as_str())
+            .collect()
     }
 }

@@ -33,8 +33,13 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
 
     for change in &work.aggregates {
         if let Some(document) = &change.document {
-            let document = Document { version: change.expected_version + 1, ..document.clone() };
-            transaction.put_document(&change.table, document, Some(change.expected_version)).await?;
+            let document = Document {
+                version: change.expected_version + 1,
+                ..document.clone()
+            };
+            transaction
+                .put_document(&change.table, document, Some(change.expected_version))
+                .await?;
         }
         if change.events.is_empty() {
             continue;
@@ -61,7 +66,9 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
         } else {
             ExpectedVersion::Any
         };
-        let stored = transaction.append(&change.stream, expected, records).await?;
+        let stored = transaction
+            .append(&change.stream, expected, records)
+            .await?;
         for (event, stored) in change.events.iter().zip(stored) {
             recorded.push(event.record(stored.metadata));
         }
@@ -107,7 +114,11 @@ async fn write_documents(
 async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>]) -> Result<()> {
     let domain = ctx.domain.clone();
     for event in events {
-        let Some(listeners) = domain.registry().projectors.get(&Any::type_id(event.payload_any().as_any())) else {
+        let Some(listeners) = domain
+            .registry()
+            .projectors
+            .get(&Any::type_id(event.payload_any().as_any()))
+        else {
             continue;
         };
         for listener in listeners {
@@ -117,7 +128,11 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
                 method = listener.method,
                 event = %event.metadata().type_name,
             );
-            let result = listener.call.call(listener.instance.as_ref(), event.as_ref(), ctx).instrument(span).await;
+            let result = listener
+                .call
+                .call(listener.instance.as_ref(), event.as_ref(), ctx)
+                .instrument(span)
+                .await;
             if let Err(error) = result {
                 tracing::warn!(
                     projector = listener.name,
@@ -145,8 +160,10 @@ pub(crate) fn run_event_handlers<'a>(
 ) -> BoxFuture<'a, ()> {
     Box::pin(async move {
         for event in events {
-            let Some(listeners) =
-                domain.registry().event_handlers.get(&Any::type_id(event.payload_any().as_any()))
+            let Some(listeners) = domain
+                .registry()
+                .event_handlers
+                .get(&Any::type_id(event.payload_any().as_any()))
             else {
                 continue;
             };
@@ -158,10 +175,16 @@ pub(crate) fn run_event_handlers<'a>(
                     event = %event.metadata().type_name,
                     correlation_id = %correlation_id,
                 );
-                let mut ctx =
-                    Context::new(domain.clone(), correlation_id.clone(), Some(event.metadata().id.clone()));
+                let mut ctx = Context::new(
+                    domain.clone(),
+                    correlation_id.clone(),
+                    Some(event.metadata().id.clone()),
+                );
                 let result = async {
-                    listener.call.call(listener.instance.as_ref(), event.as_ref(), &mut ctx).await?;
+                    listener
+                        .call
+                        .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
+                        .await?;
                     let events = commit(&mut ctx).await?;
                     run_event_handlers(domain, correlation_id, events).await;
                     Ok::<(), Error>(())

@@ -1,4 +1,6 @@
 #![allow(missing_docs)]
+// The autoref probes need the explicit `&` that clippy calls needless.
+#![allow(clippy::needless_borrow)]
 //! A domain written without the macros, through the same traits they implement: the
 //! explicit registration path (no `inventory`), and the reference for what the macros
 //! generate.
@@ -47,7 +49,11 @@ impl Account {
     pub fn open(holder: &str, opening_deposit: f64) -> Result<Self> {
         let mut account = Self::create_new();
         let account_id = account.id.clone();
-        account.raise(AccountOpened { account_id, holder_name: holder.into(), opening_deposit })?;
+        account.raise(AccountOpened {
+            account_id,
+            holder_name: holder.into(),
+            opening_deposit,
+        })?;
         Ok(account)
     }
 
@@ -55,7 +61,10 @@ impl Account {
         if amount <= 0.0 {
             return Err(ValidationError::field("amount", "Deposit amount must be positive").into());
         }
-        self.raise(DepositMade { account_id: self.id.clone(), amount })
+        self.raise(DepositMade {
+            account_id: self.id.clone(),
+            amount,
+        })
     }
 
     fn balance_must_not_be_negative(&self) -> std::result::Result<(), ValidationError> {
@@ -67,9 +76,18 @@ impl Account {
 }
 
 const ACCOUNT_FIELDS: &[FieldDef] = &[
-    FieldDef { identifier: true, ..FieldDef::new("id", FieldKind::Identifier, "Identifier") },
-    FieldDef { max_length: Some(100), ..FieldDef::new("holder_name", FieldKind::String, "String") },
-    FieldDef { has_default: true, ..FieldDef::new("balance", FieldKind::Float, "f64") },
+    FieldDef {
+        identifier: true,
+        ..FieldDef::new("id", FieldKind::Identifier, "Identifier")
+    },
+    FieldDef {
+        max_length: Some(100),
+        ..FieldDef::new("holder_name", FieldKind::String, "String")
+    },
+    FieldDef {
+        has_default: true,
+        ..FieldDef::new("balance", FieldKind::Float, "f64")
+    },
 ];
 
 impl Element for Account {
@@ -110,7 +128,12 @@ impl Aggregate for Account {
         &self.id
     }
     fn blank(id: Identifier) -> Self {
-        Self { id, holder_name: Default::default(), balance: default_balance(), __fidelis: AggregateMeta::default() }
+        Self {
+            id,
+            holder_name: Default::default(),
+            balance: default_balance(),
+            __fidelis: AggregateMeta::default(),
+        }
     }
     fn meta(&self) -> &AggregateMeta {
         &self.__fidelis
@@ -292,7 +315,10 @@ impl Element for AccountHandler {
         use fp::{FactoryFallback as _, FactoryViaDefault as _};
         registrar.command_handler::<Self>(
             (&fp::DefaultProbe::<Self>::new()).factory(),
-            vec![fp::CommandRoute::of::<OpenAccount>("open_account"), fp::CommandRoute::of::<MakeDeposit>("make_deposit")],
+            vec![
+                fp::CommandRoute::of::<OpenAccount>("open_account"),
+                fp::CommandRoute::of::<MakeDeposit>("make_deposit"),
+            ],
         );
     }
 }
@@ -300,15 +326,27 @@ impl HandlesCommandsOf<Account> for AccountHandler {}
 impl Handled for OpenAccount {
     type Handler = AccountHandler;
     type Output = <Result<Identifier> as fp::HandlerReturn>::Output;
-    fn dispatch<'a>(handler: &'a AccountHandler, command: Self, ctx: &'a mut Context) -> fp::BoxFuture<'a, Result<Self::Output>> {
-        Box::pin(async move { fp::HandlerReturn::into_result(handler.open_account(command, ctx).await) })
+    fn dispatch<'a>(
+        handler: &'a AccountHandler,
+        command: Self,
+        ctx: &'a mut Context,
+    ) -> fp::BoxFuture<'a, Result<Self::Output>> {
+        Box::pin(
+            async move { fp::HandlerReturn::into_result(handler.open_account(command, ctx).await) },
+        )
     }
 }
 impl Handled for MakeDeposit {
     type Handler = AccountHandler;
     type Output = <Result<()> as fp::HandlerReturn>::Output;
-    fn dispatch<'a>(handler: &'a AccountHandler, command: Self, ctx: &'a mut Context) -> fp::BoxFuture<'a, Result<Self::Output>> {
-        Box::pin(async move { fp::HandlerReturn::into_result(handler.make_deposit(command, ctx).await) })
+    fn dispatch<'a>(
+        handler: &'a AccountHandler,
+        command: Self,
+        ctx: &'a mut Context,
+    ) -> fp::BoxFuture<'a, Result<Self::Output>> {
+        Box::pin(
+            async move { fp::HandlerReturn::into_result(handler.make_deposit(command, ctx).await) },
+        )
     }
 }
 
@@ -331,7 +369,10 @@ impl Element for Summary {
 }
 impl HasFields for Summary {
     const FIELDS: &'static [FieldDef] = &[
-        FieldDef { identifier: true, ..FieldDef::new("account_id", FieldKind::Identifier, "Identifier") },
+        FieldDef {
+            identifier: true,
+            ..FieldDef::new("account_id", FieldKind::Identifier, "Identifier")
+        },
         FieldDef::new("balance", FieldKind::Float, "f64"),
         FieldDef::new("transactions", FieldKind::Integer, "i64"),
     ];
@@ -365,7 +406,11 @@ pub struct SummaryProjector;
 impl SummaryProjector {
     async fn on_opened(&self, event: &Event<AccountOpened>, ctx: &mut Context) -> Result<()> {
         ctx.repository::<Summary>()
-            .add(Summary { account_id: event.account_id.clone(), balance: event.opening_deposit, transactions: 1 })
+            .add(Summary {
+                account_id: event.account_id.clone(),
+                balance: event.opening_deposit,
+                transactions: 1,
+            })
             .await
     }
     fn on_deposit(&self, event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
@@ -381,16 +426,29 @@ impl Element for SummaryProjector {
     fn register(registrar: &mut Registrar) {
         #[allow(unused_imports)]
         use fp::{FactoryFallback as _, FactoryViaDefault as _};
-        fn on_opened<'a>(this: &'a SummaryProjector, event: &'a Event<AccountOpened>, ctx: &'a mut Context) -> fp::BoxFuture<'a, Result<()>> {
-            Box::pin(async move { fp::HandlerReturn::into_result(this.on_opened(event, ctx).await) })
+        fn on_opened<'a>(
+            this: &'a SummaryProjector,
+            event: &'a Event<AccountOpened>,
+            ctx: &'a mut Context,
+        ) -> fp::BoxFuture<'a, Result<()>> {
+            Box::pin(
+                async move { fp::HandlerReturn::into_result(this.on_opened(event, ctx).await) },
+            )
         }
-        fn on_deposit<'a>(this: &'a SummaryProjector, event: &'a Event<DepositMade>, ctx: &'a mut Context) -> fp::BoxFuture<'a, Result<()>> {
+        fn on_deposit<'a>(
+            this: &'a SummaryProjector,
+            event: &'a Event<DepositMade>,
+            ctx: &'a mut Context,
+        ) -> fp::BoxFuture<'a, Result<()>> {
             Box::pin(async move { fp::HandlerReturn::into_result(this.on_deposit(event, ctx)) })
         }
         registrar.projector::<Self, Summary>(
             (&fp::DefaultProbe::<Self>::new()).factory(),
             vec![fp::AggregateRef::of::<Account>()],
-            vec![fp::ListenerRoute::of::<Self, AccountOpened>("on_opened", on_opened), fp::ListenerRoute::of::<Self, DepositMade>("on_deposit", on_deposit)],
+            vec![
+                fp::ListenerRoute::of::<Self, AccountOpened>("on_opened", on_opened),
+                fp::ListenerRoute::of::<Self, DepositMade>("on_deposit", on_deposit),
+            ],
         );
     }
 }
@@ -420,8 +478,20 @@ async fn domain() -> Domain {
 #[tokio::test]
 async fn explicit_registration_without_inventory_runs_commands() {
     let domain = domain().await;
-    let id = domain.process(OpenAccount { holder_name: "Ada".into(), opening_deposit: 10.0 }).await.unwrap();
-    domain.process(MakeDeposit { account_id: id.clone(), amount: 5.0 }).await.unwrap();
+    let id = domain
+        .process(OpenAccount {
+            holder_name: "Ada".into(),
+            opening_deposit: 10.0,
+        })
+        .await
+        .unwrap();
+    domain
+        .process(MakeDeposit {
+            account_id: id.clone(),
+            amount: 5.0,
+        })
+        .await
+        .unwrap();
 
     let account = domain.repository::<Account>().get(&id).await.unwrap();
     assert_eq!(account.balance, 15.0);
@@ -432,7 +502,10 @@ async fn explicit_registration_without_inventory_runs_commands() {
     let stream = domain.event_store().stream_of::<Account>(&id).unwrap();
     assert_eq!(stream, format!("hand::account-{id}"));
     let events = domain.event_store().read_stream(&stream).await.unwrap();
-    let names: Vec<_> = events.iter().map(|e| e.metadata.type_name.as_str()).collect();
+    let names: Vec<_> = events
+        .iter()
+        .map(|e| e.metadata.type_name.as_str())
+        .collect();
     assert_eq!(names, ["Hand.AccountOpened.v1", "Hand.DepositMade.v1"]);
     assert_eq!(events[1].metadata.version, 1);
     assert_eq!(events[1].metadata.global_position, 2);
@@ -441,8 +514,16 @@ async fn explicit_registration_without_inventory_runs_commands() {
 #[tokio::test]
 async fn invariant_failure_leaves_the_aggregate_as_it_was() {
     let mut account = Account::open("Ada", 10.0).unwrap();
-    let error = account.raise(DepositMade { account_id: account.id.clone(), amount: -50.0 }).unwrap_err();
-    assert_eq!(error.as_validation().unwrap().messages_for("balance"), ["Insufficient funds"]);
+    let error = account
+        .raise(DepositMade {
+            account_id: account.id.clone(),
+            amount: -50.0,
+        })
+        .unwrap_err();
+    assert_eq!(
+        error.as_validation().unwrap().messages_for("balance"),
+        ["Insufficient funds"]
+    );
     assert_eq!(account.balance, 10.0);
     assert_eq!(account.version(), 0);
     assert_eq!(Aggregate::meta(&account).pending().len(), 1);

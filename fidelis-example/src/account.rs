@@ -63,22 +63,33 @@ impl Account {
         if amount <= 0.0 {
             return Err(ValidationError::field("amount", "Deposit amount must be positive").into());
         }
-        self.raise(DepositMade { account_id: self.id.clone(), amount, reference })
+        self.raise(DepositMade {
+            account_id: self.id.clone(),
+            amount,
+            reference,
+        })
     }
 
     /// Takes money out; refused when the balance would go negative.
     pub fn withdraw(&mut self, amount: f64, reference: Option<String>) -> Result<()> {
         if amount <= 0.0 {
             return Err(
-                ValidationError::field("amount", "Withdrawal amount must be positive").into()
+                ValidationError::field("amount", "Withdrawal amount must be positive").into(),
             );
         }
-        self.raise(WithdrawalMade { account_id: self.id.clone(), amount, reference })
+        self.raise(WithdrawalMade {
+            account_id: self.id.clone(),
+            amount,
+            reference,
+        })
     }
 
     /// Closes the account; refused unless the balance is zero.
     pub fn close(&mut self, reason: Option<String>) -> Result<()> {
-        self.raise(AccountClosed { account_id: self.id.clone(), reason })
+        self.raise(AccountClosed {
+            account_id: self.id.clone(),
+            reason,
+        })
     }
 
     #[apply]

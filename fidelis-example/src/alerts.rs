@@ -35,12 +35,18 @@ impl ComplianceDesk {
     /// Receives an alert.
     pub fn report(&self, alert: Alert) {
         tracing::warn!(account_id = %alert.account_id, kind = alert.kind, amount = alert.amount, "compliance alert");
-        self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(alert);
+        self.alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(alert);
     }
 
     /// Every alert received so far.
     pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -52,12 +58,28 @@ pub struct ComplianceAlerts;
 impl ComplianceAlerts {
     #[handle(DepositMade)]
     async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
-        report_if_large(ctx, &event.account_id, "deposit", event.amount, event.metadata())
+        report_if_large(
+            ctx,
+            &event.account_id,
+            "deposit",
+            event.amount,
+            event.metadata(),
+        )
     }
 
     #[handle(WithdrawalMade)]
-    async fn on_withdrawal_made(&self, event: &Event<WithdrawalMade>, ctx: &mut Context) -> Result<()> {
-        report_if_large(ctx, &event.account_id, "withdrawal", event.amount, event.metadata())
+    async fn on_withdrawal_made(
+        &self,
+        event: &Event<WithdrawalMade>,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        report_if_large(
+            ctx,
+            &event.account_id,
+            "withdrawal",
+            event.amount,
+            event.metadata(),
+        )
     }
 }
 

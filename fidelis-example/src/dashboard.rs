@@ -34,7 +34,11 @@ pub struct AccountSummaryProjector;
 #[projector(for = AccountSummary, aggregates = [Account])]
 impl AccountSummaryProjector {
     #[on(AccountOpened)]
-    async fn on_account_opened(&self, event: &Event<AccountOpened>, ctx: &mut Context) -> Result<()> {
+    async fn on_account_opened(
+        &self,
+        event: &Event<AccountOpened>,
+        ctx: &mut Context,
+    ) -> Result<()> {
         ctx.repository::<AccountSummary>()
             .add(AccountSummary {
                 account_id: event.account_id.clone(),
@@ -58,7 +62,11 @@ impl AccountSummaryProjector {
     }
 
     #[on(WithdrawalMade)]
-    async fn on_withdrawal_made(&self, event: &Event<WithdrawalMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_withdrawal_made(
+        &self,
+        event: &Event<WithdrawalMade>,
+        ctx: &mut Context,
+    ) -> Result<()> {
         let repo = ctx.repository::<AccountSummary>();
         let mut summary = repo.get(&event.account_id).await?;
         summary.balance -= event.amount;

@@ -33,9 +33,20 @@ pub async fn run(domain: &Domain) -> Result<Walkthrough> {
             reference: Some("paycheck".into()),
         })
         .await?;
-    let summary = domain.repository::<AccountSummary>().get(&account_id).await?;
-    let accounts_on_record = domain.repository::<AccountSummary>().query().count().await?;
-    Ok(Walkthrough { account_id, summary, accounts_on_record })
+    let summary = domain
+        .repository::<AccountSummary>()
+        .get(&account_id)
+        .await?;
+    let accounts_on_record = domain
+        .repository::<AccountSummary>()
+        .query()
+        .count()
+        .await?;
+    Ok(Walkthrough {
+        account_id,
+        summary,
+        accounts_on_record,
+    })
 }
 
 /// The dashboard block, as the chapter prints it.
@@ -62,10 +73,20 @@ pub fn dashboard(summary: &AccountSummary) -> String {
 pub fn check(summary: &AccountSummary) -> Result<()> {
     let mut errors = ValidationError::new();
     if summary.balance != 1500.00 {
-        errors.add("balance", format!("expected 1500.00, got {:.2}", summary.balance));
+        errors.add(
+            "balance",
+            format!("expected 1500.00, got {:.2}", summary.balance),
+        );
     }
     if summary.transaction_count != 2 {
-        errors.add("transaction_count", format!("expected 2, got {}", summary.transaction_count));
+        errors.add(
+            "transaction_count",
+            format!("expected 2, got {}", summary.transaction_count),
+        );
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors.into()) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.into())
+    }
 }

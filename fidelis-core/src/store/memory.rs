@@ -29,13 +29,21 @@ struct State {
 
 impl State {
     fn stream_version(&self, stream: &str) -> i64 {
-        self.streams.get(stream).map_or(-1, |indices| indices.len() as i64 - 1)
+        self.streams
+            .get(stream)
+            .map_or(-1, |indices| indices.len() as i64 - 1)
     }
 
     fn push(&mut self, event: RecordedEvent) {
         let index = self.events.len();
-        self.streams.entry(event.metadata.stream.clone()).or_default().push(index);
-        self.categories.entry(category_of(&event.metadata.stream).to_owned()).or_default().push(index);
+        self.streams
+            .entry(event.metadata.stream.clone())
+            .or_default()
+            .push(index);
+        self.categories
+            .entry(category_of(&event.metadata.stream).to_owned())
+            .or_default()
+            .push(index);
         self.events.push(event);
     }
 
@@ -44,7 +52,11 @@ impl State {
         // binary search over the (sorted) index list.
         let first = usize::try_from(from_position.max(1) - 1).unwrap_or(0);
         let start = indices.partition_point(|&index| index < first);
-        indices[start..].iter().take(limit).map(|&index| self.events[index].clone()).collect()
+        indices[start..]
+            .iter()
+            .take(limit)
+            .map(|&index| self.events[index].clone())
+            .collect()
     }
 }
 
@@ -87,9 +99,15 @@ impl Storage for MemoryStorage {
 
     async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>> {
         let state = self.state.read().await;
-        let Some(indices) = state.streams.get(stream) else { return Ok(Vec::new()) };
+        let Some(indices) = state.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
         let skip = usize::try_from(from_version.max(0)).unwrap_or(0);
-        Ok(indices.iter().skip(skip).map(|&index| state.events[index].clone()).collect())
+        Ok(indices
+            .iter()
+            .skip(skip)
+            .map(|&index| state.events[index].clone())
+            .collect())
     }
 
     async fn read_category(
@@ -99,13 +117,24 @@ impl Storage for MemoryStorage {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let state = self.state.read().await;
-        Ok(state.categories.get(category).map_or_else(Vec::new, |indices| state.after(indices, from_position, limit)))
+        Ok(state
+            .categories
+            .get(category)
+            .map_or_else(Vec::new, |indices| {
+                state.after(indices, from_position, limit)
+            }))
     }
 
     async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let state = self.state.read().await;
         let first = usize::try_from(from_position.max(1) - 1).unwrap_or(0);
-        Ok(state.events.iter().skip(first).take(limit).cloned().collect())
+        Ok(state
+            .events
+            .iter()
+            .skip(first)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn stream_version(&self, stream: &str) -> Result<i64> {
@@ -113,22 +142,44 @@ impl Storage for MemoryStorage {
     }
 
     async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>> {
-        Ok(self.state.read().await.tables.get(table).and_then(|rows| rows.get(id)).cloned())
+        Ok(self
+            .state
+            .read()
+            .await
+            .tables
+            .get(table)
+            .and_then(|rows| rows.get(id))
+            .cloned())
     }
 
     async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>> {
         let state = self.state.read().await;
-        let Some(rows) = state.tables.get(table) else { return Ok(Vec::new()) };
-        let mut found: Vec<&Document> = rows.values().filter(|row| eval::matches(&row.data, query)).collect();
+        let Some(rows) = state.tables.get(table) else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<&Document> = rows
+            .values()
+            .filter(|row| eval::matches(&row.data, query))
+            .collect();
         // Ties are broken by id so that paging is stable, as with a primary key in SQL.
         found.sort_by(|a, b| eval::order(&a.data, &b.data, query).then_with(|| a.id.cmp(&b.id)));
-        Ok(found.into_iter().skip(query.offset).take(query.limit.unwrap_or(usize::MAX)).cloned().collect())
+        Ok(found
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
     }
 
     async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64> {
         let state = self.state.read().await;
-        let Some(rows) = state.tables.get(table) else { return Ok(0) };
-        Ok(rows.values().filter(|row| eval::matches(&row.data, query)).count() as u64)
+        let Some(rows) = state.tables.get(table) else {
+            return Ok(0);
+        };
+        Ok(rows
+            .values()
+            .filter(|row| eval::matches(&row.data, query))
+            .count() as u64)
     }
 }
 
@@ -146,7 +197,12 @@ impl MemoryTransaction {
     fn current_document(&self, table: &str, id: &str) -> Option<Document> {
         match self.documents.get(&(table.to_owned(), id.to_owned())) {
             Some(written) => written.clone(),
-            None => self.state.tables.get(table).and_then(|rows| rows.get(id)).cloned(),
+            None => self
+                .state
+                .tables
+                .get(table)
+                .and_then(|rows| rows.get(id))
+                .cloned(),
         }
     }
 }
@@ -166,7 +222,11 @@ impl Transaction for MemoryTransaction {
         if let ExpectedVersion::Exact(expected) = expected
             && expected != current
         {
-            return Err(Error::VersionConflict { stream: stream.to_owned(), expected, actual: current });
+            return Err(Error::VersionConflict {
+                stream: stream.to_owned(),
+                expected,
+                actual: current,
+            });
         }
         let mut position = (self.state.events.len() + self.events.len()) as i64;
         let mut version = current;
@@ -193,7 +253,9 @@ impl Transaction for MemoryTransaction {
         expected_version: Option<i64>,
     ) -> Result<()> {
         if let Some(expected) = expected_version {
-            let actual = self.current_document(table, &document.id).map_or(-1, |row| row.version);
+            let actual = self
+                .current_document(table, &document.id)
+                .map_or(-1, |row| row.version);
             if actual != expected {
                 return Err(Error::VersionConflict {
                     stream: format!("{table}/{}", document.id),
@@ -202,17 +264,24 @@ impl Transaction for MemoryTransaction {
                 });
             }
         }
-        self.documents.insert((table.to_owned(), document.id.clone()), Some(document));
+        self.documents
+            .insert((table.to_owned(), document.id.clone()), Some(document));
         Ok(())
     }
 
     async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
-        self.documents.insert((table.to_owned(), id.to_owned()), None);
+        self.documents
+            .insert((table.to_owned(), id.to_owned()), None);
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        let MemoryTransaction { mut state, events, documents, .. } = *self;
+        let MemoryTransaction {
+            mut state,
+            events,
+            documents,
+            ..
+        } = *self;
         for event in events {
             state.push(event);
         }

@@ -1,0 +1,154 @@
+//! The given / after / process testing DSL on the example domain.
+
+#![allow(missing_docs)] // test elements are public for the macros, not documented API
+
+use fidelis_core::prelude::*;
+use fidelis_core::testing::given;
+use fidelis_example::account::Account;
+use fidelis_example::commands::{CloseAccount, MakeDeposit, MakeWithdrawal, OpenAccount};
+use fidelis_example::dashboard::AccountSummary;
+use fidelis_example::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
+
+fn opened(id: &Identifier, deposit: f64) -> AccountOpened {
+    AccountOpened {
+        account_id: id.clone(),
+        account_number: "ACC-042".into(),
+        holder_name: "Grace Hopper".into(),
+        opening_deposit: deposit,
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_command_raises_its_event_and_changes_state() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, 1000.0))
+        .process(MakeDeposit {
+            account_id: id.clone(),
+            amount: 500.0,
+            reference: Some("paycheck".into()),
+        })
+        .await;
+
+    assert!(outcome.accepted(), "{:?}", outcome.rejection());
+    assert!(!outcome.rejected());
+    assert_eq!(outcome.events().len(), 1);
+    assert!(outcome.events().contains::<DepositMade>());
+    assert!(!outcome.events().contains::<WithdrawalMade>());
+    let deposit = outcome.events().get::<DepositMade>().unwrap();
+    assert_eq!(deposit.amount, 500.0);
+    assert_eq!(deposit.metadata().version, 1);
+    assert_eq!(outcome.aggregate().balance, 1500.0);
+    assert_eq!(outcome.aggregate().version(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_command_leaves_the_state_before_it() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, 100.0))
+        .after(DepositMade {
+            account_id: id.clone(),
+            amount: 50.0,
+            reference: None,
+        })
+        .process(MakeWithdrawal {
+            account_id: id.clone(),
+            amount: 500.0,
+            reference: None,
+        })
+        .await;
+
+    assert!(outcome.rejected());
+    let messages = outcome.rejection().and_then(Error::as_validation).unwrap();
+    assert_eq!(
+        messages.messages_for("balance"),
+        ["Insufficient funds: balance cannot be negative"]
+    );
+    assert!(outcome.events().is_empty());
+    assert_eq!(outcome.aggregate().balance, 150.0);
+}
+
+#[tokio::test]
+async fn commands_chain_and_projections_follow_the_history() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, 100.0))
+        .process(MakeWithdrawal {
+            account_id: id.clone(),
+            amount: 100.0,
+            reference: None,
+        })
+        .await
+        .process(CloseAccount {
+            account_id: id.clone(),
+            reason: Some("moving".into()),
+        })
+        .await;
+
+    assert!(outcome.accepted(), "{:?}", outcome.rejection());
+    assert_eq!(outcome.events().of_type::<AccountClosed>().len(), 1);
+    assert_eq!(outcome.aggregate().status, "CLOSED");
+    let summary = outcome
+        .domain()
+        .unwrap()
+        .repository::<AccountSummary>()
+        .get(&id)
+        .await
+        .unwrap();
+    assert_eq!(summary.balance, 0.0);
+    assert_eq!(summary.transaction_count, 2);
+}
+
+#[tokio::test]
+async fn closing_with_money_in_the_account_is_refused() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, 10.0))
+        .process(CloseAccount {
+            account_id: id.clone(),
+            reason: None,
+        })
+        .await;
+    let messages = outcome.rejection().and_then(Error::as_validation).unwrap();
+    assert_eq!(
+        messages.messages_for("status"),
+        ["Cannot close account with non-zero balance"]
+    );
+    assert_eq!(outcome.aggregate().status, "ACTIVE");
+}
+
+#[tokio::test]
+async fn without_history_the_command_creates_the_aggregate() {
+    let outcome = given::<Account>()
+        .process(OpenAccount {
+            account_number: "ACC-7".into(),
+            holder_name: "Alan Turing".into(),
+            opening_deposit: 5.0,
+        })
+        .await;
+    assert!(outcome.accepted());
+    let id = outcome.output::<Identifier>().unwrap().clone();
+    assert_eq!(outcome.aggregate().id, id);
+    assert_eq!(outcome.aggregate().holder_name, "Alan Turing");
+    assert_eq!(outcome.events().type_names(), ["Test.AccountOpened.v1"]);
+}
+
+#[tokio::test]
+async fn an_invalid_command_is_a_rejection() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, 10.0))
+        .process(MakeDeposit {
+            account_id: id.clone(),
+            amount: -3.0,
+            reference: None,
+        })
+        .await;
+    let messages = outcome.rejection().and_then(Error::as_validation).unwrap();
+    assert_eq!(
+        messages.messages_for("amount"),
+        ["Deposit amount must be positive"]
+    );
+    assert_eq!(outcome.aggregate().balance, 10.0);
+}
