@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::element::{Aggregate, Apply, BelongsTo, DomainEvent, InvariantStage};
+use crate::element::{Aggregate, BelongsTo, DomainEvent, InvariantStage};
 use crate::error::{Error, Result, ValidationError};
 use crate::event::AnyEvent;
 
@@ -91,8 +91,8 @@ pub(crate) fn check_invariants<A: Aggregate>(
 /// they were, because the change is made on a copy that replaces the original only on success.
 pub(crate) fn raise<A, E>(aggregate: &mut A, event: E) -> Result<()>
 where
-    A: Aggregate + Apply<E>,
-    E: DomainEvent + BelongsTo<A>,
+    A: Aggregate,
+    E: BelongsTo<A>,
 {
     if let Err(errors) = event.validate() {
         return Err(Error::Validation {
@@ -110,7 +110,7 @@ where
     }
     if A::EVENT_SOURCED {
         let mut next = aggregate.clone();
-        next.apply(&event);
+        event.apply_to(&mut next);
         if let Err(field_errors) = next.validate() {
             errors.merge(field_errors, None);
         }
@@ -144,11 +144,8 @@ where
 
 /// Applies a stored event during rehydration: no invariants (history is history), and the
 /// version advances without a pending event.
-pub(crate) fn replay<A, E>(aggregate: &mut A, event: &E)
-where
-    A: Aggregate + Apply<E>,
-{
-    aggregate.apply(event);
+pub(crate) fn replay<E: DomainEvent>(aggregate: &mut E::Aggregate, event: &E) {
+    event.apply_to(aggregate);
     aggregate.meta_mut().version += 1;
 }
 

@@ -74,6 +74,11 @@ pub struct Invariant<A> {
 }
 
 /// An aggregate: a consistency boundary with identity, fields, invariants and events.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not an aggregate",
+    note = "put `#[aggregate]` (or `#[aggregate(event_sourced)]`) on the struct `{Self}`"
+)]
 pub trait Aggregate: Persisted {
     /// Whether state is rebuilt from events (`#[aggregate(event_sourced)]`) or stored as a row.
     const EVENT_SOURCED: bool;
@@ -89,6 +94,13 @@ pub trait Aggregate: Persisted {
     fn meta_mut(&mut self) -> &mut AggregateMeta;
     /// The `#[invariant]` methods, from the `#[aggregate] impl` block.
     fn invariants() -> &'static [Invariant<Self>];
+}
+
+/// The `#[invariant]` methods of an aggregate, implemented by the `#[aggregate] impl` block
+/// that declares them. Declare all of an aggregate's invariants in one such block.
+pub trait AggregateInvariants: Sized + 'static {
+    /// The invariants, in declaration order.
+    const INVARIANTS: &'static [Invariant<Self>];
 }
 
 /// Applies an event to an aggregate's state. `#[apply]` methods implement it for
@@ -109,12 +121,17 @@ pub trait Apply<E> {
     label = "an aggregate can only raise its own events",
     note = "declare the event with `#[event(part_of = {A})]`, or raise it from its own aggregate"
 )]
-pub trait BelongsTo<A> {}
+pub trait BelongsTo<A>: DomainEvent<Aggregate = A> {}
 
 /// An event: an immutable fact that happened to an aggregate.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "not an event",
+    note = "put `#[event(part_of = …)]` on the struct `{Self}`"
+)]
 pub trait DomainEvent: Element + HasFields + Clone + Debug + Serialize + DeserializeOwned {
     /// The aggregate it is `part_of`.
-    type Aggregate: Aggregate + Apply<Self>;
+    type Aggregate: Aggregate;
     /// The version of the event's schema (`v1` in its type name).
     const VERSION: u32;
     /// A type name given with `#[event(type_name = "…")]`, instead of `<Domain>.<Event>.v<N>`.
@@ -122,9 +139,17 @@ pub trait DomainEvent: Element + HasFields + Clone + Debug + Serialize + Deseria
     /// The id of the aggregate it happened to: the field `<aggregate>_id`, `id`, or the one
     /// marked `#[field(identifier)]`.
     fn aggregate_id(&self) -> Option<&Identifier>;
+    /// Applies the event to its aggregate: the aggregate's `#[apply]` method for it, or
+    /// nothing for a stored aggregate.
+    fn apply_to(&self, aggregate: &mut Self::Aggregate);
 }
 
 /// A command: an intention to change one aggregate.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command",
+    label = "not a command",
+    note = "put `#[command(part_of = …)]` on the struct `{Self}`"
+)]
 pub trait Command: Element + HasFields + Clone + Debug + Serialize + DeserializeOwned {
     /// The aggregate it is `part_of`.
     type Aggregate: Aggregate;
@@ -168,6 +193,11 @@ pub trait HandlesCommandsOf<A> {}
 pub trait ListensTo<A> {}
 
 /// A projection: a flat, query-optimized read model kept up to date by projectors.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a projection",
+    label = "not a projection",
+    note = "put `#[projection]` on the struct `{Self}`"
+)]
 pub trait Projection: Persisted {
     /// The name of the identifier field.
     const IDENTIFIER: &'static str;

@@ -42,9 +42,9 @@ pub use crate::aggregate::AggregateMeta;
 pub use crate::context::Context;
 pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
 pub use crate::element::{
-    Aggregate, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind, Handled,
-    HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection,
-    Projector, StorageKind, ValueObject,
+    Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
+    Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
+    Projection, Projector, StorageKind, ValueObject,
 };
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::{Event, EventMetadata, RecordedEvent};

@@ -14,9 +14,9 @@ pub use serde_json;
 pub use crate::aggregate::AggregateMeta;
 pub use crate::context::Context;
 pub use crate::element::{
-    Aggregate, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind, Handled,
-    HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection,
-    Projector, StorageKind, ValueObject,
+    Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
+    Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
+    Projection, Projector, StorageKind, ValueObject,
 };
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::Event;
@@ -30,8 +30,8 @@ pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, Listener
 /// `aggregate.raise(event)`.
 pub fn raise<A, E>(aggregate: &mut A, event: E) -> Result<()>
 where
-    A: Aggregate + Apply<E>,
-    E: DomainEvent + BelongsTo<A>,
+    A: Aggregate,
+    E: BelongsTo<A>,
 {
     crate::aggregate::raise(aggregate, event)
 }
@@ -65,8 +65,6 @@ pub mod assert {
     pub fn handles<H: HandlesCommandsOf<C::Aggregate>, C: Command>() {}
     /// The projector or event handler listens to the event's aggregate.
     pub fn listens<H: ListensTo<E::Aggregate>, E: DomainEvent>() {}
-    /// The event can be applied by its aggregate.
-    pub fn applies<A: Apply<E>, E>() {}
 }
 
 /// Reads the fields of a command or event from untrusted JSON, collecting every missing,
@@ -198,12 +196,6 @@ impl<T, E: Into<Error>> HandlerReturn for std::result::Result<T, E> {
     }
 }
 
-/// Implemented by the `#[aggregate] impl` block.
-pub trait AggregateBehaviour: Sized + 'static {
-    /// The `#[invariant]` methods.
-    const INVARIANTS: &'static [Invariant<Self>];
-}
-
 /// Autoref specialization probe, at the concrete type the macro names:
 /// `(&DefaultProbe::<H>::new()).factory()` is `Some(H::default)` when `H: Default`.
 pub struct DefaultProbe<T>(PhantomData<fn() -> T>);
@@ -251,7 +243,7 @@ pub trait InvariantsViaImpl<T> {
     /// The invariants.
     fn invariants(&self) -> &'static [Invariant<T>];
 }
-impl<T: AggregateBehaviour> InvariantsViaImpl<T> for InvariantProbe<T> {
+impl<T: AggregateInvariants> InvariantsViaImpl<T> for InvariantProbe<T> {
     fn invariants(&self) -> &'static [Invariant<T>] {
         T::INVARIANTS
     }
@@ -268,22 +260,3 @@ impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
 }
 
 pub use crate::repository::{load_aggregate, load_projection, save_aggregate, save_projection};
-
-/// `E: AppliedBy<A>` is `A: Apply<E>` with the event as the `Self` type. The generated
-/// `raise<E>` bounds `E` with it instead of `Self: Apply<E>`: rustc would otherwise infer `E`
-/// from the aggregate's only `Apply` impl before looking at the argument, and report
-/// "mismatched types" instead of "`E` is not an event of aggregate `A`".
-#[diagnostic::on_unimplemented(
-    message = "event-sourced aggregate `{A}` has no `#[apply]` handler for `{Self}`",
-    label = "`{A}` cannot apply this event",
-    note = "add `#[apply] fn on_…(&mut self, event: &{Self})` to the `#[aggregate] impl {A}` block"
-)]
-pub trait AppliedBy<A> {
-    /// `aggregate.raise(event)`.
-    fn raise_on(aggregate: &mut A, event: Self) -> Result<()>;
-}
-impl<A: Aggregate + Apply<E>, E: DomainEvent + BelongsTo<A>> AppliedBy<A> for E {
-    fn raise_on(aggregate: &mut A, event: E) -> Result<()> {
-        crate::aggregate::raise(aggregate, event)
-    }
-}

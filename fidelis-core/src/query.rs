@@ -198,7 +198,7 @@ impl<T, V> std::fmt::Debug for FieldHandle<T, V> {
     }
 }
 
-impl<T, V: IntoQueryValue> FieldHandle<T, V> {
+impl<T, V> FieldHandle<T, V> {
     /// A handle on the field `name` (the macros make these).
     pub const fn new(name: &'static str) -> Self {
         Self {
@@ -212,6 +212,44 @@ impl<T, V: IntoQueryValue> FieldHandle<T, V> {
         self.name
     }
 
+    /// `field IS NULL`
+    pub fn is_null(self) -> Filter<T> {
+        Filter::new(Condition::IsNull {
+            field: self.name,
+            negated: false,
+        })
+    }
+    /// `field IS NOT NULL`
+    pub fn is_not_null(self) -> Filter<T> {
+        Filter::new(Condition::IsNull {
+            field: self.name,
+            negated: true,
+        })
+    }
+    /// Smallest first.
+    pub fn asc(self) -> OrderBy<T> {
+        OrderBy {
+            order: Order {
+                field: self.name,
+                descending: false,
+            },
+            _element: PhantomData,
+        }
+    }
+    /// Largest first.
+    pub fn desc(self) -> OrderBy<T> {
+        OrderBy {
+            order: Order {
+                field: self.name,
+                descending: true,
+            },
+            _element: PhantomData,
+        }
+    }
+}
+
+/// Comparisons, for fields whose values have a query value (not lists or JSON).
+impl<T, V: IntoQueryValue> FieldHandle<T, V> {
     fn compare(self, op: CompareOp, value: impl Into<V>) -> Filter<T> {
         match value.into().into_query_value() {
             QueryValue::Null => Filter::new(Condition::IsNull {
@@ -260,40 +298,6 @@ impl<T, V: IntoQueryValue> FieldHandle<T, V> {
             field: self.name,
             values,
         })
-    }
-    /// `field IS NULL`
-    pub fn is_null(self) -> Filter<T> {
-        Filter::new(Condition::IsNull {
-            field: self.name,
-            negated: false,
-        })
-    }
-    /// `field IS NOT NULL`
-    pub fn is_not_null(self) -> Filter<T> {
-        Filter::new(Condition::IsNull {
-            field: self.name,
-            negated: true,
-        })
-    }
-    /// Smallest first.
-    pub fn asc(self) -> OrderBy<T> {
-        OrderBy {
-            order: Order {
-                field: self.name,
-                descending: false,
-            },
-            _element: PhantomData,
-        }
-    }
-    /// Largest first.
-    pub fn desc(self) -> OrderBy<T> {
-        OrderBy {
-            order: Order {
-                field: self.name,
-                descending: true,
-            },
-            _element: PhantomData,
-        }
     }
 }
 

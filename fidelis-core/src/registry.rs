@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 
 use crate::aggregate;
 use crate::context::Context;
-use crate::element::{Aggregate, Apply, Command, DomainEvent, Element, ElementKind, Projection};
+use crate::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent, Event, RecordedEvent};
 use crate::field::FieldDef;
@@ -275,7 +275,7 @@ impl Registrar {
                 aggregate_name: <E::Aggregate as Element>::NAME,
                 fields: E::FIELDS,
                 decode: decode_event::<E>,
-                replay: replay_event::<E::Aggregate, E>,
+                replay: replay_event::<E>,
             });
     }
 
@@ -584,12 +584,9 @@ fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<Arc<dyn AnyE
     Ok(Arc::new(recorded.decode::<E>()?))
 }
 
-fn replay_event<A: Aggregate + Apply<E>, E: DomainEvent>(
-    aggregate: &mut dyn Any,
-    event: &dyn AnyEvent,
-) -> bool {
+fn replay_event<E: DomainEvent>(aggregate: &mut dyn Any, event: &dyn AnyEvent) -> bool {
     match (
-        aggregate.downcast_mut::<A>(),
+        aggregate.downcast_mut::<E::Aggregate>(),
         event.as_any().downcast_ref::<E>(),
     ) {
         (Some(aggregate_ref), Some(event)) => {

@@ -35,11 +35,7 @@ impl Account {
     pub fn create_new() -> Self {
         fp::create_new::<Self>()
     }
-    pub fn raise<E>(&mut self, event: E) -> Result<()>
-    where
-        Self: Apply<E>,
-        E: DomainEvent + BelongsTo<Self>,
-    {
+    pub fn raise<E: BelongsTo<Self>>(&mut self, event: E) -> Result<()> {
         fp::raise(self, event)
     }
     pub fn version(&self) -> i64 {
@@ -149,7 +145,7 @@ impl Aggregate for Account {
 }
 
 // What `#[aggregate] impl Account { #[invariant(post)] … #[apply] … }` generates.
-impl fp::AggregateBehaviour for Account {
+impl fp::AggregateInvariants for Account {
     const INVARIANTS: &'static [Invariant<Self>] = &[Invariant {
         name: "balance_must_not_be_negative",
         stage: InvariantStage::Post,
@@ -194,6 +190,9 @@ macro_rules! event_impls {
             const TYPE_NAME: Option<&'static str> = None;
             fn aggregate_id(&self) -> Option<&Identifier> {
                 Some(&self.account_id)
+            }
+            fn apply_to(&self, aggregate: &mut Account) {
+                <Account as Apply<Self>>::apply(aggregate, self)
             }
         }
     };

@@ -43,19 +43,7 @@ pub fn wrap(items: TokenStream) -> TokenStream {
 
 /// The derives an element needs, minus those the user already wrote.
 pub fn add_derives(attrs: &mut Vec<Attribute>, krate: &Path, wanted: &[&str]) {
-    let mut present = Vec::new();
-    for attribute in attrs.iter().filter(|a| a.path().is_ident("derive")) {
-        if let Ok(paths) = attribute
-            .parse_args_with(syn::punctuated::Punctuated::<Path, Token![,]>::parse_terminated)
-        {
-            present.extend(
-                paths
-                    .iter()
-                    .filter_map(|p| p.segments.last())
-                    .map(|s| s.ident.to_string()),
-            );
-        }
-    }
+    let present = derived(attrs);
     let p = private(krate);
     let derives: Vec<TokenStream> = wanted
         .iter()
@@ -80,6 +68,24 @@ pub fn add_derives(attrs: &mut Vec<Attribute>, krate: &Path, wanted: &[&str]) {
 }
 
 /// `::fidelis_core` as a string, for `#[serde(crate = "…")]`.
+/// The names of the traits the user's own `#[derive(..)]` attributes derive.
+pub fn derived(attrs: &[Attribute]) -> Vec<String> {
+    let mut present = Vec::new();
+    for attribute in attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        if let Ok(paths) = attribute
+            .parse_args_with(syn::punctuated::Punctuated::<Path, Token![,]>::parse_terminated)
+        {
+            present.extend(
+                paths
+                    .iter()
+                    .filter_map(|p| p.segments.last())
+                    .map(|s| s.ident.to_string()),
+            );
+        }
+    }
+    present
+}
+
 pub fn path_string(path: &Path) -> String {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let joined = segments.join("::");
@@ -136,23 +142,6 @@ pub fn self_name(item: &syn::ItemImpl) -> String {
 pub fn last_segment(ty: &Type) -> Option<String> {
     match ty {
         Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
-        _ => None,
-    }
-}
-
-/// `T` for `Option<T>`.
-pub fn option_inner(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Option" {
-        return None;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match args.args.first()
-        {
-            Some(syn::GenericArgument::Type(inner)) => Some(inner),
-            _ => None,
-        },
         _ => None,
     }
 }

@@ -8,7 +8,6 @@ use fidelis_core::{FieldKind, HasFields};
 
 /// An embedded value.
 #[value_object]
-#[derive(Default)]
 pub struct Money {
     #[field(min_value = 0.0)]
     pub amount: f64,

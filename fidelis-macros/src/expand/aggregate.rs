@@ -177,9 +177,9 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
             /// and its pending events are exactly as before.
             pub fn raise<__FidelisEvent>(&mut self, event: __FidelisEvent) -> #p::Result<()>
             where
-                __FidelisEvent: #p::DomainEvent + #p::BelongsTo<Self> + #p::AppliedBy<Self>,
+                __FidelisEvent: #p::BelongsTo<Self>,
             {
-                <__FidelisEvent as #p::AppliedBy<Self>>::raise_on(self, event)
+                #p::raise(self, event)
             }
 
             /// The version of the aggregate's last event (`-1` when it has none).

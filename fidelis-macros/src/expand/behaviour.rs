@@ -71,13 +71,19 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
             });
         }
     }
+    // Only a block with invariants claims the table, so other `#[aggregate] impl` blocks
+    // (say, one of `#[apply]` methods) can sit beside it.
+    let table = (!invariants.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #p::AggregateInvariants for #ty {
+                const INVARIANTS: &'static [#p::Invariant<Self>] = &[#(#invariants),*];
+            }
+        }
+    });
     let generated = expand::wrap(quote! {
         #(#applies)*
-
-        #[automatically_derived]
-        impl #p::AggregateBehaviour for #ty {
-            const INVARIANTS: &'static [#p::Invariant<Self>] = &[#(#invariants),*];
-        }
+        #table
     });
     let item = &element.item;
     let errors = cx.into_tokens();

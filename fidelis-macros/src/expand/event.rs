@@ -108,6 +108,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let submit = registration::submit(&p, &self_ty);
     // At the span of the user's `A`, so "has no `#[apply]` for this event" points there.
     let aggregate = quote_spanned!(part_of.span()=> type Aggregate = #part_of;);
+    let apply =
+        quote_spanned!(part_of.span()=> <#part_of as #p::Apply<Self>>::apply(aggregate, self));
     let belongs = quote_spanned!(part_of.span()=> impl #p::BelongsTo<#part_of> for #ty {});
 
     let generated = expand::wrap(quote! {
@@ -127,6 +129,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             const TYPE_NAME: ::core::option::Option<&'static ::core::primitive::str> = #type_name;
             fn aggregate_id(&self) -> ::core::option::Option<&#p::Identifier> {
                 #aggregate_id
+            }
+            fn apply_to(&self, aggregate: &mut #part_of) {
+                #apply
             }
         }
         #asserts

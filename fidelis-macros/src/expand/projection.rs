@@ -9,7 +9,7 @@ use crate::ast::{self, Field};
 use crate::attr::{self, Kind, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
-use crate::expand::{self, fields, last_segment, option_inner, registration};
+use crate::expand::{self, fields, registration};
 use crate::fallback;
 use crate::symbol::*;
 
@@ -20,19 +20,6 @@ const SPECS: &[Spec] = &[Spec {
     kind: Kind::Path,
     example: "crate = fidelis_core",
 }];
-
-/// The types a `FieldHandle` can filter on (those with a query value).
-const QUERYABLE: &[&str] = &[
-    "bool",
-    "i32",
-    "i64",
-    "u32",
-    "f64",
-    "String",
-    "Identifier",
-    "DateTime",
-    "NaiveDate",
-];
 
 /// Expands `#[projection]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -98,7 +85,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let handle_doc = format!(
         "Typed field handles of [`{name}`], for queries: `{name}::fields().{id_name}.eq(..)`."
     );
-    let queryable: Vec<&Field> = fields.iter().filter(|f| is_queryable(&f.ty)).collect();
+    let queryable: Vec<&Field> = fields.iter().collect();
     let handle_fields = queryable.iter().map(|field| {
         let ident = &field.ident;
         let field_ty = &field.ty;
@@ -159,11 +146,4 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         #generated
         #errors
     }
-}
-
-/// Whether a field type has query values (`FieldHandle::new` needs them). Lists and JSON
-/// values get no handle.
-fn is_queryable(ty: &Type) -> bool {
-    let ty = option_inner(ty).unwrap_or(ty);
-    last_segment(ty).is_some_and(|name| QUERYABLE.contains(&name.as_str()))
 }

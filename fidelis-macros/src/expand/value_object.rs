@@ -45,6 +45,23 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let name = item.ident.clone();
     let ty = quote!(#name);
 
+    // Aggregates embedding the value start from `Default` (`create_new`): the value's own
+    // `default = …` options apply, as they do to aggregates.
+    let default_impl = (!expand::derived(&item.attrs).iter().any(|d| d == "Default")).then(|| {
+        let values = fields.iter().map(|field| {
+            let ident = &field.ident;
+            let value = fields::blank_value(field);
+            quote!(#ident: #value)
+        });
+        quote! {
+            #[automatically_derived]
+            impl ::core::default::Default for #ty {
+                fn default() -> Self {
+                    Self { #(#values,)* }
+                }
+            }
+        }
+    });
     fields::add_serde_defaults(&mut item, &fields);
     expand::add_derives(
         &mut item.attrs,
@@ -61,6 +78,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #defaults
         }
         #has_fields
+        #default_impl
         #[automatically_derived]
         impl #p::ValueObject for #ty {}
 

@@ -1,4 +1,5 @@
-// One `#[aggregate] impl` block per aggregate (other impl blocks need no macro).
+// An aggregate's invariants are declared in one `#[aggregate] impl` block; other blocks
+// (of `#[apply]` methods, say) may sit beside it, but two cannot both declare invariants.
 use fidelis_core::prelude::*;
 
 #[aggregate]
@@ -16,5 +17,13 @@ impl Account {
 
 #[aggregate]
 impl Account {}
+
+#[aggregate]
+impl Account {
+    #[invariant(pre)]
+    fn open(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
 
 fn main() {}
