@@ -182,7 +182,12 @@ pub trait Handled: Command {
     label = "this command is part of `{A}`",
     note = "a command handler handles the commands of the aggregate it is `part_of`: move this method to a `#[command_handler(part_of = {A})]`"
 )]
-pub trait HandlesCommandsOf<A> {}
+pub trait HandlesCommandsOf<A> {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 
 /// Marks a projector or event handler as listening to an aggregate's events.
 #[diagnostic::on_unimplemented(
@@ -190,7 +195,12 @@ pub trait HandlesCommandsOf<A> {}
     label = "this event is part of `{A}`",
     note = "add `{A}` to the `aggregates = [..]` (or `part_of`) of `{Self}`"
 )]
-pub trait ListensTo<A> {}
+pub trait ListensTo<A> {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 
 /// A projection: a flat, query-optimized read model kept up to date by projectors.
 #[diagnostic::on_unimplemented(

@@ -240,7 +240,12 @@ impl<T: FieldType> FieldType for Vec<T> {
     label = "this field has no length",
     note = "length options apply to String, Identifier and Vec<T> fields (or an Option of one)"
 )]
-pub trait LengthField {}
+pub trait LengthField {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 impl LengthField for String {}
 impl LengthField for Identifier {}
 impl<T> LengthField for Vec<T> {}
@@ -252,7 +257,12 @@ impl<T: LengthField> LengthField for Option<T> {}
     label = "this field is not a number",
     note = "value bounds apply to integer and f64 fields (or an Option of one)"
 )]
-pub trait NumericField {}
+pub trait NumericField {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 macro_rules! numeric_marker { ($($ty:ty),*) => {$(impl NumericField for $ty {})*}; }
 numeric_marker!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64);
 impl<T: NumericField> NumericField for Option<T> {}
@@ -263,7 +273,12 @@ impl<T: NumericField> NumericField for Option<T> {}
     label = "this field is not text",
     note = "`choices` applies to String fields (or Option<String>)"
 )]
-pub trait TextField {}
+pub trait TextField {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 impl TextField for String {}
 impl<T: TextField> TextField for Option<T> {}
 
@@ -276,6 +291,10 @@ impl<T: TextField> TextField for Option<T> {}
 pub trait IdentityField {
     /// The value as the identity string used by storage.
     fn identity(&self) -> Identifier;
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
 }
 impl IdentityField for Identifier {
     fn identity(&self) -> Identifier {
@@ -300,7 +319,12 @@ int_identity!(i32, i64, u32, u64);
     label = "not a basic field type",
     note = "projections are flat tables: use Identifier, String, integers, f64, bool, DateTime<Utc>, NaiveDate, Option<T> or Vec<T> of those, or serde_json::Value"
 )]
-pub trait BasicField {}
+pub trait BasicField {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
 macro_rules! basic_marker { ($($ty:ty),*) => {$(impl BasicField for $ty {})*}; }
 basic_marker!(
     Identifier,

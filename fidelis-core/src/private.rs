@@ -46,27 +46,6 @@ pub fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut Validat
     crate::field::check_field(value, def, errors);
 }
 
-/// Compile-time checks the macros emit; calling them does nothing.
-pub mod assert {
-    use super::*;
-    /// The field type is a Fidelis field type.
-    pub fn field_type<T: FieldType>() {}
-    /// The field accepts `max_length` / `min_length`.
-    pub fn length<T: LengthField>() {}
-    /// The field accepts `min_value` / `max_value`.
-    pub fn numeric<T: NumericField>() {}
-    /// The field accepts `choices`.
-    pub fn text<T: TextField>() {}
-    /// The field can be an identifier.
-    pub fn identity<T: IdentityField>() {}
-    /// The field can be a projection field.
-    pub fn basic<T: BasicField>() {}
-    /// The handler may handle commands of the command's aggregate.
-    pub fn handles<H: HandlesCommandsOf<C::Aggregate>, C: Command>() {}
-    /// The projector or event handler listens to the event's aggregate.
-    pub fn listens<H: ListensTo<E::Aggregate>, E: DomainEvent>() {}
-}
-
 /// Reads the fields of a command or event from untrusted JSON, collecting every missing,
 /// mistyped and invalid field instead of stopping at the first.
 pub struct JsonFields {

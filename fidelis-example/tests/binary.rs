@@ -71,7 +71,10 @@ fn a_bad_database_url_is_a_clear_error() {
         .expect("the example binary runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("mysql://root:***@localhost/bank"), "{stderr}");
+    assert!(
+        stderr.contains("mysql://root:***@localhost/bank"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("hunter2"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }

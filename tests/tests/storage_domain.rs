@@ -131,6 +131,7 @@ macro_rules! on_every_adapter {
                 super::$check(&backend).await;
                 backend.finish().await;
             }
+            #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let Some(backend) = Backend::postgres(concat!(stringify!($check), "::postgres")).await else { return };

@@ -146,23 +146,23 @@ pub fn asserts(p: &TokenStream, fields: &[Field], projection: bool) -> TokenStre
         let span = ty.span();
         let mut check = |name: &str| {
             let name = Ident::new(name, span);
-            out.extend(quote_spanned! {span=> const _: fn() = #p::assert::#name::<#ty>; });
+            out.extend(quote_spanned! {span=> const _: () = <#ty as #p::#name>::ASSERT; });
         };
         if field.args.key(MAX_LENGTH).is_some() || field.args.key(MIN_LENGTH).is_some() {
-            check("length");
+            check("LengthField");
         }
         if field.args.key(MIN_VALUE).is_some() || field.args.key(MAX_VALUE).is_some() {
-            check("numeric");
+            check("NumericField");
         }
         if field.args.key(CHOICES).is_some() {
-            check("text");
+            check("TextField");
         }
         // A projection's identity already requires `IdentityField` at this span.
         if field.is_identifier() && !projection {
-            check("identity");
+            check("IdentityField");
         }
         if projection {
-            check("basic");
+            check("BasicField");
         }
     }
     out

@@ -99,7 +99,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         });
         let handler_ty = expand::respan(quote!(#ty), command.span());
         let check = quote_spanned! {command.span()=>
-            const _: fn() = #p::assert::handles::<#handler_ty, #command>;
+            const _: () = <#handler_ty as #p::HandlesCommandsOf<<#command as #p::Command>::Aggregate>>::ASSERT;
         };
         impls.push(quote! {
             #(#cfgs)*

@@ -204,7 +204,7 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
         let listener_ty = expand::respan(quote!(#ty), event.span());
         checks.push(quote_spanned! {event.span()=>
             #(#cfgs)*
-            const _: fn() = #p::assert::listens::<#listener_ty, #event>;
+            const _: () = <#listener_ty as #p::ListensTo<<#event as #p::DomainEvent>::Aggregate>>::ASSERT;
         });
     }
     let aggregate_refs = aggregates
