@@ -23,9 +23,10 @@ use crate::event::{AnyEvent, AnyRecordedEvent, Event};
 use crate::identifier::Identifier;
 
 /// Starts a scenario for aggregate `A` in a fresh in-memory domain of every linked element
-/// (projectors and event handlers included), named `test`.
+/// (projectors and event handlers included), named `test`. It is always in memory, whatever
+/// `FIDELIS_DATABASE_URL` or `fidelis.toml` say.
 pub fn given<A: Aggregate>() -> Given<A> {
-    given_in(Domain::builder("test"))
+    given_in(Domain::builder("test").database("memory"))
 }
 
 /// Starts a scenario in a domain built from this builder (for a name, resources, or
