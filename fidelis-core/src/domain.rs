@@ -428,10 +428,13 @@ impl DomainBuilder {
     }
 
     /// Discovers only the elements declared in this crate (callable several times). Without
-    /// it, every linked crate's elements are discovered. Use the crate's Rust name
-    /// (`fidelis_example`, not `fidelis-example`).
+    /// it, every linked crate's elements are discovered. Give the crate's name
+    /// (`fidelis_example`; `fidelis-example` works too) or any module path in it, so
+    /// `.discover_crate(module_path!())` means "the crate this line is in".
     pub fn discover_crate(mut self, crate_name: impl Into<String>) -> Self {
-        self.crates.push(crate_name.into().replace('-', "_"));
+        let name = crate_name.into();
+        let name = name.split("::").next().unwrap_or_default().replace('-', "_");
+        self.crates.push(name);
         self
     }
 

@@ -33,6 +33,11 @@ pub mod scenario;
 
 use fidelis_core::{Domain, DomainBuilder};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The ledger's domain, `fidelis`: this crate's elements, with a [`ComplianceDesk`]
 /// resource for the alerts. Add `.database(url)` before `.build()` to persist it.
 ///
