@@ -433,7 +433,11 @@ impl DomainBuilder {
     /// `.discover_crate(module_path!())` means "the crate this line is in".
     pub fn discover_crate(mut self, crate_name: impl Into<String>) -> Self {
         let name = crate_name.into();
-        let name = name.split("::").next().unwrap_or_default().replace('-', "_");
+        let name = name
+            .split("::")
+            .next()
+            .unwrap_or_default()
+            .replace('-', "_");
         self.crates.push(name);
         self
     }
