@@ -59,7 +59,9 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// Decodes the data as `E`, with an error naming the stream and position.
     pub fn decode<E: DomainEvent>(&self) -> Result<E> {
-        serde_json::from_value(self.data.clone()).map_err(|error| Error::Serialization {
+        // Deserializing from `&Value` reads the data in place; `from_value` would need a copy
+        // of it first (a replay decodes every event of the stream).
+        E::deserialize(&self.data).map_err(|error| Error::Serialization {
             what: self.describe(),
             message: error.to_string(),
         })

@@ -12,6 +12,7 @@ use crate::element::{Aggregate, InvariantStage, Persisted, Projection};
 use crate::error::{Error, Result};
 use crate::identifier::Identifier;
 use crate::query::{Filter, OrderBy, QuerySpec};
+use crate::registry::EventInfo;
 use crate::store::Document;
 
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
@@ -314,8 +315,18 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
     if events.is_empty() && from == 0 {
         return Ok(None);
     }
+    // Streams mostly repeat a few event types: remember the last lookup instead of hashing
+    // the type name of every event of a long replay.
+    let mut last_type: Option<(&str, &EventInfo)> = None;
     for recorded in &events {
-        let event_info = registry.event_by_type_name(recorded)?;
+        let event_info = match last_type {
+            Some((type_name, info)) if type_name == recorded.metadata.type_name => info,
+            _ => {
+                let info = registry.event_by_type_name(recorded)?;
+                last_type = Some((&recorded.metadata.type_name, info));
+                info
+            }
+        };
         if event_info.aggregate != TypeId::of::<A>() {
             return Err(Error::Serialization {
                 what: recorded.describe(),
