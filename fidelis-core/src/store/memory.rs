@@ -36,14 +36,22 @@ impl State {
 
     fn push(&mut self, event: RecordedEvent) {
         let index = self.events.len();
-        self.streams
-            .entry(event.metadata.stream.clone())
-            .or_default()
-            .push(index);
-        self.categories
-            .entry(category_of(&event.metadata.stream).to_owned())
-            .or_default()
-            .push(index);
+        // Look up before inserting: the stream and category names are copied only for a new
+        // stream or category, not for every event.
+        let stream = &event.metadata.stream;
+        match self.streams.get_mut(stream) {
+            Some(indices) => indices.push(index),
+            None => {
+                self.streams.insert(stream.clone(), vec![index]);
+            }
+        }
+        let category = category_of(stream);
+        match self.categories.get_mut(category) {
+            Some(indices) => indices.push(index),
+            None => {
+                self.categories.insert(category.to_owned(), vec![index]);
+            }
+        }
         self.events.push(event);
     }
 
@@ -189,20 +197,32 @@ struct MemoryTransaction {
     events: Vec<RecordedEvent>,
     /// Stream versions after this transaction's appends.
     versions: HashMap<String, i64>,
-    /// Written (`Some`) or removed (`None`) rows, by table and id.
-    documents: HashMap<(String, String), Option<Document>>,
+    /// Written (`Some`) or removed (`None`) rows, by table, then id (nested so that a
+    /// lookup borrows the table and id instead of building an owned key).
+    documents: HashMap<String, HashMap<String, Option<Document>>>,
 }
 
 impl MemoryTransaction {
+    fn current_document_ref(&self, table: &str, id: &str) -> Option<&Document> {
+        match self.documents.get(table).and_then(|rows| rows.get(id)) {
+            Some(written) => written.as_ref(),
+            None => self.state.tables.get(table).and_then(|rows| rows.get(id)),
+        }
+    }
+
     fn current_document(&self, table: &str, id: &str) -> Option<Document> {
-        match self.documents.get(&(table.to_owned(), id.to_owned())) {
-            Some(written) => written.clone(),
-            None => self
-                .state
-                .tables
-                .get(table)
-                .and_then(|rows| rows.get(id))
-                .cloned(),
+        self.current_document_ref(table, id).cloned()
+    }
+
+    fn write(&mut self, table: &str, id: String, document: Option<Document>) {
+        match self.documents.get_mut(table) {
+            Some(rows) => {
+                rows.insert(id, document);
+            }
+            None => {
+                self.documents
+                    .insert(table.to_owned(), HashMap::from([(id, document)]));
+            }
         }
     }
 }
@@ -235,9 +255,16 @@ impl Transaction for MemoryTransaction {
             version += 1;
             event.metadata.global_position = position;
             event.metadata.version = version;
-            event.metadata.stream = stream.to_owned();
+            if event.metadata.stream != stream {
+                event.metadata.stream = stream.to_owned();
+            }
         }
-        self.versions.insert(stream.to_owned(), version);
+        match self.versions.get_mut(stream) {
+            Some(current) => *current = version,
+            None => {
+                self.versions.insert(stream.to_owned(), version);
+            }
+        }
         self.events.extend(events.iter().cloned());
         Ok(events)
     }
@@ -254,7 +281,7 @@ impl Transaction for MemoryTransaction {
     ) -> Result<()> {
         if let Some(expected) = expected_version {
             let actual = self
-                .current_document(table, &document.id)
+                .current_document_ref(table, &document.id)
                 .map_or(-1, |row| row.version);
             if actual != expected {
                 return Err(Error::VersionConflict {
@@ -264,14 +291,12 @@ impl Transaction for MemoryTransaction {
                 });
             }
         }
-        self.documents
-            .insert((table.to_owned(), document.id.clone()), Some(document));
+        self.write(table, document.id.clone(), Some(document));
         Ok(())
     }
 
     async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
-        self.documents
-            .insert((table.to_owned(), id.to_owned()), None);
+        self.write(table, id.to_owned(), None);
         Ok(())
     }
 
@@ -285,12 +310,14 @@ impl Transaction for MemoryTransaction {
         for event in events {
             state.push(event);
         }
-        for ((table, id), document) in documents {
+        for (table, written) in documents {
             let rows = state.tables.entry(table).or_default();
-            match document {
-                Some(document) => rows.insert(id, document),
-                None => rows.remove(&id),
-            };
+            for (id, document) in written {
+                match document {
+                    Some(document) => rows.insert(id, document),
+                    None => rows.remove(&id),
+                };
+            }
         }
         Ok(())
     }
