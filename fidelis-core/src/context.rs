@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent};
 use crate::identifier::Identifier;
 use crate::repository::Repository;
-use crate::store::{Document, Transaction};
+use crate::store::{Document, Transaction, TypedRow};
 
 /// The context of one unit of work.
 ///
@@ -37,8 +37,8 @@ pub(crate) struct Work {
     pub(crate) aggregates: Vec<AggregateChange>,
     /// Stream (or `table/id`) → index into `aggregates`.
     pub(crate) aggregate_index: HashMap<String, usize>,
-    /// Written (`Some`) or removed (`None`) rows, in write order.
-    pub(crate) documents: Vec<(String, String, Option<Document>)>,
+    /// Written (`Some`) or removed (`None`) projection rows, in write order.
+    pub(crate) documents: Vec<(String, String, Option<Arc<dyn TypedRow>>)>,
     /// (table, id) → index into `documents`.
     pub(crate) document_index: HashMap<(String, String), usize>,
 }
@@ -48,13 +48,18 @@ impl Work {
         self.aggregates.is_empty() && self.documents.is_empty()
     }
 
-    pub(crate) fn document(&self, table: &str, id: &str) -> Option<&Option<Document>> {
+    pub(crate) fn document(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
         self.document_index
             .get(&(table.to_owned(), id.to_owned()))
             .map(|&index| &self.documents[index].2)
     }
 
-    pub(crate) fn put_document(&mut self, table: &str, id: String, document: Option<Document>) {
+    pub(crate) fn put_document(
+        &mut self,
+        table: &str,
+        id: String,
+        document: Option<Arc<dyn TypedRow>>,
+    ) {
         let key = (table.to_owned(), id.clone());
         match self.document_index.get(&key) {
             Some(&index) => self.documents[index].2 = document,

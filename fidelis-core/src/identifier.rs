@@ -1,13 +1,15 @@
 //! Identity of aggregates, projections and events.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// The identity of an aggregate, a projection row or an event.
 ///
 /// It wraps any string, so identifiers from other systems fit unchanged; new ones made by
-/// [`Identifier::generate`] are UUID v7, so they sort by creation time.
+/// [`Identifier::generate`] are UUID v7, so they sort by creation time. The string is shared,
+/// so cloning an identifier (into metadata, keys, events) does not copy it.
 ///
 /// ```
 /// use fidelis_core::Identifier;
@@ -18,17 +20,20 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Identifier(String);
+pub struct Identifier(Arc<str>);
 
 impl Identifier {
     /// A new, unique identifier (UUID v7: time-ordered).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let mut buffer = uuid::Uuid::encode_buffer();
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer),
+        ))
     }
 
     /// Wraps an existing string.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Arc::from(value.into()))
     }
 
     /// The identifier as a string slice.
@@ -38,7 +43,7 @@ impl Identifier {
 
     /// Unwraps the inner string.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 
     /// Whether the identifier is empty or only whitespace (a required identifier must not be).
@@ -55,19 +60,19 @@ impl fmt::Display for Identifier {
 
 impl From<&str> for Identifier {
     fn from(value: &str) -> Self {
-        Self(value.to_owned())
+        Self(Arc::from(value))
     }
 }
 
 impl From<String> for Identifier {
     fn from(value: String) -> Self {
-        Self(value)
+        Self(Arc::from(value))
     }
 }
 
 impl From<&String> for Identifier {
     fn from(value: &String) -> Self {
-        Self(value.clone())
+        Self(Arc::from(value.as_str()))
     }
 }
 
@@ -79,7 +84,7 @@ impl From<&Identifier> for Identifier {
 
 impl From<Identifier> for String {
     fn from(value: Identifier) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
@@ -91,12 +96,12 @@ impl AsRef<str> for Identifier {
 
 impl PartialEq<str> for Identifier {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for Identifier {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }

@@ -425,7 +425,12 @@ impl Registrar {
                     "command `{}` has {} handlers ({}); a command must have exactly one",
                     info.name,
                     many.len(),
-                    many.iter().map(|(h, m)| format!("`{h}::{m}`")).collect::<Vec<_>>().join(", ")
+                    {
+                        let mut names: Vec<String> =
+                            many.iter().map(|(h, m)| format!("`{h}::{m}`")).collect();
+                        names.sort();
+                        names.join(", ")
+                    }
                 )),
             }
         }
@@ -509,6 +514,9 @@ impl Registrar {
         );
 
         if !problems.is_empty() {
+            // Elements are keyed by `TypeId`, whose order changes between builds: sort, so the
+            // same mistakes always read the same.
+            problems.sort();
             return Err(Error::Configuration { problems });
         }
 

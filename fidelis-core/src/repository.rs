@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::identifier::Identifier;
 use crate::query::{Filter, OrderBy, QuerySpec};
 use crate::registry::EventInfo;
-use crate::store::Document;
+use crate::store::{Document, Row};
 
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
 /// writes commit with it.
@@ -237,14 +237,14 @@ fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<Document> {
     }
 }
 
-async fn read_document(ctx: &Context, table: &str, id: &str) -> Result<Option<Document>> {
+async fn read_row(ctx: &Context, table: &str, id: &str) -> Result<Option<Row>> {
     if let Some(written) = ctx.work().document(table, id) {
-        return Ok(written.clone());
+        return Ok(written.clone().map(Row::Typed));
     }
     let mut transaction = ctx.transaction.lock().await;
     match transaction.as_mut() {
-        Some(transaction) => transaction.get_document(table, id).await,
-        None => ctx.domain.storage().get_document(table, id).await,
+        Some(transaction) => transaction.get_row(table, id).await,
+        None => ctx.domain.storage().get_row(table, id).await,
     }
 }
 
@@ -254,8 +254,21 @@ pub async fn load_projection<P: Projection + Persisted>(
     id: Identifier,
 ) -> Result<Option<P>> {
     let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
-    match read_document(ctx, &table, id.as_str()).await? {
-        Some(document) => decode_document::<P>(&table, document).map(Some),
+    match read_row(ctx, &table, id.as_str()).await? {
+        // A row this process wrote is still the typed value: a clone, no JSON.
+        Some(Row::Typed(row)) => match row.as_any().downcast_ref::<P>() {
+            Some(value) => Ok(Some(value.clone())),
+            None => decode_document::<P>(
+                &table,
+                Document {
+                    id: id.into_string(),
+                    version: 0,
+                    data: row.to_json()?,
+                },
+            )
+            .map(Some),
+        },
+        Some(Row::Json(document)) => decode_document::<P>(&table, document).map(Some),
         None => Ok(None),
     }
 }
@@ -269,9 +282,8 @@ pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P)
         });
     }
     let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
-    let document = encode_document(&value, 0)?;
-    ctx.work()
-        .put_document(&table, document.id.clone(), Some(document));
+    let id = value.identity().into_string();
+    ctx.work().put_document(&table, id, Some(Arc::new(value)));
     Ok(())
 }
 

@@ -13,11 +13,14 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+use std::any::Any;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::error::Result;
-use crate::event::RecordedEvent;
+use crate::error::{Error, Result};
+use crate::event::{EventMetadata, RecordedEvent};
 use crate::field::FieldDef;
 use crate::query::QuerySpec;
 
@@ -30,6 +33,54 @@ pub struct Document {
     pub version: i64,
     /// The fields, by name.
     pub data: Map<String, Value>,
+}
+
+/// A row as a typed value (a projection), so that an adapter that keeps rows in memory can
+/// store and return it without a round trip through JSON. Implemented for every
+/// serializable type.
+pub trait TypedRow: Any + Send + Sync {
+    /// The row's fields as JSON, for adapters that store JSON or columns.
+    fn to_json(&self) -> Result<Map<String, Value>>;
+    /// `self` as `Any`, to downcast to the projection type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: serde::Serialize + Send + Sync + 'static> TypedRow for T {
+    fn to_json(&self) -> Result<Map<String, Value>> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(data)) => Ok(data),
+            Ok(_) => Err(Error::Serialization {
+                what: std::any::type_name::<T>().to_owned(),
+                message: "a row must serialize to a JSON object".to_owned(),
+            }),
+            Err(error) => Err(Error::Serialization {
+                what: std::any::type_name::<T>().to_owned(),
+                message: error.to_string(),
+            }),
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A row as an adapter returns it: typed when the adapter kept the value it was given, JSON
+/// otherwise.
+#[derive(Clone)]
+pub enum Row {
+    /// The value written by [`Transaction::put_row`].
+    Typed(Arc<dyn TypedRow>),
+    /// Fields read back from storage.
+    Json(Document),
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Row::Typed(_) => f.write_str("Row::Typed(..)"),
+            Row::Json(document) => f.debug_tuple("Row::Json").field(document).finish(),
+        }
+    }
 }
 
 /// The schema of one table, from an element's field definitions.
@@ -85,6 +136,11 @@ pub trait Storage: Send + Sync + 'static {
     /// One row.
     async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>>;
 
+    /// One row, typed if the adapter kept it typed (the default reads the JSON document).
+    async fn get_row(&self, table: &str, id: &str) -> Result<Option<Row>> {
+        Ok(self.get_document(table, id).await?.map(Row::Json))
+    }
+
     /// The rows matching a query, ordered and paged as it says.
     async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>>;
 
@@ -97,17 +153,40 @@ pub trait Storage: Send + Sync + 'static {
 #[async_trait]
 pub trait Transaction: Send {
     /// Appends events to one stream. Versions in `events` run on from the expected version;
-    /// the store assigns global positions and returns the events as stored. Fails with
+    /// the store assigns global positions and returns the events' metadata as stored (the
+    /// events themselves are moved into the store, not copied). Fails with
     /// [`Error::VersionConflict`](crate::Error::VersionConflict) when the stream moved.
     async fn append(
         &mut self,
         stream: &str,
         expected: ExpectedVersion,
         events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>>;
+    ) -> Result<Vec<EventMetadata>>;
 
     /// One row, as this transaction sees it.
     async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>>;
+
+    /// One row as this transaction sees it, typed if the adapter kept it typed.
+    async fn get_row(&mut self, table: &str, id: &str) -> Result<Option<Row>> {
+        Ok(self.get_document(table, id).await?.map(Row::Json))
+    }
+
+    /// Inserts or replaces a projection row given as a typed value (no version check). The
+    /// default stores its JSON with [`put_document`](Self::put_document); the memory
+    /// adapter keeps the value itself.
+    async fn put_row(&mut self, table: &str, id: String, row: Arc<dyn TypedRow>) -> Result<()> {
+        let data = row.to_json()?;
+        self.put_document(
+            table,
+            Document {
+                id,
+                version: 0,
+                data,
+            },
+            None,
+        )
+        .await
+    }
 
     /// Inserts or replaces a row. With `expected_version`, fails with a version conflict
     /// unless the stored row has that version (`-1`: the row must not exist). The stored

@@ -13,7 +13,7 @@ use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
 use crate::identifier::Identifier;
-use crate::store::{Document, ExpectedVersion, Transaction};
+use crate::store::{Document, ExpectedVersion, Transaction, TypedRow};
 
 /// Commits a unit of work and returns its events as recorded.
 ///
@@ -70,7 +70,7 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
             .append(&change.stream, expected, records)
             .await?;
         for (event, stored) in change.events.iter().zip(stored) {
-            recorded.push(event.record(stored.metadata));
+            recorded.push(event.record(stored));
         }
     }
 
@@ -100,11 +100,11 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
 
 async fn write_documents(
     transaction: &mut dyn Transaction,
-    documents: Vec<(String, String, Option<Document>)>,
+    documents: Vec<(String, String, Option<Arc<dyn TypedRow>>)>,
 ) -> Result<()> {
     for (table, id, document) in documents {
         match document {
-            Some(document) => transaction.put_document(&table, document, None).await?,
+            Some(row) => transaction.put_row(&table, id, row).await?,
             None => transaction.remove_document(&table, &id).await?,
         }
     }

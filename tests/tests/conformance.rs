@@ -267,7 +267,7 @@ async fn append(
     stream: &str,
     expected: ExpectedVersion,
     n: usize,
-) -> fidelis_core::Result<Vec<RecordedEvent>> {
+) -> fidelis_core::Result<Vec<EventMetadata>> {
     let mut transaction = storage.begin().await?;
     let stored = transaction.append(stream, expected, events(n)).await?;
     transaction.commit().await?;
@@ -332,23 +332,13 @@ mod suite {
         let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(-1), 2)
             .await
             .unwrap();
-        assert_eq!(
-            stored
-                .iter()
-                .map(|e| e.metadata.version)
-                .collect::<Vec<_>>(),
-            [0, 1]
-        );
-        assert!(
-            stored
-                .iter()
-                .all(|e| e.metadata.stream == "acme::account-1")
-        );
+        assert_eq!(stored.iter().map(|e| e.version).collect::<Vec<_>>(), [0, 1]);
+        assert!(stored.iter().all(|e| e.stream == "acme::account-1"));
 
         let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(1), 1)
             .await
             .unwrap();
-        assert_eq!(stored[0].metadata.version, 2);
+        assert_eq!(stored[0].version, 2);
 
         for expected in [-1, 1, 5] {
             match append(
@@ -375,7 +365,7 @@ mod suite {
         let stored = append(storage, "acme::account-1", ExpectedVersion::Any, 1)
             .await
             .unwrap();
-        assert_eq!(stored[0].metadata.version, 3);
+        assert_eq!(stored[0].version, 3);
         assert_eq!(storage.stream_version("acme::account-1").await.unwrap(), 3);
         assert_eq!(
             storage.stream_version("acme::account-404").await.unwrap(),
@@ -1110,13 +1100,7 @@ mod suite {
         let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(0), 1)
             .await
             .unwrap();
-        assert_eq!(
-            (
-                stored[0].metadata.version,
-                stored[0].metadata.global_position
-            ),
-            (1, 2)
-        );
+        assert_eq!((stored[0].version, stored[0].global_position), (1, 2));
     }
 
     pub async fn commit_makes_writes_visible(h: &Harness) {
@@ -1136,10 +1120,7 @@ mod suite {
             .await
             .unwrap();
         assert_eq!(
-            stored
-                .iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
+            stored.iter().map(|e| e.global_position).collect::<Vec<_>>(),
             [1, 2]
         );
         // Appends to the same stream within one transaction run on.
@@ -1147,10 +1128,7 @@ mod suite {
             .append("acme::account-9", ExpectedVersion::Exact(1), events(1))
             .await
             .unwrap();
-        assert_eq!(
-            (more[0].metadata.version, more[0].metadata.global_position),
-            (2, 3)
-        );
+        assert_eq!((more[0].version, more[0].global_position), (2, 3));
         transaction.commit().await.unwrap();
         assert_eq!(
             storage

@@ -486,7 +486,7 @@ async fn append_raw(storage: &dyn Storage, stream: &str, event: RecordedEvent) -
         .await
         .unwrap();
     transaction.commit().await.unwrap();
-    stored[0].metadata.global_position
+    stored[0].global_position
 }
 
 async fn corrupt_events_name_their_stream(backend: &Backend) {

@@ -5,15 +5,17 @@
 //! Streams and categories are indexed, so a command's cost does not grow with the store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
 use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, category_of};
+use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::query::{QuerySpec, eval};
-use crate::store::{Document, ExpectedVersion, Storage, TableSchema, Transaction};
+use serde_json::{Map, Value};
+
+use crate::store::{Document, ExpectedVersion, Row, Storage, TableSchema, Transaction, TypedRow};
 
 #[derive(Default)]
 struct State {
@@ -24,7 +26,77 @@ struct State {
     /// Category → indices into `events`, in position order.
     categories: HashMap<String, Vec<usize>>,
     /// Table → id → row.
-    tables: HashMap<String, HashMap<String, Document>>,
+    tables: HashMap<String, HashMap<String, StoredRow>>,
+}
+
+/// A row as the memory adapter keeps it: the typed value a unit of work wrote, or a JSON
+/// document. A typed row's JSON is made once, when a query or a JSON read first needs it, so
+/// a projector's get-and-update never goes through JSON.
+struct StoredRow {
+    version: i64,
+    typed: Option<Arc<dyn TypedRow>>,
+    json: OnceLock<Map<String, Value>>,
+}
+
+impl StoredRow {
+    fn typed(row: Arc<dyn TypedRow>) -> Self {
+        Self {
+            version: 0,
+            typed: Some(row),
+            json: OnceLock::new(),
+        }
+    }
+
+    fn document(document: Document) -> Self {
+        Self {
+            version: document.version,
+            typed: None,
+            json: OnceLock::from(document.data),
+        }
+    }
+
+    fn json(&self) -> Result<&Map<String, Value>> {
+        if let Some(json) = self.json.get() {
+            return Ok(json);
+        }
+        let json = match &self.typed {
+            Some(row) => row.to_json()?,
+            None => Map::new(),
+        };
+        Ok(self.json.get_or_init(|| json))
+    }
+
+    fn to_document(&self, id: &str) -> Result<Document> {
+        Ok(Document {
+            id: id.to_owned(),
+            version: self.version,
+            data: self.json()?.clone(),
+        })
+    }
+
+    fn to_row(&self, id: &str) -> Result<Row> {
+        match &self.typed {
+            Some(row) => Ok(Row::Typed(row.clone())),
+            None => Ok(Row::Json(self.to_document(id)?)),
+        }
+    }
+}
+
+/// The rows of a table that match a query, in its order (ties broken by id, as a primary key
+/// would in SQL), paged.
+fn select<'a>(
+    rows: impl Iterator<Item = (&'a String, &'a StoredRow)>,
+    query: &QuerySpec,
+) -> Result<Vec<(&'a String, &'a Map<String, Value>)>> {
+    let mut found = Vec::new();
+    for (id, row) in rows {
+        let json = row.json()?;
+        if eval::matches(json, query) {
+            found.push((id, json));
+        }
+    }
+    found.sort_by(|(a_id, a), (b_id, b)| eval::order(a, b, query).then_with(|| a_id.cmp(b_id)));
+    Ok(found)
 }
 
 impl State {
@@ -150,14 +222,19 @@ impl Storage for MemoryStorage {
     }
 
     async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>> {
-        Ok(self
-            .state
-            .read()
-            .await
-            .tables
-            .get(table)
-            .and_then(|rows| rows.get(id))
-            .cloned())
+        let state = self.state.read().await;
+        match state.tables.get(table).and_then(|rows| rows.get(id)) {
+            Some(row) => row.to_document(id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_row(&self, table: &str, id: &str) -> Result<Option<Row>> {
+        let state = self.state.read().await;
+        match state.tables.get(table).and_then(|rows| rows.get(id)) {
+            Some(row) => row.to_row(id).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>> {
@@ -165,18 +242,16 @@ impl Storage for MemoryStorage {
         let Some(rows) = state.tables.get(table) else {
             return Ok(Vec::new());
         };
-        let mut found: Vec<&Document> = rows
-            .values()
-            .filter(|row| eval::matches(&row.data, query))
-            .collect();
-        // Ties are broken by id so that paging is stable, as with a primary key in SQL.
-        found.sort_by(|a, b| eval::order(&a.data, &b.data, query).then_with(|| a.id.cmp(&b.id)));
-        Ok(found
+        let found = select(rows.iter(), query)?;
+        let mut documents = Vec::new();
+        for (id, _) in found
             .into_iter()
             .skip(query.offset)
             .take(query.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect())
+        {
+            documents.push(rows[id].to_document(id)?);
+        }
+        Ok(documents)
     }
 
     async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64> {
@@ -184,10 +259,11 @@ impl Storage for MemoryStorage {
         let Some(rows) = state.tables.get(table) else {
             return Ok(0);
         };
-        Ok(rows
-            .values()
-            .filter(|row| eval::matches(&row.data, query))
-            .count() as u64)
+        let unpaged = QuerySpec {
+            order: Vec::new(),
+            ..query.clone()
+        };
+        Ok(select(rows.iter(), &unpaged)?.len() as u64)
     }
 }
 
@@ -199,22 +275,18 @@ struct MemoryTransaction {
     versions: HashMap<String, i64>,
     /// Written (`Some`) or removed (`None`) rows, by table, then id (nested so that a
     /// lookup borrows the table and id instead of building an owned key).
-    documents: HashMap<String, HashMap<String, Option<Document>>>,
+    documents: HashMap<String, HashMap<String, Option<StoredRow>>>,
 }
 
 impl MemoryTransaction {
-    fn current_document_ref(&self, table: &str, id: &str) -> Option<&Document> {
+    fn current(&self, table: &str, id: &str) -> Option<&StoredRow> {
         match self.documents.get(table).and_then(|rows| rows.get(id)) {
             Some(written) => written.as_ref(),
             None => self.state.tables.get(table).and_then(|rows| rows.get(id)),
         }
     }
 
-    fn current_document(&self, table: &str, id: &str) -> Option<Document> {
-        self.current_document_ref(table, id).cloned()
-    }
-
-    fn write(&mut self, table: &str, id: String, document: Option<Document>) {
+    fn write(&mut self, table: &str, id: String, document: Option<StoredRow>) {
         match self.documents.get_mut(table) {
             Some(rows) => {
                 rows.insert(id, document);
@@ -234,7 +306,7 @@ impl Transaction for MemoryTransaction {
         stream: &str,
         expected: ExpectedVersion,
         mut events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>> {
+    ) -> Result<Vec<EventMetadata>> {
         let current = match self.versions.get(stream) {
             Some(version) => *version,
             None => self.state.stream_version(stream),
@@ -265,12 +337,26 @@ impl Transaction for MemoryTransaction {
                 self.versions.insert(stream.to_owned(), version);
             }
         }
-        self.events.extend(events.iter().cloned());
-        Ok(events)
+        let metadata = events.iter().map(|event| event.metadata.clone()).collect();
+        self.events.extend(events);
+        Ok(metadata)
     }
 
     async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {
-        Ok(self.current_document(table, id))
+        self.current(table, id)
+            .map(|row| row.to_document(id))
+            .transpose()
+    }
+
+    async fn get_row(&mut self, table: &str, id: &str) -> Result<Option<Row>> {
+        self.current(table, id)
+            .map(|row| row.to_row(id))
+            .transpose()
+    }
+
+    async fn put_row(&mut self, table: &str, id: String, row: Arc<dyn TypedRow>) -> Result<()> {
+        self.write(table, id, Some(StoredRow::typed(row)));
+        Ok(())
     }
 
     async fn put_document(
@@ -281,7 +367,7 @@ impl Transaction for MemoryTransaction {
     ) -> Result<()> {
         if let Some(expected) = expected_version {
             let actual = self
-                .current_document_ref(table, &document.id)
+                .current(table, &document.id)
                 .map_or(-1, |row| row.version);
             if actual != expected {
                 return Err(Error::VersionConflict {
@@ -291,7 +377,11 @@ impl Transaction for MemoryTransaction {
                 });
             }
         }
-        self.write(table, document.id.clone(), Some(document));
+        self.write(
+            table,
+            document.id.clone(),
+            Some(StoredRow::document(document)),
+        );
         Ok(())
     }
 

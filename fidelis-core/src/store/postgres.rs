@@ -37,7 +37,7 @@ use sqlx::types::Json;
 
 use crate::config::{PoolOptions, redact};
 use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, category_of};
+use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::field::FieldKind;
 use crate::query::QuerySpec;
 use crate::store::sql::{
@@ -510,7 +510,7 @@ impl Transaction for PostgresTransaction {
         stream: &str,
         expected: ExpectedVersion,
         mut events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>> {
+    ) -> Result<Vec<EventMetadata>> {
         let conflict = |expected: i64| Error::VersionConflict {
             stream: stream.to_owned(),
             expected,
@@ -584,7 +584,7 @@ impl Transaction for PostgresTransaction {
             }
         }
         self.last_position = Some(position);
-        Ok(events)
+        Ok(events.into_iter().map(|event| event.metadata).collect())
     }
 
     async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {

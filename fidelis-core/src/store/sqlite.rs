@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{PoolOptions, redact};
 use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, category_of};
+use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::field::FieldKind;
 use crate::query::QuerySpec;
 use crate::store::sql::{
@@ -503,7 +503,7 @@ impl Transaction for SqliteTransaction {
         stream: &str,
         expected: ExpectedVersion,
         mut events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>> {
+    ) -> Result<Vec<EventMetadata>> {
         let current = self.stream_version(stream).await?;
         if let ExpectedVersion::Exact(expected) = expected
             && expected != current
@@ -562,7 +562,7 @@ impl Transaction for SqliteTransaction {
             }
         }
         self.last_position = Some(position);
-        Ok(events)
+        Ok(events.into_iter().map(|event| event.metadata).collect())
     }
 
     async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {
