@@ -30,6 +30,9 @@ pub struct Context {
     pub(crate) projecting: bool,
 }
 
+/// A projection row written (`Some`) or removed (`None`): table, id, row.
+pub(crate) type RowWrite = (String, String, Option<Arc<dyn TypedRow>>);
+
 /// What a unit of work has written so far.
 #[derive(Default)]
 pub(crate) struct Work {
@@ -38,7 +41,7 @@ pub(crate) struct Work {
     /// Stream (or `table/id`) → index into `aggregates`.
     pub(crate) aggregate_index: HashMap<String, usize>,
     /// Written (`Some`) or removed (`None`) projection rows, in write order.
-    pub(crate) documents: Vec<(String, String, Option<Arc<dyn TypedRow>>)>,
+    pub(crate) documents: Vec<RowWrite>,
     /// (table, id) → index into `documents`.
     pub(crate) document_index: HashMap<(String, String), usize>,
 }

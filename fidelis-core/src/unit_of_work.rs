@@ -8,12 +8,12 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
-use crate::context::Context;
+use crate::context::{Context, RowWrite};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
 use crate::identifier::Identifier;
-use crate::store::{Document, ExpectedVersion, Transaction, TypedRow};
+use crate::store::{Document, ExpectedVersion, Transaction};
 
 /// Commits a unit of work and returns its events as recorded.
 ///
@@ -100,7 +100,7 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
 
 async fn write_documents(
     transaction: &mut dyn Transaction,
-    documents: Vec<(String, String, Option<Arc<dyn TypedRow>>)>,
+    documents: Vec<RowWrite>,
 ) -> Result<()> {
     for (table, id, document) in documents {
         match document {
