@@ -124,10 +124,6 @@ impl Baseline {
 impl Ledger for Baseline {
     const NAME: &'static str = "baseline";
 
-    async fn new() -> Result<Self, BenchError> {
-        Ok(Self::default())
-    }
-
     async fn open(&mut self, i: usize) -> Result<String, BenchError> {
         let opening = opening_deposit(i);
         if opening < 0.0 {

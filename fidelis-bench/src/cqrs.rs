@@ -408,19 +408,20 @@ pub type CqrsMemStore = CqrsLedger<MemStore<BankAccount>>;
 /// cqrs-es with [`QuietMemStore`].
 pub type CqrsQuiet = CqrsLedger<QuietMemStore<BankAccount>>;
 
-fn with_time() -> HashMap<String, String> {
+pub(crate) fn with_time() -> HashMap<String, String> {
     // As the bank demo does: the time of the command, as metadata of its events.
     let mut metadata = HashMap::new();
     metadata.insert("time".to_owned(), chrono::Utc::now().to_rfc3339());
     metadata
 }
 
-fn failed(error: AggregateError<RuleBroken>) -> BenchError {
+pub(crate) fn failed(error: AggregateError<RuleBroken>) -> BenchError {
     error.to_string().into()
 }
 
 impl<ES: SeedableStore<BankAccount>> CqrsLedger<ES> {
-    fn build() -> Self {
+    /// A new, empty ledger.
+    pub fn build() -> Self {
         let store = ES::default();
         let views = Arc::new(MemViewRepository::default());
         let projector = GenericQuery::new(Arc::clone(&views));
@@ -450,10 +451,6 @@ macro_rules! cqrs_ledger {
     ($ledger:ty, $name:literal) => {
         impl Ledger for $ledger {
             const NAME: &'static str = $name;
-
-            async fn new() -> Result<Self, BenchError> {
-                Ok(Self::build())
-            }
 
             async fn open(&mut self, i: usize) -> Result<String, BenchError> {
                 let id = uuid::Uuid::now_v7().to_string();

@@ -1,5 +1,5 @@
-//! The ledger in Fidelis: the example domain (`fidelis_example::domain()`), memory storage,
-//! sync processing, the `AccountSummary` projector on.
+//! The ledger in Fidelis: the example domain (`fidelis_example::domain()`), sync processing,
+//! the `AccountSummary` projector on; in memory, on SQLite or on PostgreSQL.
 
 use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::{Domain, Identifier};
@@ -23,10 +23,9 @@ impl FidelisLedger {
     }
 }
 
-impl Ledger for FidelisLedger {
-    const NAME: &'static str = "fidelis";
-
-    async fn new() -> Result<Self, BenchError> {
+impl FidelisLedger {
+    /// Over a new `MemoryStorage`.
+    pub async fn in_memory() -> Result<Self, BenchError> {
         let storage = MemoryStorage::new();
         let domain = fidelis_example::domain()
             .storage(storage.clone())
@@ -39,6 +38,59 @@ impl Ledger for FidelisLedger {
             .await?;
         Ok(Self { domain, cold })
     }
+
+    /// On the database at `url` (`sqlite://…`, `postgres://…`): two domains, each with its own
+    /// connection pool, the second with the aggregate cache off. `build` creates the tables.
+    pub async fn on_database(url: &str) -> Result<Self, BenchError> {
+        let domain = fidelis_example::domain().database(url).build().await?;
+        let cold = fidelis_example::domain()
+            .database(url)
+            .aggregate_cache(0)
+            .build()
+            .await?;
+        Ok(Self { domain, cold })
+    }
+}
+
+/// [`FidelisLedger`] on a SQLite file (WAL, `synchronous = NORMAL`, as fidelis-core opens it).
+pub struct FidelisSqlite(pub FidelisLedger);
+
+/// [`FidelisLedger`] on PostgreSQL.
+pub struct FidelisPostgres(pub FidelisLedger);
+
+macro_rules! delegate_ledger {
+    ($ledger:ty, $name:literal) => {
+        impl Ledger for $ledger {
+            const NAME: &'static str = $name;
+
+            async fn open(&mut self, i: usize) -> Result<String, BenchError> {
+                self.0.open(i).await
+            }
+
+            async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
+                self.0.deposit(id, amount).await
+            }
+
+            async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+                self.0.summary_balance(id).await
+            }
+
+            async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+                self.0.load_balance(id).await
+            }
+
+            async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+                self.0.cold_load_balance(id).await
+            }
+        }
+    };
+}
+
+delegate_ledger!(FidelisSqlite, "fidelis-sqlite");
+delegate_ledger!(FidelisPostgres, "fidelis-postgres");
+
+impl Ledger for FidelisLedger {
+    const NAME: &'static str = "fidelis";
 
     async fn open(&mut self, i: usize) -> Result<String, BenchError> {
         let id = self

@@ -1,13 +1,17 @@
 //! Benchmarks of Fidelis against a hand-written baseline and against cqrs-es.
 //!
 //! Every implementation runs the same seed-ledger work through the [`Ledger`] trait: open
-//! accounts, deposit into them, read their summary row, load an account. The comparison
+//! accounts, deposit into them, read their summary row, load an account. In memory: Fidelis,
+//! the baseline, cqrs-es (`MemStore` and a quiet copy of it); on databases: Fidelis on SQLite
+//! and on PostgreSQL, and cqrs-es on postgres-es on the same PostgreSQL server. The comparison
 //! binary (`cargo run --release -p fidelis-bench`) times them side by side in one process;
 //! `BENCHMARKS.md` at the repository root holds the results and how they were obtained.
 
 pub mod baseline;
 pub mod cqrs;
+pub mod db;
 pub mod fidelis;
+pub mod postgres_es;
 pub mod workload;
 
 pub use workload::{BenchError, Ledger, Sizes};

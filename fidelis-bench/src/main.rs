@@ -1,11 +1,18 @@
 //! The comparison binary: runs the seed-ledger workloads through Fidelis, the hand-written
-//! baseline and cqrs-es in one process, checks that they all end with the same balances, and
-//! prints the table for `BENCHMARKS.md`.
+//! baseline and cqrs-es in memory, and through Fidelis on SQLite and PostgreSQL and cqrs-es on
+//! postgres-es, in one process; checks that they all end with the same balances, and prints
+//! the tables for `BENCHMARKS.md`.
 //!
 //! ```text
-//! cargo run --release -p fidelis-bench -- [--quick] [--scale N…] [--reps N] [--only NAME]
-//!                                         [--memory | --no-memory]
+//! [FIDELIS_BENCH_POSTGRES_URL=postgres://…] cargo run --release -p fidelis-bench --
+//!     [--quick] [--scale N…] [--reps N] [--only NAME]… [--memory | --no-memory]
+//!     [--databases | --no-databases]
 //! ```
+//!
+//! The database rows run by default: SQLite always, PostgreSQL (Fidelis and postgres-es) when
+//! `FIDELIS_BENCH_POSTGRES_URL` names a server (each repetition in a schema of its own, dropped
+//! afterwards). `--quick` runs the memory rows and SQLite at tiny sizes, no server needed;
+//! with `--databases` it also runs PostgreSQL, if the variable is set.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -17,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use fidelis_bench::baseline::Baseline;
 use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
-use fidelis_bench::fidelis::FidelisLedger;
+use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
+use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
+use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::workload::{deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
 
@@ -26,6 +35,13 @@ const IMPLEMENTATIONS: [&str; 4] = [
     Baseline::NAME,
     CqrsMemStore::NAME,
     CqrsQuiet::NAME,
+];
+
+/// The database rows.
+const DATABASE_IMPLEMENTATIONS: [&str; 3] = [
+    FidelisSqlite::NAME,
+    FidelisPostgres::NAME,
+    PostgresEsLedger::NAME,
 ];
 
 /// Events held by each implementation in the memory measurement.
@@ -38,6 +54,12 @@ struct Args {
     only: Vec<String>,
     memory: bool,
     memory_child: Option<String>,
+    /// The database rows to run (after `--only`, `--no-databases` and the PostgreSQL URL).
+    databases: Vec<String>,
+    /// The PostgreSQL server, when its rows run.
+    postgres_url: Option<String>,
+    /// Why the PostgreSQL rows do not run, when they do not.
+    postgres_skipped: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,8 +70,12 @@ fn parse_args() -> Result<Args, String> {
         only: Vec::new(),
         memory: true,
         memory_child: None,
+        databases: Vec::new(),
+        postgres_url: None,
+        postgres_skipped: None,
     };
     let mut explicit_memory = None;
+    let mut explicit_databases = None;
     let mut iter = std::env::args().skip(1).peekable();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -72,21 +98,28 @@ fn parse_args() -> Result<Args, String> {
             }
             "--only" => {
                 let name = iter.next().ok_or("--only needs an implementation name")?;
-                if !IMPLEMENTATIONS.contains(&name.as_str()) {
+                if !IMPLEMENTATIONS.contains(&name.as_str())
+                    && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
+                {
                     return Err(format!(
-                        "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}"
+                        "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?} or {DATABASE_IMPLEMENTATIONS:?}"
                     ));
                 }
                 args.only.push(name);
             }
             "--memory" => explicit_memory = Some(true),
             "--no-memory" => explicit_memory = Some(false),
+            "--databases" => explicit_databases = Some(true),
+            "--no-databases" => explicit_databases = Some(false),
             "--memory-child" => {
                 args.memory_child = Some(iter.next().ok_or("--memory-child needs a name")?)
             }
             "-h" | "--help" => {
-                return Err("usage: fidelis-bench [--quick] [--scale N…] [--reps N] [--only NAME]… [--memory|--no-memory]"
-                    .into());
+                return Err(format!(
+                    "usage: [{POSTGRES_URL_VAR}=postgres://…] fidelis-bench [--quick] [--scale N…] [--reps N] \
+                     [--only NAME]… [--memory|--no-memory] [--databases|--no-databases]\n\
+                     implementations: {IMPLEMENTATIONS:?} (memory), {DATABASE_IMPLEMENTATIONS:?} (databases)"
+                ));
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
@@ -99,11 +132,42 @@ fn parse_args() -> Result<Args, String> {
         args.reps = if args.quick { 1 } else { 3 };
     }
     args.memory = explicit_memory.unwrap_or(!args.quick);
-    if args.only.is_empty() {
-        args.only = IMPLEMENTATIONS
-            .iter()
-            .map(|name| (*name).to_owned())
-            .collect();
+    let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    args.databases = DATABASE_IMPLEMENTATIONS
+        .iter()
+        .filter(|name| explicit_databases != Some(false) && selected(name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    let wants_postgres = args
+        .databases
+        .iter()
+        .any(|name| name != FidelisSqlite::NAME);
+    if wants_postgres {
+        let url = std::env::var(POSTGRES_URL_VAR)
+            .ok()
+            .filter(|url| !url.trim().is_empty());
+        if args.quick && explicit_databases != Some(true) {
+            args.postgres_skipped =
+                Some("--quick runs no PostgreSQL rows (add --databases to run them)".to_owned());
+        } else if url.is_none() {
+            args.postgres_skipped = Some(format!(
+                "{POSTGRES_URL_VAR} is unset (e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/fidelis_bench)"
+            ));
+        }
+        if args.postgres_skipped.is_some() {
+            args.databases.retain(|name| name == FidelisSqlite::NAME);
+        } else {
+            args.postgres_url = url;
+        }
+    }
+    let memory_only: Vec<String> = IMPLEMENTATIONS
+        .iter()
+        .filter(|name| selected(name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    args.only = memory_only;
+    if args.only.is_empty() && args.memory {
+        args.memory = false;
     }
     Ok(args)
 }
@@ -170,8 +234,12 @@ fn thousands(n: usize) -> String {
     out
 }
 
-async fn pass<L: Ledger>(sizes: Sizes, factor: usize, full: bool) -> Result<Pass, BenchError> {
-    let mut ledger = L::new().await?;
+async fn pass<L: Ledger>(
+    ledger: &mut L,
+    sizes: Sizes,
+    factor: usize,
+    full: bool,
+) -> Result<Pass, BenchError> {
     let mut timings = Vec::new();
 
     let start = Instant::now();
@@ -230,10 +298,50 @@ async fn pass<L: Ledger>(sizes: Sizes, factor: usize, full: bool) -> Result<Pass
 
 async fn pass_of(name: &str, sizes: Sizes, factor: usize, full: bool) -> Result<Pass, BenchError> {
     match name {
-        FidelisLedger::NAME => pass::<FidelisLedger>(sizes, factor, full).await,
-        Baseline::NAME => pass::<Baseline>(sizes, factor, full).await,
-        CqrsMemStore::NAME => pass::<CqrsMemStore>(sizes, factor, full).await,
-        CqrsQuiet::NAME => pass::<CqrsQuiet>(sizes, factor, full).await,
+        FidelisLedger::NAME => {
+            pass(&mut FidelisLedger::in_memory().await?, sizes, factor, full).await
+        }
+        Baseline::NAME => pass(&mut Baseline::default(), sizes, factor, full).await,
+        CqrsMemStore::NAME => pass(&mut CqrsMemStore::build(), sizes, factor, full).await,
+        CqrsQuiet::NAME => pass(&mut CqrsQuiet::build(), sizes, factor, full).await,
+        other => Err(format!("unknown implementation `{other}`").into()),
+    }
+}
+
+/// One pass of a database implementation on a fresh database: a new SQLite file, or a new
+/// schema on the PostgreSQL server (dropped afterwards). Connecting and creating tables is
+/// not timed.
+async fn database_pass_of(
+    name: &str,
+    sizes: Sizes,
+    postgres_url: Option<&str>,
+) -> Result<Pass, BenchError> {
+    let postgres_url = || postgres_url.ok_or_else(|| format!("{POSTGRES_URL_VAR} is unset"));
+    match name {
+        FidelisSqlite::NAME => {
+            let scratch = SqliteScratch::new()?;
+            let mut ledger = FidelisSqlite(FidelisLedger::on_database(&scratch.url()).await?);
+            let result = pass(&mut ledger, sizes, 1, true).await;
+            drop(ledger);
+            drop(scratch);
+            result
+        }
+        FidelisPostgres::NAME => {
+            let scratch = PostgresScratch::new(postgres_url()?).await?;
+            let mut ledger = FidelisPostgres(FidelisLedger::on_database(&scratch.url()).await?);
+            let result = pass(&mut ledger, sizes, 1, true).await;
+            drop(ledger);
+            scratch.drop_schema().await?;
+            result
+        }
+        PostgresEsLedger::NAME => {
+            let scratch = PostgresScratch::new(postgres_url()?).await?;
+            let mut ledger = PostgresEsLedger::connect(scratch.connect_options()?).await?;
+            let result = pass(&mut ledger, sizes, 1, true).await;
+            ledger.close().await;
+            scratch.drop_schema().await?;
+            result
+        }
         other => Err(format!("unknown implementation `{other}`").into()),
     }
 }
@@ -302,16 +410,25 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     } else {
         Sizes::FULL
     };
+    let database_sizes = if args.quick {
+        Sizes::QUICK_DATABASE
+    } else {
+        Sizes::DATABASE
+    };
     let mut best = Best::new();
+    let mut best_databases = Best::new();
     let mut failures = Vec::new();
     let mut passes = vec![(1, true)];
     passes.extend(args.scales.iter().map(|&factor| (factor, false)));
+    if let Some(reason) = &args.postgres_skipped {
+        eprintln!("PostgreSQL rows skipped: {reason}");
+    }
 
     // cqrs-es's `MemStore` prints two lines per command; they go to /dev/null while anything
     // is measured (for every implementation alike), and the report is printed afterwards.
     std::io::stdout().flush()?;
     let gag = gag::Gag::stdout()?;
-    for &(factor, full) in &passes {
+    for &(factor, full) in passes.iter().filter(|_| !args.only.is_empty()) {
         let sizes = base.scaled(factor);
         for rep in 0..args.reps {
             // Rotate the order so that no implementation always runs first (or last).
@@ -330,10 +447,56 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             }
         }
     }
+    for rep in 0..args.reps {
+        for n in 0..args.databases.len() {
+            let name = &args.databases[(n + rep) % args.databases.len()];
+            eprint!(
+                "\r{database_sizes} (databases), repetition {}/{}: {name:<17}",
+                rep + 1,
+                args.reps
+            );
+            let pass = runtime.block_on(database_pass_of(
+                name,
+                database_sizes,
+                args.postgres_url.as_deref(),
+            ))?;
+            if let Err(mismatch) = check(name, database_sizes, &pass) {
+                failures.push(mismatch);
+            }
+            record(&mut best_databases, name, &pass);
+        }
+    }
     eprintln!();
     drop(gag);
 
-    print_table(args, base, &best);
+    if !args.only.is_empty() {
+        println!(
+            "In memory: throughput, operations per second (best of {} repetitions; higher is better)\n",
+            args.reps
+        );
+        let ratios: Vec<(&str, &str)> = [Baseline::NAME, CqrsMemStore::NAME, CqrsQuiet::NAME]
+            .into_iter()
+            .map(|other| (FidelisLedger::NAME, other))
+            .collect();
+        print_table(&args.only, &ratios, base, &best);
+        print_costs(&args.only, &best);
+    }
+    if !args.databases.is_empty() {
+        println!(
+            "\nOn databases: throughput, operations per second (best of {} repetitions; a fresh \
+             SQLite file or PostgreSQL schema per repetition; every command is a transaction)\n",
+            args.reps
+        );
+        print_table(
+            &args.databases,
+            &[(FidelisPostgres::NAME, PostgresEsLedger::NAME)],
+            database_sizes,
+            &best_databases,
+        );
+    }
+    if let Some(reason) = &args.postgres_skipped {
+        println!("\nPostgreSQL rows skipped: {reason}.");
+    }
     if args.memory {
         print_memory(args)?;
     }
@@ -366,8 +529,9 @@ fn format_rate(rate: f64) -> String {
     }
 }
 
-fn print_table(args: &Args, base: Sizes, best: &Best) {
-    let names = &args.only;
+/// Prints the throughput table of `names`, with a ratio column per `(numerator, denominator)`
+/// pair whose two implementations ran.
+fn print_table(names: &[String], ratios: &[(&str, &str)], base: Sizes, best: &Best) {
     let workloads: Vec<Workload> = {
         let mut w: Vec<Workload> = best.keys().map(|(workload, _)| *workload).collect();
         w.dedup();
@@ -377,27 +541,22 @@ fn print_table(args: &Args, base: Sizes, best: &Best) {
         best.get(&(workload, name.to_owned()))
             .map(|&(ops, d)| ops_per_sec(ops, d))
     };
-    let ratio_columns: Vec<&str> = [Baseline::NAME, CqrsMemStore::NAME, CqrsQuiet::NAME]
-        .into_iter()
-        .filter(|n| names.iter().any(|m| m == n))
+    let ran = |name: &str| names.iter().any(|n| n == name);
+    let ratios: Vec<(&str, &str)> = ratios
+        .iter()
+        .copied()
+        .filter(|(a, b)| ran(a) && ran(b))
         .collect();
-    let has_fidelis = names.iter().any(|n| n == FidelisLedger::NAME);
 
-    println!(
-        "Throughput, operations per second (best of {} repetitions; higher is better)\n",
-        args.reps
-    );
     let mut header = String::from("| workload |");
     let mut rule = String::from("|---|");
     for name in names {
         header.push_str(&format!(" {name} |"));
         rule.push_str("---:|");
     }
-    if has_fidelis {
-        for other in &ratio_columns {
-            header.push_str(&format!(" fidelis / {other} |"));
-            rule.push_str("---:|");
-        }
+    for (a, b) in &ratios {
+        header.push_str(&format!(" {a} / {b} |"));
+        rule.push_str("---:|");
     }
     println!("{header}\n{rule}");
     for &workload in &workloads {
@@ -408,21 +567,29 @@ fn print_table(args: &Args, base: Sizes, best: &Best) {
                 rate(workload, name).map_or_else(|| "–".to_owned(), format_rate)
             ));
         }
-        if has_fidelis {
-            for other in &ratio_columns {
-                let ratio = rate(workload, FidelisLedger::NAME)
-                    .zip(rate(workload, other))
-                    .map(|(f, o)| f / o);
-                line.push_str(&format!(
-                    " {} |",
-                    ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
-                ));
-            }
+        for (a, b) in &ratios {
+            let ratio = rate(workload, a).zip(rate(workload, b)).map(|(f, o)| f / o);
+            line.push_str(&format!(
+                " {} |",
+                ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+            ));
         }
         println!("{line}");
     }
+}
 
-    println!("\nCost per command, microseconds (flat is the goal)\n");
+/// Prints the cost per command (open, deposit) at each scale.
+fn print_costs(names: &[String], best: &Best) {
+    let workloads: Vec<Workload> = {
+        let mut w: Vec<Workload> = best.keys().map(|(workload, _)| *workload).collect();
+        w.dedup();
+        w
+    };
+    let rate = |workload: Workload, name: &str| {
+        best.get(&(workload, name.to_owned()))
+            .map(|&(ops, d)| ops_per_sec(ops, d))
+    };
+    println!("\nCost per command in memory, microseconds (flat is the goal)\n");
     let mut header = String::from("| command | scale |");
     let mut rule = String::from("|---|---:|");
     for name in names {
@@ -462,9 +629,8 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn fill<L: Ledger>() -> Result<L, BenchError> {
+async fn fill<L: Ledger>(mut ledger: L) -> Result<L, BenchError> {
     let accounts = 1_000;
-    let mut ledger = L::new().await?;
     let mut ids = Vec::with_capacity(accounts);
     for i in 0..accounts {
         ids.push(ledger.open(i).await?);
@@ -488,10 +654,10 @@ fn memory_child(name: &str) -> Result<ExitCode, BenchError> {
     let gag = gag::Gag::stdout()?;
     let held: Box<dyn std::any::Any> = runtime.block_on(async {
         Ok::<Box<dyn std::any::Any>, BenchError>(match name {
-            FidelisLedger::NAME => Box::new(fill::<FidelisLedger>().await?),
-            Baseline::NAME => Box::new(fill::<Baseline>().await?),
-            CqrsMemStore::NAME => Box::new(fill::<CqrsMemStore>().await?),
-            CqrsQuiet::NAME => Box::new(fill::<CqrsQuiet>().await?),
+            FidelisLedger::NAME => Box::new(fill(FidelisLedger::in_memory().await?).await?),
+            Baseline::NAME => Box::new(fill(Baseline::default()).await?),
+            CqrsMemStore::NAME => Box::new(fill(CqrsMemStore::build()).await?),
+            CqrsQuiet::NAME => Box::new(fill(CqrsQuiet::build()).await?),
             other => return Err(format!("unknown implementation `{other}`").into()),
         })
     })?;

@@ -44,6 +44,25 @@ impl Sizes {
         loads: 5,
     };
 
+    /// The database rows (every command is a transaction): 200 accounts, 2,000 deposits,
+    /// 1,000 reads, a 2,000-event stream.
+    pub const DATABASE: Self = Self {
+        accounts: 200,
+        deposits: 2_000,
+        reads: 1_000,
+        long_stream: 2_000,
+        loads: 20,
+    };
+
+    /// The database rows of the smoke pass (SQLite only): a few dozen commands.
+    pub const QUICK_DATABASE: Self = Self {
+        accounts: 10,
+        deposits: 100,
+        reads: 20,
+        long_stream: 100,
+        loads: 2,
+    };
+
     /// Accounts and deposits multiplied by `factor` (workload e); the rest unchanged.
     pub fn scaled(self, factor: usize) -> Self {
         Self {
@@ -81,16 +100,14 @@ pub fn deposit_amount(k: usize) -> f64 {
     (k.wrapping_mul(7_919) % 100 + 1) as f64
 }
 
-/// One implementation of the seed ledger, as the harness drives it.
+/// One implementation of the seed ledger, as the harness drives it. (Each is built empty by
+/// its own constructor, not timed.)
 ///
 /// The harness runs on a current-thread tokio runtime, so the futures need not be `Send`.
 #[allow(async_fn_in_trait)]
 pub trait Ledger: Sized {
     /// The implementation's name in the report.
     const NAME: &'static str;
-
-    /// A new, empty ledger (not timed).
-    async fn new() -> Result<Self, BenchError>;
 
     /// Opens account `i` (with [`account_number`], [`holder_name`], [`opening_deposit`])
     /// and returns its id.
