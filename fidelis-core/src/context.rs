@@ -1,7 +1,7 @@
 //! The context of one unit of work: what a handler reads and writes through.
 
+use crate::FastMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::Domain;
@@ -39,11 +39,11 @@ pub(crate) struct Work {
     /// Changed aggregates, in the order they were first added.
     pub(crate) aggregates: Vec<AggregateChange>,
     /// Stream (or `table/id`) → index into `aggregates`.
-    pub(crate) aggregate_index: HashMap<String, usize>,
+    pub(crate) aggregate_index: FastMap<String, usize>,
     /// Written (`Some`) or removed (`None`) projection rows, in write order.
     pub(crate) documents: Vec<RowWrite>,
     /// (table, id) → index into `documents`.
-    pub(crate) document_index: HashMap<(String, String), usize>,
+    pub(crate) document_index: FastMap<(String, String), usize>,
 }
 
 impl Work {
@@ -109,6 +109,12 @@ impl Context {
         }
     }
 
+    /// A context that only reads (`domain.repository::<T>().get(..)`): it writes nothing, so
+    /// it needs no correlation id of its own.
+    pub(crate) fn reader(domain: &Domain) -> Self {
+        Self::new(domain.clone(), Identifier::default(), None)
+    }
+
     /// The domain this unit of work belongs to.
     pub fn domain(&self) -> &Domain {
         &self.domain
@@ -141,7 +147,7 @@ impl Context {
             .domain
             .process_traced(
                 command,
-                self.correlation_id.clone(),
+                Some(self.correlation_id.clone()),
                 self.causation_id.clone(),
             )
             .await?;

@@ -1,7 +1,7 @@
 //! The domain: its registry, storage and configuration, and command processing.
 
+use crate::FastMap;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ struct DomainInner {
     registry: Registry,
     storage: Arc<dyn Storage>,
     retry: RetryPolicy,
-    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    resources: FastMap<TypeId, Arc<dyn Any + Send + Sync>>,
     cache: AggregateCache,
     failed_event_handlers: AtomicU64,
 }
@@ -77,19 +77,20 @@ impl Domain {
     /// (with the projectors, in sync processing), then runs event handlers. Returns the
     /// handler's output. A version conflict re-runs the handler as the retry policy says.
     pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
-        let correlation_id = Identifier::generate();
-        let (output, _) = self.process_traced(command, correlation_id, None).await?;
+        let (output, _) = self.process_traced(command, None, None).await?;
         Ok(output)
     }
 
     /// `process`, returning the events committed too, with explicit correlation and causation.
+    /// A command that starts a request (no correlation id given) correlates by its own id.
     pub(crate) async fn process_traced<C: Handled>(
         &self,
         command: C,
-        correlation_id: Identifier,
+        correlation_id: Option<Identifier>,
         causation_id: Option<Identifier>,
     ) -> Result<Processed<C::Output>> {
         let command_id = Identifier::generate();
+        let correlation_id = correlation_id.unwrap_or_else(|| command_id.clone());
         let span = tracing::info_span!(
             "command",
             command = C::NAME,
@@ -342,18 +343,18 @@ where
 /// replays only the events committed since (usually none) instead of the whole stream.
 pub(crate) struct AggregateCache {
     capacity: usize,
-    entries: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    entries: Mutex<FastMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl AggregateCache {
     fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(FastMap::default()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Any + Send + Sync>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<String, Arc<dyn Any + Send + Sync>>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -403,7 +404,7 @@ pub struct DomainBuilder {
     discovery: bool,
     crates: Vec<String>,
     registrations: Vec<Registration>,
-    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    resources: FastMap<TypeId, Arc<dyn Any + Send + Sync>>,
     retry: RetryPolicy,
     storage: Option<Arc<dyn Storage>>,
     database: Option<String>,
@@ -418,7 +419,7 @@ impl DomainBuilder {
             discovery: true,
             crates: Vec::new(),
             registrations: Vec::new(),
-            resources: HashMap::new(),
+            resources: FastMap::default(),
             retry: RetryPolicy::default(),
             storage: None,
             database: None,

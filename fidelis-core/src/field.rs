@@ -144,7 +144,18 @@ fn check_text(value: &str, def: &FieldDef, errors: &mut ValidationError) {
         errors.add(def.name, "is required");
         return;
     }
-    check_length(value.chars().count(), def, errors);
+    // Counting characters walks the string; the byte length bounds it from above, so most
+    // values are decided without the walk.
+    let needs_count = def.max_length.is_some_and(|max| value.len() > max)
+        || def
+            .min_length
+            .is_some_and(|min| value.len() >= min && value.len() < min * 4);
+    let length = if needs_count {
+        value.chars().count()
+    } else {
+        value.len()
+    };
+    check_length(length, def, errors);
     if !def.choices.is_empty() && !def.choices.contains(&value) {
         errors.add(def.name, format!("must be one of {:?}", def.choices));
     }
@@ -357,4 +368,37 @@ pub(crate) fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut 
 /// The definition of the field named `name`, if any.
 pub fn find_field<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
     fields.iter().find(|field| field.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_errors(value: &str, def: FieldDef) -> Vec<String> {
+        let mut errors = ValidationError::new();
+        value.to_owned().check(&def, &mut errors);
+        errors.messages_for("name").to_vec()
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let def = FieldDef::new("name", FieldKind::String, "String");
+        let max3 = FieldDef {
+            max_length: Some(3),
+            ..def
+        };
+        let min4 = FieldDef {
+            min_length: Some(4),
+            ..def
+        };
+        assert!(
+            text_errors("ééé", max3).is_empty(),
+            "3 characters in 6 bytes"
+        );
+        assert_eq!(text_errors("éééé", max3), ["is too long (max 3)"]);
+        assert_eq!(text_errors("ééé", min4), ["is too short (min 4)"]);
+        assert!(text_errors("éééé", min4).is_empty());
+        assert_eq!(text_errors("abc", min4), ["is too short (min 4)"]);
+        assert!(text_errors("abcdefghijklmnop", min4).is_empty());
+    }
 }

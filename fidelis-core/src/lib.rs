@@ -28,6 +28,10 @@ pub mod store;
 pub mod testing;
 mod unit_of_work;
 
+/// The runtime's internal hash map: foldhash, seeded per process, is several times faster than
+/// SipHash on the short keys the runtime hashes on every command.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

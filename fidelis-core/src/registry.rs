@@ -6,7 +6,9 @@
 //! `Domain::builder(..).register::<T>()`. Both call the element's [`Element::register`].
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -393,7 +395,7 @@ impl Registrar {
             }
         }
 
-        let mut handler_of: HashMap<TypeId, Vec<(&'static str, &'static str)>> = HashMap::new();
+        let mut handler_of: FastMap<TypeId, Vec<(&'static str, &'static str)>> = FastMap::default();
         for handler in self.handlers.values() {
             for route in &handler.commands {
                 handler_of
@@ -525,8 +527,8 @@ impl Registrar {
             .iter()
             .map(|(id, info)| (info.type_name.clone(), *id))
             .collect();
-        let mut listeners: HashMap<TypeId, Vec<Listener>> = HashMap::new();
-        let mut event_handlers: HashMap<TypeId, Vec<Listener>> = HashMap::new();
+        let mut listeners: FastMap<TypeId, Vec<Listener>> = FastMap::default();
+        let mut event_handlers: FastMap<TypeId, Vec<Listener>> = FastMap::default();
         for handler in self.handlers.values() {
             let Some(instance) = &handler.instance else {
                 continue;
@@ -616,14 +618,14 @@ pub(crate) struct Listener {
 
 /// A built, validated domain registry.
 pub struct Registry {
-    pub(crate) aggregates: HashMap<TypeId, AggregateInfo>,
-    pub(crate) events: HashMap<TypeId, EventInfo>,
-    pub(crate) event_types: HashMap<String, TypeId>,
-    pub(crate) commands: HashMap<TypeId, CommandInfo>,
-    pub(crate) projections: HashMap<TypeId, ProjectionInfo>,
-    pub(crate) command_handlers: HashMap<TypeId, Instance>,
-    pub(crate) projectors: HashMap<TypeId, Vec<Listener>>,
-    pub(crate) event_handlers: HashMap<TypeId, Vec<Listener>>,
+    pub(crate) aggregates: FastMap<TypeId, AggregateInfo>,
+    pub(crate) events: FastMap<TypeId, EventInfo>,
+    pub(crate) event_types: FastMap<String, TypeId>,
+    pub(crate) commands: FastMap<TypeId, CommandInfo>,
+    pub(crate) projections: FastMap<TypeId, ProjectionInfo>,
+    pub(crate) command_handlers: FastMap<TypeId, Instance>,
+    pub(crate) projectors: FastMap<TypeId, Vec<Listener>>,
+    pub(crate) event_handlers: FastMap<TypeId, Vec<Listener>>,
 }
 
 impl Registry {

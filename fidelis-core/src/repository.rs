@@ -97,12 +97,18 @@ impl<T: Persisted> DomainRepository<T> {
 
     /// The element with this id, or [`Error::NotFound`].
     pub async fn get(&self, id: impl AsRef<str>) -> Result<T> {
-        self.domain.unit_of_work().repository::<T>().get(id).await
+        Context::reader(&self.domain)
+            .repository::<T>()
+            .get(id)
+            .await
     }
 
     /// The element with this id, if it exists.
     pub async fn find(&self, id: impl AsRef<str>) -> Result<Option<T>> {
-        self.domain.unit_of_work().repository::<T>().find(id).await
+        Context::reader(&self.domain)
+            .repository::<T>()
+            .find(id)
+            .await
     }
 
     /// Adds or updates the element and commits at once.

@@ -133,10 +133,7 @@ impl<A: Aggregate> Outcome<A> {
         let Some(domain) = self.domain else {
             return self;
         };
-        let (result, events) = match domain
-            .process_traced(command, Identifier::generate(), None)
-            .await
-        {
+        let (result, events) = match domain.process_traced(command, None, None).await {
             Ok((output, events)) => (Ok(Some(Box::new(output) as Box<dyn Any + Send>)), events),
             Err(error) => (Err(error), Vec::new()),
         };

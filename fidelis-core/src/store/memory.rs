@@ -4,7 +4,7 @@
 //! of work commit one after another (their handlers still run concurrently, before `begin`).
 //! Streams and categories are indexed, so a command's cost does not grow with the store.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -22,11 +22,11 @@ struct State {
     /// Every event; position `p` is at index `p - 1`.
     events: Vec<RecordedEvent>,
     /// Stream → indices into `events`, in version order.
-    streams: HashMap<String, Vec<usize>>,
+    streams: FastMap<String, Vec<usize>>,
     /// Category → indices into `events`, in position order.
-    categories: HashMap<String, Vec<usize>>,
+    categories: FastMap<String, Vec<usize>>,
     /// Table → id → row.
-    tables: HashMap<String, HashMap<String, StoredRow>>,
+    tables: FastMap<String, FastMap<String, StoredRow>>,
 }
 
 /// A row as the memory adapter keeps it: the typed value a unit of work wrote, or a JSON
@@ -172,8 +172,8 @@ impl Storage for MemoryStorage {
         Ok(Box::new(MemoryTransaction {
             state: guard,
             events: Vec::new(),
-            versions: HashMap::new(),
-            documents: HashMap::new(),
+            versions: FastMap::default(),
+            documents: FastMap::default(),
         }))
     }
 
@@ -272,10 +272,10 @@ struct MemoryTransaction {
     /// Appended events, not yet in `state`.
     events: Vec<RecordedEvent>,
     /// Stream versions after this transaction's appends.
-    versions: HashMap<String, i64>,
+    versions: FastMap<String, i64>,
     /// Written (`Some`) or removed (`None`) rows, by table, then id (nested so that a
     /// lookup borrows the table and id instead of building an owned key).
-    documents: HashMap<String, HashMap<String, Option<StoredRow>>>,
+    documents: FastMap<String, FastMap<String, Option<StoredRow>>>,
 }
 
 impl MemoryTransaction {
@@ -293,7 +293,7 @@ impl MemoryTransaction {
             }
             None => {
                 self.documents
-                    .insert(table.to_owned(), HashMap::from([(id, document)]));
+                    .insert(table.to_owned(), FastMap::from_iter([(id, document)]));
             }
         }
     }
