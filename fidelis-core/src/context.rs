@@ -158,7 +158,7 @@ impl Context {
     /// commits its own), then runs the event handlers of the new events.
     pub async fn commit(mut self) -> Result<()> {
         let events = crate::unit_of_work::commit(&mut self).await?;
-        crate::unit_of_work::run_event_handlers(&self.domain, &self.correlation_id, events).await;
+        crate::unit_of_work::run_event_handlers(&self.domain, &self.correlation_id, &events).await;
         Ok(())
     }
 

@@ -127,7 +127,7 @@ impl Domain {
                 .await;
                 match result {
                     Ok((output, events)) => {
-                        unit_of_work::run_event_handlers(self, &correlation_id, events.clone()).await;
+                        unit_of_work::run_event_handlers(self, &correlation_id, &events).await;
                         return Ok((output, events));
                     }
                     Err(error) if error.is_version_conflict() && attempt < max_attempts => {

@@ -156,7 +156,7 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
 pub(crate) fn run_event_handlers<'a>(
     domain: &'a Domain,
     correlation_id: &'a Identifier,
-    events: Vec<Arc<dyn AnyRecordedEvent>>,
+    events: &'a [Arc<dyn AnyRecordedEvent>],
 ) -> BoxFuture<'a, ()> {
     Box::pin(async move {
         for event in events {
@@ -186,7 +186,9 @@ pub(crate) fn run_event_handlers<'a>(
                         .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                         .await?;
                     let events = commit(&mut ctx).await?;
-                    run_event_handlers(domain, correlation_id, events).await;
+                    if !events.is_empty() {
+                        run_event_handlers(domain, correlation_id, &events).await;
+                    }
                     Ok::<(), Error>(())
                 }
                 .instrument(span)
