@@ -402,6 +402,7 @@ fn record(best: &mut Best, name: &str, pass: &Pass) {
 }
 
 fn run(args: &Args) -> Result<ExitCode, BenchError> {
+    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -500,6 +501,10 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     if args.memory {
         print_memory(args)?;
     }
+    println!(
+        "\nWhole run: {:.0} s (one process; memory children included).",
+        started.elapsed().as_secs_f64()
+    );
     if failures.is_empty() {
         println!(
             "\nBalance check: every implementation ended with the expected balances (summary rows and aggregates)."
