@@ -707,23 +707,27 @@ fn not_registered(name: &str) -> Error {
 
 /// `AccountSummary` → `account_summary`; `bank-ledger` → `bank_ledger`.
 pub fn snake_case(name: &str) -> String {
+    // The same rule as the macros' (for `<aggregate>_id` fields): a capital starts a word
+    // after a lowercase letter or digit, or before a lowercase letter in a run of capitals
+    // (`HTTPServer` → `http_server`); `-`, `_` and spaces separate words.
+    let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if c == '-' || c == ' ' || c == '_' {
-            if !out.ends_with('_') && !out.is_empty() {
+    for (index, &c) in chars.iter().enumerate() {
+        let previous = index.checked_sub(1).and_then(|i| chars.get(i));
+        if matches!(c, '-' | ' ' | '_') {
+            if !out.is_empty() && !out.ends_with('_') {
                 out.push('_');
             }
-            previous_lower = false;
         } else if c.is_uppercase() {
-            if previous_lower && !out.ends_with('_') {
+            let after_lower = previous.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
+            let ends_acronym = previous.is_some_and(|p| p.is_uppercase())
+                && chars.get(index + 1).is_some_and(|n| n.is_lowercase());
+            if (after_lower || ends_acronym) && !out.ends_with('_') {
                 out.push('_');
             }
             out.extend(c.to_lowercase());
-            previous_lower = false;
         } else {
             out.push(c);
-            previous_lower = c.is_lowercase() || c.is_ascii_digit();
         }
     }
     out
@@ -751,6 +755,8 @@ mod tests {
         assert_eq!(snake_case("AccountSummary"), "account_summary");
         assert_eq!(snake_case("bank-ledger"), "bank_ledger");
         assert_eq!(snake_case("Account"), "account");
+        assert_eq!(snake_case("HTTPServer"), "http_server");
+        assert_eq!(snake_case("Account2Fa"), "account2_fa");
         assert_eq!(pascal_case("fidelis"), "Fidelis");
         assert_eq!(pascal_case("bank-ledger"), "BankLedger");
     }
