@@ -155,7 +155,7 @@ pub trait Transaction: Send {
     /// Appends events to one stream. Versions in `events` run on from the expected version;
     /// the store assigns global positions and returns the events' metadata as stored (the
     /// events themselves are moved into the store, not copied). Fails with
-    /// [`Error::VersionConflict`](crate::Error::VersionConflict) when the stream moved.
+    /// [`Error::VersionConflict`] when the stream moved.
     async fn append(
         &mut self,
         stream: &str,

@@ -2,10 +2,10 @@
 //! re-exports them); the generated code names `::fidelis_core::__private` (or the path
 //! given with `crate = …`).
 //!
-//! Each entry point is thin: parse the arguments and the item into a model ([`ast`],
-//! [`attr`]), check it ([`check`]), and generate code ([`expand`]) that cannot fail. Every
-//! mistake is collected in a [`ctxt::Ctxt`] and reported at once; on mistakes that stop
-//! expansion the item is re-emitted without helper attributes ([`fallback`]).
+//! Each entry point is thin: parse the arguments and the item into a model (`ast`, `attr`),
+//! check it (`check`), and generate code (`expand`) that cannot fail. Every mistake is
+//! collected in a `ctxt::Ctxt` and reported at once; on mistakes that stop expansion the
+//! item is re-emitted without helper attributes (`fallback`).
 
 mod ast;
 mod attr;
