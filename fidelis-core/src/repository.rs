@@ -10,6 +10,7 @@ use crate::context::{AggregateChange, Context};
 use crate::domain::Domain;
 use crate::element::{Aggregate, InvariantStage, Persisted, Projection};
 use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
 use crate::identifier::Identifier;
 use crate::query::{Filter, OrderBy, QuerySpec};
 use crate::registry::EventInfo;
@@ -329,19 +330,15 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         }
         None => (A::blank(id.clone()), 0),
     };
-    let events = ctx.domain.storage().read_stream(&key, from).await?;
-    if events.is_empty() && from == 0 {
-        return Ok(None);
-    }
     // Streams mostly repeat a few event types: remember the last lookup instead of hashing
     // the type name of every event of a long replay.
-    let mut last_type: Option<(&str, &EventInfo)> = None;
-    for recorded in &events {
+    let mut last_type: Option<&EventInfo> = None;
+    let mut apply = |recorded: &RecordedEvent| -> Result<()> {
         let event_info = match last_type {
-            Some((type_name, info)) if type_name == recorded.metadata.type_name => info,
+            Some(info) if info.type_name == recorded.metadata.type_name => info,
             _ => {
                 let info = registry.event_by_type_name(recorded)?;
-                last_type = Some((&recorded.metadata.type_name, info));
+                last_type = Some(info);
                 info
             }
         };
@@ -366,8 +363,17 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
             });
         }
         (event_info.replay)(&mut aggregate, event.as_ref());
+        Ok(())
+    };
+    let replayed = ctx
+        .domain
+        .storage()
+        .visit_stream(&key, from, &mut apply)
+        .await?;
+    if replayed == 0 && from == 0 {
+        return Ok(None);
     }
-    if !events.is_empty() {
+    if replayed > 0 {
         ctx.domain.cache().put(key, &aggregate);
     }
     Ok(Some(aggregate))

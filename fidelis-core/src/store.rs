@@ -119,6 +119,23 @@ pub trait Storage: Send + Sync + 'static {
     /// The events of a stream with version ≥ `from_version`, in order.
     async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>>;
 
+    /// Calls `visit` with each event of a stream with version ≥ `from_version`, in order, and
+    /// returns how many it visited; stops at the first error `visit` returns. Rehydration
+    /// uses it so an adapter holding events in memory can lend them instead of copying; the
+    /// default reads the stream with [`read_stream`](Self::read_stream).
+    async fn visit_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+        visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> Result<()> + Send),
+    ) -> Result<usize> {
+        let events = self.read_stream(stream, from_version).await?;
+        for event in &events {
+            visit(event)?;
+        }
+        Ok(events.len())
+    }
+
     /// Up to `limit` events of a category with global position ≥ `from_position`, in order.
     async fn read_category(
         &self,

@@ -190,6 +190,26 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    async fn visit_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+        visit: &mut (dyn for<'e> FnMut(&'e RecordedEvent) -> Result<()> + Send),
+    ) -> Result<usize> {
+        // The events are lent under the read lock: a replay copies nothing.
+        let state = self.state.read().await;
+        let Some(indices) = state.streams.get(stream) else {
+            return Ok(0);
+        };
+        let skip = usize::try_from(from_version.max(0)).unwrap_or(0);
+        let mut visited = 0;
+        for &index in indices.iter().skip(skip) {
+            visit(&state.events[index])?;
+            visited += 1;
+        }
+        Ok(visited)
+    }
+
     async fn read_category(
         &self,
         category: &str,
