@@ -27,7 +27,6 @@ pub struct Context {
     pub(crate) work: Mutex<Work>,
     /// Set while projectors run, inside the commit: reads go through the open transaction.
     pub(crate) transaction: tokio::sync::Mutex<Option<Box<dyn Transaction>>>,
-    pub(crate) projecting: bool,
 }
 
 /// A projection row written (`Some`) or removed (`None`): table, id, row.
@@ -105,7 +104,6 @@ impl Context {
             causation_id,
             work: Mutex::new(Work::default()),
             transaction: tokio::sync::Mutex::new(None),
-            projecting: false,
         }
     }
 
@@ -178,15 +176,29 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    pub(crate) fn ensure_not_projecting(&self, what: &str) -> Result<()> {
-        if self.projecting {
-            return Err(Error::configuration(format!(
-                "{what} is not available in a projector: projectors run inside the commit and may only get, add and remove projection rows"
-            )));
-        }
-        Ok(())
+tokio::task_local! {
+    /// Set while the projectors of a commit run: the storage transaction is open then (the
+    /// memory adapter holds its write lock), so anything that would go to storage around it
+    /// would wait for itself.
+    static PROJECTING: ();
+}
+
+/// Runs the projectors of a commit, marked as such for [`ensure_not_projecting`].
+pub(crate) async fn projecting<T>(work: impl std::future::Future<Output = T>) -> T {
+    PROJECTING.scope((), work).await
+}
+
+/// Refuses what cannot work inside a projector (loading aggregates, queries, commands, other
+/// units of work), instead of letting it wait forever for the commit it is part of.
+pub(crate) fn ensure_not_projecting(what: &str) -> Result<()> {
+    if PROJECTING.try_with(|_| ()).is_ok() {
+        return Err(Error::configuration(format!(
+            "{what} is not available in a projector: projectors run inside the commit and may only get, add and remove rows of projections through their `ctx`"
+        )));
     }
+    Ok(())
 }
 
 /// What a `process` produced: the handler's output and the events it committed.

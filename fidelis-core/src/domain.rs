@@ -99,6 +99,7 @@ impl Domain {
             causation_id = causation_id.as_ref().map(tracing::field::display),
         );
         async move {
+            crate::context::ensure_not_projecting("processing a command")?;
             if let Err(errors) = command.validate() {
                 tracing::debug!(%errors, "command rejected: invalid fields");
                 return Err(Error::Validation { element: C::NAME.to_owned(), errors });
@@ -276,6 +277,7 @@ const READ_BATCH: usize = 1_000;
 impl EventStore<'_> {
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
+        crate::context::ensure_not_projecting("reading the event store")?;
         self.domain.storage().read_stream(stream, 0).await
     }
 
@@ -285,6 +287,7 @@ impl EventStore<'_> {
         category: &str,
         from_position: i64,
     ) -> Result<Vec<RecordedEvent>> {
+        crate::context::ensure_not_projecting("reading the event store")?;
         let storage = self.domain.storage();
         read_batches(
             |from| storage.read_category(category, from, READ_BATCH),
@@ -295,12 +298,14 @@ impl EventStore<'_> {
 
     /// Every event from a global position on, in order.
     pub async fn read_all(&self, from_position: i64) -> Result<Vec<RecordedEvent>> {
+        crate::context::ensure_not_projecting("reading the event store")?;
         let storage = self.domain.storage();
         read_batches(|from| storage.read_all(from, READ_BATCH), from_position).await
     }
 
     /// The version of a stream's last event, `-1` when it has none.
     pub async fn stream_version(&self, stream: &str) -> Result<i64> {
+        crate::context::ensure_not_projecting("reading the event store")?;
         self.domain.storage().stream_version(stream).await
     }
 

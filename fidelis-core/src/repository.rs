@@ -186,12 +186,10 @@ impl<T: Projection> Query<'_, T> {
     }
 
     fn domain(&self) -> Result<&Domain> {
+        crate::context::ensure_not_projecting("a query")?;
         match self.source {
             Source::Domain(domain) => Ok(domain),
-            Source::Context(ctx) => {
-                ctx.ensure_not_projecting("a query")?;
-                Ok(&ctx.domain)
-            }
+            Source::Context(ctx) => Ok(&ctx.domain),
         }
     }
 
@@ -251,7 +249,10 @@ async fn read_row(ctx: &Context, table: &str, id: &str) -> Result<Option<Row>> {
     let mut transaction = ctx.transaction.lock().await;
     match transaction.as_mut() {
         Some(transaction) => transaction.get_row(table, id).await,
-        None => ctx.domain.storage().get_row(table, id).await,
+        None => {
+            crate::context::ensure_not_projecting("reading outside the projector's `ctx`")?;
+            ctx.domain.storage().get_row(table, id).await
+        }
     }
 }
 
@@ -297,7 +298,7 @@ pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P)
 /// Loads an aggregate: this unit of work's copy, else the cached state caught up with the
 /// stream's newer events, else a replay of its stream (or its row). (Strategy of `#[aggregate]`.)
 pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Result<Option<A>> {
-    ctx.ensure_not_projecting("loading an aggregate")?;
+    crate::context::ensure_not_projecting("loading an aggregate")?;
     let registry = ctx.domain.registry();
     let info = registry.aggregate_info::<A>()?;
     let key = aggregate_key(info.event_sourced, &info.category, &info.table, id.as_str());

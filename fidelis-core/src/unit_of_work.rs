@@ -21,6 +21,7 @@ use crate::store::{Document, ExpectedVersion, Transaction};
 /// the version their aggregate was loaded at), then the projectors of those events, whose
 /// rows are written last. Any failure drops the transaction, so nothing is stored.
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
+    crate::context::ensure_not_projecting("committing a unit of work")?;
     let work = std::mem::take(&mut *ctx.work());
     if work.is_empty() {
         return Ok(Vec::new());
@@ -78,9 +79,7 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
     write_documents(transaction.as_mut(), work.documents).await?;
     // Projectors read and write through the open transaction.
     *ctx.transaction.lock().await = Some(transaction);
-    ctx.projecting = true;
-    let projected = run_projectors(ctx, &recorded).await;
-    ctx.projecting = false;
+    let projected = crate::context::projecting(run_projectors(ctx, &recorded)).await;
     let Some(mut transaction) = ctx.transaction.lock().await.take() else {
         return Err(Error::storage("the unit of work lost its transaction"));
     };

@@ -48,6 +48,53 @@ impl FragileProjector {
     }
 }
 
+/// A projector that reaches past its `ctx` for accounts numbered `MEDDLE-…`.
+#[projection]
+pub struct Meddling {
+    #[field(identifier)]
+    pub account_id: Identifier,
+}
+
+#[derive(Default)]
+pub struct MeddlingProjector;
+
+#[projector(for = Meddling, aggregates = [Account])]
+impl MeddlingProjector {
+    #[on(AccountOpened)]
+    async fn on_account_opened(
+        &self,
+        event: &Event<AccountOpened>,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        match event.account_number.as_str() {
+            "MEDDLE-LOAD" => ctx
+                .domain()
+                .repository::<Account>()
+                .get(&event.account_id)
+                .await
+                .map(drop),
+            "MEDDLE-QUERY" => ctx
+                .domain()
+                .repository::<AccountSummary>()
+                .query()
+                .count()
+                .await
+                .map(drop),
+            "MEDDLE-PROCESS" => {
+                ctx.domain()
+                    .process(MakeDeposit {
+                        account_id: event.account_id.clone(),
+                        amount: 1.0,
+                        reference: None,
+                    })
+                    .await
+            }
+            "MEDDLE-EVENTS" => ctx.domain().event_store().read_all(1).await.map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Open an account and deposit a bonus in the same unit of work.
 #[command(part_of = Account)]
 pub struct OpenWithBonus {
@@ -635,4 +682,32 @@ async fn shared_clones_of_a_domain_see_the_same_state() {
         .unwrap();
     assert_eq!(count, 1);
     let _ = Arc::new(domain);
+}
+
+#[tokio::test]
+async fn reaching_past_a_projector_context_is_an_error_not_a_hang() {
+    let domain = builder().build().await.unwrap();
+    let before = snapshot(&domain).await;
+    for number in [
+        "MEDDLE-LOAD",
+        "MEDDLE-QUERY",
+        "MEDDLE-PROCESS",
+        "MEDDLE-EVENTS",
+    ] {
+        let command = OpenAccount {
+            account_number: number.into(),
+            holder_name: "Meddler".into(),
+            opening_deposit: 1.0,
+        };
+        let result =
+            tokio::time::timeout(std::time::Duration::from_secs(10), domain.process(command))
+                .await
+                .unwrap_or_else(|_| panic!("{number}: the commit waited for itself"));
+        let error = result.expect_err(number).to_string();
+        assert!(
+            error.contains("is not available in a projector"),
+            "{number}: {error}"
+        );
+    }
+    assert_eq!(snapshot(&domain).await, before);
 }
