@@ -382,6 +382,7 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
 
 /// Records an aggregate's new events and state in the unit of work. (Strategy of `#[aggregate]`.)
 pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Result<()> {
+    crate::context::ensure_not_projecting("saving an aggregate")?;
     let registry = ctx.domain.registry();
     let info = registry.aggregate_info::<A>()?;
     if !info.event_sourced {

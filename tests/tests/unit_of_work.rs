@@ -90,6 +90,10 @@ impl MeddlingProjector {
                     .await
             }
             "MEDDLE-EVENTS" => ctx.domain().event_store().read_all(1).await.map(drop),
+            "MEDDLE-SAVE" => {
+                let account = Account::open("OTHER", "Someone Else", 1.0)?;
+                ctx.repository::<Account>().add(account).await
+            }
             _ => Ok(()),
         }
     }
