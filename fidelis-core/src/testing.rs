@@ -75,6 +75,13 @@ impl<A: Aggregate> Given<A> {
                 }
             },
         };
+        if id.is_some() && !A::EVENT_SOURCED {
+            let error = Error::configuration(format!(
+                "`given::<{0}>().after(..)` replays events, but `{0}` is a stored aggregate: create it with a command (`given::<{0}>().process(..)`) and chain the next one",
+                A::NAME
+            ));
+            return Outcome::failed(Some(domain), error);
+        }
         if let Some(id) = &id
             && let Err(error) = replay_history::<A>(&domain, id, self.history).await
         {

@@ -152,3 +152,29 @@ async fn an_invalid_command_is_a_rejection() {
     );
     assert_eq!(outcome.aggregate().balance, 10.0);
 }
+
+#[tokio::test]
+async fn a_history_for_a_stored_aggregate_is_refused_with_the_fix() {
+    use second_context::{GrantLoan, Loan, LoanGranted};
+    let outcome = given::<Loan>()
+        .after(LoanGranted {
+            loan_id: Identifier::generate(),
+            principal: 5.0,
+        })
+        .process(GrantLoan {
+            borrower: "Bo".into(),
+            principal: 1.0,
+        })
+        .await;
+    let error = outcome.rejection().unwrap().to_string();
+    assert!(error.contains("`Loan` is a stored aggregate"), "{error}");
+
+    let outcome = given::<Loan>()
+        .process(GrantLoan {
+            borrower: "Bo".into(),
+            principal: 1.0,
+        })
+        .await;
+    assert!(outcome.accepted(), "{:?}", outcome.rejection());
+    assert_eq!(outcome.aggregate().principal, 1.0);
+}
