@@ -429,7 +429,7 @@ impl DomainBuilder {
             storage: None,
             database: None,
             pool: crate::config::PoolOverrides::default(),
-            cache_capacity: 10_000,
+            cache_capacity: 100_000,
         }
     }
 
@@ -514,8 +514,10 @@ impl DomainBuilder {
     }
 
     /// How many event-sourced aggregates to keep in memory between commands (0 turns the
-    /// cache off; default 10,000). A cached aggregate still catches up with newer events
-    /// from the store, so the cache never serves stale state.
+    /// cache off; default 100,000). A cached aggregate still catches up with newer events
+    /// from the store, so the cache never serves stale state. Memory grows with the size of
+    /// an aggregate's state (a few hundred bytes for the example's `Account`) times this
+    /// number; a miss costs a replay of the aggregate's stream.
     pub fn aggregate_cache(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
