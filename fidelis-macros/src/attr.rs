@@ -44,6 +44,20 @@ pub struct Spec {
     pub example: &'static str,
 }
 
+/// `crate = path`, accepted by every macro (the path of `fidelis_core`).
+pub const CRATE_SPEC: Spec = Spec {
+    name: crate::symbol::CRATE,
+    kind: Kind::Path,
+    example: "crate = fidelis_core",
+};
+
+/// `part_of = Aggregate`, of events, commands and handlers.
+pub const PART_OF_SPEC: Spec = Spec {
+    name: crate::symbol::PART_OF,
+    kind: Kind::Type,
+    example: "part_of = Account",
+};
+
 /// A parsed argument value.
 pub enum Value {
     /// A bare word.

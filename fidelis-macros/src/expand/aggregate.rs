@@ -22,11 +22,7 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Flag,
         example: "event_sourced",
     },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
+    attr::CRATE_SPEC,
 ];
 
 /// `#[aggregate]` on a struct or its impl block.

@@ -5,28 +5,16 @@ use quote::{quote, quote_spanned};
 use syn::Type;
 use syn::spanned::Spanned;
 
-use crate::attr::{self, Kind, Spec};
+use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::message::{self, Prepared};
 use crate::expand::{self, fields, registration};
 use crate::fallback;
-use crate::symbol::*;
 
 const ATTR: &str = "#[command]";
 
-const SPECS: &[Spec] = &[
-    Spec {
-        name: PART_OF,
-        kind: Kind::Type,
-        example: "part_of = Account",
-    },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
-];
+const SPECS: &[Spec] = &[attr::PART_OF_SPEC, attr::CRATE_SPEC];
 
 /// Expands `#[command]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -16,11 +16,7 @@ use crate::symbol::*;
 const ATTR: &str = "#[event]";
 
 const SPECS: &[Spec] = &[
-    Spec {
-        name: PART_OF,
-        kind: Kind::Type,
-        example: "part_of = Account",
-    },
+    attr::PART_OF_SPEC,
     Spec {
         name: VERSION,
         kind: Kind::Int,
@@ -31,11 +27,7 @@ const SPECS: &[Spec] = &[
         kind: Kind::Str,
         example: "type_name = \"Bank.Opened.v1\"",
     },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
+    attr::CRATE_SPEC,
 ];
 
 /// Expands `#[event]`.

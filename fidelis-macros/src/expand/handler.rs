@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{ItemImpl, ReturnType, Type};
 
 use crate::ast::{self, ImplElement, Method};
-use crate::attr::{self, Kind, Spec};
+use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{self, registration};
@@ -16,18 +16,7 @@ use crate::symbol::*;
 
 const ATTR: &str = "#[command_handler]";
 
-const SPECS: &[Spec] = &[
-    Spec {
-        name: PART_OF,
-        kind: Kind::Type,
-        example: "part_of = Account",
-    },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
-];
+const SPECS: &[Spec] = &[attr::PART_OF_SPEC, attr::CRATE_SPEC];
 
 /// Expands `#[command_handler]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {

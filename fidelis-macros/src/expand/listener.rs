@@ -31,29 +31,17 @@ const PROJECTOR_SPECS: &[Spec] = &[
         kind: Kind::TypeList,
         example: "aggregates = [Account]",
     },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
+    attr::CRATE_SPEC,
 ];
 
 const EVENT_HANDLER_SPECS: &[Spec] = &[
-    Spec {
-        name: PART_OF,
-        kind: Kind::Type,
-        example: "part_of = Account",
-    },
+    attr::PART_OF_SPEC,
     Spec {
         name: AGGREGATES,
         kind: Kind::TypeList,
         example: "aggregates = [Account]",
     },
-    Spec {
-        name: CRATE,
-        kind: Kind::Path,
-        example: "crate = fidelis_core",
-    },
+    attr::CRATE_SPEC,
 ];
 
 /// Expands `#[projector]`.

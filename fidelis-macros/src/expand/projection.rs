@@ -6,20 +6,15 @@ use syn::spanned::Spanned;
 use syn::{Fields, ItemStruct, Type};
 
 use crate::ast::{self, Field};
-use crate::attr::{self, Kind, Spec};
+use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{self, fields, registration};
 use crate::fallback;
-use crate::symbol::*;
 
 const ATTR: &str = "#[projection]";
 
-const SPECS: &[Spec] = &[Spec {
-    name: CRATE,
-    kind: Kind::Path,
-    example: "crate = fidelis_core",
-}];
+const SPECS: &[Spec] = &[attr::CRATE_SPEC];
 
 /// Expands `#[projection]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -5,20 +5,15 @@ use quote::quote;
 use syn::{Fields, ItemStruct};
 
 use crate::ast;
-use crate::attr::{self, Kind, Spec};
+use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{self, fields};
 use crate::fallback;
-use crate::symbol::*;
 
 const ATTR: &str = "#[value_object]";
 
-const SPECS: &[Spec] = &[Spec {
-    name: CRATE,
-    kind: Kind::Path,
-    example: "crate = fidelis_core",
-}];
+const SPECS: &[Spec] = &[attr::CRATE_SPEC];
 
 /// Expands `#[value_object]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
