@@ -26,6 +26,9 @@ use fidelis_core::store::{Document, ExpectedVersion, Storage, TableSchema};
 use fidelis_core::{Error, EventMetadata, FieldDef, FieldKind, Identifier, RecordedEvent};
 use serde_json::{Map, Value, json};
 
+mod support;
+use support::{ScratchSchema, remove_sqlite_files};
+
 // ---- adapters --------------------------------------------------------------------------
 
 /// Raw access to the database under a storage, for what the port cannot do (corrupt rows).
@@ -44,7 +47,7 @@ struct Harness {
 enum Cleanup {
     None,
     File(std::path::PathBuf),
-    Schema { admin: sqlx::PgPool, schema: String },
+    Schema(ScratchSchema),
 }
 
 impl Harness {
@@ -72,36 +75,18 @@ impl Harness {
 
     /// `None` (after saying so) when `FIDELIS_TEST_POSTGRES_URL` is unset.
     async fn postgres(test: &str) -> Option<Self> {
-        let Ok(url) = std::env::var("FIDELIS_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "SKIPPED: {test}: FIDELIS_TEST_POSTGRES_URL is unset, so this PostgreSQL test did not run"
-            );
-            return None;
-        };
-        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
-            panic!("FIDELIS_TEST_POSTGRES_URL is set but the server is unreachable: {error}")
-        });
-        let schema = format!(
-            "fidelis_test_{}",
-            Identifier::generate().as_str().replace('-', "")
-        );
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .expect("create the test schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let scoped = format!("{url}{separator}options[search_path]={schema}");
+        let scratch = ScratchSchema::create(test).await?;
         let options = PoolOptions {
             max_connections: 5,
             ..PoolOptions::default()
         };
-        let storage = PostgresStorage::connect(&scoped, &options)
+        let storage = PostgresStorage::connect(&scratch.url, &options)
             .await
             .expect("postgres connects");
         Some(Self {
             raw: Raw::Postgres(storage.pool().clone()),
             storage: Arc::new(storage),
-            cleanup: Cleanup::Schema { admin, schema },
+            cleanup: Cleanup::Schema(scratch),
         })
     }
 
@@ -113,18 +98,13 @@ impl Harness {
                 if let Raw::Sqlite(pool) = self.raw {
                     pool.close().await;
                 }
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
+                remove_sqlite_files(&path);
             }
-            Cleanup::Schema { admin, schema } => {
+            Cleanup::Schema(scratch) => {
                 if let Raw::Postgres(pool) = self.raw {
                     pool.close().await;
                 }
-                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&admin)
-                    .await
-                    .expect("drop the schema");
+                scratch.drop_schema().await;
             }
         }
     }

@@ -17,16 +17,15 @@ use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
 use serde_json::json;
 
+mod support;
+use support::{ScratchSchema, remove_sqlite_files};
+
 // ---- adapters --------------------------------------------------------------------------
 
 enum Backend {
     Memory,
     Sqlite(std::path::PathBuf),
-    Postgres {
-        admin: sqlx::PgPool,
-        schema: String,
-        url: String,
-    },
+    Postgres(ScratchSchema),
 }
 
 impl Backend {
@@ -42,33 +41,14 @@ impl Backend {
     }
 
     async fn postgres(test: &str) -> Option<Self> {
-        let Ok(url) = std::env::var("FIDELIS_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "SKIPPED: {test}: FIDELIS_TEST_POSTGRES_URL is unset, so this PostgreSQL test did not run"
-            );
-            return None;
-        };
-        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
-            panic!("FIDELIS_TEST_POSTGRES_URL is set but the server is unreachable: {error}")
-        });
-        let schema = format!(
-            "fidelis_test_{}",
-            Identifier::generate().as_str().replace('-', "")
-        );
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .expect("create the test schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}options[search_path]={schema}");
-        Some(Self::Postgres { admin, schema, url })
+        ScratchSchema::create(test).await.map(Self::Postgres)
     }
 
     fn url(&self) -> String {
         match self {
             Backend::Memory => "memory".to_owned(),
             Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Backend::Postgres { url, .. } => url.clone(),
+            Backend::Postgres(scratch) => scratch.url.clone(),
         }
     }
 
@@ -86,8 +66,8 @@ impl Backend {
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 pool.close().await;
             }
-            Backend::Postgres { url, .. } => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
+            Backend::Postgres(scratch) => {
+                let pool = sqlx::PgPool::connect(&scratch.url).await.unwrap();
                 sqlx::query(sql)
                     .execute(&pool)
                     .await
@@ -100,17 +80,8 @@ impl Backend {
     async fn finish(self) {
         match self {
             Backend::Memory => {}
-            Backend::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Backend::Postgres { admin, schema, .. } => {
-                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&admin)
-                    .await
-                    .expect("drop the schema");
-            }
+            Backend::Sqlite(path) => remove_sqlite_files(&path),
+            Backend::Postgres(scratch) => scratch.drop_schema().await,
         }
     }
 }
