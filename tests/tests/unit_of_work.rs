@@ -3,7 +3,6 @@
 
 #![allow(missing_docs)] // test elements are public for the macros, not documented API
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fidelis_core::prelude::*;
@@ -685,7 +684,6 @@ async fn shared_clones_of_a_domain_see_the_same_state() {
         .await
         .unwrap();
     assert_eq!(count, 1);
-    let _ = Arc::new(domain);
 }
 
 #[tokio::test]
