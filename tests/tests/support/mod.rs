@@ -1,4 +1,6 @@
-//! Helpers shared by the storage test files (`conformance.rs`, `storage_domain.rs`).
+//! Helpers shared by the storage test files. Each test binary uses a part of them.
+
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::path::Path;
 
@@ -56,3 +58,101 @@ pub fn remove_sqlite_files(path: &Path) {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// The database one check runs on.
+pub enum Backend {
+    Memory,
+    Sqlite(std::path::PathBuf),
+    Postgres(ScratchSchema),
+}
+
+impl Backend {
+    pub async fn memory() -> Option<Self> {
+        Some(Self::Memory)
+    }
+
+    pub async fn sqlite() -> Option<Self> {
+        Some(Self::Sqlite(std::env::temp_dir().join(format!(
+            "fidelis-domain-{}.db",
+            Identifier::generate()
+        ))))
+    }
+
+    pub async fn postgres(test: &str) -> Option<Self> {
+        ScratchSchema::create(test).await.map(Self::Postgres)
+    }
+
+    /// The database URL a domain builds with.
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Memory => "memory".to_owned(),
+            Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Backend::Postgres(scratch) => scratch.url.clone(),
+        }
+    }
+
+    /// Runs SQL of the test's own on the database (not on memory).
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Backend::Memory => unreachable!("no SQL on memory"),
+            Backend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+            }
+            Backend::Postgres(scratch) => {
+                let pool = sqlx::PgPool::connect(&scratch.url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+            }
+        }
+    }
+
+    /// Removes the database.
+    pub async fn finish(self) {
+        match self {
+            Backend::Memory => {}
+            Backend::Sqlite(path) => remove_sqlite_files(&path),
+            Backend::Postgres(scratch) => scratch.drop_schema().await,
+        }
+    }
+}
+
+/// `on_every_adapter!(check, …)`: a module per check with a `memory`, `sqlite` and `postgres`
+/// test, each calling `check(&Backend)` on a fresh database.
+macro_rules! on_every_adapter {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let backend = Backend::memory().await.unwrap();
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let backend = Backend::sqlite().await.unwrap();
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+            #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = Backend::postgres(concat!(stringify!($check), "::postgres")).await else { return };
+                super::$check(&backend).await;
+                backend.finish().await;
+            }
+        }
+    )*};
+}
+
+pub(crate) use on_every_adapter;
