@@ -2,6 +2,7 @@
 
 use crate::FastMap;
 use std::any::{Any, TypeId};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,13 +231,13 @@ impl Domain {
 }
 
 fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
-    // Table names are leaked once per domain build: schemas are `'static` like the field
-    // definitions they point to, and a process builds few domains.
+    // Schemas are `'static` like the field definitions they point to; their names are
+    // interned, so calling `setup_database` again allocates nothing new.
     let mut tables: Vec<TableSchema> = registry
         .projections
         .values()
         .map(|p| TableSchema {
-            name: leak(&p.table),
+            name: intern(&p.table),
             fields: p.fields,
             identifier: p.identifier,
         })
@@ -247,7 +248,7 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
             .values()
             .filter(|a| !a.event_sourced)
             .map(|a| TableSchema {
-                name: leak(&a.table),
+                name: intern(&a.table),
                 fields: a.fields,
                 identifier: "id",
             }),
@@ -256,8 +257,20 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
     tables
 }
 
-fn leak(name: &str) -> &'static str {
-    Box::leak(name.to_owned().into_boxed_str())
+/// The one `'static` copy of a table name: leaked the first time the process sees the name,
+/// reused after, so memory stays bounded by the number of distinct tables however often
+/// domains are built or set up.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(interned) = names.get(name) {
+        return interned;
+    }
+    let interned: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(interned);
+    interned
 }
 
 /// Counters of a domain.
@@ -278,6 +291,9 @@ impl EventStore<'_> {
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
         crate::context::ensure_not_projecting("reading the event store")?;
+        if !crate::repository::storable(stream) {
+            return Ok(Vec::new());
+        }
         self.domain.storage().read_stream(stream, 0).await
     }
 
@@ -288,6 +304,9 @@ impl EventStore<'_> {
         from_position: i64,
     ) -> Result<Vec<RecordedEvent>> {
         crate::context::ensure_not_projecting("reading the event store")?;
+        if !crate::repository::storable(category) {
+            return Ok(Vec::new());
+        }
         let storage = self.domain.storage();
         read_batches(
             |from| storage.read_category(category, from, READ_BATCH),
@@ -306,6 +325,9 @@ impl EventStore<'_> {
     /// The version of a stream's last event, `-1` when it has none.
     pub async fn stream_version(&self, stream: &str) -> Result<i64> {
         crate::context::ensure_not_projecting("reading the event store")?;
+        if !crate::repository::storable(stream) {
+            return Ok(-1);
+        }
         self.domain.storage().stream_version(stream).await
     }
 
@@ -346,9 +368,17 @@ where
 
 /// The latest committed state of recently used event-sourced aggregates, so that a command
 /// replays only the events committed since (usually none) instead of the whole stream.
+///
+/// Each entry remembers the id of the last event it applied: a load checks that the store
+/// still holds that event at that version before trusting the entry (see `load_aggregate`).
 pub(crate) struct AggregateCache {
     capacity: usize,
-    entries: Mutex<FastMap<String, Arc<dyn Any + Send + Sync>>>,
+    entries: Mutex<FastMap<String, CachedAggregate>>,
+}
+
+struct CachedAggregate {
+    state: Arc<dyn Any + Send + Sync>,
+    last_event: Identifier,
 }
 
 impl AggregateCache {
@@ -359,27 +389,33 @@ impl AggregateCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<String, Arc<dyn Any + Send + Sync>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<String, CachedAggregate>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn get<A: Aggregate>(&self, key: &str) -> Option<A> {
+    /// The cached state and the id of the last event it applied.
+    pub(crate) fn get<A: Aggregate>(&self, key: &str) -> Option<(A, Identifier)> {
         if self.capacity == 0 {
             return None;
         }
-        self.lock()
-            .get(key)
-            .and_then(|state| state.downcast_ref::<A>())
-            .cloned()
+        let entries = self.lock();
+        let entry = entries.get(key)?;
+        let state = entry.state.downcast_ref::<A>()?.clone();
+        Some((state, entry.last_event.clone()))
     }
 
-    pub(crate) fn put<A: Aggregate>(&self, key: String, aggregate: &A) {
-        self.put_erased(key, Arc::new(aggregate.clone()));
+    pub(crate) fn put<A: Aggregate>(&self, key: String, aggregate: &A, last_event: Identifier) {
+        self.put_erased(key, Arc::new(aggregate.clone()), last_event);
     }
 
-    pub(crate) fn put_erased(&self, key: String, state: Arc<dyn Any + Send + Sync>) {
+    pub(crate) fn put_erased(
+        &self,
+        key: String,
+        state: Arc<dyn Any + Send + Sync>,
+        last_event: Identifier,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -390,7 +426,11 @@ impl AggregateCache {
                 entries.remove(&victim);
             }
         }
-        entries.insert(key, state);
+        entries.insert(key, CachedAggregate { state, last_event });
+    }
+
+    pub(crate) fn remove(&self, key: &str) {
+        self.lock().remove(key);
     }
 
     #[cfg(test)]
@@ -569,8 +609,19 @@ mod tests {
     fn cache_evicts_at_capacity() {
         let cache = AggregateCache::new(2);
         for key in ["a", "b", "c"] {
-            cache.put_erased(key.to_owned(), Arc::new(1_u8));
+            cache.put_erased(key.to_owned(), Arc::new(1_u8), Identifier::new("e"));
         }
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn table_names_are_interned_not_leaked_per_call() {
+        let first = intern(&String::from("interned_table"));
+        let second = intern(&String::from("interned_table"));
+        assert!(
+            std::ptr::eq(first, second),
+            "one allocation per distinct name"
+        );
+        assert_eq!(first, "interned_table");
     }
 }

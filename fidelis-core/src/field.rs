@@ -1,6 +1,10 @@
 //! Field definitions: the static description of every element's fields, from which
 //! validation, storage schemas and documentation are derived.
 
+mod text;
+
+pub(crate) use text::is_blank;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::ValidationError;
@@ -140,7 +144,11 @@ fn check_number(value: f64, def: &FieldDef, errors: &mut ValidationError) {
 }
 
 fn check_text(value: &str, def: &FieldDef, errors: &mut ValidationError) {
-    if def.required && value.trim().is_empty() {
+    if value.contains('\0') {
+        errors.add(def.name, text::NUL_MESSAGE);
+        return;
+    }
+    if def.required && text::is_blank(value) {
         errors.add(def.name, "is required");
         return;
     }
@@ -197,7 +205,16 @@ macro_rules! plain_field {
         }
     )*};
 }
-plain_field!(bool => Boolean, DateTime<Utc> => DateTime, NaiveDate => Date, serde_json::Value => Dict);
+plain_field!(bool => Boolean, DateTime<Utc> => DateTime, NaiveDate => Date);
+
+impl FieldType for serde_json::Value {
+    const KIND: FieldKind = FieldKind::Dict;
+    fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+        if text::json_has_nul(self) {
+            errors.add(def.name, text::NUL_MESSAGE);
+        }
+    }
+}
 
 impl<T: FieldType> FieldType for Option<T> {
     const KIND: FieldKind = T::KIND;

@@ -46,9 +46,10 @@ impl Identifier {
         self.0.to_string()
     }
 
-    /// Whether the identifier is empty or only whitespace (a required identifier must not be).
+    /// Whether the identifier shows nothing: empty, or only whitespace and invisible
+    /// characters such as zero-width spaces (a required identifier must not be).
     pub fn is_blank(&self) -> bool {
-        self.0.trim().is_empty()
+        crate::field::is_blank(&self.0)
     }
 }
 

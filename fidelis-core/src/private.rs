@@ -46,6 +46,22 @@ pub fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut Validat
     crate::field::check_field(value, def, errors);
 }
 
+/// Parses the JSON text given to `from_json`: malformed text is a serialization error, a key
+/// given twice a validation error on that key.
+pub fn parse_json_input(json: &str, element: &'static str) -> Result<Value> {
+    match crate::strict_json::parse(json) {
+        Ok(value) => Ok(value),
+        Err(crate::strict_json::StrictJsonError::DuplicateKey(path)) => Err(Error::Validation {
+            element: element.to_owned(),
+            errors: ValidationError::field(path, "is given twice"),
+        }),
+        Err(crate::strict_json::StrictJsonError::Syntax(error)) => Err(Error::Serialization {
+            what: format!("{element} from JSON"),
+            message: error.to_string(),
+        }),
+    }
+}
+
 /// Reads the fields of a command or event from untrusted JSON, collecting every missing,
 /// mistyped and invalid field instead of stopping at the first.
 pub struct JsonFields {

@@ -42,7 +42,11 @@ impl<'a, T: Persisted> Repository<'a, T> {
 
     /// The element with this id, if it exists.
     pub async fn find(&self, id: impl AsRef<str>) -> Result<Option<T>> {
-        T::load(self.ctx, Identifier::new(id.as_ref())).await
+        let id = id.as_ref();
+        if !storable(id) {
+            return Ok(None);
+        }
+        T::load(self.ctx, Identifier::new(id)).await
     }
 
     /// Adds or updates the element: its new events and state commit with the unit of work.
@@ -217,6 +221,13 @@ impl<T: Projection> Query<'_, T> {
     }
 }
 
+/// Whether a text can be stored at all. No adapter holds text with a NUL character
+/// (validation refuses it, as PostgreSQL cannot store it), so such an id names nothing: it is
+/// answered as not found on every adapter instead of reaching the database.
+pub(crate) fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 fn decode_document<T: Persisted>(table: &str, document: Document) -> Result<T> {
     serde_json::from_value(Value::Object(document.data)).map_err(|error| Error::Serialization {
         what: format!("row `{}` of table `{table}`", document.id),
@@ -323,18 +334,66 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         return Ok(Some(aggregate));
     }
 
-    let cached = ctx.domain.cache().get::<A>(&key);
-    let (mut aggregate, from) = match cached {
-        Some(aggregate) => {
-            let next = aggregate.meta().version() + 1;
-            (aggregate, next)
+    if let Some((cached, last_event)) = ctx.domain.cache().get::<A>(&key) {
+        // Catch up from the cached version itself, not the one after it: the store must
+        // still hold the event the cache applied last. If it does not (the history was
+        // rewritten or truncated behind this process's back), the cache is dropped and the
+        // stream replayed, so a corrupted history is reported instead of appended to.
+        let anchor = (cached.meta().version(), last_event);
+        match replay(ctx, &key, cached, Some(&anchor)).await? {
+            Replayed::Caught(aggregate) => return Ok(Some(aggregate)),
+            Replayed::Stale => {
+                tracing::warn!(
+                    stream = %key,
+                    cached_version = anchor.0,
+                    "the stored stream no longer holds the last event this process applied; \
+                     replaying it from the start"
+                );
+                ctx.domain.cache().remove(&key);
+            }
         }
-        None => (A::blank(id.clone()), 0),
+    }
+    match replay(ctx, &key, A::blank(id), None).await? {
+        Replayed::Caught(aggregate) if aggregate.meta().version() >= 0 => Ok(Some(aggregate)),
+        Replayed::Caught(_) | Replayed::Stale => Ok(None),
+    }
+}
+
+enum Replayed<A> {
+    /// The aggregate with every stored event applied.
+    Caught(A),
+    /// The stored stream does not hold the anchor event (see `load_aggregate`).
+    Stale,
+}
+
+/// Applies the stored events of stream `key` after `aggregate`'s version to it, and caches the
+/// result when it applied any. With an anchor `(version, event id)`, the first stored event
+/// read must be exactly that event (already applied, so skipped).
+async fn replay<A: Aggregate>(
+    ctx: &Context,
+    key: &str,
+    mut aggregate: A,
+    anchor: Option<&(i64, Identifier)>,
+) -> Result<Replayed<A>> {
+    let registry = ctx.domain.registry();
+    let from = match anchor {
+        Some(&(version, _)) => version,
+        None => aggregate.meta().version() + 1,
     };
+    let mut pending_anchor = anchor;
+    let mut stale = false;
+    let mut last_event: Option<Identifier> = None;
     // Streams mostly repeat a few event types: remember the last lookup instead of hashing
     // the type name of every event of a long replay.
     let mut last_type: Option<&EventInfo> = None;
     let mut apply = |recorded: &RecordedEvent| -> Result<()> {
+        if let Some((version, id)) = pending_anchor.take() {
+            if recorded.metadata.version == *version && recorded.metadata.id == *id {
+                return Ok(());
+            }
+            stale = true;
+            return Err(Error::storage("stale cache entry"));
+        }
         let event_info = match last_type {
             Some(info) if info.type_name == recorded.metadata.type_name => info,
             _ => {
@@ -364,20 +423,24 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
             });
         }
         (event_info.replay)(&mut aggregate, event.as_ref());
+        last_event = Some(recorded.metadata.id.clone());
         Ok(())
     };
-    let replayed = ctx
+    let visited = ctx
         .domain
         .storage()
-        .visit_stream(&key, from, &mut apply)
-        .await?;
-    if replayed == 0 && from == 0 {
-        return Ok(None);
+        .visit_stream(key, from, &mut apply)
+        .await;
+    if stale || (visited.is_ok() && pending_anchor.is_some()) {
+        return Ok(Replayed::Stale);
     }
-    if replayed > 0 {
-        ctx.domain.cache().put(key, &aggregate);
+    visited?;
+    if let Some(last_event) = last_event {
+        ctx.domain
+            .cache()
+            .put(key.to_owned(), &aggregate, last_event);
     }
-    Ok(Some(aggregate))
+    Ok(Replayed::Caught(aggregate))
 }
 
 /// Records an aggregate's new events and state in the unit of work. (Strategy of `#[aggregate]`.)

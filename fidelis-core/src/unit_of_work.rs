@@ -31,6 +31,8 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
     let mut transaction = domain.storage().begin().await?;
     let time = Utc::now();
     let mut recorded: Vec<Arc<dyn AnyRecordedEvent>> = Vec::new();
+    // Per aggregate change, the id of its last new event: the cache's proof of what it applied.
+    let mut last_events: Vec<Option<Identifier>> = Vec::with_capacity(work.aggregates.len());
 
     for change in &work.aggregates {
         if let Some(document) = &change.document {
@@ -43,6 +45,7 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
                 .await?;
         }
         if change.events.is_empty() {
+            last_events.push(None);
             continue;
         }
         let mut records = Vec::with_capacity(change.events.len());
@@ -70,6 +73,7 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
         let stored = transaction
             .append(&change.stream, expected, records)
             .await?;
+        last_events.push(stored.last().map(|metadata| metadata.id.clone()));
         for (event, stored) in change.events.iter().zip(stored) {
             recorded.push(event.record(stored));
         }
@@ -89,9 +93,11 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
     write_documents(transaction.as_mut(), projected.documents).await?;
     transaction.commit().await?;
 
-    for change in work.aggregates {
-        if change.event_sourced {
-            domain.cache().put_erased(change.key, change.state);
+    for (change, last_event) in work.aggregates.into_iter().zip(last_events) {
+        if let (true, Some(last_event)) = (change.event_sourced, last_event) {
+            domain
+                .cache()
+                .put_erased(change.key, change.state, last_event);
         }
     }
     Ok(recorded)

@@ -185,15 +185,10 @@ pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {
         quote!(let #ident = fields.take::<#ty>(#name, #default);)
     });
     quote! {
-        /// Decodes JSON text, reporting every missing, mistyped and invalid field at once.
+        /// Decodes JSON text, reporting every missing, mistyped and invalid field at once
+        /// (and a key given twice, instead of keeping the last).
         pub fn from_json(json: &::core::primitive::str) -> #p::Result<Self> {
-            let value: #p::serde_json::Value = #p::serde_json::from_str(json).map_err(|error| {
-                #p::Error::Serialization {
-                    what: ::std::format!("{} from JSON", <Self as #p::Element>::NAME),
-                    message: ::std::string::ToString::to_string(&error),
-                }
-            })?;
-            Self::from_value(value)
+            Self::from_value(#p::parse_json_input(json, <Self as #p::Element>::NAME)?)
         }
 
         /// Decodes a JSON value, reporting every missing, mistyped and invalid field at once.

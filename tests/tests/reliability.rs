@@ -1,0 +1,335 @@
+//! Hostile input and a history changed behind the process's back, on every adapter: NUL
+//! characters, invisible "blank" text, duplicate JSON keys, and a cached aggregate whose
+//! stored stream was rewritten.
+
+#![allow(missing_docs)]
+
+use fidelis_core::prelude::*;
+use serde_json::json;
+
+mod support;
+use support::{Backend, on_every_adapter};
+
+// ---- a small ledger of this file's own ---------------------------------------------------
+
+#[event(part_of = Ledger)]
+pub struct LedgerOpened {
+    pub ledger_id: Identifier,
+    pub holder: String,
+    pub tags: serde_json::Value,
+}
+
+#[event(part_of = Ledger)]
+pub struct Credited {
+    pub ledger_id: Identifier,
+    pub amount: i64,
+}
+
+#[aggregate(event_sourced)]
+pub struct Ledger {
+    pub holder: String,
+    pub balance: i64,
+}
+
+#[aggregate]
+impl Ledger {
+    #[apply]
+    fn opened(&mut self, event: &LedgerOpened) {
+        self.holder = event.holder.clone();
+    }
+    #[apply]
+    fn credited(&mut self, event: &Credited) {
+        self.balance += event.amount;
+    }
+}
+
+#[command(part_of = Ledger)]
+pub struct OpenLedger {
+    pub holder: String,
+    pub tags: serde_json::Value,
+}
+
+#[command(part_of = Ledger)]
+pub struct Credit {
+    pub ledger_id: Identifier,
+    pub amount: i64,
+}
+
+#[derive(Default)]
+pub struct LedgerHandler;
+
+#[command_handler(part_of = Ledger)]
+impl LedgerHandler {
+    #[handle(OpenLedger)]
+    async fn open(&self, command: OpenLedger, ctx: &mut Context) -> Result<Identifier> {
+        let mut ledger = Ledger::create_new();
+        let ledger_id = ledger.id.clone();
+        ledger.raise(LedgerOpened {
+            ledger_id: ledger_id.clone(),
+            holder: command.holder,
+            tags: command.tags,
+        })?;
+        ctx.repository::<Ledger>().add(ledger).await?;
+        Ok(ledger_id)
+    }
+
+    #[handle(Credit)]
+    async fn credit(&self, command: Credit, ctx: &mut Context) -> Result<()> {
+        let repo = ctx.repository::<Ledger>();
+        let mut ledger = repo.get(&command.ledger_id).await?;
+        ledger.raise(Credited {
+            ledger_id: command.ledger_id,
+            amount: command.amount,
+        })?;
+        repo.add(ledger).await
+    }
+}
+
+#[projection]
+pub struct LedgerRow {
+    #[field(identifier)]
+    pub ledger_id: Identifier,
+    pub holder: String,
+    pub balance: i64,
+}
+
+#[derive(Default)]
+pub struct LedgerRows;
+
+#[projector(for = LedgerRow, aggregates = [Ledger])]
+impl LedgerRows {
+    #[on(LedgerOpened)]
+    async fn opened(&self, event: &Event<LedgerOpened>, ctx: &mut Context) -> Result<()> {
+        ctx.repository::<LedgerRow>()
+            .add(LedgerRow {
+                ledger_id: event.ledger_id.clone(),
+                holder: event.holder.clone(),
+                balance: 0,
+            })
+            .await
+    }
+    #[on(Credited)]
+    async fn credited(&self, event: &Event<Credited>, ctx: &mut Context) -> Result<()> {
+        let repo = ctx.repository::<LedgerRow>();
+        let mut row = repo.get(&event.ledger_id).await?;
+        row.balance += event.amount;
+        repo.add(row).await
+    }
+}
+
+async fn ledger(backend: &Backend) -> Domain {
+    Domain::builder("reliability")
+        .discover_crate(module_path!())
+        .database(backend.url())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
+}
+
+fn open(holder: &str) -> OpenLedger {
+    OpenLedger {
+        holder: holder.into(),
+        tags: json!({}),
+    }
+}
+
+fn messages(error: &Error, field: &str) -> Vec<String> {
+    let validation = error
+        .as_validation()
+        .unwrap_or_else(|| panic!("a validation error, got {error}"));
+    validation.messages_for(field).to_vec()
+}
+
+async fn stored_events(domain: &Domain) -> usize {
+    domain.event_store().read_all(0).await.unwrap().len()
+}
+
+// ---- NUL characters: one behaviour on every adapter ---------------------------------------
+
+on_every_adapter!(
+    nul_in_text_is_a_validation_error,
+    nul_in_an_id_is_not_found,
+    rewritten_history_is_noticed_by_a_cached_aggregate,
+);
+
+async fn nul_in_text_is_a_validation_error(backend: &Backend) {
+    let domain = ledger(backend).await;
+    let error = domain.process(open("Ada\0Lovelace")).await.unwrap_err();
+    assert_eq!(
+        messages(&error, "holder"),
+        ["must not contain NUL characters"]
+    );
+    let error = domain
+        .process(OpenLedger {
+            holder: "Ada".into(),
+            tags: json!({"nested": ["ok", "bad\u{0}"]}),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        messages(&error, "tags"),
+        ["must not contain NUL characters"]
+    );
+    assert_eq!(stored_events(&domain).await, 0, "nothing was stored");
+
+    // The same rules hold for the rows a projector writes and for events raised directly.
+    let id = domain.process(open("Ada")).await.unwrap();
+    let error = domain
+        .repository::<LedgerRow>()
+        .add(LedgerRow {
+            ledger_id: id.clone(),
+            holder: "x\0".into(),
+            balance: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        messages(&error, "holder"),
+        ["must not contain NUL characters"]
+    );
+    let row = domain.repository::<LedgerRow>().get(&id).await.unwrap();
+    assert_eq!(row.holder, "Ada", "the row is unchanged");
+}
+
+async fn nul_in_an_id_is_not_found(backend: &Backend) {
+    let domain = ledger(backend).await;
+    let id = domain.process(open("Ada")).await.unwrap();
+    let with_nul = format!("{id}\0");
+
+    let error = domain
+        .repository::<Ledger>()
+        .get(&with_nul)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::NotFound { .. }), "{error}");
+    let error = domain
+        .repository::<LedgerRow>()
+        .get(&with_nul)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::NotFound { .. }), "{error}");
+    assert!(
+        domain
+            .repository::<LedgerRow>()
+            .find("\0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let stream = domain.event_store().stream_of::<Ledger>(&with_nul).unwrap();
+    assert!(
+        domain
+            .event_store()
+            .read_stream(&stream)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        domain.event_store().stream_version(&stream).await.unwrap(),
+        -1
+    );
+
+    // A command naming such an id is refused before any handler runs.
+    let error = domain
+        .process(Credit {
+            ledger_id: Identifier::new(with_nul),
+            amount: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        messages(&error, "ledger_id"),
+        ["must not contain NUL characters"]
+    );
+}
+
+// ---- a cached aggregate and a history rewritten behind its back ---------------------------
+
+async fn rewritten_history_is_noticed_by_a_cached_aggregate(backend: &Backend) {
+    if matches!(backend, Backend::Memory) {
+        // Nothing outside the process can change an in-memory store.
+        return;
+    }
+    let domain = ledger(backend).await;
+    let id = domain.process(open("Ada")).await.unwrap();
+    domain
+        .process(Credit {
+            ledger_id: id.clone(),
+            amount: 5,
+        })
+        .await
+        .unwrap();
+    // The domain now caches the ledger at version 1. Another hand rewrites that event: a new
+    // id and another amount at the same version.
+    let stream = domain.event_store().stream_of::<Ledger>(&id).unwrap();
+    backend
+        .execute(&format!(
+            "UPDATE fidelis_events SET id = 'rewritten-{id}', \
+             data = '{{\"ledger_id\": \"{id}\", \"amount\": 7}}' \
+             WHERE stream = '{stream}' AND version = 1"
+        ))
+        .await;
+
+    domain
+        .process(Credit {
+            ledger_id: id.clone(),
+            amount: 1,
+        })
+        .await
+        .unwrap();
+    let cached = domain.repository::<Ledger>().get(&id).await.unwrap();
+    let fresh = ledger(backend).await;
+    let replayed = fresh.repository::<Ledger>().get(&id).await.unwrap();
+    assert_eq!(
+        (cached.balance, cached.version()),
+        (replayed.balance, replayed.version()),
+        "the process's view is the stored history's, not its stale cache"
+    );
+    assert_eq!(replayed.balance, 8);
+
+    // A history cut short behind the process's back: the next command replays what is left
+    // instead of failing forever on a version the store no longer holds.
+    backend
+        .execute(&format!(
+            "DELETE FROM fidelis_events WHERE stream = '{stream}' AND version = 2"
+        ))
+        .await;
+    domain
+        .process(Credit {
+            ledger_id: id.clone(),
+            amount: 100,
+        })
+        .await
+        .expect("the command sees the stored history");
+    let replayed = ledger(backend)
+        .await
+        .repository::<Ledger>()
+        .get(&id)
+        .await
+        .unwrap();
+    assert_eq!((replayed.balance, replayed.version()), (107, 2));
+}
+
+// ---- input rules that do not depend on storage -------------------------------------------
+
+#[test]
+fn invisible_text_does_not_pass_required() {
+    for blank in ["\u{200B}", " \u{FEFF} ", "\u{2060}\u{200D}"] {
+        let error = OpenLedger::from_value(json!({"holder": blank, "tags": {}})).unwrap_err();
+        assert_eq!(messages(&error, "holder"), ["is required"], "{blank:?}");
+    }
+    assert!(OpenLedger::from_value(json!({"holder": "\u{200B}A", "tags": {}})).is_ok());
+}
+
+#[test]
+fn duplicate_json_keys_are_refused() {
+    let error =
+        Credit::from_json(r#"{"ledger_id": "a", "amount": 1, "amount": 1000000}"#).unwrap_err();
+    assert_eq!(messages(&error, "amount"), ["is given twice"]);
+    let error = OpenLedger::from_json(r#"{"holder": "a", "tags": {"k": 1, "k": 2}}"#).unwrap_err();
+    assert_eq!(messages(&error, "tags.k"), ["is given twice"]);
+    let credit = Credit::from_json(r#"{"ledger_id": "a", "amount": 1}"#).unwrap();
+    assert_eq!(credit.amount, 1);
+}
