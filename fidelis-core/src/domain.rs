@@ -138,6 +138,9 @@ impl Domain {
                         attempt += 1;
                     }
                     Err(error) => {
+                        // A bare `ValidationError` from the handler or an aggregate method
+                        // (`?`) did not know its element: it rejected this command.
+                        let error = error.name_unnamed_element(C::NAME);
                         tracing::debug!(%error, attempt, "command failed");
                         return Err(error);
                     }
