@@ -126,8 +126,10 @@ async fn the_connecting_storage_log_line_never_shows_the_password() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    // The test runtime is single-threaded: the subscriber sees the whole build.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not `set_default`: a thread-scoped subscriber can miss events of callsites
+    // that other tests' threads register at the same time. The other tests of this file
+    // then log into the buffer too, which only widens the check.
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     for password in passwords() {
         let url = format!("postgres://bob:{password}@127.0.0.1:1/ledger");
         let _ = fidelis_example::domain()
@@ -137,9 +139,8 @@ async fn the_connecting_storage_log_line_never_shows_the_password() {
             .await;
     }
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    assert_eq!(
-        log.matches("connecting storage").count(),
-        passwords().len(),
+    assert!(
+        log.matches("connecting storage").count() >= passwords().len(),
         "{log}"
     );
     assert_hidden(&log, "any");
