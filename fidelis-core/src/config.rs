@@ -450,6 +450,14 @@ mod tests {
             "a password parameter may run on past the `@`"
         );
         assert_eq!(redact("postgres:bob:pw@db"), "postgres:***@db");
+        assert_eq!(
+            redact("postgres://bob:S3cr%2Fet@[::1]:5432/x"),
+            "postgres://bob:***@[::1]:5432/x"
+        );
+        assert_eq!(
+            redact("postgres://bob:S3cr@et@db/x?options[search_path]=s"),
+            "postgres://bob:***@db/x?options[search_path]=s"
+        );
         let settings = resolve_with(
             Some("postgres://bob:s/ecret@db/x"),
             PoolOverrides::default(),
