@@ -9,8 +9,10 @@
 //! | `sqlite::memory:` | SQLite in memory, one connection, gone with the process |
 //! | `postgres://user:password@host:5432/db`, `postgresql://…` | [`PostgresStorage`](crate::store::postgres::PostgresStorage) |
 //!
-//! PostgreSQL URLs take the usual parameters (`sslmode`, `application_name`, and
-//! `options[search_path]=my_schema` to keep Fidelis' tables in a schema of their own).
+//! A SQLite URL without a path (`sqlite://`, `sqlite:`) is a configuration error rather than
+//! a temporary database that vanishes. PostgreSQL URLs take the usual parameters (`sslmode`,
+//! `application_name`, and `options[search_path]=my_schema` to keep Fidelis' tables in a
+//! schema of their own); percent-encode `/`, `?`, `#` and `@` in a password.
 //!
 //! # Where the URL comes from
 //!
@@ -40,7 +42,10 @@
 //! flags; a build that only needs memory storage sets `default-features = false`. TLS to
 //! PostgreSQL needs the `postgres-tls` feature.
 //!
-//! Error messages name the URL without its password.
+//! Error messages and logs name the URL without its password (see [`redact`]). A PostgreSQL
+//! server that refuses the connection, an unknown host or wrong credentials fail `build()` at
+//! once; only a server that is starting up (or has too many connections) is waited for, up to
+//! the connect timeout.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,8 +111,8 @@ pub enum UrlSource {
     Default,
 }
 
-/// The resolved database settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The resolved database settings. `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseSettings {
     /// The database URL.
     pub url: String,
@@ -115,6 +120,16 @@ pub struct DatabaseSettings {
     pub source: UrlSource,
     /// The pool settings.
     pub pool: PoolOptions,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact(&self.url))
+            .field("source", &self.source)
+            .field("pool", &self.pool)
+            .finish()
+    }
 }
 
 /// The `[database]` table of `fidelis.toml`.
@@ -308,42 +323,102 @@ pub(crate) async fn connect_configured(
 
 /// The URL without its password, for error messages and logs.
 ///
+/// The password of the user info is replaced by `***`, and so is the value of a `password=`
+/// (or `sslpassword=`) parameter together with everything after it (a raw `&` or `#` in the
+/// password cannot be told apart from the next parameter). The URL is parsed with the `url`
+/// crate; when it does not parse, or a password with a raw `/`, `?` or `#` makes it
+/// ambiguous (`postgres://bob:pa/ss@db/x`, where an `@` follows the end of the authority),
+/// everything between `://` and the last `@` is hidden. The raw input is never returned when
+/// it might hold a password.
+///
 /// ```
-/// assert_eq!(fidelis_core::config::redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+/// use fidelis_core::config::redact;
+/// assert_eq!(redact("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+/// assert_eq!(redact("postgres://bob:S3cr/et@db:5432/x"), "postgres://***@db:5432/x");
+/// assert_eq!(redact("postgres://bob@db/x?sslmode=require&password=secret"), "postgres://bob@db/x?sslmode=require&password=***");
+/// assert_eq!(redact("sqlite://fidelis.db"), "sqlite://fidelis.db");
 /// ```
 pub fn redact(url: &str) -> String {
-    let url = redact_userinfo(url);
-    redact_password_parameter(&url)
+    let shown = match url::Url::parse(url) {
+        Ok(parsed) if !at_after_authority(url) => hide_password(parsed, url),
+        _ => hide_userinfo(url),
+    };
+    hide_password_parameters(&shown)
 }
 
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
+/// Whether an `@` appears where the `url` crate no longer looks for user info (after the
+/// authority ends at the first `/`, `?`, `#` or `\`), or anywhere in a URL without `//`
+/// authority: then a database driver may read the user info differently.
+fn at_after_authority(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((_, rest)) => rest
+            .find(['/', '?', '#', '\\'])
+            .is_some_and(|end| rest[end..].contains('@')),
+        None => url.contains('@'),
+    }
+}
+
+/// The parsed URL with its password replaced; the input as it is when it has none.
+fn hide_password(mut parsed: url::Url, url: &str) -> String {
+    if parsed.password().is_none() {
+        return url.to_owned();
+    }
+    match parsed.set_password(Some("***")) {
+        Ok(()) => parsed.into(),
+        Err(()) => hide_userinfo(url),
+    }
+}
+
+/// Everything between `://` (or the scheme's `:`) and the last `@` replaced by `***`. When
+/// the hidden part held a `password=` parameter, whatever follows the `@` may be the rest of
+/// its value, so it is hidden too.
+fn hide_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => match url.split_once(':') {
+            Some((scheme, rest)) => (format!("{scheme}:"), rest),
+            None => (String::new(), url),
+        },
+    };
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    // The credentials end at the last `@` before the path: a password may contain `@`.
-    let rest = &url[scheme + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &rest[at..]),
-            None => url.to_owned(),
-        },
+    if password_parameter(&rest[..at]).is_some() {
+        return format!("{scheme}***");
+    }
+    format!("{scheme}***{}", &rest[at..])
+}
+
+/// The value of a `password=` or `sslpassword=` parameter, and everything after it, replaced
+/// by `***`.
+fn hide_password_parameters(url: &str) -> String {
+    let Some(query) = url.find('?') else {
+        return url.to_owned();
+    };
+    match password_parameter(&url[query..]) {
+        Some(value) => format!("{}***", &url[..query + value]),
         None => url.to_owned(),
     }
 }
 
-fn redact_password_parameter(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => parameter.to_owned(),
-        })
-        .collect();
-    format!("{base}?{}", parameters.join("&"))
+/// Where the value of the first password parameter starts in `text`: a `password=` or
+/// `sslpassword=` (any case) right after a `?` or `&`.
+fn password_parameter(text: &str) -> Option<usize> {
+    let mut start = 0;
+    while let Some(offset) = text[start..].find(['?', '&']) {
+        let key_start = start + offset + 1;
+        let parameter = &text[key_start..];
+        for key in ["password=", "sslpassword="] {
+            if parameter
+                .get(..key.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(key))
+            {
+                return Some(key_start + key.len());
+            }
+        }
+        start = key_start;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -362,8 +437,40 @@ mod tests {
         );
         assert_eq!(
             redact("postgres://bob@db/x?password=secret&sslmode=off"),
-            "postgres://bob@db/x?password=***&sslmode=off"
+            "postgres://bob@db/x?password=***"
         );
+        assert_eq!(
+            redact("postgres://bob:pa/ss@db/x?application_name=a@b"),
+            "postgres://***@b",
+            "ambiguous: hidden up to the last `@`"
+        );
+        assert_eq!(
+            redact("postgres://db/x?password=p@ss&sslmode=off"),
+            "postgres://***",
+            "a password parameter may run on past the `@`"
+        );
+        assert_eq!(redact("postgres:bob:pw@db"), "postgres:***@db");
+        assert_eq!(
+            redact("postgres://bob:S3cr%2Fet@[::1]:5432/x"),
+            "postgres://bob:***@[::1]:5432/x"
+        );
+        assert_eq!(
+            redact("postgres://bob:S3cr@et@db/x?options[search_path]=s"),
+            "postgres://bob:***@db/x?options[search_path]=s"
+        );
+        let settings = resolve_with(
+            Some("postgres://bob:s/ecret@db/x"),
+            PoolOverrides::default(),
+            None,
+            no_file(),
+        )
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(
+            debug.contains("postgres://***@db/x") && !debug.contains("ecret"),
+            "{debug}"
+        );
+        assert_eq!(redact("not a url"), "not a url");
         assert_eq!(redact("sqlite://fidelis.db"), "sqlite://fidelis.db");
     }
 

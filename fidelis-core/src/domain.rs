@@ -139,6 +139,9 @@ impl Domain {
                         attempt += 1;
                     }
                     Err(error) => {
+                        // A bare `ValidationError` from the handler or an aggregate method
+                        // (`?`) did not know its element: it rejected this command.
+                        let error = error.name_unnamed_element(C::NAME);
                         tracing::debug!(%error, attempt, "command failed");
                         return Err(error);
                     }
@@ -563,10 +566,12 @@ impl DomainBuilder {
         self
     }
 
-    /// Registers the elements, checks the whole domain (every problem is reported at once),
+    /// Registers the elements, checks the whole domain (every problem is reported at once,
+    /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
     pub async fn build(self) -> Result<Domain> {
         let mut registrar = Registrar::default();
+        let mut problems = Vec::new();
         if self.discovery {
             for registration in discovered() {
                 if self.crates.is_empty()
@@ -575,11 +580,19 @@ impl DomainBuilder {
                     (registration.register)(&mut registrar);
                 }
             }
+            problems.extend(undiscovered_crates(&self.crates));
         }
         for registration in self.registrations {
             registration(&mut registrar);
         }
-        let registry = registrar.build(&self.name)?;
+        let registry = match (registrar.build(&self.name), problems.is_empty()) {
+            (registry, true) => registry?,
+            (Err(Error::Configuration { problems: more }), false) => {
+                problems.extend(more);
+                return Err(Error::Configuration { problems });
+            }
+            (_, false) => return Err(Error::Configuration { problems }),
+        };
         let storage = match self.storage {
             Some(storage) => storage,
             None => crate::config::connect_configured(self.database.as_deref(), self.pool).await?,
@@ -599,6 +612,34 @@ impl DomainBuilder {
         domain.setup_database().await?;
         Ok(domain)
     }
+}
+
+/// A problem for each crate given to `discover_crate` that declares no discovered element
+/// (a typo, or a crate the program does not link), naming the crates that do.
+fn undiscovered_crates(crates: &[String]) -> Vec<String> {
+    let with_elements: std::collections::BTreeSet<&str> = discovered()
+        .map(|registration| registration.crate_name())
+        .collect();
+    let known = if with_elements.is_empty() {
+        "no linked crate declares elements".to_owned()
+    } else {
+        let names: Vec<String> = with_elements
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect();
+        format!("crates with elements: {}", names.join(", "))
+    };
+    let crates: std::collections::BTreeSet<&str> = crates.iter().map(String::as_str).collect();
+    crates
+        .into_iter()
+        .filter(|name| !with_elements.contains(name))
+        .map(|name| {
+            format!(
+                "`discover_crate(\"{name}\")` found no elements in a crate named `{name}` ({known}); \
+                 check the name, and that the program uses the crate (`use {name} as _;`)"
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,59 @@
-//! The one error type of Fidelis, and field validation errors.
+//! The one error type of Fidelis, field validation errors, and the errors of your own domain.
+//!
+//! # Your own error types
+//!
+//! Aggregate methods and handlers return [`Result`], whose error is [`Error`]. A business rule
+//! that is better told by a type of your own than by a field message (a loan that is already
+//! repaid, a limit that is exceeded) can be returned as that type: implement the marker trait
+//! [`DomainError`] for it (one line), and `?`, `.into()` and handlers returning
+//! `Result<T, YourError>` turn it into [`Error::Domain`]. The caller of `domain.process(..)`
+//! gets it back, with its type, through [`Error::domain`] (or [`Error::downcast_ref`]), and
+//! `Display` shows its own message.
+//!
+//! ```
+//! use fidelis_core::{DomainError, Error, Result};
+//!
+//! #[derive(Debug, thiserror::Error, PartialEq)]
+//! pub enum LoanError {
+//!     #[error("loan {0} is already repaid")]
+//!     AlreadyRepaid(String),
+//!     #[error("{requested} exceeds the limit of {limit}")]
+//!     OverLimit { requested: u64, limit: u64 },
+//! }
+//!
+//! impl DomainError for LoanError {}
+//!
+//! fn borrow(requested: u64) -> Result<u64> {
+//!     if requested > 1_000 {
+//!         return Err(LoanError::OverLimit { requested, limit: 1_000 }.into());
+//!     }
+//!     Ok(requested)
+//! }
+//!
+//! fn repay(loan: &str) -> Result<()> {
+//!     let outstanding: std::result::Result<(), LoanError> =
+//!         Err(LoanError::AlreadyRepaid(loan.to_owned()));
+//!     outstanding?; // `?` converts it
+//!     Ok(())
+//! }
+//!
+//! let error = borrow(5_000).unwrap_err();
+//! assert_eq!(error.to_string(), "5000 exceeds the limit of 1000");
+//! assert_eq!(
+//!     error.domain::<LoanError>(),
+//!     Some(&LoanError::OverLimit { requested: 5_000, limit: 1_000 })
+//! );
+//! assert!(matches!(repay("L-1").unwrap_err().domain(), Some(LoanError::AlreadyRepaid(_))));
+//! ```
+//!
+//! Why a marker trait: `Error` is itself a `std::error::Error`, so a blanket
+//! `impl<E: std::error::Error> From<E> for Error` would overlap with the standard
+//! `impl From<T> for T` and is refused by the compiler. A trait of Fidelis' own has no such
+//! overlap. A type that cannot implement it (one from another crate) is wrapped with
+//! [`Error::from_domain`].
 
 use std::collections::BTreeMap;
+use std::error::Error as StdError;
 use std::fmt;
 
 /// `Result` with Fidelis' [`Error`] as the default error type.
@@ -104,12 +157,67 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// The element name of a [`Error::Validation`] converted from a bare [`ValidationError`]
+/// (`?` in an aggregate method), before `process` names the command it rejected.
+pub(crate) const UNNAMED_ELEMENT: &str = "input";
+
+/// Every failing field as `field: message` pairs, for `Error`'s `Display`:
+/// `balance: Insufficient funds; amount: must be positive, must be whole`. Messages on the
+/// whole value (field `_`) are shown without a field name.
+struct Fields<'a>(&'a ValidationError);
+
+impl fmt::Display for Fields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(no message)");
+        }
+        for (i, (field, messages)) in self.0.messages.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            if field != "_" {
+                write!(f, "{field}: ")?;
+            }
+            for (j, message) in messages.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Marks an error type of your own domain as one that Fidelis carries in [`Error::Domain`],
+/// so `?` and `.into()` convert it to [`Error`] (see the [module docs](self)).
+///
+/// ```
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("account {0} is frozen")]
+/// pub struct Frozen(pub String);
+///
+/// impl fidelis_core::DomainError for Frozen {}
+///
+/// let error: fidelis_core::Error = Frozen("ACC-1".into()).into();
+/// assert_eq!(error.to_string(), "account ACC-1 is frozen");
+/// ```
+pub trait DomainError: StdError + Send + Sync + 'static {}
+
+impl<E: DomainError> From<E> for Error {
+    fn from(error: E) -> Self {
+        Error::Domain(Box::new(error))
+    }
+}
+
 /// Everything that can go wrong in Fidelis. Messages say what was wrong and where.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A value (command, event, aggregate, projection) has invalid fields.
-    #[error("invalid {element}: {errors}")]
+    /// A value (command, event, aggregate, projection) has invalid fields, or a method
+    /// rejected its input with a [`ValidationError`]. Displayed as
+    /// `invalid MakeDeposit: amount: Deposit amount must be positive`.
+    #[error("invalid {element}: {}", Fields(errors))]
     Validation {
         /// The element's name (`MakeDeposit`, `Account`, …).
         element: String,
@@ -117,8 +225,10 @@ pub enum Error {
         errors: ValidationError,
     },
 
-    /// A business rule of an aggregate was broken (an `#[invariant]` or a check in a method).
-    #[error("invariant of {aggregate} broken: {errors}")]
+    /// A business rule of an aggregate was broken (an `#[invariant]`, or a field of the state
+    /// an event would lead to). Displayed as
+    /// `Account: balance: Insufficient funds: balance cannot be negative`.
+    #[error("{aggregate}: {}", Fields(errors))]
     Invariant {
         /// The aggregate's name.
         aggregate: String,
@@ -179,7 +289,15 @@ pub enum Error {
         handler: String,
         /// Its message.
         message: String,
+        /// The error the handler returned, when it is kept (see [`Error::handler_failed`]).
+        #[source]
+        source: Option<Box<Error>>,
     },
+
+    /// An error of your own domain's type (see [`DomainError`]), shown with its own message.
+    /// Get it back with [`Error::domain`] or [`Error::downcast_ref`].
+    #[error(transparent)]
+    Domain(Box<dyn StdError + Send + Sync>),
 }
 
 impl Error {
@@ -225,6 +343,108 @@ impl Error {
         Error::Handler {
             handler: handler.into(),
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A handler error that keeps the error the handler returned as its
+    /// [`source`](std::error::Error::source), so [`Error::domain`] and
+    /// [`Error::downcast_ref`] still find a domain error inside it. The message says where
+    /// (`on Fidelis.DepositMade.v1`); the source's own message is appended to it.
+    ///
+    /// ```
+    /// use fidelis_core::{DomainError, Error};
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("limit exceeded")]
+    /// struct OverLimit;
+    /// impl DomainError for OverLimit {}
+    ///
+    /// let error = Error::handler_failed("Ledger::on_deposit", "on Bank.DepositMade.v1", OverLimit.into());
+    /// assert_eq!(error.to_string(), "handler Ledger::on_deposit failed: on Bank.DepositMade.v1: limit exceeded");
+    /// assert!(error.domain::<OverLimit>().is_some());
+    /// ```
+    pub fn handler_failed(handler: impl Into<String>, context: &str, source: Error) -> Self {
+        let message = if context.is_empty() {
+            source.to_string()
+        } else {
+            format!("{context}: {source}")
+        };
+        Error::Handler {
+            handler: handler.into(),
+            message,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Wraps an error of your domain that does not implement [`DomainError`] (a type from
+    /// another crate) as [`Error::Domain`]; types that do convert with `?` or `.into()`.
+    ///
+    /// ```
+    /// let error = fidelis_core::Error::from_domain(std::fmt::Error);
+    /// assert!(error.downcast_ref::<std::fmt::Error>().is_some());
+    /// ```
+    pub fn from_domain(error: impl StdError + Send + Sync + 'static) -> Self {
+        Error::Domain(Box::new(error))
+    }
+
+    /// The domain error of type `T` this error carries: the error itself when it is an
+    /// [`Error::Domain`] of that type, or one kept inside it (a handler's failure). `None`
+    /// for other errors and other types.
+    ///
+    /// ```
+    /// # use fidelis_core::{DomainError, Error};
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("account is frozen")]
+    /// struct Frozen;
+    /// impl DomainError for Frozen {}
+    ///
+    /// let error: Error = Frozen.into();
+    /// assert!(error.domain::<Frozen>().is_some());
+    /// assert!(Error::storage("disk full").domain::<Frozen>().is_none());
+    /// ```
+    pub fn domain<T: DomainError>(&self) -> Option<&T> {
+        self.downcast_ref::<T>()
+    }
+
+    /// The first error of type `T` in this error's chain: this error, the user's error of
+    /// an [`Error::Domain`], then each [`source`](std::error::Error::source) in turn (so a
+    /// storage error's `sqlx::Error` is found too).
+    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
+        let mut next: Option<&(dyn StdError + 'static)> = Some(self);
+        while let Some(error) = next {
+            if let Some(found) = error.downcast_ref::<T>() {
+                return Some(found);
+            }
+            // `Domain` is displayed transparently, so its `source()` skips the user's error:
+            // step into it explicitly (a handler's kept source is a `Box<Error>`).
+            let fidelis = error
+                .downcast_ref::<Error>()
+                .or_else(|| error.downcast_ref::<Box<Error>>().map(|boxed| &**boxed));
+            next = match fidelis {
+                Some(Error::Domain(inner)) => Some(inner.as_ref()),
+                _ => error.source(),
+            };
+        }
+        None
+    }
+
+    /// Whether this is an [`Error::Domain`].
+    pub fn is_domain(&self) -> bool {
+        matches!(self, Error::Domain(_))
+    }
+
+    /// Names the element of a validation error converted from a bare [`ValidationError`]
+    /// (whose element is not known where `?` converted it); other errors are unchanged.
+    pub(crate) fn name_unnamed_element(self, element: &str) -> Self {
+        match self {
+            Error::Validation {
+                element: unnamed,
+                errors,
+            } if unnamed == UNNAMED_ELEMENT => Error::Validation {
+                element: element.to_owned(),
+                errors,
+            },
+            other => other,
         }
     }
 
@@ -237,12 +457,89 @@ impl Error {
 }
 
 /// A `ValidationError` returned by a user's method (`deposit` rejecting a negative amount)
-/// becomes [`Error::Validation`]; the element name is not known there, so it reads `input`.
+/// becomes [`Error::Validation`]. The element is not known where `?` converts it, so it
+/// reads `input` until [`Domain::process`](crate::Domain::process) names the command whose
+/// handler returned it.
 impl From<ValidationError> for Error {
     fn from(errors: ValidationError) -> Self {
         Error::Validation {
-            element: "input".to_owned(),
+            element: UNNAMED_ELEMENT.to_owned(),
             errors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("over the limit")]
+    struct OverLimit;
+    impl DomainError for OverLimit {}
+
+    #[test]
+    fn display_names_each_field_and_message() {
+        let mut errors = ValidationError::field("amount", "must be positive");
+        errors.add("amount", "must be whole");
+        errors.add("_", "expected a JSON object");
+        errors.add("holder_name", "is required");
+        let error = Error::Validation {
+            element: "MakeDeposit".into(),
+            errors: errors.clone(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "invalid MakeDeposit: expected a JSON object; amount: must be positive, must be whole; holder_name: is required"
+        );
+        // `ValidationError` itself keeps its map-like form.
+        assert_eq!(
+            errors.to_string(),
+            r#"{"_": ["expected a JSON object"], "amount": ["must be positive", "must be whole"], "holder_name": ["is required"]}"#
+        );
+    }
+
+    #[test]
+    fn an_unnamed_validation_error_is_named_once() {
+        let error: Error = ValidationError::field("amount", "must be positive").into();
+        assert_eq!(error.to_string(), "invalid input: amount: must be positive");
+        let named = error.name_unnamed_element("MakeDeposit");
+        assert_eq!(
+            named.to_string(),
+            "invalid MakeDeposit: amount: must be positive"
+        );
+        let kept = named.name_unnamed_element("Other");
+        assert!(matches!(kept, Error::Validation { ref element, .. } if element == "MakeDeposit"));
+    }
+
+    #[test]
+    fn a_domain_error_is_found_inside_a_handler_failure() {
+        let error = Error::handler_failed("Ledger::on_deposit", "", OverLimit.into());
+        assert_eq!(
+            error.to_string(),
+            "handler Ledger::on_deposit failed: over the limit"
+        );
+        assert_eq!(error.domain::<OverLimit>(), Some(&OverLimit));
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("over the limit"));
+        assert!(Error::handler("h", "m").domain::<OverLimit>().is_none());
+    }
+
+    #[test]
+    fn downcast_ref_walks_the_source_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::storage_with("connecting", io);
+        assert_eq!(
+            error
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(
+            error
+                .downcast_ref::<Error>()
+                .is_some_and(|e| !e.is_domain())
+        );
+        assert!(error.downcast_ref::<OverLimit>().is_none());
     }
 }

@@ -51,7 +51,7 @@ pub use crate::element::{
     Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
     Projection, Projector, StorageKind, ValueObject,
 };
-pub use crate::error::{Error, Result, ValidationError};
+pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{Event, EventMetadata, RecordedEvent};
 pub use crate::field::{FieldDef, FieldKind, FieldType};
 pub use crate::identifier::Identifier;
@@ -65,9 +65,9 @@ pub mod prelude {
     pub use chrono::{DateTime, NaiveDate, Utc};
 
     pub use crate::{
-        Aggregate, Command, Context, Domain, DomainEvent, Error, Event, EventMetadata, Identifier,
-        Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, apply, command,
-        command_handler, event, event_handler, field, handle, invariant, on, projection, projector,
-        value_object,
+        Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event, EventMetadata,
+        Identifier, Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, apply,
+        command, command_handler, event, event_handler, field, handle, invariant, on, projection,
+        projector, value_object,
     };
 }

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
 };
 use sqlx::query::Query;
 use sqlx::types::Json;
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::config::{PoolOptions, redact};
 use crate::error::{Error, Result};
@@ -73,31 +73,48 @@ impl PostgresStorage {
     /// Connects to the database of a `postgres://…` URL (one connection is opened at once,
     /// so an unreachable server fails here). Call [`Storage::setup`] before use (a domain's
     /// `build` does).
+    ///
+    /// A refused connection, an unknown host or wrong credentials fail at once; only errors
+    /// PostgreSQL calls transient (the server is starting up, too many connections) are
+    /// retried until the connect timeout.
     pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
         let shown: Arc<str> = redact(url).into();
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| {
-                Error::configuration(format!("invalid PostgreSQL URL `{shown}`: {error}"))
+                // A password with a raw `/`, `?` or `#` ends the URL's host part early.
+                let hint = if url.contains('@') {
+                    "; percent-encode `/`, `?`, `#` and `@` in the user name and password (`%2F`, `%3F`, `%23`, `%40`)"
+                } else {
+                    ""
+                };
+                Error::configuration(format!("invalid PostgreSQL URL `{shown}`: {error}{hint}"))
             })?
             .application_name("fidelis");
+        let started = tokio::time::Instant::now();
+        // sqlx's pool retries a refused connection until its deadline (it assumes a server
+        // that is starting), so a server that is not running would only be reported as a
+        // timeout. One direct attempt first reports such errors as they are.
+        match tokio::time::timeout(pool.connect_timeout, options.connect()).await {
+            Ok(Ok(connection)) => {
+                if let Err(error) = connection.close().await {
+                    tracing::debug!(url = %shown, %error, "closing the first connection");
+                }
+            }
+            Ok(Err(error)) if is_transient_connect_error(&error) => {
+                tracing::debug!(url = %shown, %error, "PostgreSQL is not ready; retrying until the connect timeout");
+            }
+            Ok(Err(error)) => return Err(connect_error(&shown, error)),
+            Err(_) => return Err(connect_timed_out(&shown, pool.connect_timeout)),
+        }
         let connecting = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options);
-        let pool = match tokio::time::timeout(pool.connect_timeout, connecting).await {
+        let remaining = pool.connect_timeout.saturating_sub(started.elapsed());
+        let pool = match tokio::time::timeout(remaining, connecting).await {
             Ok(Ok(pool)) => pool,
-            Ok(Err(error)) => {
-                return Err(Error::storage_with(
-                    format!("cannot connect to PostgreSQL at `{shown}`: {error}"),
-                    error,
-                ));
-            }
-            Err(_) => {
-                return Err(Error::storage(format!(
-                    "cannot connect to PostgreSQL at `{shown}`: timed out after {:?}",
-                    pool.connect_timeout
-                )));
-            }
+            Ok(Err(error)) => return Err(connect_error(&shown, error)),
+            Err(_) => return Err(connect_timed_out(&shown, pool.connect_timeout)),
         };
         tracing::debug!(url = %shown, "postgres storage connected");
         Ok(Self {
@@ -116,6 +133,38 @@ impl PostgresStorage {
     fn error(&self, what: &str, error: sqlx::Error) -> Error {
         db_error(&self.url, what, error)
     }
+}
+
+/// Errors PostgreSQL reports while a connection starts that a retry may cure:
+/// `too_many_connections` (53300) and `cannot_connect_now` (57P03, starting up).
+fn is_transient_connect_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => {
+            matches!(error.code().as_deref(), Some("53300" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
+/// `cannot connect to PostgreSQL at …`, with a refused connection said in plain words.
+fn connect_error(url: &str, error: sqlx::Error) -> Error {
+    let reason = match &error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: nothing listens at that host and port (is the server running?)"
+                .to_owned()
+        }
+        error => error.to_string(),
+    };
+    Error::storage_with(
+        format!("cannot connect to PostgreSQL at `{url}`: {reason}"),
+        error,
+    )
+}
+
+fn connect_timed_out(url: &str, timeout: std::time::Duration) -> Error {
+    Error::storage(format!(
+        "cannot connect to PostgreSQL at `{url}`: timed out after {timeout:?}"
+    ))
 }
 
 fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {

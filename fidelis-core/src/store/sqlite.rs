@@ -62,10 +62,24 @@ impl std::fmt::Debug for SqliteStorage {
 
 impl SqliteStorage {
     /// Opens (creating it if missing) the database of a `sqlite://path` or `sqlite::memory:`
-    /// URL. Call [`Storage::setup`] before use (a domain's `build` does).
+    /// URL. Call [`Storage::setup`] before use (a domain's `build` does). A URL without a
+    /// path (`sqlite://`, `sqlite:`) is a configuration error: SQLite would open a private
+    /// temporary database, which looks like a working one and loses everything.
     pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
         let shown: Arc<str> = redact(url).into();
         let memory = url.contains(":memory:") || url.contains("mode=memory");
+        // The path as sqlx reads it: after the scheme, before the parameters.
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if path.is_empty() && !memory {
+            return Err(Error::configuration(format!(
+                "SQLite URL `{shown}` names no database file: use `sqlite://fidelis.db` (relative to the current directory), `sqlite:///absolute/path.db`, or `sqlite::memory:` for a throwaway database"
+            )));
+        }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|error| {
                 Error::configuration(format!("invalid SQLite URL `{shown}`: {error}"))
