@@ -146,9 +146,10 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
                     %error,
                     "projector failed; the unit of work is rolled back"
                 );
-                return Err(Error::handler(
+                return Err(Error::handler_failed(
                     format!("{}::{}", listener.name, listener.method),
-                    format!("on {}: {error}", event.metadata().type_name),
+                    &format!("on {}", event.metadata().type_name),
+                    error,
                 ));
             }
         }

@@ -289,6 +289,35 @@ impl GreedyDraw {
     }
 }
 
+/// Rows of drawn amounts; its projector refuses a draw of exactly 13 with a domain error, to
+/// show that a projector's error type survives the commit it fails.
+#[projection]
+pub struct Drawn {
+    #[field(identifier)]
+    pub loan_id: Identifier,
+    pub total: i64,
+}
+
+#[derive(Default)]
+pub struct DrawnProjector;
+
+#[projector(for = Drawn, aggregates = [Loan])]
+impl DrawnProjector {
+    #[on(LoanDrawn)]
+    async fn drawn(&self, event: &Event<LoanDrawn>, ctx: &mut Context) -> Result<()> {
+        if event.amount == 13 {
+            return Err(LoanError::Ledger(LedgerDown).into());
+        }
+        let repo = ctx.repository::<Drawn>();
+        let total = repo.find(&event.loan_id).await?.map_or(0, |row| row.total);
+        repo.add(Drawn {
+            loan_id: event.loan_id.clone(),
+            total: total + event.amount,
+        })
+        .await
+    }
+}
+
 // ---- helpers ----------------------------------------------------------------------------
 
 async fn domain() -> Domain {
@@ -312,6 +341,35 @@ async fn grant(domain: &Domain, limit: i64) -> Identifier {
 }
 
 // ---- typed domain errors ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_projector_error_keeps_its_type_and_rolls_back() {
+    let domain = domain().await;
+    let loan = grant(&domain, 100).await;
+    let error = domain
+        .process(Draw {
+            loan_id: loan.clone(),
+            amount: 13,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Handler { .. }), "{error}");
+    assert!(error.to_string().contains("DrawnProjector"), "{error}");
+    assert_eq!(
+        error.domain::<LoanError>(),
+        Some(&LoanError::Ledger(LedgerDown))
+    );
+    let stream = domain.event_store().stream_of::<Loan>(&loan).unwrap();
+    assert_eq!(
+        domain
+            .event_store()
+            .read_stream(&stream)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
 
 #[tokio::test]
 async fn a_domain_error_reaches_the_caller_with_its_type() {
