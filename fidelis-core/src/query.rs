@@ -8,7 +8,7 @@
 //! let rich = domain
 //!     .repository::<AccountSummary>()
 //!     .query()
-//!     .filter(f.balance.ge(1_000.0))
+//!     .filter(f.balance.ge(Decimal::from(1_000)))
 //!     .filter(f.account_number.starts_with("ACC-"))
 //!     .order_by(f.balance.desc())
 //!     .limit(10)
