@@ -880,5 +880,9 @@ mod tests {
         assert_eq!(family_of_type("timestamp without time zone"), Family::Other);
         assert_eq!(family_of_type("jsonb"), Family::Json);
         assert_eq!(family_of_type("bigint"), Family::Integer);
+        assert_eq!(family_of_type("numeric"), Family::Numeric);
+        assert_eq!(family_of_type("json"), Family::Json);
+        // SQLite's float columns (no affinity) are still floats to the drift check.
+        assert_eq!(family_of_type("DOUBLE PRECISION BLOB"), Family::Float);
     }
 }
