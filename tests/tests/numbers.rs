@@ -1,5 +1,5 @@
 //! Numbers on every storage adapter: every finite f64 reads back with the same bits (from
-//! events, by replay, and from projection rows), NaN and infinity are validation errors unless
+//! events, by replay, and from projection and state-stored aggregate rows), NaN and infinity are validation errors unless
 //! a field opts in (and then round-trip too), and `Decimal` fields are exact, validated and
 //! queryable.
 //!
@@ -68,6 +68,14 @@ pub struct Reading {
     pub value: f64,
     pub values: Vec<f64>,
     pub maybe: Option<f64>,
+}
+
+/// A state-stored aggregate: its floats live in its row's columns.
+#[aggregate]
+pub struct Meter {
+    #[field(default = 0.0)]
+    pub value: f64,
+    pub values: Vec<f64>,
 }
 
 /// A value object with a float, checked like any other field.
@@ -335,6 +343,23 @@ async fn round_trip(writer: &Domain, reader: &Domain, values: &[f64]) -> Result<
         })
         .await?;
 
+    let mut meter = Meter::create_new();
+    meter.value = *first;
+    meter.values = rest.to_vec();
+    let meter_id = meter.id.clone();
+    writer.repository::<Meter>().add(meter).await?;
+
+    let stored = reader.repository::<Meter>().get(&meter_id).await?;
+    assert_eq!(
+        stored.value.to_bits(),
+        first.to_bits(),
+        "stored aggregate column"
+    );
+    assert_eq!(
+        bits(&stored.values),
+        bits(rest),
+        "stored aggregate JSON column"
+    );
     let replayed = reader.repository::<Gauge>().get(&gauge_id).await?;
     assert_eq!(replayed.value.to_bits(), first.to_bits(), "replayed value");
     assert_eq!(bits(&replayed.history), bits(rest), "replayed list");
