@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::workload::{
-    BenchError, LARGE_TRANSACTION, Ledger, RuleBroken, account_number, holder_name, opening_deposit,
+    BenchError, LARGE_TRANSACTION, Ledger, Money, RuleBroken, account_number, holder_name,
+    opening_deposit,
 };
 
 /// An account was opened (same fields as the example's `AccountOpened`).
@@ -24,7 +25,7 @@ pub struct AccountOpened {
     /// Its holder.
     pub holder_name: String,
     /// The first balance.
-    pub opening_deposit: f64,
+    pub opening_deposit: Money,
 }
 
 /// Money was paid in (same fields as the example's `DepositMade`).
@@ -33,7 +34,7 @@ pub struct DepositMade {
     /// The account.
     pub account_id: String,
     /// How much.
-    pub amount: f64,
+    pub amount: Money,
     /// A note.
     pub reference: Option<String>,
 }
@@ -59,7 +60,7 @@ pub struct Account {
     /// Its holder.
     pub holder_name: String,
     /// The balance.
-    pub balance: f64,
+    pub balance: Money,
     /// `ACTIVE` or `CLOSED`.
     pub status: String,
     /// Version of the last event applied.
@@ -76,7 +77,7 @@ pub struct Summary {
     /// Its holder.
     pub holder_name: String,
     /// The balance.
-    pub balance: f64,
+    pub balance: Money,
     /// Deposits so far, the opening included.
     pub transaction_count: i64,
     /// When money last moved.
@@ -126,7 +127,7 @@ impl Ledger for Baseline {
 
     async fn open(&mut self, i: usize) -> Result<String, BenchError> {
         let opening = opening_deposit(i);
-        if opening < 0.0 {
+        if opening < Money::ZERO {
             return Err(RuleBroken("opening deposit must not be negative").into());
         }
         let id = uuid::Uuid::now_v7().to_string();
@@ -171,8 +172,8 @@ impl Ledger for Baseline {
         Ok(id)
     }
 
-    async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
-        if amount <= 0.0 {
+    async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError> {
+        if amount <= Money::ZERO {
             return Err(RuleBroken("deposit amount must be positive").into());
         }
         let account = self
@@ -180,7 +181,7 @@ impl Ledger for Baseline {
             .get_mut(id)
             .ok_or(RuleBroken("no such account"))?;
         let balance = account.balance + amount;
-        if balance < 0.0 {
+        if balance < Money::ZERO {
             return Err(RuleBroken("balance cannot be negative").into());
         }
         let time = Utc::now();
@@ -212,7 +213,7 @@ impl Ledger for Baseline {
         Ok(())
     }
 
-    async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         let summary = self
             .summaries
             .get(id)
@@ -221,7 +222,7 @@ impl Ledger for Baseline {
         Ok(summary.balance)
     }
 
-    async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         let account = self
             .accounts
             .get(id)
@@ -230,7 +231,7 @@ impl Ledger for Baseline {
         Ok(account.balance)
     }
 
-    async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         let events = self.streams.get(id).ok_or(RuleBroken("no such stream"))?;
         Ok(Self::replay(events)?.balance)
     }

@@ -22,8 +22,8 @@ use cqrs_es::{
 use serde::{Deserialize, Serialize};
 
 use crate::workload::{
-    BenchError, LARGE_TRANSACTION, Ledger, RuleBroken, account_number, deposit_amount, holder_name,
-    opening_deposit,
+    BenchError, LARGE_TRANSACTION, Ledger, Money, RuleBroken, account_number, deposit_amount,
+    holder_name, opening_deposit,
 };
 
 /// The account aggregate. (`Clone` only because `MemStore<A>` derives `Clone` with an
@@ -39,7 +39,7 @@ pub struct BankAccount {
     /// Its holder.
     pub holder_name: String,
     /// The balance.
-    pub balance: f64,
+    pub balance: Money,
 }
 
 /// What the account is asked to do.
@@ -54,12 +54,12 @@ pub enum BankAccountCommand {
         /// Its holder.
         holder_name: String,
         /// The first balance.
-        opening_deposit: f64,
+        opening_deposit: Money,
     },
     /// Pay money in.
     DepositMoney {
         /// How much.
-        amount: f64,
+        amount: Money,
     },
 }
 
@@ -75,14 +75,14 @@ pub enum BankAccountEvent {
         /// Its holder.
         holder_name: String,
         /// The first balance.
-        opening_deposit: f64,
+        opening_deposit: Money,
     },
     /// Money was paid in.
     DepositMade {
         /// The account.
         account_id: String,
         /// How much.
-        amount: f64,
+        amount: Money,
         /// A note.
         reference: Option<String>,
     },
@@ -131,7 +131,7 @@ impl Aggregate for BankAccount {
                 if self.opened {
                     return Err(RuleBroken("account already open"));
                 }
-                if opening_deposit < 0.0 {
+                if opening_deposit < Money::ZERO {
                     return Err(RuleBroken("opening deposit must not be negative"));
                 }
                 let event = BankAccountEvent::AccountOpened {
@@ -147,10 +147,10 @@ impl Aggregate for BankAccount {
                 if !self.opened {
                     return Err(RuleBroken("no such account"));
                 }
-                if amount <= 0.0 {
+                if amount <= Money::ZERO {
                     return Err(RuleBroken("deposit amount must be positive"));
                 }
-                if self.balance + amount < 0.0 {
+                if self.balance + amount < Money::ZERO {
                     return Err(RuleBroken("balance cannot be negative"));
                 }
                 if amount >= LARGE_TRANSACTION {
@@ -196,7 +196,7 @@ pub struct AccountSummaryView {
     /// Its holder.
     pub holder_name: String,
     /// The balance.
-    pub balance: f64,
+    pub balance: Money,
     /// Deposits so far, the opening included.
     pub transaction_count: i64,
     /// When money last moved (the `time` metadata of the event, RFC 3339).
@@ -437,7 +437,7 @@ impl<ES: SeedableStore<BankAccount>> CqrsLedger<ES> {
         }
     }
 
-    async fn load(&self, id: &str) -> Result<f64, BenchError> {
+    async fn load(&self, id: &str) -> Result<Money, BenchError> {
         let mut context = self.store.load_aggregate(id).await.map_err(failed)?;
         let account = context.aggregate();
         if !account.opened {
@@ -467,7 +467,7 @@ macro_rules! cqrs_ledger {
                 Ok(id)
             }
 
-            async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
+            async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError> {
                 let command = BankAccountCommand::DepositMoney { amount };
                 self.cqrs
                     .execute_with_metadata(id, command, with_time())
@@ -475,7 +475,7 @@ macro_rules! cqrs_ledger {
                     .map_err(failed)
             }
 
-            async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 let view = self
                     .summaries
                     .load(id)
@@ -484,12 +484,12 @@ macro_rules! cqrs_ledger {
                 Ok(view.balance)
             }
 
-            async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 // cqrs-es keeps no aggregate cache: every load replays the stream.
                 self.load(id).await
             }
 
-            async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.load(id).await
             }
 

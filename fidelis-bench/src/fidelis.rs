@@ -7,7 +7,7 @@ use fidelis_example::account::Account;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
 
-use crate::workload::{BenchError, Ledger, account_number, holder_name, opening_deposit};
+use crate::workload::{BenchError, Ledger, Money, account_number, holder_name, opening_deposit};
 
 /// The Fidelis ledger: the example domain, and a second domain on the same storage with the
 /// aggregate cache off, for cold loads.
@@ -67,19 +67,19 @@ macro_rules! delegate_ledger {
                 self.0.open(i).await
             }
 
-            async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
+            async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError> {
                 self.0.deposit(id, amount).await
             }
 
-            async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.0.summary_balance(id).await
             }
 
-            async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.0.load_balance(id).await
             }
 
-            async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+            async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.0.cold_load_balance(id).await
             }
         }
@@ -104,7 +104,7 @@ impl Ledger for FidelisLedger {
         Ok(id.into_string())
     }
 
-    async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
+    async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError> {
         self.domain
             .process(MakeDeposit {
                 account_id: Identifier::from(id),
@@ -115,7 +115,7 @@ impl Ledger for FidelisLedger {
         Ok(())
     }
 
-    async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         Ok(self
             .domain
             .repository::<AccountSummary>()
@@ -124,11 +124,11 @@ impl Ledger for FidelisLedger {
             .balance)
     }
 
-    async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         Ok(self.domain.repository::<Account>().get(id).await?.balance)
     }
 
-    async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         Ok(self.cold.repository::<Account>().get(id).await?.balance)
     }
 }

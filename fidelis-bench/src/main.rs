@@ -27,7 +27,7 @@ use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
 use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
-use fidelis_bench::workload::{deposit_amount, opening_deposit};
+use fidelis_bench::workload::{Money, deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
 
 const IMPLEMENTATIONS: [&str; 4] = [
@@ -177,9 +177,9 @@ struct Pass {
     /// Workload → (operations, elapsed).
     timings: Vec<(Workload, usize, Duration)>,
     /// Per account: (summary balance, aggregate balance).
-    balances: Vec<(f64, f64)>,
+    balances: Vec<(Money, Money)>,
     /// The long stream's balance (warm, cold), when workload d ran.
-    long_stream: Option<(f64, f64)>,
+    long_stream: Option<(Money, Money)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -260,7 +260,7 @@ async fn pass<L: Ledger>(
     let mut long_stream = None;
     if full {
         let start = Instant::now();
-        let mut total = 0.0;
+        let mut total = Money::ZERO;
         for r in 0..sizes.reads {
             total += ledger.summary_balance(&ids[(r * 7) % ids.len()]).await?;
         }
@@ -347,15 +347,15 @@ async fn database_pass_of(
 }
 
 /// The balances the rules imply, computed without any implementation.
-fn expected_balances(sizes: Sizes) -> Vec<f64> {
-    let mut balances: Vec<f64> = (0..sizes.accounts).map(opening_deposit).collect();
+fn expected_balances(sizes: Sizes) -> Vec<Money> {
+    let mut balances: Vec<Money> = (0..sizes.accounts).map(opening_deposit).collect();
     for k in 0..sizes.deposits {
         balances[k % sizes.accounts] += deposit_amount(k);
     }
     balances
 }
 
-fn expected_long_stream(sizes: Sizes) -> f64 {
+fn expected_long_stream(sizes: Sizes) -> Money {
     (1..sizes.long_stream).fold(opening_deposit(0), |balance, k| balance + deposit_amount(k))
 }
 

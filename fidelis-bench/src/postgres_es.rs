@@ -16,7 +16,8 @@ use crate::cqrs::{
     with_time,
 };
 use crate::workload::{
-    BenchError, Ledger, RuleBroken, account_number, deposit_amount, holder_name, opening_deposit,
+    BenchError, Ledger, Money, RuleBroken, account_number, deposit_amount, holder_name,
+    opening_deposit,
 };
 
 /// The tables postgres-es expects (from its `db/init.sql`), created in the scratch schema.
@@ -94,7 +95,7 @@ impl PostgresEsLedger {
         self.pool.close().await;
     }
 
-    async fn load(&self, id: &str) -> Result<f64, BenchError> {
+    async fn load(&self, id: &str) -> Result<Money, BenchError> {
         let mut context = self.store.load_aggregate(id).await.map_err(failed)?;
         let account = context.aggregate();
         if !account.opened {
@@ -122,7 +123,7 @@ impl Ledger for PostgresEsLedger {
         Ok(id)
     }
 
-    async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError> {
+    async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError> {
         let command = BankAccountCommand::DepositMoney { amount };
         self.cqrs
             .execute_with_metadata(id, command, with_time())
@@ -130,7 +131,7 @@ impl Ledger for PostgresEsLedger {
             .map_err(failed)
     }
 
-    async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         let view = self
             .summaries
             .load(id)
@@ -139,12 +140,12 @@ impl Ledger for PostgresEsLedger {
         Ok(view.balance)
     }
 
-    async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         // No aggregate cache in postgres_cqrs's event store: every load replays the stream.
         self.load(id).await
     }
 
-    async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError> {
+    async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
         self.load(id).await
     }
 

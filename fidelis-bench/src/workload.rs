@@ -5,10 +5,15 @@ use std::fmt;
 /// A failure inside an implementation (the harness stops and reports it).
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The money type of every implementation: the example keeps amounts and balances in
+/// `Decimal` (exact), so the baseline and cqrs-es do too, and the ratios compare the same
+/// arithmetic and the same JSON (a decimal is a JSON string).
+pub type Money = fidelis_core::Decimal;
+
 /// Deposits at or above this amount are reported by the example's compliance handler
 /// (`fidelis_example::alerts::LARGE_TRANSACTION`); the other implementations make the same
 /// comparison so that all of them do the same work.
-pub const LARGE_TRANSACTION: f64 = 10_000.0;
+pub const LARGE_TRANSACTION: Money = fidelis_example::alerts::LARGE_TRANSACTION;
 
 /// How much work one pass does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,14 +95,14 @@ pub fn holder_name(i: usize) -> String {
 }
 
 /// The opening deposit of account `i`.
-pub fn opening_deposit(i: usize) -> f64 {
-    100.0 + (i % 50) as f64
+pub fn opening_deposit(i: usize) -> Money {
+    Money::from(100 + i % 50)
 }
 
-/// The amount of deposit `k`: whole numbers from 1 to 100, so every implementation adds the
-/// same floating-point values in the same order and balances compare exactly.
-pub fn deposit_amount(k: usize) -> f64 {
-    (k.wrapping_mul(7_919) % 100 + 1) as f64
+/// The amount of deposit `k`: whole numbers from 1 to 100, the same values in the same order
+/// in every implementation, so balances compare exactly.
+pub fn deposit_amount(k: usize) -> Money {
+    Money::from(k.wrapping_mul(7_919) % 100 + 1)
 }
 
 /// One implementation of the seed ledger, as the harness drives it. (Each is built empty by
@@ -115,16 +120,16 @@ pub trait Ledger: Sized {
 
     /// Deposits `amount` into an account: refused unless the amount is positive and the
     /// account exists; the balance must not go negative.
-    async fn deposit(&mut self, id: &str, amount: f64) -> Result<(), BenchError>;
+    async fn deposit(&mut self, id: &str, amount: Money) -> Result<(), BenchError>;
 
     /// The balance on the account's summary row (the read model).
-    async fn summary_balance(&mut self, id: &str) -> Result<f64, BenchError>;
+    async fn summary_balance(&mut self, id: &str) -> Result<Money, BenchError>;
 
     /// The balance of the account as its write model loads it, the normal (warm) way.
-    async fn load_balance(&mut self, id: &str) -> Result<f64, BenchError>;
+    async fn load_balance(&mut self, id: &str) -> Result<Money, BenchError>;
 
     /// The balance of the account loaded with nothing cached: a replay of its whole stream.
-    async fn cold_load_balance(&mut self, id: &str) -> Result<f64, BenchError>;
+    async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError>;
 
     /// Prepares workload d: one account whose stream holds `events` events (the opening and
     /// `events - 1` deposits of [`deposit_amount`]). Not timed; by default through commands.

@@ -10,6 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::error::ValidationError;
 use crate::identifier::Identifier;
 
+pub(crate) mod non_finite;
+
 /// What kind of value a field holds, independent of the Rust type that spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FieldKind {
@@ -19,8 +21,12 @@ pub enum FieldKind {
     String,
     /// A whole number (`i64`, `i32`, …).
     Integer,
-    /// A floating-point number.
+    /// A floating-point number (`f64`, `f32`). Finite unless the field says
+    /// `#[field(allow_non_finite)]`.
     Float,
+    /// An exact decimal number (`rust_decimal::Decimal`, with the `decimal` feature): money.
+    /// Stored as `NUMERIC` on PostgreSQL, as its exact text on SQLite, and as a JSON string.
+    Decimal,
     /// `true` or `false`.
     Boolean,
     /// A point in time (`DateTime<Utc>`).
@@ -67,6 +73,16 @@ pub struct FieldDef {
     pub min_value: Option<f64>,
     /// Largest allowed number.
     pub max_value: Option<f64>,
+    /// `min_value` as written in the attribute (`"0.01"`): decimal fields compare with it
+    /// exactly instead of through `f64`.
+    pub min_value_literal: Option<&'static str>,
+    /// `max_value` as written in the attribute, for exact decimal comparison.
+    pub max_value_literal: Option<&'static str>,
+    /// At most this many digits after the decimal point (decimal fields, trailing zeros not
+    /// counted).
+    pub decimal_places: Option<u32>,
+    /// Whether NaN and ±infinity are accepted (float fields; they are refused otherwise).
+    pub allow_non_finite: bool,
     /// The only allowed values, when not empty.
     pub choices: &'static [&'static str],
     /// The fields of an embedded value object.
@@ -88,6 +104,10 @@ impl FieldDef {
             min_length: None,
             min_value: None,
             max_value: None,
+            min_value_literal: None,
+            max_value_literal: None,
+            decimal_places: None,
+            allow_non_finite: false,
             choices: &[],
             embedded: None,
         }
@@ -99,7 +119,7 @@ impl FieldDef {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the type of a Fidelis field",
     label = "not a field type",
-    note = "fields may be Identifier, String, integers, f64, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value or a #[value_object]"
+    note = "fields may be Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value or a #[value_object]"
 )]
 pub trait FieldType {
     /// The kind of value.
@@ -126,9 +146,23 @@ fn check_length(len: usize, def: &FieldDef, errors: &mut ValidationError) {
     }
 }
 
+/// Floats: NaN and ±infinity are refused unless the field opts in (JSON cannot hold them, and
+/// an arithmetic overflow in an `#[apply]` must not reach the store), then the bounds.
+fn check_float(value: f64, def: &FieldDef, errors: &mut ValidationError) {
+    if !value.is_finite() && !def.allow_non_finite {
+        errors.add(
+            def.name,
+            format!(
+                "must be a finite number, not {value} (add `#[field(allow_non_finite)]` to accept NaN and infinity)"
+            ),
+        );
+        return;
+    }
+    check_number(value, def, errors);
+}
+
 fn check_number(value: f64, def: &FieldDef, errors: &mut ValidationError) {
     if value.is_nan() {
-        errors.add(def.name, "is not a number");
         return;
     }
     if let Some(min) = def.min_value
@@ -184,18 +218,103 @@ impl FieldType for Identifier {
 }
 
 macro_rules! numeric_field {
-    ($kind:ident: $($ty:ty),*) => {$(
+    ($kind:ident, $check:ident: $($ty:ty),*) => {$(
         impl FieldType for $ty {
             const KIND: FieldKind = FieldKind::$kind;
             #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
             fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
-                check_number(*self as f64, def, errors);
+                $check(*self as f64, def, errors);
             }
         }
     )*};
 }
-numeric_field!(Integer: i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
-numeric_field!(Float: f32, f64);
+numeric_field!(Integer, check_number: i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
+numeric_field!(Float, check_float: f32, f64);
+
+/// The `Decimal` field kind (the `decimal` feature): exact bounds and decimal places.
+#[cfg(feature = "decimal")]
+mod decimal {
+    use rust_decimal::Decimal;
+
+    use super::{FieldDef, FieldKind, FieldType, check_number};
+    use crate::error::ValidationError;
+
+    /// A bound as written in the attribute, read exactly (`0.01`, `1e3`, `-5`).
+    fn parse_literal(text: &str) -> Option<Decimal> {
+        text.parse::<Decimal>()
+            .ok()
+            .or_else(|| Decimal::from_scientific(text).ok())
+    }
+
+    fn check_bound(
+        value: Decimal,
+        literal: Option<&str>,
+        fallback: Option<f64>,
+        too_small: bool,
+        def: &FieldDef,
+        errors: &mut ValidationError,
+    ) {
+        let Some(text) = literal else { return };
+        let outside = match parse_literal(text) {
+            Some(bound) if too_small => value < bound,
+            Some(bound) => value > bound,
+            // A bound beyond Decimal's range (±7.9e28) is beyond every value.
+            None => {
+                let bound = fallback.unwrap_or_default();
+                if too_small { bound > 0.0 } else { bound < 0.0 }
+            }
+        };
+        if outside {
+            let (what, which) = if too_small {
+                ("small", "min")
+            } else {
+                ("large", "max")
+            };
+            errors.add(def.name, format!("is too {what} ({which} {text})"));
+        }
+    }
+
+    impl FieldType for Decimal {
+        const KIND: FieldKind = FieldKind::Decimal;
+        fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+            if def.min_value_literal.is_none() && def.max_value_literal.is_none() {
+                // A hand-written `FieldDef` may give only the f64 bounds.
+                use rust_decimal::prelude::ToPrimitive;
+                if let Some(value) = self.to_f64() {
+                    check_number(value, def, errors);
+                }
+            }
+            check_bound(
+                *self,
+                def.min_value_literal,
+                def.min_value,
+                true,
+                def,
+                errors,
+            );
+            check_bound(
+                *self,
+                def.max_value_literal,
+                def.max_value,
+                false,
+                def,
+                errors,
+            );
+            if let Some(places) = def.decimal_places
+                && self.normalize().scale() > places
+            {
+                errors.add(
+                    def.name,
+                    format!("has too many decimal places (max {places})"),
+                );
+            }
+        }
+    }
+
+    impl super::NumericField for Decimal {}
+    impl super::DecimalField for Decimal {}
+    impl super::BasicField for Decimal {}
+}
 
 macro_rules! plain_field {
     ($($ty:ty => $kind:ident),*) => {$(
@@ -283,7 +402,7 @@ impl<T: LengthField> LengthField for Option<T> {}
 #[diagnostic::on_unimplemented(
     message = "`min_value` and `max_value` do not apply to a field of type `{Self}`",
     label = "this field is not a number",
-    note = "value bounds apply to integer and f64 fields (or an Option of one)"
+    note = "value bounds apply to integer, f64 and Decimal fields (or an Option of one)"
 )]
 pub trait NumericField {
     /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
@@ -294,6 +413,20 @@ pub trait NumericField {
 macro_rules! numeric_marker { ($($ty:ty),*) => {$(impl NumericField for $ty {})*}; }
 numeric_marker!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64);
 impl<T: NumericField> NumericField for Option<T> {}
+
+/// Field types that are exact decimals: the only ones that accept `decimal_places`.
+#[diagnostic::on_unimplemented(
+    message = "`decimal_places` does not apply to a field of type `{Self}`",
+    label = "this field is not a Decimal",
+    note = "`decimal_places` applies to rust_decimal::Decimal fields (or Option<Decimal>), with fidelis-core's `decimal` feature"
+)]
+pub trait DecimalField {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
+    /// report a missing impl without pointing into Fidelis' internals.
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
+impl<T: DecimalField> DecimalField for Option<T> {}
 
 /// Field types that can be restricted to `choices = [..]`: text.
 #[diagnostic::on_unimplemented(
@@ -345,7 +478,7 @@ int_identity!(i32, i64, u32, u64);
 #[diagnostic::on_unimplemented(
     message = "projection fields must be basic types, and `{Self}` is not",
     label = "not a basic field type",
-    note = "projections are flat tables: use Identifier, String, integers, f64, bool, DateTime<Utc>, NaiveDate, Option<T> or Vec<T> of those, or serde_json::Value"
+    note = "projections are flat tables: use Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T> or Vec<T> of those, or serde_json::Value"
 )]
 pub trait BasicField {
     /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which

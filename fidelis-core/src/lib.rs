@@ -42,6 +42,9 @@ pub use fidelis_macros::{
     aggregate, apply, command, command_handler, event, event_handler, field, handle, invariant, on,
     projection, projector, value_object,
 };
+/// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
+#[cfg(feature = "decimal")]
+pub use rust_decimal::{self, Decimal};
 
 pub use crate::aggregate::AggregateMeta;
 pub use crate::context::Context;
@@ -63,6 +66,8 @@ pub use crate::retry::RetryPolicy;
 /// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
 pub mod prelude {
     pub use chrono::{DateTime, NaiveDate, Utc};
+    #[cfg(feature = "decimal")]
+    pub use rust_decimal::Decimal;
 
     pub use crate::{
         Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event, EventMetadata,

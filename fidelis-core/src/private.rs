@@ -21,8 +21,14 @@ pub use crate::element::{
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::Event;
 pub use crate::field::{
-    BasicField, FieldDef, FieldKind, FieldType, IdentityField, LengthField, NumericField, TextField,
+    BasicField, DecimalField, FieldDef, FieldKind, FieldType, IdentityField, LengthField,
+    NumericField, TextField,
 };
+
+/// `#[serde(with = …)]` and `from_json` support for `#[field(allow_non_finite)]` floats.
+pub mod non_finite {
+    pub use crate::field::non_finite::{NonFiniteFloat, deserialize, from_value, serialize};
+}
 pub use crate::identifier::Identifier;
 pub use crate::query::FieldHandle;
 pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, ListenerRoute, Registrar};
@@ -96,8 +102,18 @@ impl JsonFields {
         name: &'static str,
         default: Option<fn() -> T>,
     ) -> Option<T> {
+        self.take_with(name, default, serde_json::from_value)
+    }
+
+    /// [`take`](Self::take) with the field's own decoding (`allow_non_finite` floats).
+    pub fn take_with<T: FieldType>(
+        &mut self,
+        name: &'static str,
+        default: Option<fn() -> T>,
+        decode: fn(Value) -> serde_json::Result<T>,
+    ) -> Option<T> {
         match self.map.remove(name) {
-            None | Some(Value::Null) if T::OPTIONAL => serde_json::from_value(Value::Null).ok(),
+            None | Some(Value::Null) if T::OPTIONAL => decode(Value::Null).ok(),
             None | Some(Value::Null) => match default {
                 Some(default) => Some(default()),
                 None => {
@@ -107,7 +123,7 @@ impl JsonFields {
             },
             Some(value) => {
                 let kind = kind_of(&value);
-                match serde_json::from_value(value) {
+                match decode(value) {
                     Ok(value) => Some(value),
                     Err(error) => {
                         self.errors

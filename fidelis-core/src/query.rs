@@ -8,7 +8,7 @@
 //! let rich = domain
 //!     .repository::<AccountSummary>()
 //!     .query()
-//!     .filter(f.balance.ge(1_000.0))
+//!     .filter(f.balance.ge(Decimal::from(1_000)))
 //!     .filter(f.account_number.starts_with("ACC-"))
 //!     .order_by(f.balance.desc())
 //!     .limit(10)
@@ -44,6 +44,9 @@ pub enum QueryValue {
     Time(DateTime<Utc>),
     /// A calendar date.
     Date(NaiveDate),
+    /// An exact decimal (the `decimal` feature).
+    #[cfg(feature = "decimal")]
+    Decimal(rust_decimal::Decimal),
 }
 
 /// Converts a Rust value into a [`QueryValue`].
@@ -69,6 +72,13 @@ query_value! {
     Identifier => |v| QueryValue::Text(v.into_string()),
     DateTime<Utc> => |v| QueryValue::Time(v),
     NaiveDate => |v| QueryValue::Date(v),
+}
+
+#[cfg(feature = "decimal")]
+impl IntoQueryValue for rust_decimal::Decimal {
+    fn into_query_value(self) -> QueryValue {
+        QueryValue::Decimal(self)
+    }
 }
 
 impl<T: IntoQueryValue> IntoQueryValue for Option<T> {
@@ -322,6 +332,8 @@ text_handle!(String, Option<String>, Identifier, Option<Identifier>);
 pub mod eval {
     use super::*;
 
+    use crate::field::{FieldDef, FieldKind};
+
     /// Whether a row satisfies every filter of the query.
     pub fn matches(row: &Map<String, Value>, query: &QuerySpec) -> bool {
         query.filters.iter().all(|condition| holds(row, condition))
@@ -379,13 +391,34 @@ pub mod eval {
                 .as_str()
                 .and_then(|s| s.parse::<NaiveDate>().ok())
                 .map(|s| s.cmp(d)),
+            // Decimals are stored as their exact text (`"1500.00"`), compared by value.
+            #[cfg(feature = "decimal")]
+            QueryValue::Decimal(d) => stored
+                .as_str()
+                .and_then(|s| s.parse::<rust_decimal::Decimal>().ok())
+                .map(|s| s.cmp(d)),
         }
     }
 
     /// Orders two rows by the query's sort keys (missing values last).
     pub fn order(a: &Map<String, Value>, b: &Map<String, Value>, query: &QuerySpec) -> Ordering {
+        order_with_fields(a, b, query, &[])
+    }
+
+    /// [`order`], knowing the table's fields: decimal fields, stored as text, are ordered by
+    /// value (`"9.5"` before `"10"`).
+    pub fn order_with_fields(
+        a: &Map<String, Value>,
+        b: &Map<String, Value>,
+        query: &QuerySpec,
+        fields: &[FieldDef],
+    ) -> Ordering {
         for key in &query.order {
-            let ordering = compare_stored(a.get(key.field), b.get(key.field), key.descending);
+            let decimal = fields
+                .iter()
+                .any(|field| field.name == key.field && field.kind == FieldKind::Decimal);
+            let ordering =
+                compare_stored(a.get(key.field), b.get(key.field), key.descending, decimal);
             if ordering != Ordering::Equal {
                 return ordering;
             }
@@ -393,7 +426,12 @@ pub mod eval {
         Ordering::Equal
     }
 
-    fn compare_stored(a: Option<&Value>, b: Option<&Value>, descending: bool) -> Ordering {
+    fn compare_stored(
+        a: Option<&Value>,
+        b: Option<&Value>,
+        descending: bool,
+        decimal: bool,
+    ) -> Ordering {
         let a = a.filter(|v| !v.is_null());
         let b = b.filter(|v| !v.is_null());
         let ordering = match (a, b) {
@@ -401,6 +439,7 @@ pub mod eval {
             (None, Some(_)) => return Ordering::Greater,
             (Some(_), None) => return Ordering::Less,
             (Some(a), Some(b)) => match (a, b) {
+                (Value::String(x), Value::String(y)) if decimal => compare_decimal_text(x, y),
                 (Value::Number(x), Value::Number(y)) => x
                     .as_f64()
                     .partial_cmp(&y.as_f64())
@@ -421,5 +460,26 @@ pub mod eval {
         } else {
             ordering
         }
+    }
+}
+
+/// Two decimals' texts compared by value; text that is not a decimal sorts after every
+/// decimal, by text (SQLite's `fidelis_decimal` collation, and the memory adapter's order).
+pub(crate) fn compare_decimal_text(a: &str, b: &str) -> Ordering {
+    #[cfg(feature = "decimal")]
+    {
+        match (
+            a.parse::<rust_decimal::Decimal>(),
+            b.parse::<rust_decimal::Decimal>(),
+        ) {
+            (Ok(a), Ok(b)) => a.cmp(&b),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        }
+    }
+    #[cfg(not(feature = "decimal"))]
+    {
+        a.cmp(b)
     }
 }

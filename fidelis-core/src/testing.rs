@@ -5,11 +5,11 @@
 //! use fidelis_core::testing::given;
 //!
 //! let outcome = given::<Account>()
-//!     .after(AccountOpened { account_id: id.clone(), /* … */ opening_deposit: 100.0 })
-//!     .process(MakeWithdrawal { account_id: id.clone(), amount: 500.0, reference: None })
+//!     .after(AccountOpened { account_id: id.clone(), /* … */ opening_deposit: Decimal::from(100) })
+//!     .process(MakeWithdrawal { account_id: id.clone(), amount: Decimal::from(500), reference: None })
 //!     .await;
 //! assert!(outcome.rejected());
-//! assert_eq!(outcome.aggregate().balance, 100.0);   // the state before the rejection
+//! assert_eq!(outcome.aggregate().balance, Decimal::from(100));   // the state before the rejection
 //! ```
 
 use std::any::Any;

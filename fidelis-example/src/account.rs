@@ -14,8 +14,8 @@ pub struct Account {
     #[field(max_length = 100)]
     pub holder_name: String,
     /// The current balance.
-    #[field(default = 0.0)]
-    pub balance: f64,
+    #[field(default = Decimal::ZERO)]
+    pub balance: Decimal,
     /// `ACTIVE` or `CLOSED`.
     #[field(max_length = 20, default = "ACTIVE", choices = ["ACTIVE", "CLOSED"])]
     pub status: String,
@@ -25,7 +25,7 @@ pub struct Account {
 impl Account {
     #[invariant(post)]
     fn balance_must_not_be_negative(&self) -> Result<(), ValidationError> {
-        if self.balance < 0.0 {
+        if self.balance < Decimal::ZERO {
             return Err(ValidationError::field(
                 "balance",
                 "Insufficient funds: balance cannot be negative",
@@ -36,7 +36,7 @@ impl Account {
 
     #[invariant(post)]
     fn closed_account_must_have_zero_balance(&self) -> Result<(), ValidationError> {
-        if self.status == "CLOSED" && self.balance != 0.0 {
+        if self.status == "CLOSED" && !self.balance.is_zero() {
             return Err(ValidationError::field(
                 "status",
                 "Cannot close account with non-zero balance",
@@ -46,7 +46,7 @@ impl Account {
     }
 
     /// Opens an account with an opening deposit.
-    pub fn open(number: &str, holder: &str, opening_deposit: f64) -> Result<Self> {
+    pub fn open(number: &str, holder: &str, opening_deposit: Decimal) -> Result<Self> {
         let mut account = Self::create_new();
         let account_id = account.id.clone();
         account.raise(AccountOpened {
@@ -59,8 +59,8 @@ impl Account {
     }
 
     /// Pays money in.
-    pub fn deposit(&mut self, amount: f64, reference: Option<String>) -> Result<()> {
-        if amount <= 0.0 {
+    pub fn deposit(&mut self, amount: Decimal, reference: Option<String>) -> Result<()> {
+        if amount <= Decimal::ZERO {
             return Err(ValidationError::field("amount", "Deposit amount must be positive").into());
         }
         self.raise(DepositMade {
@@ -71,8 +71,8 @@ impl Account {
     }
 
     /// Takes money out; refused when the balance would go negative.
-    pub fn withdraw(&mut self, amount: f64, reference: Option<String>) -> Result<()> {
-        if amount <= 0.0 {
+    pub fn withdraw(&mut self, amount: Decimal, reference: Option<String>) -> Result<()> {
+        if amount <= Decimal::ZERO {
             return Err(
                 ValidationError::field("amount", "Withdrawal amount must be positive").into(),
             );

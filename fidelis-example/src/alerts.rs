@@ -9,7 +9,7 @@ use crate::account::Account;
 use crate::events::{DepositMade, WithdrawalMade};
 
 /// Movements at or above this amount are reported.
-pub const LARGE_TRANSACTION: f64 = 10_000.0;
+pub const LARGE_TRANSACTION: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
 
 /// One report to the compliance desk.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +19,7 @@ pub struct Alert {
     /// What happened (`deposit` or `withdrawal`).
     pub kind: &'static str,
     /// How much.
-    pub amount: f64,
+    pub amount: Decimal,
     /// The request that caused it.
     pub correlation_id: Identifier,
 }
@@ -34,7 +34,7 @@ pub struct ComplianceDesk {
 impl ComplianceDesk {
     /// Receives an alert.
     pub fn report(&self, alert: Alert) {
-        tracing::warn!(account_id = %alert.account_id, kind = alert.kind, amount = alert.amount, "compliance alert");
+        tracing::warn!(account_id = %alert.account_id, kind = alert.kind, amount = %alert.amount, "compliance alert");
         self.alerts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -87,7 +87,7 @@ fn report_if_large(
     ctx: &Context,
     account_id: &Identifier,
     kind: &'static str,
-    amount: f64,
+    amount: Decimal,
     metadata: &EventMetadata,
 ) -> Result<()> {
     if amount < LARGE_TRANSACTION {

@@ -13,9 +13,9 @@ pub struct OpenAccount {
     /// Who holds it.
     #[field(max_length = 100)]
     pub holder_name: String,
-    /// The first balance.
-    #[field(min_value = 0.0)]
-    pub opening_deposit: f64,
+    /// The first balance, in dollars and cents.
+    #[field(min_value = 0, decimal_places = 2)]
+    pub opening_deposit: Decimal,
 }
 
 /// Pay money into an account.
@@ -23,8 +23,9 @@ pub struct OpenAccount {
 pub struct MakeDeposit {
     /// The account.
     pub account_id: Identifier,
-    /// How much.
-    pub amount: f64,
+    /// How much, in dollars and cents.
+    #[field(decimal_places = 2)]
+    pub amount: Decimal,
     /// A note for the statement.
     pub reference: Option<String>,
 }
@@ -34,8 +35,9 @@ pub struct MakeDeposit {
 pub struct MakeWithdrawal {
     /// The account.
     pub account_id: Identifier,
-    /// How much.
-    pub amount: f64,
+    /// How much, in dollars and cents.
+    #[field(decimal_places = 2)]
+    pub amount: Decimal,
     /// A note for the statement.
     pub reference: Option<String>,
 }

@@ -18,8 +18,8 @@ pub struct AccountSummary {
     #[field(max_length = 100)]
     pub holder_name: String,
     /// The current balance.
-    #[field(default = 0.0)]
-    pub balance: f64,
+    #[field(default = Decimal::ZERO)]
+    pub balance: Decimal,
     /// Deposits and withdrawals so far, the opening deposit included.
     #[field(default = 0)]
     pub transaction_count: i64,

@@ -14,7 +14,7 @@ pub struct AccountOpened {
     /// Who holds it.
     pub holder_name: String,
     /// The first balance.
-    pub opening_deposit: f64,
+    pub opening_deposit: Decimal,
 }
 
 /// Money was paid in.
@@ -23,7 +23,7 @@ pub struct DepositMade {
     /// The account.
     pub account_id: Identifier,
     /// How much.
-    pub amount: f64,
+    pub amount: Decimal,
     /// A note for the statement.
     pub reference: Option<String>,
 }
@@ -34,7 +34,7 @@ pub struct WithdrawalMade {
     /// The account.
     pub account_id: Identifier,
     /// How much.
-    pub amount: f64,
+    pub amount: Decimal,
     /// A note for the statement.
     pub reference: Option<String>,
 }

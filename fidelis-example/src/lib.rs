@@ -15,11 +15,11 @@
 //!     .process(OpenAccount {
 //!         account_number: "ACC-001".into(),
 //!         holder_name: "Alice Johnson".into(),
-//!         opening_deposit: 1000.0,
+//!         opening_deposit: Decimal::from(1000),
 //!     })
 //!     .await?;
 //! let summary = domain.repository::<AccountSummary>().get(&id).await?;
-//! assert_eq!(summary.balance, 1000.0);
+//! assert_eq!(summary.balance, Decimal::from(1000));
 //! # Ok(())
 //! # }
 //! ```

@@ -22,14 +22,14 @@ pub async fn run(domain: &Domain) -> Result<Walkthrough> {
         .process(OpenAccount {
             account_number: "ACC-001".into(),
             holder_name: "Alice Johnson".into(),
-            opening_deposit: 1000.00,
+            opening_deposit: Decimal::from(1000),
         })
         .await?;
     tracing::info!(%account_id, "account opened");
     domain
         .process(MakeDeposit {
             account_id: account_id.clone(),
-            amount: 500.00,
+            amount: Decimal::from(500),
             reference: Some("paycheck".into()),
         })
         .await?;
@@ -72,7 +72,7 @@ pub fn dashboard(summary: &AccountSummary) -> String {
 /// Checks the chapter's assertions: balance $1500 and two transactions.
 pub fn check(summary: &AccountSummary) -> Result<()> {
     let mut errors = ValidationError::new();
-    if summary.balance != 1500.00 {
+    if summary.balance != Decimal::from(1500) {
         errors.add(
             "balance",
             format!("expected 1500.00, got {:.2}", summary.balance),

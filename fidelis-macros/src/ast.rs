@@ -37,6 +37,16 @@ pub const FIELD_SPECS: &[Spec] = &[
         example: "max_value = 100",
     },
     Spec {
+        name: DECIMAL_PLACES,
+        kind: Kind::Int,
+        example: "decimal_places = 2",
+    },
+    Spec {
+        name: ALLOW_NON_FINITE,
+        kind: Kind::Flag,
+        example: "allow_non_finite",
+    },
+    Spec {
         name: CHOICES,
         kind: Kind::StrList,
         example: "choices = [\"A\", \"B\"]",
@@ -72,6 +82,31 @@ impl Field {
     /// The name as stored and serialized (`r#type` is `type`).
     pub fn name(&self) -> String {
         self.ident.unraw().to_string()
+    }
+
+    /// Whether its type is written `f64`, `f32` or an `Option` of one: the fields that may say
+    /// `allow_non_finite` (decided on the syntax, because the macro also changes how the field
+    /// is serialized, and a type alias cannot be seen through).
+    pub fn is_float(&self) -> bool {
+        fn float(ty: &Type) -> bool {
+            matches!(ty, Type::Path(path) if path.qself.is_none()
+                && (path.path.is_ident("f64") || path.path.is_ident("f32")))
+        }
+        let Type::Path(path) = &self.ty else {
+            return false;
+        };
+        let Some(last) = path.path.segments.last() else {
+            return false;
+        };
+        if float(&self.ty) {
+            return true;
+        }
+        match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) if last.ident == "Option" => {
+                matches!(args.args.first(), Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 && float(inner))
+            }
+            _ => false,
+        }
     }
 
     /// Whether it is `#[field(identifier)]`.

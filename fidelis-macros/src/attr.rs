@@ -26,7 +26,7 @@ pub enum Kind {
     Str,
     /// `key = some::path`.
     Path,
-    /// `key = -1.5` (any number, read as `f64`).
+    /// `key = -1.5` (any number, read as `f64` and kept as written).
     Number,
     /// `key = ["A", "B"]`.
     StrList,
@@ -72,8 +72,8 @@ pub enum Value {
     Str(LitStr),
     /// A path.
     Path(Path),
-    /// A number, as `f64` literal tokens.
-    Number(TokenStream),
+    /// A number, as `f64` literal tokens and as written (`-0.01`).
+    Number(TokenStream, String),
     /// A list of strings.
     StrList(Vec<LitStr>),
     /// An expression.
@@ -155,7 +155,15 @@ impl Args {
     /// A number argument, as `f64` tokens.
     pub fn number(&self, name: &str) -> Option<&TokenStream> {
         match self.get(name).map(|arg| &arg.value) {
-            Some(Value::Number(tokens)) => Some(tokens),
+            Some(Value::Number(tokens, _)) => Some(tokens),
+            _ => None,
+        }
+    }
+
+    /// A number argument as written (sign and digits, no suffix): exact for decimals.
+    pub fn number_text(&self, name: &str) -> Option<&str> {
+        match self.get(name).map(|arg| &arg.value) {
+            Some(Value::Number(_, text)) => Some(text),
             _ => None,
         }
     }
@@ -313,7 +321,10 @@ fn parse_value(input: ParseStream<'_>, key: &Ident, spec: &Spec, attr: &str) -> 
         Kind::Int => Value::Int(input.parse().map_err(invalid)?),
         Kind::Str => Value::Str(input.parse().map_err(invalid)?),
         Kind::Path => Value::Path(input.call(Path::parse_mod_style).map_err(invalid)?),
-        Kind::Number => Value::Number(parse_number(input).map_err(invalid)?),
+        Kind::Number => {
+            let (tokens, text) = parse_number(input).map_err(invalid)?;
+            Value::Number(tokens, text)
+        }
         Kind::StrList => {
             let list = (|| {
                 let content;
@@ -338,21 +349,22 @@ fn parse_value(input: ParseStream<'_>, key: &Ident, spec: &Spec, attr: &str) -> 
 }
 
 /// A number literal, possibly negative, as an `f64` literal (so `min_value = 0` works on
-/// float fields and `min_value = 0.5` on integer fields).
-fn parse_number(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+/// float fields and `min_value = 0.5` on integer fields), and as written (so a decimal field
+/// compares with `0.1` exactly, not with the nearest f64).
+fn parse_number(input: ParseStream<'_>) -> syn::Result<(TokenStream, String)> {
     let negative = input.parse::<Option<Token![-]>>()?.is_some();
     let lit: Lit = input.parse()?;
-    let value: f64 = match &lit {
-        Lit::Int(int) => int.base10_parse()?,
-        Lit::Float(float) => float.base10_parse()?,
+    let (value, digits): (f64, &str) = match &lit {
+        Lit::Int(int) => (int.base10_parse()?, int.base10_digits()),
+        Lit::Float(float) => (float.base10_parse()?, float.base10_digits()),
         other => return Err(syn::Error::new(other.span(), "expected a number")),
     };
     let mut literal = Literal::f64_suffixed(value);
     literal.set_span(lit.span());
     Ok(if negative {
-        quote!(-#literal)
+        (quote!(-#literal), format!("-{digits}"))
     } else {
-        literal.into_token_stream()
+        (literal.into_token_stream(), digits.to_owned())
     })
 }
 

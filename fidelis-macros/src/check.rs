@@ -42,6 +42,22 @@ pub fn at_most_one_identifier<'a>(cx: &Ctxt, fields: &'a [Field]) -> Option<&'a 
     first
 }
 
+/// `allow_non_finite` is written on a float, as `f64`, `f32` or an `Option` of one:
+///
+/// ```text
+/// #[field(allow_non_finite)] count: i64   // error: integers are always finite
+/// ```
+pub fn allow_non_finite(cx: &Ctxt, fields: &[Field]) {
+    for field in fields {
+        if field.args.key(crate::symbol::ALLOW_NON_FINITE).is_some() && !field.is_float() {
+            cx.error_spanned_by(
+                &field.ty,
+                "`allow_non_finite` applies to fields written `f64`, `f32`, `Option<f64>` or `Option<f32>`; other numbers are always finite (remove the option)",
+            );
+        }
+    }
+}
+
 /// What a method's parameters must look like, for messages.
 struct Shape<'a> {
     attr: &'a str,

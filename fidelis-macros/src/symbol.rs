@@ -25,6 +25,10 @@ pub const MIN_LENGTH: &str = "min_length";
 pub const MIN_VALUE: &str = "min_value";
 /// `#[field(max_value = X)]`
 pub const MAX_VALUE: &str = "max_value";
+/// `#[field(decimal_places = N)]`
+pub const DECIMAL_PLACES: &str = "decimal_places";
+/// `#[field(allow_non_finite)]`
+pub const ALLOW_NON_FINITE: &str = "allow_non_finite";
 /// `#[field(choices = ["A", "B"])]`
 pub const CHOICES: &str = "choices";
 /// `#[field(default = expr)]`

@@ -16,6 +16,12 @@ pub mod bank {
         /// In which currency.
         #[field(max_length = 3, min_length = 3)]
         pub currency: String,
+        /// The same amount, exactly.
+        #[field(min_value = 0.01, max_value = 1e6, decimal_places = 2)]
+        pub exact: Option<Decimal>,
+        /// An exchange rate, possibly unknown (NaN).
+        #[field(allow_non_finite)]
+        pub rate: Option<f64>,
     }
 
     /// A wallet.
@@ -179,6 +185,8 @@ async fn the_warning_free_domain_runs() {
     let amount = Money {
         amount: 5.0,
         currency: "EUR".into(),
+        exact: Some(Decimal::new(500, 2)),
+        rate: Some(f64::NAN),
     };
     domain
         .process(FundWallet {
@@ -195,6 +203,8 @@ async fn the_warning_free_domain_runs() {
     let bad = Money {
         amount: -1.0,
         currency: "EURO".into(),
+        exact: None,
+        rate: None,
     };
     let error = domain
         .process(FundWallet {

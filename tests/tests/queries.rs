@@ -9,11 +9,11 @@ use fidelis_example::dashboard::AccountSummary;
 async fn ledger() -> Domain {
     let domain = fidelis_example::domain().build().await.unwrap();
     let rows = [
-        ("a", "ACC-001", "Alice", 1500.0, 2, true),
-        ("b", "ACC-002", "Bob", 20.0, 1, false),
-        ("c", "ACC-010", "Carol", 700.0, 5, true),
-        ("d", "SAV_100", "Dan", 700.0, 3, false),
-        ("e", "SAV%200", "Eve", -5.0, 9, true),
+        ("a", "ACC-001", "Alice", Decimal::from(1500), 2, true),
+        ("b", "ACC-002", "Bob", Decimal::from(20), 1, false),
+        ("c", "ACC-010", "Carol", Decimal::from(700), 5, true),
+        ("d", "SAV_100", "Dan", Decimal::from(700), 3, false),
+        ("e", "SAV%200", "Eve", Decimal::from(-5), 9, true),
     ];
     for (id, number, holder, balance, count, active) in rows {
         domain
@@ -52,27 +52,27 @@ async fn every_operator_filters_as_documented() {
     let f = AccountSummary::fields();
 
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.eq(700.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.eq(Decimal::from(700)))).await),
         ["c", "d"]
     );
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.ne(700.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.ne(Decimal::from(700)))).await),
         ["a", "b", "e"]
     );
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.lt(20.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.lt(Decimal::from(20)))).await),
         ["e"]
     );
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.le(20.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.le(Decimal::from(20)))).await),
         ["b", "e"]
     );
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.gt(700.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.gt(Decimal::from(700)))).await),
         ["a"]
     );
     assert_eq!(
-        ids(&by_id(repo.query().filter(f.balance.ge(700.0))).await),
+        ids(&by_id(repo.query().filter(f.balance.ge(Decimal::from(700)))).await),
         ["a", "c", "d"]
     );
     assert_eq!(
@@ -107,7 +107,7 @@ async fn every_operator_filters_as_documented() {
     // Filters combine with AND.
     let both = repo
         .query()
-        .filter(f.balance.ge(700.0))
+        .filter(f.balance.ge(Decimal::from(700)))
         .filter(f.transaction_count.gt(2));
     assert_eq!(ids(&by_id(both).await), ["c", "d"]);
 }
@@ -148,7 +148,7 @@ async fn ordering_paging_and_counting() {
     assert_eq!(repo.query().count().await.unwrap(), 5);
     assert_eq!(
         repo.query()
-            .filter(f.balance.gt(0.0))
+            .filter(f.balance.gt(Decimal::ZERO))
             .limit(1)
             .count()
             .await
@@ -165,7 +165,7 @@ async fn ordering_paging_and_counting() {
     assert_eq!(first.holder_name, "Eve");
     assert!(
         repo.query()
-            .filter(f.balance.gt(1e9))
+            .filter(f.balance.gt(Decimal::from(1_000_000_000)))
             .first()
             .await
             .unwrap()
@@ -192,7 +192,7 @@ async fn an_invalid_row_is_refused() {
             account_id: "z".into(),
             account_number: "X".repeat(21),
             holder_name: String::new(),
-            balance: 0.0,
+            balance: Decimal::ZERO,
             transaction_count: 0,
             last_transaction_at: None,
         })

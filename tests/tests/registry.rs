@@ -262,7 +262,7 @@ async fn two_domains_in_one_process_are_isolated() {
         .process(OpenAccount {
             account_number: "A".into(),
             holder_name: "B".into(),
-            opening_deposit: 1.0,
+            opening_deposit: Decimal::from(1),
         })
         .await
         .unwrap_err();
@@ -304,7 +304,7 @@ async fn a_domain_can_be_registered_by_hand_without_discovery() {
         .await
         .unwrap();
     let walkthrough = scenario::run(&domain).await.unwrap();
-    assert_eq!(walkthrough.summary.balance, 1500.0);
+    assert_eq!(walkthrough.summary.balance, Decimal::from(1500));
     assert_eq!(domain.registry().aggregates().len(), 1);
     assert_eq!(domain.registry().events().len(), 4);
     assert_eq!(domain.registry().commands().len(), 4);

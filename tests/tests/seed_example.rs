@@ -18,7 +18,7 @@ async fn the_chapter_walkthrough_updates_the_dashboard() {
     let summary = &walkthrough.summary;
     assert_eq!(summary.account_number, "ACC-001");
     assert_eq!(summary.holder_name, "Alice Johnson");
-    assert_eq!(summary.balance, 1500.0);
+    assert_eq!(summary.balance, Decimal::from(1500));
     assert_eq!(summary.transaction_count, 2);
     assert!(summary.last_transaction_at.is_some());
     assert_eq!(walkthrough.accounts_on_record, 1);
@@ -56,7 +56,7 @@ async fn the_walkthrough_records_two_events_in_the_account_stream() {
     assert_eq!(events.len(), 2);
 
     let opened = events[0].decode::<AccountOpened>().unwrap();
-    assert_eq!(opened.opening_deposit, 1000.0);
+    assert_eq!(opened.opening_deposit, Decimal::from(1000));
     let deposit = events[1].decode::<DepositMade>().unwrap();
     assert_eq!(deposit.reference.as_deref(), Some("paycheck"));
 

@@ -34,7 +34,7 @@ async fn banking(backend: &Backend, builder: DomainBuilder) -> Domain {
         .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
 }
 
-fn open(number: &str, deposit: f64) -> OpenAccount {
+fn open(number: &str, deposit: Decimal) -> OpenAccount {
     OpenAccount {
         account_number: number.into(),
         holder_name: "Ada Lovelace".into(),
@@ -53,7 +53,10 @@ async fn concurrent_deposits_are_all_kept(backend: &Backend) {
         fidelis_example::domain().retry(RetryPolicy::attempts(100_000)),
     )
     .await;
-    let id = domain.process(open("ACC-001", 100.0)).await.unwrap();
+    let id = domain
+        .process(open("ACC-001", Decimal::from(100)))
+        .await
+        .unwrap();
     let started = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -64,7 +67,7 @@ async fn concurrent_deposits_are_all_kept(backend: &Backend) {
                     domain
                         .process(MakeDeposit {
                             account_id: id.clone(),
-                            amount: 1.0,
+                            amount: Decimal::from(1),
                             reference: None,
                         })
                         .await?;
@@ -85,7 +88,7 @@ async fn concurrent_deposits_are_all_kept(backend: &Backend) {
         started.elapsed()
     );
 
-    let expected = 100.0 + (TASKS * DEPOSITS) as f64;
+    let expected = Decimal::from(100 + TASKS * DEPOSITS);
     let account = domain.repository::<Account>().get(&id).await.unwrap();
     assert_eq!(account.balance, expected);
     let stream = domain.event_store().stream_of::<Account>(&id).unwrap();
@@ -372,7 +375,10 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
     let storage = domain.storage().as_ref();
 
     // An event type no registered event has.
-    let unknown = domain.process(open("ACC-101", 10.0)).await.unwrap();
+    let unknown = domain
+        .process(open("ACC-101", Decimal::from(10)))
+        .await
+        .unwrap();
     let stream = domain.event_store().stream_of::<Account>(&unknown).unwrap();
     let position = append_raw(
         storage,
@@ -394,7 +400,10 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
     assert!(text.contains("Fidelis.Nonsense.v1"), "{text}");
 
     // Data that does not decode as the event it claims to be.
-    let misshapen = domain.process(open("ACC-102", 10.0)).await.unwrap();
+    let misshapen = domain
+        .process(open("ACC-102", Decimal::from(10)))
+        .await
+        .unwrap();
     let stream = domain
         .event_store()
         .stream_of::<Account>(&misshapen)
@@ -420,7 +429,10 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
     // Malformed JSON, written behind the store's back (SQLite keeps JSON as text; PostgreSQL's
     // JSONB cannot hold malformed JSON, so there the misshapen case above stands for it).
     if let Backend::Sqlite(_) = backend {
-        let malformed = domain.process(open("ACC-103", 10.0)).await.unwrap();
+        let malformed = domain
+            .process(open("ACC-103", Decimal::from(10)))
+            .await
+            .unwrap();
         let stream = domain
             .event_store()
             .stream_of::<Account>(&malformed)
@@ -446,7 +458,10 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
         assert!(text.contains("malformed JSON"), "{text}");
     }
     // Other accounts still load.
-    let healthy = domain.process(open("ACC-104", 10.0)).await.unwrap();
+    let healthy = domain
+        .process(open("ACC-104", Decimal::from(10)))
+        .await
+        .unwrap();
     assert_eq!(
         domain
             .repository::<Account>()
@@ -454,6 +469,6 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
             .await
             .unwrap()
             .balance,
-        10.0
+        Decimal::from(10)
     );
 }

@@ -9,7 +9,7 @@ use fidelis_example::commands::{CloseAccount, MakeDeposit, MakeWithdrawal, OpenA
 use fidelis_example::dashboard::AccountSummary;
 use fidelis_example::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
 
-fn opened(id: &Identifier, deposit: f64) -> AccountOpened {
+fn opened(id: &Identifier, deposit: Decimal) -> AccountOpened {
     AccountOpened {
         account_id: id.clone(),
         account_number: "ACC-042".into(),
@@ -22,10 +22,10 @@ fn opened(id: &Identifier, deposit: f64) -> AccountOpened {
 async fn an_accepted_command_raises_its_event_and_changes_state() {
     let id = Identifier::generate();
     let outcome = given::<Account>()
-        .after(opened(&id, 1000.0))
+        .after(opened(&id, Decimal::from(1000)))
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 500.0,
+            amount: Decimal::from(500),
             reference: Some("paycheck".into()),
         })
         .await;
@@ -36,9 +36,9 @@ async fn an_accepted_command_raises_its_event_and_changes_state() {
     assert!(outcome.events().contains::<DepositMade>());
     assert!(!outcome.events().contains::<WithdrawalMade>());
     let deposit = outcome.events().get::<DepositMade>().unwrap();
-    assert_eq!(deposit.amount, 500.0);
+    assert_eq!(deposit.amount, Decimal::from(500));
     assert_eq!(deposit.metadata().version, 1);
-    assert_eq!(outcome.aggregate().balance, 1500.0);
+    assert_eq!(outcome.aggregate().balance, Decimal::from(1500));
     assert_eq!(outcome.aggregate().version(), 1);
 }
 
@@ -46,15 +46,15 @@ async fn an_accepted_command_raises_its_event_and_changes_state() {
 async fn a_rejected_command_leaves_the_state_before_it() {
     let id = Identifier::generate();
     let outcome = given::<Account>()
-        .after(opened(&id, 100.0))
+        .after(opened(&id, Decimal::from(100)))
         .after(DepositMade {
             account_id: id.clone(),
-            amount: 50.0,
+            amount: Decimal::from(50),
             reference: None,
         })
         .process(MakeWithdrawal {
             account_id: id.clone(),
-            amount: 500.0,
+            amount: Decimal::from(500),
             reference: None,
         })
         .await;
@@ -66,17 +66,17 @@ async fn a_rejected_command_leaves_the_state_before_it() {
         ["Insufficient funds: balance cannot be negative"]
     );
     assert!(outcome.events().is_empty());
-    assert_eq!(outcome.aggregate().balance, 150.0);
+    assert_eq!(outcome.aggregate().balance, Decimal::from(150));
 }
 
 #[tokio::test]
 async fn commands_chain_and_projections_follow_the_history() {
     let id = Identifier::generate();
     let outcome = given::<Account>()
-        .after(opened(&id, 100.0))
+        .after(opened(&id, Decimal::from(100)))
         .process(MakeWithdrawal {
             account_id: id.clone(),
-            amount: 100.0,
+            amount: Decimal::from(100),
             reference: None,
         })
         .await
@@ -96,7 +96,7 @@ async fn commands_chain_and_projections_follow_the_history() {
         .get(&id)
         .await
         .unwrap();
-    assert_eq!(summary.balance, 0.0);
+    assert_eq!(summary.balance, Decimal::ZERO);
     assert_eq!(summary.transaction_count, 2);
 }
 
@@ -104,7 +104,7 @@ async fn commands_chain_and_projections_follow_the_history() {
 async fn closing_with_money_in_the_account_is_refused() {
     let id = Identifier::generate();
     let outcome = given::<Account>()
-        .after(opened(&id, 10.0))
+        .after(opened(&id, Decimal::from(10)))
         .process(CloseAccount {
             account_id: id.clone(),
             reason: None,
@@ -124,7 +124,7 @@ async fn without_history_the_command_creates_the_aggregate() {
         .process(OpenAccount {
             account_number: "ACC-7".into(),
             holder_name: "Alan Turing".into(),
-            opening_deposit: 5.0,
+            opening_deposit: Decimal::from(5),
         })
         .await;
     assert!(outcome.accepted());
@@ -138,10 +138,10 @@ async fn without_history_the_command_creates_the_aggregate() {
 async fn an_invalid_command_is_a_rejection() {
     let id = Identifier::generate();
     let outcome = given::<Account>()
-        .after(opened(&id, 10.0))
+        .after(opened(&id, Decimal::from(10)))
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: -3.0,
+            amount: Decimal::from(-3),
             reference: None,
         })
         .await;
@@ -150,7 +150,7 @@ async fn an_invalid_command_is_a_rejection() {
         messages.messages_for("amount"),
         ["Deposit amount must be positive"]
     );
-    assert_eq!(outcome.aggregate().balance, 10.0);
+    assert_eq!(outcome.aggregate().balance, Decimal::from(10));
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use tokio::sync::Barrier;
 pub struct DepositAudit {
     #[field(identifier)]
     pub event_id: Identifier,
-    pub amount: f64,
+    pub amount: Decimal,
 }
 
 #[derive(Default)]
@@ -83,14 +83,14 @@ impl MeddlingProjector {
                 ctx.domain()
                     .process(MakeDeposit {
                         account_id: event.account_id.clone(),
-                        amount: 1.0,
+                        amount: Decimal::from(1),
                         reference: None,
                     })
                     .await
             }
             "MEDDLE-EVENTS" => ctx.domain().event_store().read_all(1).await.map(drop),
             "MEDDLE-SAVE" => {
-                let account = Account::open("OTHER", "Someone Else", 1.0)?;
+                let account = Account::open("OTHER", "Someone Else", Decimal::from(1))?;
                 ctx.repository::<Account>().add(account).await
             }
             _ => Ok(()),
@@ -102,7 +102,7 @@ impl MeddlingProjector {
 #[command(part_of = Account)]
 pub struct OpenWithBonus {
     pub account_number: String,
-    pub bonus: f64,
+    pub bonus: Decimal,
 }
 
 /// Deposit, but wait at a gate between loading the account and saving it, so that two
@@ -110,7 +110,7 @@ pub struct OpenWithBonus {
 #[command(part_of = Account)]
 pub struct GatedDeposit {
     pub account_id: Identifier,
-    pub amount: f64,
+    pub amount: Decimal,
 }
 
 /// The first two arrivals wait for each other; later ones (retries) pass.
@@ -144,7 +144,8 @@ impl TestHandler {
         command: OpenWithBonus,
         ctx: &mut Context,
     ) -> Result<Identifier> {
-        let mut account = Account::open(&command.account_number, "Bonus Holder", 100.0)?;
+        let mut account =
+            Account::open(&command.account_number, "Bonus Holder", Decimal::from(100))?;
         account.deposit(command.bonus, Some("welcome".into()))?;
         let id = account.id.clone();
         ctx.repository::<Account>().add(account).await?;
@@ -176,7 +177,7 @@ impl WelcomeBonus {
         if event.account_number.starts_with("WELCOME") {
             ctx.process(MakeDeposit {
                 account_id: event.account_id.clone(),
-                amount: 5.0,
+                amount: Decimal::from(5),
                 reference: Some("welcome bonus".into()),
             })
             .await?;
@@ -195,7 +196,7 @@ fn builder() -> DomainBuilder {
         .resource(Gate::new())
 }
 
-async fn open(domain: &Domain, deposit: f64) -> Identifier {
+async fn open(domain: &Domain, deposit: Decimal) -> Identifier {
     domain
         .process(OpenAccount {
             account_number: "ACC-001".into(),
@@ -237,14 +238,14 @@ async fn snapshot(domain: &Domain) -> Snapshot {
 #[tokio::test]
 async fn an_invalid_command_changes_nothing() {
     let domain = builder().build().await.unwrap();
-    open(&domain, 1000.0).await;
+    open(&domain, Decimal::from(1000)).await;
     let before = snapshot(&domain).await;
 
     let error = domain
         .process(OpenAccount {
             account_number: "ACC-0000000000000000000000001".into(),
             holder_name: "  ".into(),
-            opening_deposit: -5.0,
+            opening_deposit: Decimal::from(-5),
         })
         .await
         .unwrap_err();
@@ -265,13 +266,13 @@ async fn an_invalid_command_changes_nothing() {
 #[tokio::test]
 async fn a_broken_invariant_changes_nothing() {
     let domain = builder().build().await.unwrap();
-    let id = open(&domain, 1500.0).await;
+    let id = open(&domain, Decimal::from(1500)).await;
     let before = snapshot(&domain).await;
 
     let error = domain
         .process(MakeWithdrawal {
             account_id: id.clone(),
-            amount: 5000.0,
+            amount: Decimal::from(5000),
             reference: None,
         })
         .await
@@ -289,18 +290,18 @@ async fn a_broken_invariant_changes_nothing() {
             .await
             .unwrap()
             .balance,
-        1500.0
+        Decimal::from(1500)
     );
 }
 
 #[tokio::test]
 async fn a_failing_projector_changes_nothing() {
     let domain = builder().build().await.unwrap();
-    let id = open(&domain, 1000.0).await;
+    let id = open(&domain, Decimal::from(1000)).await;
     domain
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 1.0,
+            amount: Decimal::from(1),
             reference: None,
         })
         .await
@@ -311,7 +312,7 @@ async fn a_failing_projector_changes_nothing() {
     let error = domain
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 50.0,
+            amount: Decimal::from(50),
             reference: Some("explode".into()),
         })
         .await
@@ -321,7 +322,10 @@ async fn a_failing_projector_changes_nothing() {
     );
     assert_eq!(snapshot(&domain).await, before);
     let account = domain.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!((account.balance, account.version()), (1001.0, 1));
+    assert_eq!(
+        (account.balance, account.version()),
+        (Decimal::from(1001), 1)
+    );
 }
 
 #[tokio::test]
@@ -330,7 +334,7 @@ async fn an_unknown_aggregate_is_not_found() {
     let error = domain
         .process(MakeDeposit {
             account_id: "nobody".into(),
-            amount: 1.0,
+            amount: Decimal::from(1),
             reference: None,
         })
         .await
@@ -344,7 +348,7 @@ async fn an_unknown_aggregate_is_not_found() {
 #[tokio::test]
 async fn the_second_of_two_units_of_work_on_one_version_conflicts() {
     let domain = builder().build().await.unwrap();
-    let id = open(&domain, 1500.0).await;
+    let id = open(&domain, Decimal::from(1500)).await;
 
     let first = domain.unit_of_work();
     let second = domain.unit_of_work();
@@ -352,9 +356,9 @@ async fn the_second_of_two_units_of_work_on_one_version_conflicts() {
     let mut theirs = second.repository::<Account>().get(&id).await.unwrap();
     assert_eq!((mine.version(), theirs.version()), (0, 0));
 
-    mine.deposit(10.0, None).unwrap();
+    mine.deposit(Decimal::from(10), None).unwrap();
     first.repository::<Account>().add(mine).await.unwrap();
-    theirs.deposit(20.0, None).unwrap();
+    theirs.deposit(Decimal::from(20), None).unwrap();
     second.repository::<Account>().add(theirs).await.unwrap();
 
     first.commit().await.unwrap();
@@ -371,7 +375,10 @@ async fn the_second_of_two_units_of_work_on_one_version_conflicts() {
         other => panic!("expected a version conflict, got {other}"),
     }
     let account = domain.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!((account.balance, account.version()), (1510.0, 1));
+    assert_eq!(
+        (account.balance, account.version()),
+        (Decimal::from(1510), 1)
+    );
     assert_eq!(
         domain
             .repository::<AccountSummary>()
@@ -379,7 +386,7 @@ async fn the_second_of_two_units_of_work_on_one_version_conflicts() {
             .await
             .unwrap()
             .balance,
-        1510.0
+        Decimal::from(1510)
     );
 }
 
@@ -387,11 +394,11 @@ async fn two_gated_deposits(domain: &Domain, id: &Identifier) -> (Result<()>, Re
     tokio::join!(
         domain.process(GatedDeposit {
             account_id: id.clone(),
-            amount: 10.0
+            amount: Decimal::from(10)
         }),
         domain.process(GatedDeposit {
             account_id: id.clone(),
-            amount: 20.0
+            amount: Decimal::from(20)
         }),
     )
 }
@@ -399,7 +406,7 @@ async fn two_gated_deposits(domain: &Domain, id: &Identifier) -> (Result<()>, Re
 #[tokio::test]
 async fn without_retry_the_loser_of_a_race_gets_the_conflict() {
     let domain = builder().retry(RetryPolicy::none()).build().await.unwrap();
-    let id = open(&domain, 1500.0).await;
+    let id = open(&domain, Decimal::from(1500)).await;
     let (a, b) = two_gated_deposits(&domain, &id).await;
     let conflicts = [&a, &b]
         .iter()
@@ -416,18 +423,24 @@ async fn with_retry_both_racing_commands_succeed_and_the_balance_is_exact() {
         .build()
         .await
         .unwrap();
-    let id = open(&domain, 1500.0).await;
+    let id = open(&domain, Decimal::from(1500)).await;
     let (a, b) = two_gated_deposits(&domain, &id).await;
     a.unwrap();
     b.unwrap();
     let account = domain.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!((account.balance, account.version()), (1530.0, 2));
+    assert_eq!(
+        (account.balance, account.version()),
+        (Decimal::from(1530), 2)
+    );
     let summary = domain
         .repository::<AccountSummary>()
         .get(&id)
         .await
         .unwrap();
-    assert_eq!((summary.balance, summary.transaction_count), (1530.0, 3));
+    assert_eq!(
+        (summary.balance, summary.transaction_count),
+        (Decimal::from(1530), 3)
+    );
 }
 
 // ---- loading -------------------------------------------------------------------------------
@@ -436,12 +449,12 @@ async fn with_retry_both_racing_commands_succeed_and_the_balance_is_exact() {
 async fn an_aggregate_with_ten_thousand_events_rehydrates() {
     let storage = MemoryStorage::new();
     let writer = builder().storage(storage.clone()).build().await.unwrap();
-    let id = open(&writer, 1000.0).await;
+    let id = open(&writer, Decimal::from(1000)).await;
     for _ in 0..9_999 {
         writer
             .process(MakeDeposit {
                 account_id: id.clone(),
-                amount: 1.0,
+                amount: Decimal::from(1),
                 reference: None,
             })
             .await
@@ -456,7 +469,7 @@ async fn an_aggregate_with_ten_thousand_events_rehydrates() {
         .await
         .unwrap();
     let account = reader.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!(account.balance, 10_999.0);
+    assert_eq!(account.balance, Decimal::from(10_999));
     assert_eq!(account.version(), 9_999);
     assert_eq!(account.holder_name, "Alice Johnson");
     let stream = reader.event_store().stream_of::<Account>(&id).unwrap();
@@ -471,7 +484,7 @@ async fn a_cached_aggregate_catches_up_with_events_written_elsewhere() {
     let storage = MemoryStorage::new();
     let first = builder().storage(storage.clone()).build().await.unwrap();
     let second = builder().storage(storage).build().await.unwrap();
-    let id = open(&first, 100.0).await;
+    let id = open(&first, Decimal::from(100)).await;
     assert_eq!(
         first
             .repository::<Account>()
@@ -479,13 +492,13 @@ async fn a_cached_aggregate_catches_up_with_events_written_elsewhere() {
             .await
             .unwrap()
             .balance,
-        100.0
+        Decimal::from(100)
     );
 
     second
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 7.0,
+            amount: Decimal::from(7),
             reference: None,
         })
         .await
@@ -493,13 +506,16 @@ async fn a_cached_aggregate_catches_up_with_events_written_elsewhere() {
     first
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 3.0,
+            amount: Decimal::from(3),
             reference: None,
         })
         .await
         .unwrap();
     let account = first.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!((account.balance, account.version()), (110.0, 2));
+    assert_eq!(
+        (account.balance, account.version()),
+        (Decimal::from(110), 2)
+    );
 }
 
 // ---- within and after the unit of work ----------------------------------------------------
@@ -510,7 +526,7 @@ async fn projectors_read_their_own_writes_within_a_unit_of_work() {
     let id = domain
         .process(OpenWithBonus {
             account_number: "ACC-B".into(),
-            bonus: 25.0,
+            bonus: Decimal::from(25),
         })
         .await
         .unwrap();
@@ -519,7 +535,10 @@ async fn projectors_read_their_own_writes_within_a_unit_of_work() {
         .get(&id)
         .await
         .unwrap();
-    assert_eq!((summary.balance, summary.transaction_count), (125.0, 2));
+    assert_eq!(
+        (summary.balance, summary.transaction_count),
+        (Decimal::from(125), 2)
+    );
     let events = domain
         .event_store()
         .read_stream(&format!("fidelis::account-{id}"))
@@ -535,7 +554,7 @@ async fn projectors_read_their_own_writes_within_a_unit_of_work() {
 #[tokio::test]
 async fn a_repository_add_outside_a_handler_commits_through_the_pipeline() {
     let domain = builder().build().await.unwrap();
-    let account = Account::open("ACC-9", "Direct Writer", 40.0).unwrap();
+    let account = Account::open("ACC-9", "Direct Writer", Decimal::from(40)).unwrap();
     let id = account.id.clone();
     domain.repository::<Account>().add(account).await.unwrap();
     assert_eq!(
@@ -545,7 +564,7 @@ async fn a_repository_add_outside_a_handler_commits_through_the_pipeline() {
             .await
             .unwrap()
             .balance,
-        40.0
+        Decimal::from(40)
     );
     assert_eq!(
         domain
@@ -565,7 +584,7 @@ async fn a_dropped_unit_of_work_writes_nothing() {
     {
         let uow = domain.unit_of_work();
         uow.repository::<Account>()
-            .add(Account::open("ACC-X", "Nobody", 1.0).unwrap())
+            .add(Account::open("ACC-X", "Nobody", Decimal::from(1)).unwrap())
             .await
             .unwrap();
         assert_eq!(uow.pending_events().len(), 1);
@@ -576,18 +595,21 @@ async fn a_dropped_unit_of_work_writes_nothing() {
 #[tokio::test]
 async fn event_handlers_run_after_the_commit_with_the_correlation_id() {
     let domain = builder().build().await.unwrap();
-    let id = open(&domain, 10.0).await;
+    let id = open(&domain, Decimal::from(10)).await;
     domain
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 25_000.0,
+            amount: Decimal::from(25_000),
             reference: None,
         })
         .await
         .unwrap();
     let alerts = domain.resource::<ComplianceDesk>().unwrap().alerts();
     assert_eq!(alerts.len(), 1);
-    assert_eq!((alerts[0].kind, alerts[0].amount), ("deposit", 25_000.0));
+    assert_eq!(
+        (alerts[0].kind, alerts[0].amount),
+        ("deposit", Decimal::from(25_000))
+    );
     let events = domain
         .event_store()
         .read_stream(&format!("fidelis::account-{id}"))
@@ -607,11 +629,11 @@ async fn a_failing_event_handler_does_not_undo_the_command() {
         .build()
         .await
         .unwrap();
-    let id = open(&domain, 10.0).await;
+    let id = open(&domain, Decimal::from(10)).await;
     domain
         .process(MakeDeposit {
             account_id: id.clone(),
-            amount: 50_000.0,
+            amount: Decimal::from(50_000),
             reference: None,
         })
         .await
@@ -623,7 +645,7 @@ async fn a_failing_event_handler_does_not_undo_the_command() {
             .await
             .unwrap()
             .balance,
-        50_010.0
+        Decimal::from(50_010)
     );
     assert_eq!(domain.metrics().failed_event_handlers, 1);
 }
@@ -635,12 +657,15 @@ async fn an_event_handler_issues_a_command_in_the_same_correlation() {
         .process(OpenAccount {
             account_number: "WELCOME-1".into(),
             holder_name: "New Customer".into(),
-            opening_deposit: 100.0,
+            opening_deposit: Decimal::from(100),
         })
         .await
         .unwrap();
     let account = domain.repository::<Account>().get(&id).await.unwrap();
-    assert_eq!((account.balance, account.version()), (105.0, 1));
+    assert_eq!(
+        (account.balance, account.version()),
+        (Decimal::from(105), 1)
+    );
 
     let events = domain
         .event_store()
@@ -658,7 +683,7 @@ async fn an_event_handler_issues_a_command_in_the_same_correlation() {
             .await
             .unwrap()
             .balance,
-        105.0
+        Decimal::from(105)
     );
 }
 
@@ -666,12 +691,12 @@ async fn an_event_handler_issues_a_command_in_the_same_correlation() {
 async fn shared_clones_of_a_domain_see_the_same_state() {
     let domain = builder().build().await.unwrap();
     let clone = domain.clone();
-    let id = open(&domain, 1.0).await;
+    let id = open(&domain, Decimal::from(1)).await;
     let handle = tokio::spawn(async move {
         clone
             .process(MakeDeposit {
                 account_id: id,
-                amount: 2.0,
+                amount: Decimal::from(2),
                 reference: None,
             })
             .await
@@ -699,7 +724,7 @@ async fn reaching_past_a_projector_context_is_an_error_not_a_hang() {
         let command = OpenAccount {
             account_number: number.into(),
             holder_name: "Meddler".into(),
-            opening_deposit: 1.0,
+            opening_deposit: Decimal::from(1),
         };
         let result =
             tokio::time::timeout(std::time::Duration::from_secs(10), domain.process(command))

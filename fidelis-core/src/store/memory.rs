@@ -27,6 +27,8 @@ struct State {
     categories: FastMap<String, Vec<usize>>,
     /// Table → id → row.
     tables: FastMap<String, FastMap<String, StoredRow>>,
+    /// Table → its fields, for the order of decimal fields (kept as text).
+    fields: FastMap<String, &'static [crate::field::FieldDef]>,
 }
 
 /// A row as the memory adapter keeps it: the typed value a unit of work wrote, or a JSON
@@ -86,6 +88,7 @@ impl StoredRow {
 /// would in SQL), paged.
 fn select<'a>(
     rows: impl Iterator<Item = (&'a String, &'a StoredRow)>,
+    fields: &[crate::field::FieldDef],
     query: &QuerySpec,
 ) -> Result<Vec<(&'a String, &'a Map<String, Value>)>> {
     let mut found = Vec::new();
@@ -95,7 +98,9 @@ fn select<'a>(
             found.push((id, json));
         }
     }
-    found.sort_by(|(a_id, a), (b_id, b)| eval::order(a, b, query).then_with(|| a_id.cmp(b_id)));
+    found.sort_by(|(a_id, a), (b_id, b)| {
+        eval::order_with_fields(a, b, query, fields).then_with(|| a_id.cmp(b_id))
+    });
     Ok(found)
 }
 
@@ -163,6 +168,7 @@ impl Storage for MemoryStorage {
         let mut state = self.state.write().await;
         for table in tables {
             state.tables.entry(table.name.to_owned()).or_default();
+            state.fields.insert(table.name.to_owned(), table.fields);
         }
         Ok(())
     }
@@ -262,7 +268,8 @@ impl Storage for MemoryStorage {
         let Some(rows) = state.tables.get(table) else {
             return Ok(Vec::new());
         };
-        let found = select(rows.iter(), query)?;
+        let fields = state.fields.get(table).copied().unwrap_or_default();
+        let found = select(rows.iter(), fields, query)?;
         let mut documents = Vec::new();
         for (id, _) in found
             .into_iter()
@@ -283,7 +290,7 @@ impl Storage for MemoryStorage {
             order: Vec::new(),
             ..query.clone()
         };
-        Ok(select(rows.iter(), &unpaged)?.len() as u64)
+        Ok(select(rows.iter(), &[], &unpaged)?.len() as u64)
     }
 }
 

@@ -194,6 +194,10 @@ fn bind<'q>(
             FieldKind::Identifier | FieldKind::String => query.bind(None::<String>),
             FieldKind::Integer => query.bind(None::<i64>),
             FieldKind::Float => query.bind(None::<f64>),
+            #[cfg(feature = "decimal")]
+            FieldKind::Decimal => query.bind(None::<rust_decimal::Decimal>),
+            #[cfg(not(feature = "decimal"))]
+            FieldKind::Decimal => query.bind(None::<String>),
             FieldKind::Boolean => query.bind(None::<bool>),
             FieldKind::DateTime => query.bind(None::<DateTime<Utc>>),
             FieldKind::Date => query.bind(None::<NaiveDate>),
@@ -204,10 +208,13 @@ fn bind<'q>(
         SqlValue::Bool(b) => query.bind(b),
         SqlValue::Int(i) => query.bind(i),
         SqlValue::Float(f) => query.bind(f),
+        #[cfg(feature = "decimal")]
+        SqlValue::Decimal(d) => query.bind(d),
         SqlValue::Text(text) => query.bind(text),
         SqlValue::Time(time) => query.bind(time),
         SqlValue::Date(date) => query.bind(date),
-        SqlValue::Json(value) => query.bind(Json(value)),
+        // Text, cast to `json` by its placeholder (see `Statement::param`).
+        SqlValue::Json(value) => query.bind(sql::json_text(&value)),
     }
 }
 
@@ -217,10 +224,6 @@ fn prepare(statement: &Statement) -> Query<'_, Postgres, PgArguments> {
         .iter()
         .cloned()
         .fold(sqlx::query(&statement.sql), bind)
-}
-
-fn float_json(value: f64) -> Value {
-    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
 }
 
 /// Decodes a document row (the columns of [`sql::select_columns`]).
@@ -243,7 +246,14 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
             FieldKind::Float => row
                 .try_get::<Option<f64>, _>(index)
                 .map_err(read)?
-                .map_or(Value::Null, float_json),
+                .map_or(Value::Null, sql::float_json),
+            #[cfg(feature = "decimal")]
+            FieldKind::Decimal => row
+                .try_get::<Option<rust_decimal::Decimal>, _>(index)
+                .map_err(read)?
+                .map_or(Value::Null, |d| Value::String(d.to_string())),
+            #[cfg(not(feature = "decimal"))]
+            FieldKind::Decimal => return Err(sql::no_decimal_feature()),
             FieldKind::Boolean => row
                 .try_get::<Option<bool>, _>(index)
                 .map_err(read)?
@@ -358,7 +368,7 @@ impl Storage for PostgresStorage {
                 "CREATE TABLE IF NOT EXISTS fidelis_events (\
                    global_position BIGINT PRIMARY KEY, \
                    id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
-                   type_name TEXT NOT NULL, data JSONB NOT NULL, metadata JSONB NOT NULL, time TIMESTAMPTZ NOT NULL, \
+                   type_name TEXT NOT NULL, data JSON NOT NULL, metadata JSONB NOT NULL, time TIMESTAMPTZ NOT NULL, \
                    UNIQUE (stream, version))",
                 "CREATE INDEX IF NOT EXISTS fidelis_events_category ON fidelis_events (category, global_position)",
             ];
@@ -607,7 +617,7 @@ impl Transaction for PostgresTransaction {
             event.metadata.stream = stream.to_owned();
             let result = sqlx::query(&format!(
                 "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)"
             ))
             .bind(position)
             .bind(event.metadata.id.as_str())
@@ -615,7 +625,8 @@ impl Transaction for PostgresTransaction {
             .bind(&category)
             .bind(version)
             .bind(&event.metadata.type_name)
-            .bind(Json(&event.data))
+            // As text, so that the `json` column keeps it exactly (see `sql::json_text`).
+            .bind(sql::json_text(&event.data))
             .bind(Json(sql::event_metadata(&event.metadata)))
             .bind(event.metadata.time)
             .execute(&mut *self.transaction)

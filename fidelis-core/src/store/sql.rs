@@ -43,7 +43,14 @@ pub(crate) enum SqlValue {
     Time(DateTime<Utc>),
     Date(NaiveDate),
     Json(Value),
+    /// An exact decimal: `NUMERIC` on PostgreSQL, its text on SQLite.
+    #[cfg(feature = "decimal")]
+    Decimal(rust_decimal::Decimal),
 }
+
+/// The collation SQLite compares and orders decimal columns with (their text, by value); the
+/// SQLite adapter registers it on every connection.
+pub(crate) const DECIMAL_COLLATION: &str = "fidelis_decimal";
 
 /// Whether `name` may be used as a table or column name: `[a-z_][a-z0-9_]*`.
 pub(crate) fn is_identifier(name: &str) -> bool {
@@ -136,7 +143,15 @@ pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
     match (dialect, field.kind) {
         (_, FieldKind::Identifier | FieldKind::String) => text(),
         (_, FieldKind::Integer) => "BIGINT".to_owned(),
-        (_, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
+        (Dialect::Postgres, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
+        // SQLite writes a REAL column's whole numbers as integers, so -0.0 would read back as
+        // 0.0. `BLOB` in the declared type gives the column no affinity: every double is kept
+        // as the 8 bytes it was bound as (and still compares and orders as a number).
+        (Dialect::Sqlite, FieldKind::Float) => "DOUBLE PRECISION BLOB".to_owned(),
+        // A decimal's text is exact and keeps its scale (`1500.00`); SQLite has no exact
+        // numeric type (its NUMERIC affinity turns `0.1` into a REAL).
+        (Dialect::Postgres, FieldKind::Decimal) => "NUMERIC".to_owned(),
+        (Dialect::Sqlite, FieldKind::Decimal) => "TEXT".to_owned(),
         (_, FieldKind::Boolean) => "BOOLEAN".to_owned(),
         // SQLite has no time, date or JSON types: a fixed-width RFC 3339 text orders like
         // the time it spells, and JSON is kept as its text.
@@ -146,8 +161,11 @@ pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
         }
         (Dialect::Postgres, FieldKind::DateTime) => "TIMESTAMPTZ".to_owned(),
         (Dialect::Postgres, FieldKind::Date) => "DATE".to_owned(),
+        // `JSON` keeps the text Fidelis wrote, so every f64 in it reads back with the same
+        // bits; `JSONB` keeps numbers as NUMERIC, which has no -0.0. A unique column needs
+        // JSONB's equality.
         (Dialect::Postgres, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
-            "JSONB".to_owned()
+            if field.unique { "JSONB" } else { "JSON" }.to_owned()
         }
     }
 }
@@ -193,6 +211,7 @@ enum Family {
     Text,
     Integer,
     Float,
+    Numeric,
     Boolean,
     TimestampTz,
     Date,
@@ -208,6 +227,8 @@ fn family_of_type(data_type: &str) -> Family {
         Family::Integer
     } else if t.contains("DOUBLE") || t.contains("FLOAT") || t.contains("REAL") {
         Family::Float
+    } else if t.contains("NUMERIC") || t.contains("DECIMAL") {
+        Family::Numeric
     } else if t.contains("BOOL") {
         Family::Boolean
     } else if t == "TIMESTAMPTZ" || t.contains("WITH TIME ZONE") {
@@ -352,7 +373,23 @@ pub(crate) fn field_value(
         FieldKind::Integer => {
             SqlValue::Int(value.as_i64().ok_or_else(|| wrong("a 64-bit integer"))?)
         }
-        FieldKind::Float => SqlValue::Float(value.as_f64().ok_or_else(|| wrong("a number"))?),
+        FieldKind::Float => SqlValue::Float(match value {
+            // `allow_non_finite` fields write NaN and infinities by name.
+            Value::String(name) if field.allow_non_finite => {
+                crate::field::non_finite::parse_name(name)
+                    .ok_or_else(|| wrong("a number, or \"NaN\", \"inf\" or \"-inf\""))?
+            }
+            value => value.as_f64().ok_or_else(|| wrong("a number"))?,
+        }),
+        #[cfg(feature = "decimal")]
+        FieldKind::Decimal => SqlValue::Decimal(
+            value
+                .as_str()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| wrong("a decimal as text (\"1500.00\")"))?,
+        ),
+        #[cfg(not(feature = "decimal"))]
+        FieldKind::Decimal => return Err(no_decimal_feature()),
         FieldKind::Boolean => SqlValue::Bool(value.as_bool().ok_or_else(|| wrong("a boolean"))?),
         FieldKind::DateTime => {
             let text = value.as_str().ok_or_else(|| wrong("an RFC 3339 time"))?;
@@ -368,6 +405,27 @@ pub(crate) fn field_value(
         }
         FieldKind::List | FieldKind::Embedded | FieldKind::Dict => SqlValue::Json(value.clone()),
     })
+}
+
+/// A decimal column without the `decimal` feature (only a hand-written `FieldDef` can ask).
+#[cfg(not(feature = "decimal"))]
+pub(crate) fn no_decimal_feature() -> Error {
+    Error::configuration(
+        "a field of kind Decimal needs fidelis-core's `decimal` feature".to_owned(),
+    )
+}
+
+/// The JSON of a float read from a column: a number, or the name of a non-finite value
+/// (which only an `allow_non_finite` field can have written).
+pub(crate) fn float_json(value: f64) -> Value {
+    crate::field::non_finite::to_json(value)
+}
+
+/// JSON as PostgreSQL receives it: as text, cast to `json`, so that a `json` column keeps
+/// exactly what was written. Bound as `jsonb` (sqlx's `Json`), numbers would pass through
+/// NUMERIC, which has no -0.0.
+pub(crate) fn json_text(value: &Value) -> String {
+    value.to_string()
 }
 
 /// The primary key value of a row with this id, typed for the identifier's column.
@@ -430,11 +488,14 @@ impl Statement {
         }
     }
 
-    /// Adds a parameter; returns its placeholder (`?` or `$n`).
+    /// Adds a parameter; returns its placeholder (`?` or `$n`). PostgreSQL JSON is bound as
+    /// text and cast to `json` here (see [`json_text`]).
     pub(crate) fn param(&mut self, value: SqlValue) -> String {
+        let json = matches!(value, SqlValue::Json(_));
         self.params.push(value);
         match self.dialect {
             Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres if json => format!("${}::json", self.params.len()),
             Dialect::Postgres => format!("${}", self.params.len()),
         }
     }
@@ -578,6 +639,14 @@ fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
         (Dialect::Postgres, FieldKind::Identifier | FieldKind::String) => {
             format!("{} COLLATE \"C\"", quote(field.name))
         }
+        // SQLite keeps decimals as text: compared and ordered by value, not by text.
+        (Dialect::Sqlite, FieldKind::Decimal) => {
+            format!("{} COLLATE {DECIMAL_COLLATION}", quote(field.name))
+        }
+        // `json` has no ordering: order as `jsonb` did.
+        (Dialect::Postgres, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
+            format!("{}::jsonb", quote(field.name))
+        }
         _ => quote(field.name),
     }
 }
@@ -601,6 +670,8 @@ fn coerce(kind: FieldKind, value: &QueryValue) -> Option<SqlValue> {
             .map(|time| SqlValue::Time(time.with_timezone(&Utc))),
         (FieldKind::Date, QueryValue::Date(date)) => Some(SqlValue::Date(*date)),
         (FieldKind::Date, QueryValue::Text(text)) => text.parse().ok().map(SqlValue::Date),
+        #[cfg(feature = "decimal")]
+        (FieldKind::Decimal, QueryValue::Decimal(d)) => Some(SqlValue::Decimal(*d)),
         _ => None,
     }
 }
@@ -809,5 +880,9 @@ mod tests {
         assert_eq!(family_of_type("timestamp without time zone"), Family::Other);
         assert_eq!(family_of_type("jsonb"), Family::Json);
         assert_eq!(family_of_type("bigint"), Family::Integer);
+        assert_eq!(family_of_type("numeric"), Family::Numeric);
+        assert_eq!(family_of_type("json"), Family::Json);
+        // SQLite's float columns (no affinity) are still floats to the drift check.
+        assert_eq!(family_of_type("DOUBLE PRECISION BLOB"), Family::Float);
     }
 }

@@ -85,6 +85,7 @@ impl SqliteStorage {
                 Error::configuration(format!("invalid SQLite URL `{shown}`: {error}"))
             })?
             .create_if_missing(true)
+            .collation(sql::DECIMAL_COLLATION, crate::query::compare_decimal_text)
             .busy_timeout(pool.acquire_timeout)
             .foreign_keys(false);
         let options = if memory {
@@ -175,7 +176,11 @@ fn bind<'q>(
         SqlValue::Null(_) => query.bind(None::<String>),
         SqlValue::Bool(b) => query.bind(b),
         SqlValue::Int(i) => query.bind(i),
+        // SQLite stores a NaN as NULL: an `allow_non_finite` field's NaN is kept as its name.
+        SqlValue::Float(f) if f.is_nan() => query.bind("NaN"),
         SqlValue::Float(f) => query.bind(f),
+        #[cfg(feature = "decimal")]
+        SqlValue::Decimal(d) => query.bind(d.to_string()),
         SqlValue::Text(text) => query.bind(text),
         SqlValue::Time(time) => query.bind(sql::sqlite_time(&time)),
         SqlValue::Date(date) => query.bind(date.format("%Y-%m-%d").to_string()),
@@ -189,10 +194,6 @@ fn prepare(statement: &Statement) -> Query<'_, Sqlite, SqliteArguments<'_>> {
         .iter()
         .cloned()
         .fold(sqlx::query(&statement.sql), bind)
-}
-
-fn float_json(value: f64) -> Value {
-    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
 }
 
 /// Decodes a document row (the columns of [`sql::select_columns`]).
@@ -213,10 +214,23 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<Document> {
                 .try_get::<Option<i64>, _>(index)
                 .map_err(read)?
                 .map_or(Value::Null, Value::from),
-            FieldKind::Float => row
-                .try_get::<Option<f64>, _>(index)
-                .map_err(read)?
-                .map_or(Value::Null, float_json),
+            FieldKind::Float => match row.try_get::<Option<f64>, _>(index) {
+                Ok(value) => value.map_or(Value::Null, sql::float_json),
+                // A NaN, written by name (see `bind`).
+                Err(error) => match row.try_get::<Option<String>, _>(index) {
+                    Ok(Some(text)) if text == "NaN" => sql::float_json(f64::NAN),
+                    _ => return Err(read(error)),
+                },
+            },
+            FieldKind::Decimal => match row.try_get::<Option<String>, _>(index).map_err(read)? {
+                None => Value::Null,
+                Some(text) => {
+                    #[cfg(feature = "decimal")]
+                    text.parse::<rust_decimal::Decimal>()
+                        .map_err(|error| corrupt(format!("`{text}` is not a decimal: {error}")))?;
+                    Value::String(text)
+                }
+            },
             FieldKind::Boolean => row
                 .try_get::<Option<bool>, _>(index)
                 .map_err(read)?

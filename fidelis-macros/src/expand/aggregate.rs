@@ -105,7 +105,8 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     let id_field = fields.iter().find(|f| f.ident == id_ident);
     let id_ty: Type = id_field.map_or_else(|| parse_quote!(#krate::Identifier), |f| f.ty.clone());
 
-    fields::add_serde_defaults(&mut item, &fields);
+    check::allow_non_finite(&cx, &fields);
+    fields::add_serde_defaults(&mut item, &fields, &krate);
     if let Fields::Named(named) = &mut item.fields {
         named.named.push(parse_quote! {
             #[serde(skip)]

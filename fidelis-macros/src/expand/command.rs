@@ -35,7 +35,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let ty = quote!(#name);
     check::at_most_one_identifier(&cx, &fields);
 
-    fields::add_serde_defaults(&mut item, &fields);
+    check::allow_non_finite(&cx, &fields);
+    fields::add_serde_defaults(&mut item, &fields, &krate);
     expand::add_derives(
         &mut item.attrs,
         &krate,

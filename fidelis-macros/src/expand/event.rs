@@ -80,7 +80,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
 
-    fields::add_serde_defaults(&mut item, &fields);
+    check::allow_non_finite(&cx, &fields);
+    fields::add_serde_defaults(&mut item, &fields, &krate);
     expand::add_derives(
         &mut item.attrs,
         &krate,

@@ -15,8 +15,10 @@ pub fn default_fn(field: &Field) -> Ident {
     format_ident!("__fidelis_default_{}", field.name())
 }
 
-/// `#[serde(default = "Type::__fidelis_default_x")]` on fields with a `default = …`.
-pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field]) {
+/// `#[serde(default = "Type::__fidelis_default_x")]` on fields with a `default = …`, and
+/// `#[serde(with = "…::__private::non_finite")]` on `allow_non_finite` floats (JSON has no
+/// NaN or infinity: they are written by name).
+pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field], krate: &syn::Path) {
     let name = item.ident.clone();
     let Fields::Named(named) = &mut item.fields else {
         return;
@@ -31,6 +33,14 @@ pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field]) {
         if model.args.expr(DEFAULT).is_some() {
             let path = format!("{name}::{}", default_fn(model));
             field.attrs.push(parse_quote!(#[serde(default = #path)]));
+        }
+        // `check::allow_non_finite` reports the option on anything else.
+        if model.args.key(ALLOW_NON_FINITE).is_some() && model.is_float() {
+            let path = format!(
+                "{}::__private::non_finite",
+                crate::expand::path_string(krate)
+            );
+            field.attrs.push(parse_quote!(#[serde(with = #path)]));
         }
     }
 }
@@ -93,6 +103,13 @@ pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
         );
         let min_value = some(args.number(MIN_VALUE));
         let max_value = some(args.number(MAX_VALUE));
+        let min_value_literal = some(args.number_text(MIN_VALUE));
+        let max_value_literal = some(args.number_text(MAX_VALUE));
+        let decimal_places = some(
+            args.int(DECIMAL_PLACES)
+                .map(|lit| quote!(#lit as ::core::primitive::u32)),
+        );
+        let allow_non_finite = args.key(ALLOW_NON_FINITE).is_some();
         let choices: Vec<&LitStr> = args
             .strs(CHOICES)
             .map(|c| c.iter().collect())
@@ -107,6 +124,10 @@ pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
                 min_length: #min_length,
                 min_value: #min_value,
                 max_value: #max_value,
+                min_value_literal: #min_value_literal,
+                max_value_literal: #max_value_literal,
+                decimal_places: #decimal_places,
+                allow_non_finite: #allow_non_finite,
                 choices: &[#(#choices),*],
                 embedded: <#ty as #p::FieldType>::EMBEDDED,
                 ..#p::FieldDef::new(#name, <#ty as #p::FieldType>::KIND, #rust_type)
@@ -157,6 +178,9 @@ pub fn asserts(p: &TokenStream, fields: &[Field], projection: bool) -> TokenStre
         if field.args.key(CHOICES).is_some() {
             check("TextField");
         }
+        if field.args.key(DECIMAL_PLACES).is_some() {
+            check("DecimalField");
+        }
         // A projection's identity already requires `IdentityField` at this span.
         if field.is_identifier() && !projection {
             check("IdentityField");
@@ -182,7 +206,11 @@ pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {
         } else {
             quote!(::core::option::Option::None)
         };
-        quote!(let #ident = fields.take::<#ty>(#name, #default);)
+        if field.args.key(ALLOW_NON_FINITE).is_some() && field.is_float() {
+            quote!(let #ident = fields.take_with::<#ty>(#name, #default, #p::non_finite::from_value);)
+        } else {
+            quote!(let #ident = fields.take::<#ty>(#name, #default);)
+        }
     });
     quote! {
         /// Decodes JSON text, reporting every missing, mistyped and invalid field at once

@@ -56,7 +56,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let id_ident = &identifier.ident;
     let id_name = identifier.name();
 
-    fields::add_serde_defaults(&mut item, &fields);
+    check::allow_non_finite(&cx, &fields);
+    fields::add_serde_defaults(&mut item, &fields, &krate);
     expand::add_derives(
         &mut item.attrs,
         &krate,

@@ -57,7 +57,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
     });
-    fields::add_serde_defaults(&mut item, &fields);
+    check::allow_non_finite(&cx, &fields);
+    fields::add_serde_defaults(&mut item, &fields, &krate);
     expand::add_derives(
         &mut item.attrs,
         &krate,
