@@ -46,6 +46,7 @@ on_every_adapter!(
     nul_in_text_is_a_validation_error,
     nul_in_an_id_is_not_found,
     rewritten_history_is_noticed_by_a_cached_aggregate,
+    an_undecodable_row_is_named,
 );
 
 async fn nul_in_text_is_a_validation_error(backend: &Backend) {
@@ -206,6 +207,61 @@ async fn rewritten_history_is_noticed_by_a_cached_aggregate(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!((replayed.balance, replayed.version()), (107, 2));
+}
+
+// ---- one bad row among many ---------------------------------------------------------------
+
+async fn an_undecodable_row_is_named(backend: &Backend) {
+    if matches!(backend, Backend::Memory) {
+        // Nothing outside the process can change an in-memory store.
+        return;
+    }
+    let domain = ledger(backend).await;
+    let good = domain.process(open("Good")).await.unwrap();
+    let bad = domain.process(open("Bad")).await.unwrap();
+    if matches!(backend, Backend::Sqlite(_)) {
+        // SQLite columns take any value: text where a number belongs fails the column.
+        backend
+            .execute(&format!(
+                "UPDATE ledger_row SET balance = 'lots' WHERE ledger_id = '{bad}'"
+            ))
+            .await;
+    } else {
+        // PostgreSQL columns are typed: a NULL where the row's type needs a value fails the
+        // row's decoding.
+        backend
+            .execute("ALTER TABLE ledger_row ALTER COLUMN holder DROP NOT NULL")
+            .await;
+        backend
+            .execute(&format!(
+                "UPDATE ledger_row SET holder = NULL WHERE ledger_id = '{bad}'"
+            ))
+            .await;
+    }
+
+    let error = domain
+        .repository::<LedgerRow>()
+        .query()
+        .all()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Serialization { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("row `{bad}`")) && message.contains("ledger_row"),
+        "the error names the row and its table: {message}"
+    );
+    assert!(!message.contains(good.as_str()), "{message}");
+    // The good row still reads on its own.
+    assert_eq!(
+        domain
+            .repository::<LedgerRow>()
+            .get(&good)
+            .await
+            .unwrap()
+            .holder,
+        "Good"
+    );
 }
 
 // ---- input rules that do not depend on storage -------------------------------------------
