@@ -429,17 +429,18 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     // is measured (for every implementation alike), and the report is printed afterwards.
     std::io::stdout().flush()?;
     let gag = gag::Gag::stdout()?;
+    let mut progress = Progress::new();
     for &(factor, full) in passes.iter().filter(|_| !args.only.is_empty()) {
         let sizes = base.scaled(factor);
         for rep in 0..args.reps {
             // Rotate the order so that no implementation always runs first (or last).
             for n in 0..args.only.len() {
                 let name = &args.only[(n + rep) % args.only.len()];
-                eprint!(
-                    "\r{sizes} ({factor}×), repetition {}/{}: {name:<14}",
+                progress.step(format_args!(
+                    "{sizes} ({factor}×), repetition {}/{}: {name:<14}",
                     rep + 1,
                     args.reps
-                );
+                ));
                 let pass = runtime.block_on(pass_of(name, sizes, factor, full))?;
                 if let Err(mismatch) = check(name, sizes, &pass) {
                     failures.push(mismatch);
@@ -451,11 +452,11 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     for rep in 0..args.reps {
         for n in 0..args.databases.len() {
             let name = &args.databases[(n + rep) % args.databases.len()];
-            eprint!(
-                "\r{database_sizes} (databases), repetition {}/{}: {name:<17}",
+            progress.step(format_args!(
+                "{database_sizes} (databases), repetition {}/{}: {name:<17}",
                 rep + 1,
                 args.reps
-            );
+            ));
             let pass = runtime.block_on(database_pass_of(
                 name,
                 database_sizes,
@@ -467,7 +468,7 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             record(&mut best_databases, name, &pass);
         }
     }
-    eprintln!();
+    progress.finish();
     drop(gag);
 
     if !args.only.is_empty() {
@@ -727,4 +728,37 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         ExitCode::FAILURE
     })
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, one line per step when
+/// stderr is a file or a pipe (CI logs), so a log never holds one run-on line.
+struct Progress {
+    terminal: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn step(&mut self, line: std::fmt::Arguments<'_>) {
+        if self.terminal {
+            // Padded, so a shorter name overwrites all of a longer one.
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{}", line.to_string().trim_end());
+        }
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        if self.terminal && self.shown {
+            eprintln!();
+        }
+    }
 }
