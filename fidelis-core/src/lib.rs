@@ -25,6 +25,7 @@ pub mod registry;
 pub mod repository;
 pub mod retry;
 pub mod store;
+mod task;
 pub mod testing;
 mod unit_of_work;
 

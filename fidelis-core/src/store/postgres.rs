@@ -116,6 +116,28 @@ impl PostgresStorage {
     fn error(&self, what: &str, error: sqlx::Error) -> Error {
         db_error(&self.url, what, error)
     }
+
+    /// Starts a transaction on a connection of the pool.
+    ///
+    /// The `BEGIN` runs in a task of its own, so that a caller dropped meanwhile cannot stop
+    /// it half way: sqlx counts the transaction only once the server has answered, and a
+    /// future dropped while waiting for that answer returned the connection to the pool
+    /// inside a transaction that nothing would end (idle in transaction; the next unit of
+    /// work on it would run inside it). In a task, the `Transaction` is always built; if the
+    /// caller is gone, it is dropped there, which queues its `ROLLBACK`, and the pool flushes
+    /// queued statements before it hands the connection out again. Once built, sqlx's
+    /// transaction is safe to drop at any await point for the same reason: an interrupted
+    /// statement's answer is read, then the `ROLLBACK` runs, before the connection is reused.
+    async fn transaction(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let pool = self.pool.clone();
+        let url = self.url.clone();
+        crate::task::run_to_completion("starting a PostgreSQL transaction", async move {
+            pool.begin()
+                .await
+                .map_err(|error| db_error(&url, "starting a transaction", error))
+        })
+        .await
+    }
 }
 
 fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {
@@ -294,7 +316,7 @@ impl Storage for PostgresStorage {
     async fn setup(&self, tables: &[TableSchema]) -> Result<()> {
         sql::check_schemas(tables)?;
         let fail = |error| db_error(&self.url, "setting up tables", error);
-        let mut transaction = self.pool.begin().await.map_err(fail)?;
+        let mut transaction = self.transaction().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SETUP_LOCK)
             .execute(&mut *transaction)
@@ -344,11 +366,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        let transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| self.error("starting a transaction", error))?;
+        let transaction = self.transaction().await?;
         Ok(Box::new(PostgresTransaction {
             transaction,
             url: self.url.clone(),
