@@ -122,15 +122,13 @@ impl Domain {
                         attempt
                     );
                     let output = C::dispatch(handler, this_command, &mut ctx).instrument(handler_span).await?;
+                    // Commits, then delivers the events to their handlers.
                     let events = unit_of_work::commit(&mut ctx).await?;
                     Ok::<_, Error>((output, events))
                 }
                 .await;
                 match result {
-                    Ok((output, events)) => {
-                        unit_of_work::run_event_handlers(self, &correlation_id, &events).await;
-                        return Ok((output, events));
-                    }
+                    Ok((output, events)) => return Ok((output, events)),
                     Err(error) if error.is_version_conflict() && attempt < max_attempts => {
                         let delay = self.inner.retry.delay(attempt);
                         tracing::debug!(%error, attempt, ?delay, "version conflict; retrying the handler");

@@ -15,16 +15,67 @@ use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
 use crate::identifier::Identifier;
 use crate::store::{Document, ExpectedVersion, Transaction};
 
-/// Commits a unit of work and returns its events as recorded.
+/// Commits a unit of work, then delivers its events to the event handlers; returns the
+/// events as recorded.
 ///
 /// In one transaction: aggregate rows (with their version check), new events (appended at
 /// the version their aggregate was loaded at), then the projectors of those events, whose
 /// rows are written last. Any failure drops the transaction, so nothing is stored.
+///
+/// Cancellation: until the final `COMMIT`, dropping this future drops the transaction,
+/// which rolls back (every adapter's transaction is safe to drop at any await point). The
+/// `COMMIT` and the delivery then run in a task of their own when the events have handlers,
+/// so a caller that stops waiting (a client that went away) cannot commit the events and
+/// skip their handlers.
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
+    let Some(prepared) = prepare(ctx).await? else {
+        return Ok(Vec::new());
+    };
+    let Prepared {
+        transaction,
+        recorded,
+        cached,
+    } = prepared;
+    let domain = ctx.domain.clone();
+    let correlation_id = ctx.correlation_id.clone();
+    let has_handlers = recorded.iter().any(|event| {
+        domain
+            .registry()
+            .event_handlers
+            .contains_key(&Any::type_id(event.payload_any().as_any()))
+    });
+    let finish = async move {
+        transaction.commit().await?;
+        for (key, state) in cached {
+            domain.cache().put_erased(key, state);
+        }
+        run_event_handlers(&domain, &correlation_id, &recorded).await;
+        Ok(recorded)
+    };
+    if has_handlers {
+        crate::task::run_to_completion("delivering committed events", finish).await
+    } else {
+        // Nothing to deliver: a dropped `COMMIT` leaves the transaction committed or rolled
+        // back (the adapters see to it), and a skipped cache update only costs a replay.
+        finish.await
+    }
+}
+
+/// A unit of work written to its open transaction, projectors included, but not committed.
+struct Prepared {
+    transaction: Box<dyn Transaction>,
+    recorded: Vec<Arc<dyn AnyRecordedEvent>>,
+    /// Event-sourced aggregates' new states, for the cache once committed (key, state).
+    cached: Vec<(String, Arc<dyn Any + Send + Sync>)>,
+}
+
+/// Writes a unit of work into a new transaction and runs the projectors; `None` when there
+/// is nothing to write.
+async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
     crate::context::ensure_not_projecting("committing a unit of work")?;
     let work = std::mem::take(&mut *ctx.work());
     if work.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let domain = ctx.domain.clone();
     let registry = domain.registry();
@@ -87,14 +138,18 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
 
     let projected = std::mem::take(&mut *ctx.work());
     write_documents(transaction.as_mut(), projected.documents).await?;
-    transaction.commit().await?;
 
-    for change in work.aggregates {
-        if change.event_sourced {
-            domain.cache().put_erased(change.key, change.state);
-        }
-    }
-    Ok(recorded)
+    let cached = work
+        .aggregates
+        .into_iter()
+        .filter(|change| change.event_sourced)
+        .map(|change| (change.key, change.state))
+        .collect();
+    Ok(Some(Prepared {
+        transaction,
+        recorded,
+        cached,
+    }))
 }
 
 async fn write_documents(
@@ -151,8 +206,9 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
 }
 
 /// Runs the event handlers of committed events, each in its own unit of work. A failure does
-/// not undo the command: it is logged with its correlation id and counted.
-pub(crate) fn run_event_handlers<'a>(
+/// not undo the command and does not stop the other handlers: it is logged with its
+/// correlation id and counted.
+fn run_event_handlers<'a>(
     domain: &'a Domain,
     correlation_id: &'a Identifier,
     events: &'a [Arc<dyn AnyRecordedEvent>],
@@ -184,11 +240,8 @@ pub(crate) fn run_event_handlers<'a>(
                         .call
                         .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                         .await?;
-                    let events = commit(&mut ctx).await?;
-                    if !events.is_empty() {
-                        run_event_handlers(domain, correlation_id, &events).await;
-                    }
-                    Ok::<(), Error>(())
+                    // Commits, then delivers its own events to their handlers.
+                    commit(&mut ctx).await.map(drop)
                 }
                 .instrument(span)
                 .await;
