@@ -3,9 +3,11 @@
 use crate::FastMap;
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::context::{Context, Processed};
@@ -121,7 +123,29 @@ impl Domain {
                         handler = <C::Handler as Element>::NAME,
                         attempt
                     );
-                    let output = C::dispatch(handler, this_command, &mut ctx).instrument(handler_span).await?;
+                    // Unwind safety (why `AssertUnwindSafe` is sound): after a panic, the
+                    // handler's unit of work (`ctx`, with everything it wrote) is dropped
+                    // unused, before anything was stored; what else the handler reaches (the
+                    // registry, the cache, storage) it only reads or changes through `ctx`.
+                    // State a handler keeps in itself is its own to keep consistent, as in any
+                    // tokio task. The panic becomes this command's error, not the caller's
+                    // panic, so nothing is committed that the caller would then retry.
+                    let output = AssertUnwindSafe(C::dispatch(handler, this_command, &mut ctx))
+                        .catch_unwind()
+                        .instrument(handler_span)
+                        .await
+                        .unwrap_or_else(|panic| {
+                            let message = crate::task::panic_message(&*panic);
+                            tracing::error!(
+                                handler = <C::Handler as Element>::NAME,
+                                %message,
+                                "command handler panicked; nothing was stored"
+                            );
+                            Err(Error::handler(
+                                <C::Handler as Element>::NAME,
+                                format!("panicked while handling `{}`: {message}", C::NAME),
+                            ))
+                        })?;
                     // Commits, then delivers the events to their handlers.
                     let events = unit_of_work::commit(&mut ctx).await?;
                     Ok::<_, Error>((output, events))

@@ -1,6 +1,7 @@
 //! Work that must not stop half way: once started, it runs to its end whether or not the
-//! caller keeps waiting for it.
+//! caller keeps waiting for it, and panics of user code become errors.
 
+use std::any::Any;
 use std::future::Future;
 
 use tracing::Instrument;
@@ -31,5 +32,16 @@ where
         Err(error) => Err(Error::storage(format!(
             "{what} did not finish: {error} (the runtime is shutting down)"
         ))),
+    }
+}
+
+/// The message of a caught panic (`panic!("…")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

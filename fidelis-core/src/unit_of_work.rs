@@ -2,9 +2,11 @@
 //! transaction, then the event handlers.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
@@ -182,12 +184,22 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
                 method = listener.method,
                 event = %event.metadata().type_name,
             );
-            let result = listener
-                .call
-                .call(listener.instance.as_ref(), event.as_ref(), ctx)
-                .instrument(span)
-                .await;
-            if let Err(error) = result {
+            // Unwind safety (why `AssertUnwindSafe` is sound): after a panic, nothing the
+            // projector may have left half written is used again. Its unit of work is
+            // abandoned: the transaction is dropped, which rolls back, and `ctx` with it (its
+            // `std` mutex recovers from poisoning and is discarded anyway); the registry and
+            // cache it could reach are not written by projectors. State a projector keeps in
+            // itself is its own to keep consistent, as in any tokio task, whose panics tokio
+            // catches the same way.
+            let result = AssertUnwindSafe(listener.call.call(
+                listener.instance.as_ref(),
+                event.as_ref(),
+                ctx,
+            ))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+            if let Some(error) = failure(result) {
                 tracing::warn!(
                     projector = listener.name,
                     method = listener.method,
@@ -205,9 +217,9 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
     Ok(())
 }
 
-/// Runs the event handlers of committed events, each in its own unit of work. A failure does
-/// not undo the command and does not stop the other handlers: it is logged with its
-/// correlation id and counted.
+/// Runs the event handlers of committed events, each in its own unit of work. A failure (an
+/// `Err` or a panic) does not undo the command and does not stop the other handlers: it is
+/// logged with its correlation id and counted.
 fn run_event_handlers<'a>(
     domain: &'a Domain,
     correlation_id: &'a Identifier,
@@ -235,17 +247,22 @@ fn run_event_handlers<'a>(
                     correlation_id.clone(),
                     Some(event.metadata().id.clone()),
                 );
-                let result = async {
+                // Unwind safety: as for projectors, a panicking handler's unit of work is
+                // abandoned with its `ctx` (a transaction it had begun is rolled back, units
+                // of work it committed through `ctx.process` stand); the panic is one more
+                // handler failure, and the next handler runs.
+                let result = AssertUnwindSafe(async {
                     listener
                         .call
                         .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                         .await?;
                     // Commits, then delivers its own events to their handlers.
                     commit(&mut ctx).await.map(drop)
-                }
+                })
+                .catch_unwind()
                 .instrument(span)
                 .await;
-                if let Err(error) = result {
+                if let Some(error) = failure(result) {
                     domain.count_event_handler_failure();
                     tracing::error!(
                         handler = listener.name,
@@ -259,4 +276,13 @@ fn run_event_handlers<'a>(
             }
         }
     })
+}
+
+/// What went wrong in a handler run under `catch_unwind`: its error, or its panic.
+fn failure(outcome: std::thread::Result<Result<()>>) -> Option<String> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(panic) => Some(format!("panicked: {}", crate::task::panic_message(&*panic))),
+    }
 }

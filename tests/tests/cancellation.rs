@@ -1,6 +1,7 @@
 //! What `process` leaves behind when it does not end normally: a future dropped at any await
-//! point (a web server cancels requests all the time) leaves nothing half done, and event
-//! handler delivery does not depend on the caller's future staying alive.
+//! point (a web server cancels requests all the time) leaves nothing half done, event handler
+//! delivery does not depend on the caller's future staying alive, and a panicking handler,
+//! projector or event handler is contained like any other failure.
 //!
 //! Each check runs on memory, SQLite (a fresh file) and PostgreSQL (a fresh schema in
 //! `FIDELIS_TEST_POSTGRES_URL`; `SKIPPED: …` is printed when the variable is unset), as
@@ -12,13 +13,13 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use fidelis_core::DomainBuilder;
 use fidelis_core::prelude::*;
 use fidelis_core::store::memory::MemoryStorage;
+use fidelis_core::{DomainBuilder, RecordedEvent};
 use fidelis_example::account::Account;
 use fidelis_example::alerts::ComplianceDesk;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
@@ -43,6 +44,8 @@ pub struct Gates {
     release: Semaphore,
     /// Each listener adds a permit when it has finished.
     done: Semaphore,
+    /// Deposits referenced "panic in event handler" the listeners saw.
+    saw_panic_deposit: AtomicUsize,
 }
 
 impl Default for Gates {
@@ -52,6 +55,7 @@ impl Default for Gates {
             started: Semaphore::new(0),
             release: Semaphore::new(0),
             done: Semaphore::new(0),
+            saw_panic_deposit: AtomicUsize::new(0),
         }
     }
 }
@@ -63,6 +67,9 @@ impl Gates {
         // Every delivery suspends once, so that cancelled commands are also dropped while
         // their events are being delivered.
         tokio::task::yield_now().await;
+        if event.reference.as_deref() == Some("panic in event handler") {
+            self.saw_panic_deposit.fetch_add(1, Ordering::SeqCst);
+        }
         if event.reference.as_deref() != Some("gated") {
             return Ok(());
         }
@@ -100,6 +107,70 @@ impl SecondListener {
     #[handle(DepositMade)]
     async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
         ctx.resource::<Arc<Gates>>()?.listen(event).await
+    }
+}
+
+/// A deposit whose handler panics.
+#[command(part_of = Account)]
+pub struct PanickyDeposit {
+    pub account_id: Identifier,
+}
+
+#[derive(Default)]
+pub struct PanickyHandler;
+
+#[command_handler(part_of = Account)]
+impl PanickyHandler {
+    #[handle(PanickyDeposit)]
+    async fn deposit(&self, command: PanickyDeposit, ctx: &mut Context) -> Result<()> {
+        let repo = ctx.repository::<Account>();
+        let mut account = repo.get(&command.account_id).await?;
+        account.deposit(1.0, None)?;
+        repo.add(account).await?;
+        panic!("the handler fell over after adding the account");
+    }
+}
+
+/// One row per deposit; its projector panics on deposits referenced "panic in projector".
+#[projection]
+pub struct DepositLog {
+    #[field(identifier)]
+    pub event_id: Identifier,
+    pub amount: f64,
+}
+
+#[derive(Default)]
+pub struct PanickyProjector;
+
+#[projector(for = DepositLog, aggregates = [Account])]
+impl PanickyProjector {
+    #[on(DepositMade)]
+    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+        ctx.repository::<DepositLog>()
+            .add(DepositLog {
+                event_id: event.metadata().id.clone(),
+                amount: event.amount,
+            })
+            .await?;
+        if event.reference.as_deref() == Some("panic in projector") {
+            panic!("the projector fell over after writing its row");
+        }
+        Ok(())
+    }
+}
+
+/// Panics on deposits referenced "panic in event handler"; counts the others it sees.
+#[derive(Default)]
+pub struct PanickyListener;
+
+#[event_handler(part_of = Account)]
+impl PanickyListener {
+    #[handle(DepositMade)]
+    async fn on_deposit_made(&self, event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+        if event.reference.as_deref() == Some("panic in event handler") {
+            panic!("the event handler fell over");
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +256,9 @@ macro_rules! on_every_adapter {
 on_every_adapter!(
     cancelled_commands_leave_no_half_state,
     delivery_survives_a_dropped_future,
+    a_panicking_command_handler_is_an_error,
+    a_panicking_projector_rolls_back,
+    a_panicking_event_handler_is_contained,
 );
 
 // ---- helpers ---------------------------------------------------------------------------
@@ -355,4 +429,123 @@ async fn delivery_survives_a_dropped_future(backend: &Backend) {
     assert_consistent(&domain, &id).await;
     let account = domain.repository::<Account>().get(&id).await.unwrap();
     assert_eq!(account.balance, 101.0);
+}
+
+/// Everything a failed command must leave as it was.
+async fn snapshot(domain: &Domain) -> (Vec<RecordedEvent>, Vec<AccountSummary>, Vec<DepositLog>) {
+    (
+        domain.event_store().read_all(1).await.unwrap(),
+        domain
+            .repository::<AccountSummary>()
+            .query()
+            .all()
+            .await
+            .unwrap(),
+        domain
+            .repository::<DepositLog>()
+            .query()
+            .all()
+            .await
+            .unwrap(),
+    )
+}
+
+async fn a_panicking_command_handler_is_an_error(backend: &Backend) {
+    let gates = Arc::new(Gates::default());
+    let domain = backend.domain(&gates).await;
+    let id = open(&domain).await;
+    let before = snapshot(&domain).await;
+
+    let error = domain
+        .process(PanickyDeposit {
+            account_id: id.clone(),
+        })
+        .await
+        .expect_err("a panicking handler fails the command");
+    let Error::Handler { handler, message } = &error else {
+        panic!("expected a handler error, got {error:?}");
+    };
+    assert_eq!(handler, "PanickyHandler");
+    assert!(
+        message.contains("panicked") && message.contains("the handler fell over"),
+        "{message}"
+    );
+    assert_eq!(snapshot(&domain).await, before, "nothing was stored");
+
+    domain
+        .process(deposit(&id, None))
+        .await
+        .expect("the next command commits");
+    assert_consistent(&domain, &id).await;
+}
+
+async fn a_panicking_projector_rolls_back(backend: &Backend) {
+    let gates = Arc::new(Gates::default());
+    let domain = backend.domain(&gates).await;
+    let id = open(&domain).await;
+    let before = snapshot(&domain).await;
+
+    let error = domain
+        .process(deposit(&id, Some("panic in projector")))
+        .await
+        .expect_err("a panicking projector fails the command");
+    let Error::Handler { handler, message } = &error else {
+        panic!("expected a handler error, got {error:?}");
+    };
+    assert_eq!(handler, "PanickyProjector::on_deposit_made");
+    assert!(
+        message.contains("panicked") && message.contains("the projector fell over"),
+        "{message}"
+    );
+    assert_eq!(
+        snapshot(&domain).await,
+        before,
+        "the unit of work was rolled back"
+    );
+
+    // The transaction, its connection and the in-process locks were released.
+    for _ in 0..3 {
+        domain
+            .process(deposit(&id, None))
+            .await
+            .expect("the next command commits");
+    }
+    assert_consistent(&domain, &id).await;
+    assert_eq!(snapshot(&domain).await.2.len(), 3);
+    backend
+        .domain(&gates)
+        .await
+        .process(deposit(&id, None))
+        .await
+        .expect("another pool writes");
+}
+
+async fn a_panicking_event_handler_is_contained(backend: &Backend) {
+    let gates = Arc::new(Gates::default());
+    let domain = backend.domain(&gates).await;
+    let id = open(&domain).await;
+
+    domain
+        .process(MakeDeposit {
+            account_id: id.clone(),
+            amount: 1.0,
+            reference: Some("panic in event handler".into()),
+        })
+        .await
+        .expect("the command stands when an event handler panics after the commit");
+    assert_eq!(domain.metrics().failed_event_handlers, 1);
+    assert_eq!(
+        gates.saw_panic_deposit.load(Ordering::SeqCst),
+        2,
+        "the other listeners of the event ran"
+    );
+    let account = domain.repository::<Account>().get(&id).await.unwrap();
+    assert_eq!(account.balance, 101.0);
+    assert_consistent(&domain, &id).await;
+
+    domain
+        .process(deposit(&id, None))
+        .await
+        .expect("the next command commits");
+    assert_eq!(domain.metrics().failed_event_handlers, 1);
 }
