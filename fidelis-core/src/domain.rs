@@ -110,6 +110,7 @@ impl Domain {
             let max_attempts = self.inner.retry.max_attempts();
             let mut command = Some(command);
             let mut attempt = 1;
+            let mut delay = std::time::Duration::ZERO;
             loop {
                 // The last attempt takes the command; earlier ones work on a copy.
                 let this_command = if attempt < max_attempts { command.clone() } else { command.take() };
@@ -154,7 +155,7 @@ impl Domain {
                 match result {
                     Ok((output, events)) => return Ok((output, events)),
                     Err(error) if error.is_version_conflict() && attempt < max_attempts => {
-                        let delay = self.inner.retry.delay(attempt);
+                        delay = self.inner.retry.next_delay(delay);
                         tracing::debug!(%error, attempt, ?delay, "version conflict; retrying the handler");
                         tokio::time::sleep(delay).await;
                         attempt += 1;
