@@ -25,10 +25,10 @@ use crate::store::{Document, ExpectedVersion, Transaction};
 /// rows are written last. Any failure drops the transaction, so nothing is stored.
 ///
 /// Cancellation: until the final `COMMIT`, dropping this future drops the transaction,
-/// which rolls back (every adapter's transaction is safe to drop at any await point). The
-/// `COMMIT` and the delivery then run in a task of their own when the events have handlers,
-/// so a caller that stops waiting (a client that went away) cannot commit the events and
-/// skip their handlers.
+/// which rolls back (every adapter's transaction is safe to drop at any await point). From
+/// the `COMMIT` on, the work (commit, cache, delivery to the event handlers) is finished by a
+/// task of its own if the caller stops waiting (a client that went away), so committed events
+/// always reach their handlers.
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
     let Some(prepared) = prepare(ctx).await? else {
         return Ok(Vec::new());
@@ -40,27 +40,15 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
     } = prepared;
     let domain = ctx.domain.clone();
     let correlation_id = ctx.correlation_id.clone();
-    let has_handlers = recorded.iter().any(|event| {
-        domain
-            .registry()
-            .event_handlers
-            .contains_key(&Any::type_id(event.payload_any().as_any()))
-    });
-    let finish = async move {
+    crate::task::run_to_completion(async move {
         transaction.commit().await?;
         for (key, state) in cached {
             domain.cache().put_erased(key, state);
         }
         run_event_handlers(&domain, &correlation_id, &recorded).await;
         Ok(recorded)
-    };
-    if has_handlers {
-        crate::task::run_to_completion("delivering committed events", finish).await
-    } else {
-        // Nothing to deliver: a dropped `COMMIT` leaves the transaction committed or rolled
-        // back (the adapters see to it), and a skipped cache update only costs a replay.
-        finish.await
-    }
+    })
+    .await
 }
 
 /// A unit of work written to its open transaction, projectors included, but not committed.

@@ -119,19 +119,19 @@ impl PostgresStorage {
 
     /// Starts a transaction on a connection of the pool.
     ///
-    /// The `BEGIN` runs in a task of its own, so that a caller dropped meanwhile cannot stop
-    /// it half way: sqlx counts the transaction only once the server has answered, and a
-    /// future dropped while waiting for that answer returned the connection to the pool
+    /// The `BEGIN` is finished by a task of its own if the caller is dropped meanwhile
+    /// (`run_to_completion`): sqlx counts the transaction only once the server has answered,
+    /// and a future dropped while waiting for that answer returned the connection to the pool
     /// inside a transaction that nothing would end (idle in transaction; the next unit of
-    /// work on it would run inside it). In a task, the `Transaction` is always built; if the
-    /// caller is gone, it is dropped there, which queues its `ROLLBACK`, and the pool flushes
+    /// work on it would run inside it). Now the `Transaction` is always built; if the caller
+    /// is gone, it is dropped in that task, which queues its `ROLLBACK`, and the pool flushes
     /// queued statements before it hands the connection out again. Once built, sqlx's
     /// transaction is safe to drop at any await point for the same reason: an interrupted
     /// statement's answer is read, then the `ROLLBACK` runs, before the connection is reused.
     async fn transaction(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         let pool = self.pool.clone();
         let url = self.url.clone();
-        crate::task::run_to_completion("starting a PostgreSQL transaction", async move {
+        crate::task::run_to_completion(async move {
             pool.begin()
                 .await
                 .map_err(|error| db_error(&url, "starting a transaction", error))
