@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tracing::Instrument;
 
@@ -45,13 +45,19 @@ where
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let Some(work) = self.work.as_mut() else {
+        // Out of the slot while it is polled: if it panics, it is dropped with the unwinding
+        // instead of being handed to the runtime, which would poll it again.
+        let Some(mut work) = self.work.take() else {
             // Polled again after it was done: `.await` never does that.
             return Poll::Pending;
         };
-        let output = ready!(work.as_mut().poll(cx));
-        self.work = None;
-        Poll::Ready(output)
+        match work.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(output),
+            Poll::Pending => {
+                self.work = Some(work);
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -79,5 +85,63 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         message.clone()
     } else {
         "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use tokio::sync::Semaphore;
+
+    #[tokio::test]
+    async fn work_dropped_by_its_caller_is_finished_by_the_runtime() {
+        let gate = Arc::new(Semaphore::new(0));
+        let finished = Arc::new(Semaphore::new(0));
+        let work = {
+            let (gate, finished) = (gate.clone(), finished.clone());
+            run_to_completion(async move {
+                let _ = gate.acquire().await.map(|permit| permit.forget());
+                finished.add_permits(1);
+            })
+        };
+        // Polled until it waits at the gate, then dropped there.
+        assert!(work.now_or_never().is_none());
+        gate.add_permits(1);
+        // The limit only keeps a regression from hanging the suite; nothing here is timed.
+        let finishing = tokio::time::timeout(Duration::from_secs(30), finished.acquire());
+        let permit = finishing
+            .await
+            .expect("the work was finished after its caller went away");
+        permit.expect("the semaphore is open").forget();
+    }
+
+    /// Counts its polls, and panics in each.
+    struct FallsOver(Arc<AtomicUsize>);
+
+    impl Future for FallsOver {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("the work fell over");
+        }
+    }
+
+    #[tokio::test]
+    async fn work_that_panics_is_not_polled_again() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let work = run_to_completion(FallsOver(polls.clone()));
+        let caught = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+        let message = caught.err().map(|panic| panic_message(&*panic));
+        assert_eq!(message.as_deref(), Some("the work fell over"));
+        // A task handed to this (current-thread) runtime would run while this one yields.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
     }
 }
