@@ -128,6 +128,9 @@ impl PostgresStorage {
     /// queued statements before it hands the connection out again. Once built, sqlx's
     /// transaction is safe to drop at any await point for the same reason: an interrupted
     /// statement's answer is read, then the `ROLLBACK` runs, before the connection is reused.
+    /// (An abandoned `begin` still waits for its connection and opens and rolls back its
+    /// transaction: sqlx offers no public way to begin an owned transaction on a connection
+    /// acquired beforehand, which would let the caller's task do the waiting.)
     async fn transaction(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         let pool = self.pool.clone();
         let url = self.url.clone();
