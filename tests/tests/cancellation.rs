@@ -308,8 +308,8 @@ async fn cancel_at_await_point<F: Future>(future: F, suspensions: usize) -> Opti
 }
 
 /// The fold of the account's events and the projection row agree, versions are gapless,
-/// and the balance counts every deposit that was committed.
-async fn assert_consistent(domain: &Domain, id: &Identifier) {
+/// and the balance counts every deposit that was committed. Returns how many there were.
+async fn assert_consistent(domain: &Domain, id: &Identifier) -> usize {
     let store = domain.event_store();
     let events = store
         .read_stream(&store.stream_of::<Account>(id).unwrap())
@@ -331,6 +331,7 @@ async fn assert_consistent(domain: &Domain, id: &Identifier) {
         (account.balance, events.len() as i64),
         "the projection row matches the events"
     );
+    deposits
 }
 
 // ---- checks ----------------------------------------------------------------------------
@@ -390,7 +391,11 @@ async fn cancelled_commands_leave_no_half_state(backend: &Backend) {
             .await
             .expect("a deposit after the cancellations commits");
     }
-    assert_consistent(&domain, &id).await;
+    let deposits = assert_consistent(&domain, &id).await;
+    assert!(
+        (finished + 20..=ITERATIONS + 20).contains(&deposits),
+        "{deposits} deposits stored: every finished one, at most every one started"
+    );
 
     // Another pool on the same database writes too: nothing still holds its write lock.
     let other = backend.domain(&gates).await;
