@@ -155,9 +155,7 @@ impl Context {
     /// Commits everything written through this context (outside a handler; `process`
     /// commits its own), then runs the event handlers of the new events.
     pub async fn commit(mut self) -> Result<()> {
-        let events = crate::unit_of_work::commit(&mut self).await?;
-        crate::unit_of_work::run_event_handlers(&self.domain, &self.correlation_id, &events).await;
-        Ok(())
+        crate::unit_of_work::commit(&mut self).await.map(drop)
     }
 
     /// The events this context will commit, oldest first (for inspection before a commit).

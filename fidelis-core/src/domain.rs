@@ -4,9 +4,11 @@ use crate::FastMap;
 use std::any::{Any, TypeId};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::context::{Context, Processed};
@@ -109,6 +111,7 @@ impl Domain {
             let max_attempts = self.inner.retry.max_attempts();
             let mut command = Some(command);
             let mut attempt = 1;
+            let mut delay = std::time::Duration::ZERO;
             loop {
                 // The last attempt takes the command; earlier ones work on a copy.
                 let this_command = if attempt < max_attempts { command.clone() } else { command.take() };
@@ -122,18 +125,38 @@ impl Domain {
                         handler = <C::Handler as Element>::NAME,
                         attempt
                     );
-                    let output = C::dispatch(handler, this_command, &mut ctx).instrument(handler_span).await?;
+                    // Unwind safety (why `AssertUnwindSafe` is sound): after a panic, the
+                    // handler's unit of work (`ctx`, with everything it wrote) is dropped
+                    // unused, before anything was stored; what else the handler reaches (the
+                    // registry, the cache, storage) it only reads or changes through `ctx`.
+                    // State a handler keeps in itself is its own to keep consistent, as in any
+                    // tokio task. The panic becomes this command's error, not the caller's
+                    // panic, so nothing is committed that the caller would then retry.
+                    let output = AssertUnwindSafe(C::dispatch(handler, this_command, &mut ctx))
+                        .catch_unwind()
+                        .instrument(handler_span)
+                        .await
+                        .unwrap_or_else(|panic| {
+                            let message = crate::task::panic_message(&*panic);
+                            tracing::error!(
+                                handler = <C::Handler as Element>::NAME,
+                                %message,
+                                "command handler panicked; nothing was stored"
+                            );
+                            Err(Error::handler(
+                                <C::Handler as Element>::NAME,
+                                format!("panicked while handling `{}`: {message}", C::NAME),
+                            ))
+                        })?;
+                    // Commits, then delivers the events to their handlers.
                     let events = unit_of_work::commit(&mut ctx).await?;
                     Ok::<_, Error>((output, events))
                 }
                 .await;
                 match result {
-                    Ok((output, events)) => {
-                        unit_of_work::run_event_handlers(self, &correlation_id, &events).await;
-                        return Ok((output, events));
-                    }
+                    Ok((output, events)) => return Ok((output, events)),
                     Err(error) if error.is_version_conflict() && attempt < max_attempts => {
-                        let delay = self.inner.retry.delay(attempt);
+                        delay = self.inner.retry.next_delay(delay);
                         tracing::debug!(%error, attempt, ?delay, "version conflict; retrying the handler");
                         tokio::time::sleep(delay).await;
                         attempt += 1;

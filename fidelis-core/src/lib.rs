@@ -26,6 +26,7 @@ pub mod repository;
 pub mod retry;
 pub mod store;
 mod strict_json;
+mod task;
 pub mod testing;
 mod unit_of_work;
 

@@ -2,9 +2,11 @@
 //! transaction, then the event handlers.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
@@ -15,16 +17,56 @@ use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
 use crate::identifier::Identifier;
 use crate::store::{Document, ExpectedVersion, Transaction};
 
-/// Commits a unit of work and returns its events as recorded.
+/// Commits a unit of work, then delivers its events to the event handlers; returns the
+/// events as recorded.
 ///
 /// In one transaction: aggregate rows (with their version check), new events (appended at
 /// the version their aggregate was loaded at), then the projectors of those events, whose
 /// rows are written last. Any failure drops the transaction, so nothing is stored.
+///
+/// Cancellation: until the final `COMMIT`, dropping this future drops the transaction,
+/// which rolls back (every adapter's transaction is safe to drop at any await point). From
+/// the `COMMIT` on, the work (commit, cache, delivery to the event handlers) is finished by a
+/// task of its own if the caller stops waiting (a client that went away), so committed events
+/// always reach their handlers.
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
+    let Some(prepared) = prepare(ctx).await? else {
+        return Ok(Vec::new());
+    };
+    let Prepared {
+        transaction,
+        recorded,
+        cached,
+    } = prepared;
+    let domain = ctx.domain.clone();
+    let correlation_id = ctx.correlation_id.clone();
+    crate::task::run_to_completion(async move {
+        transaction.commit().await?;
+        for (key, state, last_event) in cached {
+            domain.cache().put_erased(key, state, last_event);
+        }
+        run_event_handlers(&domain, &correlation_id, &recorded).await;
+        Ok(recorded)
+    })
+    .await
+}
+
+/// A unit of work written to its open transaction, projectors included, but not committed.
+struct Prepared {
+    transaction: Box<dyn Transaction>,
+    recorded: Vec<Arc<dyn AnyRecordedEvent>>,
+    /// Event-sourced aggregates' new states, for the cache once committed (key, state, and
+    /// the id of the last event applied).
+    cached: Vec<(String, Arc<dyn Any + Send + Sync>, Identifier)>,
+}
+
+/// Writes a unit of work into a new transaction and runs the projectors; `None` when there
+/// is nothing to write.
+async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
     crate::context::ensure_not_projecting("committing a unit of work")?;
     let work = std::mem::take(&mut *ctx.work());
     if work.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let domain = ctx.domain.clone();
     let registry = domain.registry();
@@ -91,16 +133,23 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
 
     let projected = std::mem::take(&mut *ctx.work());
     write_documents(transaction.as_mut(), projected.documents).await?;
-    transaction.commit().await?;
 
-    for (change, last_event) in work.aggregates.into_iter().zip(last_events) {
-        if let (true, Some(last_event)) = (change.event_sourced, last_event) {
-            domain
-                .cache()
-                .put_erased(change.key, change.state, last_event);
-        }
-    }
-    Ok(recorded)
+    let cached = work
+        .aggregates
+        .into_iter()
+        .zip(last_events)
+        .filter_map(
+            |(change, last_event)| match (change.event_sourced, last_event) {
+                (true, Some(last_event)) => Some((change.key, change.state, last_event)),
+                _ => None,
+            },
+        )
+        .collect();
+    Ok(Some(Prepared {
+        transaction,
+        recorded,
+        cached,
+    }))
 }
 
 async fn write_documents(
@@ -133,12 +182,22 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
                 method = listener.method,
                 event = %event.metadata().type_name,
             );
-            let result = listener
-                .call
-                .call(listener.instance.as_ref(), event.as_ref(), ctx)
-                .instrument(span)
-                .await;
-            if let Err(error) = result {
+            // Unwind safety (why `AssertUnwindSafe` is sound): after a panic, nothing the
+            // projector may have left half written is used again. Its unit of work is
+            // abandoned: the transaction is dropped, which rolls back, and `ctx` with it (its
+            // `std` mutex recovers from poisoning and is discarded anyway); the registry and
+            // cache it could reach are not written by projectors. State a projector keeps in
+            // itself is its own to keep consistent, as in any tokio task, whose panics tokio
+            // catches the same way.
+            let result = AssertUnwindSafe(listener.call.call(
+                listener.instance.as_ref(),
+                event.as_ref(),
+                ctx,
+            ))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+            if let Some(error) = failure(listener.name, result) {
                 tracing::warn!(
                     projector = listener.name,
                     method = listener.method,
@@ -157,9 +216,10 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
     Ok(())
 }
 
-/// Runs the event handlers of committed events, each in its own unit of work. A failure does
-/// not undo the command: it is logged with its correlation id and counted.
-pub(crate) fn run_event_handlers<'a>(
+/// Runs the event handlers of committed events, each in its own unit of work. A failure (an
+/// `Err` or a panic) does not undo the command and does not stop the other handlers: it is
+/// logged with its correlation id and counted.
+fn run_event_handlers<'a>(
     domain: &'a Domain,
     correlation_id: &'a Identifier,
     events: &'a [Arc<dyn AnyRecordedEvent>],
@@ -186,20 +246,22 @@ pub(crate) fn run_event_handlers<'a>(
                     correlation_id.clone(),
                     Some(event.metadata().id.clone()),
                 );
-                let result = async {
+                // Unwind safety: as for projectors, a panicking handler's unit of work is
+                // abandoned with its `ctx` (a transaction it had begun is rolled back, units
+                // of work it committed through `ctx.process` stand); the panic is one more
+                // handler failure, and the next handler runs.
+                let result = AssertUnwindSafe(async {
                     listener
                         .call
                         .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                         .await?;
-                    let events = commit(&mut ctx).await?;
-                    if !events.is_empty() {
-                        run_event_handlers(domain, correlation_id, &events).await;
-                    }
-                    Ok::<(), Error>(())
-                }
+                    // Commits, then delivers its own events to their handlers.
+                    commit(&mut ctx).await.map(drop)
+                })
+                .catch_unwind()
                 .instrument(span)
                 .await;
-                if let Err(error) = result {
+                if let Some(error) = failure(listener.name, result) {
                     domain.count_event_handler_failure();
                     tracing::error!(
                         handler = listener.name,
@@ -213,4 +275,17 @@ pub(crate) fn run_event_handlers<'a>(
             }
         }
     })
+}
+
+/// What went wrong in a handler run under `catch_unwind`: its error (kept, so a domain error
+/// inside stays findable), or its panic as a handler error.
+fn failure(handler: &str, outcome: std::thread::Result<Result<()>>) -> Option<Error> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(panic) => Some(Error::handler(
+            handler,
+            format!("panicked: {}", crate::task::panic_message(&*panic)),
+        )),
+    }
 }

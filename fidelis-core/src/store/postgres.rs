@@ -133,6 +133,31 @@ impl PostgresStorage {
     fn error(&self, what: &str, error: sqlx::Error) -> Error {
         db_error(&self.url, what, error)
     }
+
+    /// Starts a transaction on a connection of the pool.
+    ///
+    /// The `BEGIN` is finished by a task of its own if the caller is dropped meanwhile
+    /// (`run_to_completion`): sqlx counts the transaction only once the server has answered,
+    /// and a future dropped while waiting for that answer returned the connection to the pool
+    /// inside a transaction that nothing would end (idle in transaction; the next unit of
+    /// work on it would run inside it). Now the `Transaction` is always built; if the caller
+    /// is gone, it is dropped in that task, which queues its `ROLLBACK`, and the pool flushes
+    /// queued statements before it hands the connection out again. Once built, sqlx's
+    /// transaction is safe to drop at any await point for the same reason: an interrupted
+    /// statement's answer is read, then the `ROLLBACK` runs, before the connection is reused.
+    /// (An abandoned `begin` still waits for its connection and opens and rolls back its
+    /// transaction: sqlx offers no public way to begin an owned transaction on a connection
+    /// acquired beforehand, which would let the caller's task do the waiting.)
+    async fn transaction(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let pool = self.pool.clone();
+        let url = self.url.clone();
+        crate::task::run_to_completion(async move {
+            pool.begin()
+                .await
+                .map_err(|error| db_error(&url, "starting a transaction", error))
+        })
+        .await
+    }
 }
 
 /// Errors PostgreSQL reports while a connection starts that a retry may cure:
@@ -374,7 +399,7 @@ impl Storage for PostgresStorage {
     async fn setup(&self, tables: &[TableSchema]) -> Result<()> {
         sql::check_schemas(tables)?;
         let fail = |error| db_error(&self.url, "setting up tables", error);
-        let mut transaction = self.pool.begin().await.map_err(fail)?;
+        let mut transaction = self.transaction().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SETUP_LOCK)
             .execute(&mut *transaction)
@@ -424,11 +449,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        let transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| self.error("starting a transaction", error))?;
+        let transaction = self.transaction().await?;
         Ok(Box::new(PostgresTransaction {
             transaction,
             url: self.url.clone(),

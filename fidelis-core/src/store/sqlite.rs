@@ -144,11 +144,28 @@ impl SqliteStorage {
 
     async fn write_transaction(&self) -> Result<SqliteTransaction> {
         let writer = self.writer.clone().lock_owned().await;
-        let transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|error| self.error("starting a transaction", error))?;
+        // The `BEGIN` is finished by a task of its own if the caller is dropped meanwhile
+        // (`run_to_completion`). sqlx runs `BEGIN IMMEDIATE`, then checks that the connection
+        // is in a transaction, across two await points: a future dropped between them
+        // returned the connection to the pool inside a transaction that nothing would end,
+        // holding SQLite's write lock (other processes: "database is locked") and failing
+        // every later `BEGIN` on it ("attempted to call begin_with at non-zero transaction
+        // depth"). Now the `Transaction` is always built; if the caller is gone, it is dropped
+        // in that task, which queues its `ROLLBACK` ahead of the connection's return to the
+        // pool, and the writer mutex is released with it. Once built, sqlx's transaction is
+        // safe to drop at any await point: statements run to their end on the connection's
+        // worker thread, in order, so a queued `ROLLBACK` always runs before the next user's
+        // statements, and a `COMMIT` that ran but was not acknowledged is not rolled back.
+        let pool = self.pool.clone();
+        let url = self.url.clone();
+        let (transaction, writer) = crate::task::run_to_completion(async move {
+            let transaction = pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|error| db_error(&url, "starting a transaction", error))?;
+            Ok::<_, Error>((transaction, writer))
+        })
+        .await?;
         Ok(SqliteTransaction {
             transaction,
             _writer: writer,
