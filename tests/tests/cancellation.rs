@@ -18,7 +18,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use fidelis_core::prelude::*;
-use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::{DomainBuilder, RecordedEvent};
 use fidelis_example::account::Account;
 use fidelis_example::alerts::ComplianceDesk;
@@ -30,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
 mod support;
-use support::{ScratchSchema, remove_sqlite_files};
+use support::{Backend, on_every_adapter};
 
 // ---- elements of this test ------------------------------------------------------------
 
@@ -174,83 +173,17 @@ impl PanickyListener {
     }
 }
 
-// ---- adapters --------------------------------------------------------------------------
-
-enum Backend {
-    /// One store shared by every domain the test builds, as a database would be.
-    Memory(MemoryStorage),
-    Sqlite(std::path::PathBuf),
-    Postgres(ScratchSchema),
-}
-
-impl Backend {
-    async fn memory() -> Option<Self> {
-        Some(Self::Memory(MemoryStorage::new()))
-    }
-
-    async fn sqlite() -> Option<Self> {
-        Some(Self::Sqlite(std::env::temp_dir().join(format!(
-            "fidelis-cancel-{}.db",
-            Identifier::generate()
-        ))))
-    }
-
-    async fn postgres(test: &str) -> Option<Self> {
-        ScratchSchema::create(test).await.map(Self::Postgres)
-    }
-
-    /// A domain of the example's elements and this test's handlers on this backend: each
-    /// call opens a pool of its own.
-    async fn domain(&self, gates: &Arc<Gates>) -> Domain {
-        let builder: DomainBuilder = Domain::builder("fidelis")
-            .discover_crate("fidelis_example")
-            .discover_crate(module_path!())
-            .resource(ComplianceDesk::default())
-            .resource(gates.clone())
-            // A database left locked fails within seconds instead of hanging the test.
-            .acquire_timeout(Duration::from_secs(10));
-        let builder = match self {
-            Backend::Memory(storage) => builder.storage(storage.clone()),
-            Backend::Sqlite(path) => builder.database(format!("sqlite://{}", path.display())),
-            Backend::Postgres(scratch) => builder.database(scratch.url.clone()),
-        };
-        builder.build().await.expect("the domain builds")
-    }
-
-    async fn finish(self) {
-        match self {
-            Backend::Memory(_) => {}
-            Backend::Sqlite(path) => remove_sqlite_files(&path),
-            Backend::Postgres(scratch) => scratch.drop_schema().await,
-        }
-    }
-}
-
-macro_rules! on_every_adapter {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                let backend = Backend::memory().await.unwrap();
-                super::$check(&backend).await;
-                backend.finish().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let backend = Backend::sqlite().await.unwrap();
-                super::$check(&backend).await;
-                backend.finish().await;
-            }
-            #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(backend) = Backend::postgres(concat!(stringify!($check), "::postgres")).await else { return };
-                super::$check(&backend).await;
-                backend.finish().await;
-            }
-        }
-    )*};
+/// A domain of the example's elements and this test's handlers on this backend: each call
+/// opens a pool of its own (on memory, shares the backend's store).
+async fn build_domain(backend: &Backend, gates: &Arc<Gates>) -> Domain {
+    let builder: DomainBuilder = Domain::builder("fidelis")
+        .discover_crate("fidelis_example")
+        .discover_crate(module_path!())
+        .resource(ComplianceDesk::default())
+        .resource(gates.clone())
+        // A database left locked fails within seconds instead of hanging the test.
+        .acquire_timeout(Duration::from_secs(10));
+    backend.build(builder).await
 }
 
 on_every_adapter!(
@@ -340,7 +273,7 @@ const ITERATIONS: usize = 300;
 
 async fn cancelled_commands_leave_no_half_state(backend: &Backend) {
     let gates = Arc::new(Gates::default());
-    let domain = backend.domain(&gates).await;
+    let domain = build_domain(backend, &gates).await;
     let id = open(&domain).await;
     // A writer on another account keeps the store's write lock contended, so that the
     // cancelled commands also suspend (and are dropped) while waiting for it.
@@ -398,7 +331,7 @@ async fn cancelled_commands_leave_no_half_state(backend: &Backend) {
     );
 
     // Another pool on the same database writes too: nothing still holds its write lock.
-    let other = backend.domain(&gates).await;
+    let other = build_domain(backend, &gates).await;
     other
         .process(deposit(&id, None))
         .await
@@ -409,7 +342,7 @@ async fn cancelled_commands_leave_no_half_state(backend: &Backend) {
 
 async fn delivery_survives_a_dropped_future(backend: &Backend) {
     let gates = Arc::new(Gates::default());
-    let domain = backend.domain(&gates).await;
+    let domain = build_domain(backend, &gates).await;
     let id = open(&domain).await;
     {
         let command = domain.process(deposit(&id, Some("gated")));
@@ -457,7 +390,7 @@ async fn snapshot(domain: &Domain) -> (Vec<RecordedEvent>, Vec<AccountSummary>, 
 
 async fn a_panicking_command_handler_is_an_error(backend: &Backend) {
     let gates = Arc::new(Gates::default());
-    let domain = backend.domain(&gates).await;
+    let domain = build_domain(backend, &gates).await;
     let id = open(&domain).await;
     let before = snapshot(&domain).await;
 
@@ -489,7 +422,7 @@ async fn a_panicking_command_handler_is_an_error(backend: &Backend) {
 
 async fn a_panicking_projector_rolls_back(backend: &Backend) {
     let gates = Arc::new(Gates::default());
-    let domain = backend.domain(&gates).await;
+    let domain = build_domain(backend, &gates).await;
     let id = open(&domain).await;
     let before = snapshot(&domain).await;
 
@@ -523,8 +456,7 @@ async fn a_panicking_projector_rolls_back(backend: &Backend) {
     }
     assert_consistent(&domain, &id).await;
     assert_eq!(snapshot(&domain).await.2.len(), 3);
-    backend
-        .domain(&gates)
+    build_domain(backend, &gates)
         .await
         .process(deposit(&id, None))
         .await
@@ -533,7 +465,7 @@ async fn a_panicking_projector_rolls_back(backend: &Backend) {
 
 async fn a_panicking_event_handler_is_contained(backend: &Backend) {
     let gates = Arc::new(Gates::default());
-    let domain = backend.domain(&gates).await;
+    let domain = build_domain(backend, &gates).await;
     let id = open(&domain).await;
 
     domain

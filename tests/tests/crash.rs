@@ -20,12 +20,9 @@ use ledger::*;
 const KILLS: usize = 10;
 
 async fn build(backend: &Backend) -> Domain {
-    Domain::builder("crash")
-        .discover_crate(module_path!())
-        .database(backend.url())
-        .build()
+    backend
+        .build(Domain::builder("crash").discover_crate(module_path!()))
         .await
-        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
 }
 
 fn spawn_writer(url: &str, ids: &[Identifier]) -> Child {

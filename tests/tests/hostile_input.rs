@@ -6,6 +6,7 @@
 #![allow(missing_docs)]
 
 use fidelis_core::prelude::*;
+use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::{ExpectedVersion, Storage};
 use fidelis_core::{EventMetadata, RecordedEvent};
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
@@ -108,14 +109,8 @@ async fn append_raw(storage: &dyn Storage, stream: &str, event: RecordedEvent) {
 /// on it: each may fail, none may panic, and other ledgers are unaffected.
 fn stored_events_never_panic(backend: Backend, cases: u32) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let domain = runtime.block_on(async {
-        Domain::builder("hostile")
-            .discover_crate(module_path!())
-            .database(backend.url())
-            .build()
-            .await
-            .unwrap()
-    });
+    let domain =
+        runtime.block_on(backend.build(Domain::builder("hostile").discover_crate(module_path!())));
     let healthy = runtime.block_on(domain.process(OpenLedger {
         holder: "healthy".into(),
         tags: serde_json::json!({}),
@@ -168,7 +163,7 @@ fn stored_events_never_panic(backend: Backend, cases: u32) {
 
 #[test]
 fn stored_events_never_panic_in_memory() {
-    stored_events_never_panic(Backend::Memory, 256);
+    stored_events_never_panic(Backend::Memory(MemoryStorage::new()), 256);
 }
 
 #[test]

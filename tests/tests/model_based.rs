@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use fidelis_core::prelude::*;
+use fidelis_core::store::memory::MemoryStorage;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -297,13 +298,13 @@ fn writer() -> impl Strategy<Value = Vec<(Op, Option<u64>)>> {
 // ---- one test per adapter ----------------------------------------------------------------
 
 async fn build(backend: &Backend) -> Domain {
-    Domain::builder("model")
-        .discover_crate(module_path!())
-        .database(backend.url())
-        .retry(RetryPolicy::attempts(1_000))
-        .build()
+    backend
+        .build(
+            Domain::builder("model")
+                .discover_crate(module_path!())
+                .retry(RetryPolicy::attempts(1_000)),
+        )
         .await
-        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -366,7 +367,7 @@ mod sequences {
 
     #[test]
     fn memory() {
-        check_sequences(Backend::Memory, 128);
+        check_sequences(Backend::Memory(MemoryStorage::new()), 128);
     }
 
     #[test]
@@ -391,7 +392,7 @@ mod cancelled_writers {
 
     #[test]
     fn memory() {
-        check_cancelled_writers(Backend::Memory, 64);
+        check_cancelled_writers(Backend::Memory(MemoryStorage::new()), 64);
     }
 
     #[test]

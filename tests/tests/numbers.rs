@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 mod support;
-use support::{ScratchSchema, remove_sqlite_files};
+use support::{Backend, ScratchSchema};
 
 // ---- elements --------------------------------------------------------------------------
 
@@ -177,52 +177,16 @@ impl Till {
 
 // ---- adapters --------------------------------------------------------------------------
 
-enum Backend {
-    Memory,
-    Sqlite(std::path::PathBuf),
-    Postgres(ScratchSchema),
+async fn numbers_domain(backend: &Backend) -> Domain {
+    backend
+        .build(Domain::builder("numbers").discover_crate("numbers"))
+        .await
 }
 
-impl Backend {
-    fn url(&self) -> String {
-        match self {
-            Backend::Memory => "memory".to_owned(),
-            Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Backend::Postgres(scratch) => scratch.url.clone(),
-        }
-    }
-
-    async fn domain(&self) -> Domain {
-        Domain::builder("numbers")
-            .discover_crate("numbers")
-            .database(self.url())
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", self.url()))
-    }
-
-    /// The domain that writes, and the one that reads: a second domain on the same database
-    /// (another process), except in memory, where there is only one.
-    async fn writer_and_reader(&self) -> (Domain, Domain) {
-        let writer = self.domain().await;
-        let reader = match self {
-            Backend::Memory => writer.clone(),
-            _ => self.domain().await,
-        };
-        (writer, reader)
-    }
-
-    async fn finish(self) {
-        match self {
-            Backend::Memory => {}
-            Backend::Sqlite(path) => remove_sqlite_files(&path),
-            Backend::Postgres(scratch) => scratch.drop_schema().await,
-        }
-    }
-}
-
-fn sqlite_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("fidelis-numbers-{}.db", Identifier::generate()))
+/// The domain that writes, and a second one on the same database that reads (another
+/// process; on memory, one sharing the store).
+async fn writer_and_reader(backend: &Backend) -> (Domain, Domain) {
+    (numbers_domain(backend).await, numbers_domain(backend).await)
 }
 
 /// `$check(&Backend)` as `$check::memory`, `::sqlite` and `::postgres`, each in a runtime of
@@ -233,11 +197,11 @@ macro_rules! on_every_adapter {
             use super::*;
             #[test]
             fn memory() {
-                run(async { Some(Backend::Memory) }, super::$check);
+                run(Backend::memory(), super::$check);
             }
             #[test]
             fn sqlite() {
-                run(async { Some(Backend::Sqlite(sqlite_path())) }, super::$check);
+                run(Backend::sqlite(), super::$check);
             }
             #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
             #[test]
@@ -372,7 +336,7 @@ async fn round_trip(writer: &Domain, reader: &Domain, values: &[f64]) -> Result<
 }
 
 fn floats_round_trip_bit_exact(runtime: &tokio::runtime::Runtime, backend: &Backend) {
-    let (writer, reader) = runtime.block_on(backend.writer_and_reader());
+    let (writer, reader) = runtime.block_on(writer_and_reader(backend));
     let mut runner = TestRunner::new(Config {
         cases: 48,
         failure_persistence: None,
@@ -388,7 +352,7 @@ fn floats_round_trip_bit_exact(runtime: &tokio::runtime::Runtime, backend: &Back
 }
 
 fn extreme_floats_round_trip_bit_exact(runtime: &tokio::runtime::Runtime, backend: &Backend) {
-    let (writer, reader) = runtime.block_on(backend.writer_and_reader());
+    let (writer, reader) = runtime.block_on(writer_and_reader(backend));
     // Each extreme alone (in the column and in the event), then all of them in the lists.
     for value in EXTREMES {
         runtime
@@ -509,7 +473,7 @@ fn same(a: f64, b: f64) -> bool {
 }
 
 fn non_finite_round_trips_where_allowed(runtime: &tokio::runtime::Runtime, backend: &Backend) {
-    let (writer, reader) = runtime.block_on(backend.writer_and_reader());
+    let (writer, reader) = runtime.block_on(writer_and_reader(backend));
     for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1.5] {
         runtime.block_on(async {
             let mut probe = Probe::create_new();
@@ -597,7 +561,7 @@ fn decimal_validation_is_exact() {
 }
 
 fn decimals_are_exact_and_queryable(runtime: &tokio::runtime::Runtime, backend: &Backend) {
-    let (writer, reader) = runtime.block_on(backend.writer_and_reader());
+    let (writer, reader) = runtime.block_on(writer_and_reader(backend));
     runtime.block_on(async {
         // Replay is exact: ten times 0.1 is 1.0, not 0.9999999999999999.
         let mut till = Till::create_new();

@@ -14,12 +14,9 @@ mod ledger;
 use ledger::*;
 
 async fn ledger(backend: &Backend) -> Domain {
-    Domain::builder("reliability")
-        .discover_crate(module_path!())
-        .database(backend.url())
-        .build()
+    backend
+        .build(Domain::builder("reliability").discover_crate(module_path!()))
         .await
-        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
 }
 
 fn open(holder: &str) -> OpenLedger {
@@ -145,7 +142,7 @@ async fn nul_in_an_id_is_not_found(backend: &Backend) {
 // ---- a cached aggregate and a history rewritten behind its back ---------------------------
 
 async fn rewritten_history_is_noticed_by_a_cached_aggregate(backend: &Backend) {
-    if matches!(backend, Backend::Memory) {
+    if backend.is_memory() {
         // Nothing outside the process can change an in-memory store.
         return;
     }
@@ -212,7 +209,7 @@ async fn rewritten_history_is_noticed_by_a_cached_aggregate(backend: &Backend) {
 // ---- one bad row among many ---------------------------------------------------------------
 
 async fn an_undecodable_row_is_named(backend: &Backend) {
-    if matches!(backend, Backend::Memory) {
+    if backend.is_memory() {
         // Nothing outside the process can change an in-memory store.
         return;
     }

@@ -27,11 +27,7 @@ on_every_adapter!(
 );
 
 async fn banking(backend: &Backend, builder: DomainBuilder) -> Domain {
-    builder
-        .database(backend.url())
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", backend.url()))
+    backend.build(builder).await
 }
 
 fn open(number: &str, deposit: Decimal) -> OpenAccount {
@@ -114,7 +110,7 @@ async fn concurrent_deposits_are_all_kept(backend: &Backend) {
         "positions are gapless"
     );
     // A fresh domain on the same database (no cache) replays the same balance.
-    if !matches!(backend, Backend::Memory) {
+    if !backend.is_memory() {
         let again = banking(backend, fidelis_example::domain().aggregate_cache(0)).await;
         assert_eq!(
             again

@@ -259,7 +259,7 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
             what: format!(
                 "column `{}` of {} of table `{}`",
                 field.name,
-                row_name(table, row),
+                sql::row_name(table, row),
                 table.name
             ),
             message: error.to_string(),
@@ -311,27 +311,12 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
                 what: format!(
                     "column `{}` of {} of table `{}`",
                     sql::VERSION_COLUMN,
-                    row_name(table, row),
+                    sql::row_name(table, row),
                     table.name
                 ),
                 message: error.to_string(),
             })?;
     Ok(sql::document(table, values, version))
-}
-
-/// Names a row in an error about one of its columns: `row \`<id>\`` when its identifier
-/// column reads, so one bad row among many can be found and repaired.
-fn row_name(table: &TableSchema, row: &PgRow) -> String {
-    let index = table
-        .fields
-        .iter()
-        .position(|field| field.name == table.identifier);
-    let id = index.and_then(|index| {
-        row.try_get::<String, _>(index)
-            .ok()
-            .or_else(|| row.try_get::<i64, _>(index).ok().map(|id| id.to_string()))
-    });
-    id.map_or_else(|| "a row".to_owned(), |id| format!("row `{id}`"))
 }
 
 /// Decodes an event row (the columns of [`EVENT_COLUMNS`]).

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -24,8 +24,9 @@ pub(crate) const VERSION_COLUMN: &str = "_version";
 pub(crate) const EVENT_COLUMNS: &str =
     "global_position, id, stream, version, type_name, data, metadata, time";
 
-/// The SQL spoken by an adapter.
+/// The SQL spoken by an adapter. (A build with one SQL feature constructs one variant.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
@@ -331,8 +332,9 @@ pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<Strin
 }
 
 /// The time as SQLite stores it: RFC 3339 with nanoseconds, so that text order is time order.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sqlite_time(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// A time as a document field holds it (the way `chrono` serializes it).
@@ -424,6 +426,7 @@ pub(crate) fn float_json(value: f64) -> Value {
 /// JSON as PostgreSQL receives it: as text, cast to `json`, so that a `json` column keeps
 /// exactly what was written. Bound as `jsonb` (sqlx's `Json`), numbers would pass through
 /// NUMERIC, which has no -0.0.
+#[cfg(feature = "postgres")]
 pub(crate) fn json_text(value: &Value) -> String {
     value.to_string()
 }
@@ -794,6 +797,26 @@ pub(crate) fn event_metadata(metadata: &crate::event::EventMetadata) -> Value {
         "correlation_id": metadata.correlation_id.as_str(),
         "causation_id": metadata.causation_id.as_ref().map(|id| id.as_str()),
     })
+}
+
+/// Names a row in an error about one of its columns: `row \`<id>\`` when its identifier
+/// column reads, so one bad row among many can be found and repaired.
+pub(crate) fn row_name<R: sqlx::Row>(table: &TableSchema, row: &R) -> String
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let index = table
+        .fields
+        .iter()
+        .position(|field| field.name == table.identifier);
+    let id = index.and_then(|index| {
+        row.try_get::<String, _>(index)
+            .ok()
+            .or_else(|| row.try_get::<i64, _>(index).ok().map(|id| id.to_string()))
+    });
+    id.map_or_else(|| "a row".to_owned(), |id| format!("row `{id}`"))
 }
 
 /// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::event::RecordedEvent).

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use fidelis_core::Identifier;
+use fidelis_core::store::memory::MemoryStorage;
+use fidelis_core::{Domain, DomainBuilder, Identifier};
 
 /// A PostgreSQL schema of one test's own, reached through `options[search_path]`, so tests
 /// running in parallel never see each other's tables.
@@ -61,14 +62,37 @@ pub fn remove_sqlite_files(path: &Path) {
 
 /// The database one check runs on.
 pub enum Backend {
-    Memory,
+    /// One in-memory store shared by every domain the check builds with
+    /// [`connect`](Backend::connect), as a database would be.
+    Memory(MemoryStorage),
     Sqlite(std::path::PathBuf),
     Postgres(ScratchSchema),
 }
 
 impl Backend {
     pub async fn memory() -> Option<Self> {
-        Some(Self::Memory)
+        Some(Self::Memory(MemoryStorage::new()))
+    }
+
+    pub fn is_memory(&self) -> bool {
+        matches!(self, Backend::Memory(_))
+    }
+
+    /// Points a domain builder at this database. Two domains connected to one backend see
+    /// the same data (on memory too), like two processes on one database.
+    pub fn connect(&self, builder: DomainBuilder) -> DomainBuilder {
+        match self {
+            Backend::Memory(storage) => builder.storage(storage.clone()),
+            _ => builder.database(self.url()),
+        }
+    }
+
+    /// Builds a domain on this database, naming the database if it fails.
+    pub async fn build(&self, builder: DomainBuilder) -> Domain {
+        self.connect(builder)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("the domain builds on {}: {e}", self.url()))
     }
 
     pub async fn sqlite() -> Option<Self> {
@@ -82,10 +106,11 @@ impl Backend {
         ScratchSchema::create(test).await.map(Self::Postgres)
     }
 
-    /// The database URL a domain builds with.
+    /// The database URL (on memory: `memory`, a store of the domain's own; see
+    /// [`connect`](Backend::connect) for a shared one).
     pub fn url(&self) -> String {
         match self {
-            Backend::Memory => "memory".to_owned(),
+            Backend::Memory(_) => "memory".to_owned(),
             Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
             Backend::Postgres(scratch) => scratch.url.clone(),
         }
@@ -94,7 +119,7 @@ impl Backend {
     /// Runs SQL of the test's own on the database (not on memory).
     pub async fn execute(&self, sql: &str) {
         match self {
-            Backend::Memory => unreachable!("no SQL on memory"),
+            Backend::Memory(_) => unreachable!("no SQL on memory"),
             Backend::Sqlite(path) => {
                 let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                     .await
@@ -119,7 +144,7 @@ impl Backend {
     /// Removes the database.
     pub async fn finish(self) {
         match self {
-            Backend::Memory => {}
+            Backend::Memory(_) => {}
             Backend::Sqlite(path) => remove_sqlite_files(&path),
             Backend::Postgres(scratch) => scratch.drop_schema().await,
         }
