@@ -108,7 +108,9 @@ fn serde_message(attr: &str, key: &str, on_field: bool) -> String {
             "an element's name comes from its type; rename the type (or give an event `#[event(type_name = \"…\")]`)"
         }
         (false, "default") => "write each field's default as `#[field(default = …)]`",
-        (false, "crate") => "the macro sets serde's crate path itself (see `#[…(crate = path)]`)",
+        (false, "crate") => {
+            "the macro sets serde's crate path itself; when the runtime crate is renamed, give the macro its own `crate = path` argument"
+        }
         (false, "tag" | "content" | "untagged") => {
             "it adds or removes keys that are not fields, so stored rows would not match the field definitions"
         }
