@@ -264,8 +264,10 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
         .values()
         .map(|p| TableSchema {
             name: intern(&p.table),
+            element: p.name,
             fields: p.fields,
             identifier: p.identifier,
+            former_name: Some(intern(&crate::registry::snake_case(p.name))),
         })
         .collect();
     tables.extend(
@@ -275,8 +277,10 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
             .filter(|a| !a.event_sourced)
             .map(|a| TableSchema {
                 name: intern(&a.table),
+                element: a.name,
                 fields: a.fields,
                 identifier: "id",
+                former_name: Some(intern(&crate::registry::snake_case(a.name))),
             }),
     );
     tables.sort_by_key(|table| table.name);

@@ -213,6 +213,24 @@ pub trait Projection: Persisted {
     const IDENTIFIER: &'static str;
 }
 
+/// An element stored as rows, which [`Query`](crate::Query) can filter, order and page:
+/// projections and state-stored aggregates (`#[aggregate]` without `event_sourced`). The
+/// macros implement it; an event-sourced aggregate is a stream of events, not a row, so it
+/// does not implement it (query a projection of it instead).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be queried: it is not stored as rows",
+    label = "not a projection or state-stored aggregate",
+    note = "queries run on `#[projection]`s and state-stored `#[aggregate]`s; an event-sourced aggregate is a stream of events: query a projection that a `#[projector]` keeps from its events"
+)]
+pub trait Queryable: Persisted {
+    /// Called on each row a query decodes, with the row's stored version: a state-stored
+    /// aggregate takes it as its loaded version, so that it can be changed and saved.
+    #[doc(hidden)]
+    fn loaded_row(&mut self, version: i64) {
+        let _ = version;
+    }
+}
+
 /// A projector: keeps one projection up to date from the events of some aggregates.
 pub trait Projector: Element {
     /// The projection it maintains.

@@ -53,7 +53,7 @@ pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
 pub use crate::element::{
     Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
     Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
-    Projection, Projector, StorageKind, ValueObject,
+    Projection, Projector, Queryable, StorageKind, ValueObject,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{Event, EventMetadata, RecordedEvent};

@@ -16,7 +16,7 @@ pub use crate::context::Context;
 pub use crate::element::{
     Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
     Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
-    Projection, Projector, StorageKind, ValueObject,
+    Projection, Projector, Queryable, StorageKind, ValueObject,
 };
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::Event;
@@ -270,4 +270,6 @@ impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
     }
 }
 
-pub use crate::repository::{load_aggregate, load_projection, save_aggregate, save_projection};
+pub use crate::repository::{
+    load_aggregate, load_projection, loaded_aggregate_row, save_aggregate, save_projection,
+};

@@ -57,7 +57,8 @@ pub struct AggregateInfo {
     pub fields: &'static [FieldDef],
     /// Its stream category, `<domain>::<aggregate>` (set when the domain is built).
     pub category: String,
-    /// Its table (state-stored aggregates), the snake-case name.
+    /// Its table (state-stored aggregates): `<domain>_<aggregate>` in snake case (set when the
+    /// domain is built), so that two domains can share a database.
     pub table: String,
 }
 
@@ -107,7 +108,8 @@ pub struct ProjectionInfo {
     pub fields: &'static [FieldDef],
     /// The identifier field.
     pub identifier: &'static str,
-    /// Its table, the snake-case name.
+    /// Its table: `<domain>_<projection>` in snake case (set when the domain is built), so
+    /// that two domains can share a database.
     pub table: String,
 }
 
@@ -260,7 +262,7 @@ impl Registrar {
                 event_sourced: A::EVENT_SOURCED,
                 fields: A::FIELDS,
                 category: String::new(),
-                table: snake_case(A::NAME),
+                table: String::new(),
             });
     }
 
@@ -301,7 +303,7 @@ impl Registrar {
                 name: P::NAME,
                 fields: P::FIELDS,
                 identifier: P::IDENTIFIER,
-                table: snake_case(P::NAME),
+                table: String::new(),
             });
     }
 
@@ -381,6 +383,10 @@ impl Registrar {
 
         for info in self.aggregates.values_mut() {
             info.category = format!("{domain_snake}::{}", snake_case(info.name));
+            info.table = table_name(&domain_snake, info.name);
+        }
+        for info in self.projections.values_mut() {
+            info.table = table_name(&domain_snake, info.name);
         }
         for info in self.events.values_mut() {
             info.type_name = match info.type_name_override {
@@ -686,6 +692,22 @@ impl Registry {
             })
     }
 
+    /// The table of a projection or state-stored aggregate.
+    pub(crate) fn table_of<T: 'static>(&self) -> Result<&str> {
+        let id = TypeId::of::<T>();
+        if let Some(info) = self.projections.get(&id) {
+            return Ok(&info.table);
+        }
+        match self.aggregates.get(&id) {
+            Some(info) if !info.event_sourced => Ok(&info.table),
+            Some(info) => Err(Error::configuration(format!(
+                "aggregate `{}` is event-sourced: it has no rows to query; query a projection of it",
+                info.name
+            ))),
+            None => Err(not_registered(std::any::type_name::<T>())),
+        }
+    }
+
     pub(crate) fn projection_info<P: 'static>(&self) -> Result<&ProjectionInfo> {
         self.projections
             .get(&TypeId::of::<P>())
@@ -703,6 +725,13 @@ fn not_registered(name: &str) -> Error {
     Error::configuration(format!(
         "`{name}` is not registered in this domain: discover its crate or register it with `Domain::builder(..).register::<..>()`"
     ))
+}
+
+/// The table of an element of a domain: `<domain>_<element>` in snake case
+/// (`fidelis_account_summary`). The domain prefix keeps the tables of two domains sharing one
+/// database apart, on every adapter.
+pub(crate) fn table_name(domain_snake: &str, element: &str) -> String {
+    format!("{domain_snake}_{}", snake_case(element))
 }
 
 /// `AccountSummary` → `account_summary`; `bank-ledger` → `bank_ledger`.
@@ -759,5 +788,9 @@ mod tests {
         assert_eq!(snake_case("Account2Fa"), "account2_fa");
         assert_eq!(pascal_case("fidelis"), "Fidelis");
         assert_eq!(pascal_case("bank-ledger"), "BankLedger");
+        assert_eq!(
+            table_name("bank_ledger", "AccountSummary"),
+            "bank_ledger_account_summary"
+        );
     }
 }

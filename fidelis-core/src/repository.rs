@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::context::{AggregateChange, Context};
 use crate::domain::Domain;
-use crate::element::{Aggregate, InvariantStage, Persisted, Projection};
+use crate::element::{Aggregate, InvariantStage, Persisted, Projection, Queryable};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::identifier::Identifier;
@@ -72,10 +72,10 @@ impl<'a, T: Persisted> Repository<'a, T> {
         Ok(())
     }
 
-    /// A query on the rows of a projection.
+    /// A query on the rows of a projection or state-stored aggregate.
     pub fn query(&self) -> Query<'a, T>
     where
-        T: Projection,
+        T: Queryable,
     {
         Query {
             source: Source::Context(self.ctx),
@@ -133,10 +133,10 @@ impl<T: Persisted> DomainRepository<T> {
         ctx.commit().await
     }
 
-    /// A query on the rows of a projection.
+    /// A query on the rows of a projection or state-stored aggregate.
     pub fn query(&self) -> Query<'_, T>
     where
-        T: Projection,
+        T: Queryable,
     {
         Query {
             source: Source::Domain(&self.domain),
@@ -151,7 +151,7 @@ enum Source<'a> {
     Context(&'a Context),
 }
 
-/// A query on the rows of a projection: filters, order, paging.
+/// A query on the rows of a projection or state-stored aggregate: filters, order, paging.
 #[must_use = "a query does nothing until `all`, `first` or `count` is awaited"]
 pub struct Query<'a, T> {
     source: Source<'a>,
@@ -159,7 +159,7 @@ pub struct Query<'a, T> {
     _element: PhantomData<fn() -> T>,
 }
 
-impl<T: Projection> Query<'_, T> {
+impl<T: Queryable> Query<'_, T> {
     /// Keeps rows matching the filter (every filter must match).
     pub fn filter(mut self, filter: Filter<T>) -> Self {
         self.spec.filters.push(filter.condition);
@@ -201,10 +201,15 @@ impl<T: Projection> Query<'_, T> {
     /// queries (they are to `get`).
     pub async fn all(self) -> Result<Vec<T>> {
         let domain = self.domain()?;
-        let table = &domain.registry().projection_info::<T>()?.table;
+        let table = domain.registry().table_of::<T>()?;
         let rows = domain.storage().query(table, &self.spec).await?;
         rows.into_iter()
-            .map(|row| decode_document::<T>(table, row))
+            .map(|row| {
+                let version = row.version;
+                let mut value = decode_document::<T>(table, row)?;
+                value.loaded_row(version);
+                Ok(value)
+            })
             .collect()
     }
 
@@ -216,7 +221,7 @@ impl<T: Projection> Query<'_, T> {
     /// How many rows match (order and paging are ignored).
     pub async fn count(self) -> Result<u64> {
         let domain = self.domain()?;
-        let table = &domain.registry().projection_info::<T>()?.table;
+        let table = domain.registry().table_of::<T>()?;
         domain.storage().count(table, &self.spec).await
     }
 }
@@ -290,6 +295,12 @@ pub async fn load_projection<P: Projection + Persisted>(
         Some(Row::Json(document)) => decode_document::<P>(&table, document).map(Some),
         None => Ok(None),
     }
+}
+
+/// Gives a state-stored aggregate decoded from a queried row its stored version, as
+/// [`load_aggregate`] does. (`Queryable::loaded_row` of `#[aggregate]`.)
+pub fn loaded_aggregate_row<A: Aggregate>(aggregate: &mut A, version: i64) {
+    aggregate.meta_mut().set_version(version);
 }
 
 /// Records a projection row write. (Strategy of `#[projection]`.)

@@ -86,12 +86,31 @@ impl std::fmt::Debug for Row {
 /// The schema of one table, from an element's field definitions.
 #[derive(Clone, Copy, Debug)]
 pub struct TableSchema {
-    /// The table's name (`account_summary`).
+    /// The table's name: `<domain>_<element>` in snake case (`fidelis_account_summary`).
     pub name: &'static str,
+    /// The element the rows are of (`AccountSummary`): unique violations name it.
+    pub element: &'static str,
     /// The element's fields.
     pub fields: &'static [FieldDef],
     /// The identifier field.
     pub identifier: &'static str,
+    /// The name earlier versions of Fidelis gave the table (`account_summary`, without the
+    /// domain prefix). `setup` refuses to start beside such a table, with the statement that
+    /// renames it, instead of silently creating an empty new one.
+    pub former_name: Option<&'static str>,
+}
+
+/// The message of a unique violation, on every adapter.
+pub const ALREADY_TAKEN: &str = "is already taken";
+
+/// A unique violation as every adapter reports it: a validation error of the element on the
+/// field (`invalid Member: email: is already taken`), so a handler or API turns it into a
+/// message for the user like any other invalid field.
+pub(crate) fn already_taken(element: &str, field: &str) -> Error {
+    Error::Validation {
+        element: element.to_owned(),
+        errors: crate::error::ValidationError::field(field, ALREADY_TAKEN),
+    }
 }
 
 /// What the store must hold for an append to succeed.

@@ -126,6 +126,7 @@ pub struct StructElement {
 /// Reads a struct element: its named fields and their options. A tuple or unit struct is
 /// reported and yields no fields.
 pub fn parse_struct(cx: &Ctxt, attr: &str, mut item: ItemStruct) -> StructElement {
+    crate::check::serde_attributes(cx, attr, &item);
     let mut fields = Vec::new();
     match &mut item.fields {
         Fields::Named(named) => {

@@ -1,7 +1,7 @@
 //! The rules that are not about one argument: method signatures, identifiers, generics.
 //! Each records its mistakes in the [`Ctxt`] and says whether the item can be expanded.
 
-use syn::{FnArg, Generics, ReturnType, Signature, Type};
+use syn::{FnArg, Generics, ItemStruct, ReturnType, Signature, Type};
 
 use crate::ast::{Field, Method};
 use crate::ctxt::Ctxt;
@@ -22,6 +22,109 @@ pub fn no_generics(cx: &Ctxt, attr: &str, name: &str, generics: &Generics) -> bo
         ),
     );
     false
+}
+
+/// No `#[serde(..)]` on an element or its fields: Fidelis stores, queries, validates and
+/// decodes (`from_json`) a field under its Rust name, through its field definition, so an
+/// attribute that changes how serde writes or reads the struct would make the stored row
+/// disagree with the definition (`rename` compiled, then queries matched nothing and SQL
+/// wrote NULL). Each is reported with what to do instead:
+///
+/// ```text
+/// #[serde(rename = "mail")] email: String   // error: rename the field itself
+/// ```
+pub fn serde_attributes(cx: &Ctxt, attr: &str, item: &ItemStruct) {
+    serde_on(cx, attr, &item.attrs, false);
+    for field in &item.fields {
+        serde_on(cx, attr, &field.attrs, true);
+    }
+}
+
+fn serde_on(cx: &Ctxt, attr: &str, attrs: &[syn::Attribute], on_field: bool) {
+    for attribute in attrs {
+        if !attribute.path().is_ident(crate::symbol::SERDE) {
+            continue;
+        }
+        let parsed = attribute.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map_or_else(|| "..".to_owned(), ToString::to_string);
+            cx.error_spanned_by(&meta.path, serde_message(attr, &key, on_field));
+            // Skip the option's value: `= …` or `(…)`.
+            if meta.input.peek(syn::Token![=]) {
+                meta.value()?.parse::<syn::Expr>()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                content.parse::<proc_macro2::TokenStream>()?;
+            }
+            Ok(())
+        });
+        if parsed.is_err() {
+            cx.error_spanned_by(
+                attribute,
+                format!(
+                    "`#[serde(..)]` cannot be used on `{attr}` structs or their fields: Fidelis stores, queries and decodes its fields by their Rust names and field definitions; remove the attribute"
+                ),
+            );
+        }
+    }
+}
+
+/// Why `#[serde(key)]` cannot be used, and what to write instead.
+fn serde_message(attr: &str, key: &str, on_field: bool) -> String {
+    let place = if on_field {
+        format!("the fields of `{attr}` structs")
+    } else {
+        format!("`{attr}` structs")
+    };
+    let why = match (on_field, key) {
+        (true, "rename") => {
+            "Fidelis stores, queries and validates a field under its Rust name, so a renamed field would be written as NULL and match no query; rename the field itself (`r#type` for a keyword)"
+        }
+        (true, "alias") => {
+            "Fidelis decodes a field by its Rust name only; rename the field itself, and convert old events with a new event version"
+        }
+        (true, "skip" | "skip_serializing" | "skip_deserializing" | "skip_serializing_if") => {
+            "every field of an element is stored and validated, so a skipped field would be lost or stored as NULL; keep derived values out of the element (compute them in a method)"
+        }
+        (true, "flatten") => {
+            "fields are stored one per column; to group fields, make them a `#[value_object]` and use it as the field's type"
+        }
+        (true, "default") => {
+            "write the default as `#[field(default = …)]`, which storage, `create_new` and `from_json` all use"
+        }
+        (true, "with" | "serialize_with" | "deserialize_with" | "getter" | "borrow" | "bound") => {
+            "a field is stored as its type's kind says, which a custom (de)serializer would bypass; use a field type Fidelis knows, or a `#[value_object]`"
+        }
+        (false, "rename_all" | "rename_all_fields") => {
+            "Fidelis stores, queries and validates fields under their Rust names; name the fields as they should be stored"
+        }
+        (false, "deny_unknown_fields") => {
+            "Fidelis decides which keys are accepted: `from_json` already reports every key that is not a field, and stored rows and events must stay readable after a field is removed"
+        }
+        (false, "rename") => {
+            "an element's name comes from its type; rename the type (or give an event `#[event(type_name = \"…\")]`)"
+        }
+        (false, "default") => "write each field's default as `#[field(default = …)]`",
+        (false, "crate") => {
+            "the macro sets serde's crate path itself; when the runtime crate is renamed, give the macro its own `crate = path` argument"
+        }
+        (false, "tag" | "content" | "untagged") => {
+            "it adds or removes keys that are not fields, so stored rows would not match the field definitions"
+        }
+        (
+            false,
+            "transparent" | "from" | "into" | "try_from" | "remote" | "bound" | "expecting",
+        ) => {
+            "an element is stored and decoded field by field, as its field definitions say; a different serialized shape would not match them"
+        }
+        _ => {
+            "storage, queries and `from_json` follow the field definitions and names, which it would bypass; remove it"
+        }
+    };
+    format!("`#[serde({key})]` cannot be used on {place}: {why}")
 }
 
 /// At most one field is `#[field(identifier)]`; the second is reported.

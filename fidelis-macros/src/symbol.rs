@@ -43,6 +43,9 @@ pub const PRE: &str = "pre";
 /// `#[invariant(post)]`
 pub const POST: &str = "post";
 
+/// serde's `#[serde(..)]` attribute, checked on elements (see `check::serde_attributes`).
+pub const SERDE: &str = "serde";
+
 /// The `#[field]` helper attribute.
 pub const FIELD: &str = "field";
 /// The `#[apply]` helper attribute.

@@ -171,6 +171,9 @@ conformance!(
     rollback_on_drop,
     commit_makes_writes_visible,
     setup_is_idempotent,
+    unique_value_taken_by_a_committed_row,
+    unique_values_within_one_transaction,
+    unique_value_raced_by_two_writers,
 );
 conformance_sql!(
     drift_is_reported,
@@ -216,8 +219,10 @@ const ROWS: &[FieldDef] = &[
 
 const TABLE: TableSchema = TableSchema {
     name: "conformance_rows",
+    element: "ConformanceRow",
     fields: ROWS,
     identifier: "id",
+    former_name: None,
 };
 
 fn event(type_name: &str, data: Value) -> RecordedEvent {
@@ -305,6 +310,214 @@ fn filtered(conditions: Vec<Condition>) -> QuerySpec {
 
 mod suite {
     use super::*;
+
+    /// A row of `TABLE` with a `code` (the unique field), or none.
+    fn coded(id: &str, code: Option<&str>) -> Document {
+        row(
+            id,
+            json!({ "name": id, "balance": 1.0, "active": true, "code": code }),
+        )
+    }
+
+    /// The error of a write that takes a unique value: `invalid ConformanceRow: code: is
+    /// already taken`, a validation error on the field.
+    fn assert_taken(result: fidelis_core::Result<()>) {
+        let error = result.expect_err("the value is taken");
+        let errors = error
+            .as_validation()
+            .unwrap_or_else(|| panic!("a validation error, got {error:?}"));
+        assert_eq!(
+            errors.messages()["code"],
+            vec!["is already taken"],
+            "{error}"
+        );
+        assert_eq!(errors.len(), 1, "{error}");
+        assert!(
+            matches!(&error, Error::Validation { element, .. } if element == "ConformanceRow"),
+            "{error:?}"
+        );
+    }
+
+    async fn codes(storage: &dyn Storage) -> Vec<(String, Option<String>)> {
+        let mut rows: Vec<(String, Option<String>)> = storage
+            .query(TABLE.name, &QuerySpec::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let code = d
+                    .data
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (d.id, code)
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn expected(rows: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        rows.iter()
+            .map(|(id, code)| ((*id).to_owned(), code.map(str::to_owned)))
+            .collect()
+    }
+
+    pub async fn unique_value_taken_by_a_committed_row(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        put(storage, vec![coded("a", Some("X")), coded("n1", None)]).await;
+
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("other", Some("Y")), None)
+            .await
+            .unwrap();
+        assert_taken(
+            transaction
+                .put_document(TABLE.name, coded("b", Some("X")), None)
+                .await,
+        );
+        drop(transaction);
+        // Nothing of the failed transaction was stored.
+        assert_eq!(
+            codes(storage).await,
+            expected(&[("a", Some("X")), ("n1", None)])
+        );
+
+        // A row rewritten with its own value does not conflict with itself; absent values
+        // never conflict; a typed row (`put_row`) is checked like a document.
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("a", Some("X")), None)
+            .await
+            .unwrap();
+        transaction
+            .put_document(TABLE.name, coded("n2", None), None)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        let mut transaction = storage.begin().await.unwrap();
+        let typed = json!({ "id": "c", "name": "c", "balance": 1.0, "active": true, "code": "X" });
+        assert_taken(
+            transaction
+                .put_row(TABLE.name, "c".to_owned(), Arc::new(typed))
+                .await,
+        );
+        drop(transaction);
+        assert_eq!(
+            codes(storage).await,
+            expected(&[("a", Some("X")), ("n1", None), ("n2", None)])
+        );
+    }
+
+    pub async fn unique_values_within_one_transaction(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[TABLE]).await.unwrap();
+        put(storage, vec![coded("a", Some("A")), coded("b", Some("B"))]).await;
+
+        // Two rows of one transaction with the same value conflict.
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("c", Some("C")), None)
+            .await
+            .unwrap();
+        assert_taken(
+            transaction
+                .put_document(TABLE.name, coded("d", Some("C")), None)
+                .await,
+        );
+        drop(transaction);
+
+        // A value given up earlier in the transaction (changed, or its row removed) can be
+        // taken by another row of it.
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("a", Some("A2")), None)
+            .await
+            .unwrap();
+        transaction
+            .put_document(TABLE.name, coded("e", Some("A")), None)
+            .await
+            .unwrap();
+        transaction.remove_document(TABLE.name, "b").await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("f", Some("B")), None)
+            .await
+            .unwrap();
+        // A value changed twice frees the first one too.
+        transaction
+            .put_document(TABLE.name, coded("g", Some("G1")), None)
+            .await
+            .unwrap();
+        transaction
+            .put_document(TABLE.name, coded("g", Some("G2")), None)
+            .await
+            .unwrap();
+        transaction
+            .put_document(TABLE.name, coded("h", Some("G1")), None)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        assert_eq!(
+            codes(storage).await,
+            expected(&[
+                ("a", Some("A2")),
+                ("e", Some("A")),
+                ("f", Some("B")),
+                ("g", Some("G2")),
+                ("h", Some("G1")),
+            ])
+        );
+
+        // After the commit, the values freed and taken are as stored.
+        let mut transaction = storage.begin().await.unwrap();
+        assert_taken(
+            transaction
+                .put_document(TABLE.name, coded("i", Some("G2")), None)
+                .await,
+        );
+        drop(transaction);
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .put_document(TABLE.name, coded("i", Some("G1x")), None)
+            .await
+            .unwrap();
+        assert_taken(
+            transaction
+                .put_document(TABLE.name, coded("j", Some("A")), None)
+                .await,
+        );
+    }
+
+    pub async fn unique_value_raced_by_two_writers(h: &Harness) {
+        let storage = h.storage.clone();
+        storage.setup(&[TABLE]).await.unwrap();
+        // The first writer holds the value, uncommitted.
+        let mut first = storage.begin().await.unwrap();
+        first
+            .put_document(TABLE.name, coded("first", Some("R")), None)
+            .await
+            .unwrap();
+        // The second writer starts meanwhile (it waits where the adapter makes it wait: for
+        // the transaction on memory and SQLite, for the row's index entry on PostgreSQL).
+        let second = tokio::spawn({
+            let storage = storage.clone();
+            async move {
+                let mut transaction = storage.begin().await?;
+                transaction
+                    .put_document(TABLE.name, coded("second", Some("R")), None)
+                    .await?;
+                transaction.commit().await
+            }
+        });
+        first.commit().await.unwrap();
+        assert_taken(second.await.unwrap());
+        assert_eq!(
+            codes(storage.as_ref()).await,
+            expected(&[("first", Some("R"))])
+        );
+    }
 
     pub async fn append_with_expected_version(h: &Harness) {
         let storage = h.storage.as_ref();
@@ -1240,8 +1453,10 @@ mod suite {
         ];
         let bad = TableSchema {
             name: "Rows",
+            element: "Row",
             fields: BAD_FIELDS,
             identifier: "id",
+            former_name: None,
         };
         let error = storage.setup(&[bad]).await.unwrap_err();
         let Error::Configuration { problems } = &error else {

@@ -208,7 +208,7 @@ fn stored_rows_never_panic_on_sqlite() {
                     })
                     .await
                     .unwrap();
-                let sql = format!("UPDATE ledger_row SET {column} = ? WHERE ledger_id = ?");
+                let sql = format!("UPDATE hostile_ledger_row SET {column} = ? WHERE ledger_id = ?");
                 let query = sqlx::query(&sql);
                 let query = match (text, int, float) {
                     (Some(text), _, _) => query.bind(text),

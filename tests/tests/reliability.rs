@@ -220,18 +220,18 @@ async fn an_undecodable_row_is_named(backend: &Backend) {
         // SQLite columns take any value: text where a number belongs fails the column.
         backend
             .execute(&format!(
-                "UPDATE ledger_row SET balance = 'lots' WHERE ledger_id = '{bad}'"
+                "UPDATE reliability_ledger_row SET balance = 'lots' WHERE ledger_id = '{bad}'"
             ))
             .await;
     } else {
         // PostgreSQL columns are typed: a NULL where the row's type needs a value fails the
         // row's decoding.
         backend
-            .execute("ALTER TABLE ledger_row ALTER COLUMN holder DROP NOT NULL")
+            .execute("ALTER TABLE reliability_ledger_row ALTER COLUMN holder DROP NOT NULL")
             .await;
         backend
             .execute(&format!(
-                "UPDATE ledger_row SET holder = NULL WHERE ledger_id = '{bad}'"
+                "UPDATE reliability_ledger_row SET holder = NULL WHERE ledger_id = '{bad}'"
             ))
             .await;
     }
@@ -245,7 +245,7 @@ async fn an_undecodable_row_is_named(backend: &Backend) {
     assert!(matches!(error, Error::Serialization { .. }), "{error}");
     let message = error.to_string();
     assert!(
-        message.contains(&format!("row `{bad}`")) && message.contains("ledger_row"),
+        message.contains(&format!("row `{bad}`")) && message.contains("reliability_ledger_row"),
         "the error names the row and its table: {message}"
     );
     assert!(!message.contains(good.as_str()), "{message}");

@@ -329,13 +329,9 @@ async fn failing_projector_leaves_nothing_behind(backend: &Backend) {
     assert_eq!(positions, [1, 2, 3, 4]);
 }
 
-/// The rows of the stored aggregate's table (`vault`); aggregates have no typed query.
+/// The rows of the stored aggregate's table, through its typed query.
 async fn vault_rows(domain: &Domain) -> u64 {
-    domain
-        .storage()
-        .count("vault", &fidelis_core::query::QuerySpec::default())
-        .await
-        .unwrap()
+    domain.repository::<Vault>().query().count().await.unwrap()
 }
 
 // ---- (c) corrupt data ------------------------------------------------------------------

@@ -3,6 +3,11 @@
 //! Reads share a lock; a transaction holds it exclusively from `begin` to `commit`, so units
 //! of work commit one after another (their handlers still run concurrently, before `begin`).
 //! Streams and categories are indexed, so a command's cost does not grow with the store.
+//!
+//! `#[field(unique)]` is enforced as SQL enforces a non-deferred `UNIQUE` constraint: each
+//! write is checked against the rows the transaction sees (its own writes included), a row
+//! rewritten with its own value does not conflict with itself, and absent (null) values never
+//! conflict. Committed values are indexed per table, so the check does not scan the table.
 
 use crate::FastMap;
 use std::sync::{Arc, OnceLock};
@@ -15,7 +20,9 @@ use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::query::{QuerySpec, eval};
 use serde_json::{Map, Value};
 
-use crate::store::{Document, ExpectedVersion, Row, Storage, TableSchema, Transaction, TypedRow};
+use crate::store::{
+    Document, ExpectedVersion, Row, Storage, TableSchema, Transaction, TypedRow, already_taken,
+};
 
 #[derive(Default)]
 struct State {
@@ -29,6 +36,90 @@ struct State {
     tables: FastMap<String, FastMap<String, StoredRow>>,
     /// Table → its fields, for the order of decimal fields (kept as text).
     fields: FastMap<String, &'static [crate::field::FieldDef]>,
+    /// Table → the committed values of its unique fields (tables with such fields only).
+    unique: FastMap<String, UniqueIndex>,
+}
+
+/// The values of one row's unique fields, in the order of [`UniqueIndex::fields`]: the JSON
+/// text of each present value, `None` for an absent (null) one.
+type UniqueValues = Vec<Option<String>>;
+
+/// The committed values of a table's unique fields.
+struct UniqueIndex {
+    /// The element the rows are of, for the error.
+    element: &'static str,
+    /// The unique fields (the identifier is unique by being the key).
+    fields: Vec<&'static str>,
+    /// Per field: value → id of the row that holds it.
+    owners: Vec<FastMap<String, String>>,
+    /// Id → its values.
+    values: FastMap<String, UniqueValues>,
+}
+
+impl UniqueIndex {
+    fn new(table: &TableSchema) -> Option<Self> {
+        let fields: Vec<&'static str> = table
+            .fields
+            .iter()
+            .filter(|field| field.unique && field.name != table.identifier)
+            .map(|field| field.name)
+            .collect();
+        (!fields.is_empty()).then(|| Self {
+            element: table.element,
+            owners: vec![FastMap::default(); fields.len()],
+            fields,
+            values: FastMap::default(),
+        })
+    }
+
+    fn values_of(&self, row: Option<&StoredRow>) -> Result<UniqueValues> {
+        let Some(row) = row else {
+            return Ok(vec![None; self.fields.len()]);
+        };
+        let json = row.json()?;
+        Ok(self
+            .fields
+            .iter()
+            .map(|field| match json.get(*field) {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(value.to_string()),
+            })
+            .collect())
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(old) = self.values.remove(id) else {
+            return;
+        };
+        for (owners, value) in self.owners.iter_mut().zip(old) {
+            if let Some(value) = value
+                && owners.get(&value).is_some_and(|owner| owner == id)
+            {
+                owners.remove(&value);
+            }
+        }
+    }
+
+    fn insert(&mut self, id: &str, values: UniqueValues) {
+        for (owners, value) in self.owners.iter_mut().zip(&values) {
+            if let Some(value) = value {
+                owners.insert(value.clone(), id.to_owned());
+            }
+        }
+        if values.iter().any(Option::is_some) {
+            self.values.insert(id.to_owned(), values);
+        }
+    }
+}
+
+/// The unique values a transaction wrote to one table: they are checked against each other
+/// and against the committed ones not rewritten by the transaction.
+#[derive(Default)]
+struct PendingUnique {
+    /// Per field: value → id of the row written with it.
+    owners: Vec<FastMap<String, String>>,
+    /// Id → its values as written (all `None` for a removed row).
+    values: FastMap<String, UniqueValues>,
 }
 
 /// A row as the memory adapter keeps it: the typed value a unit of work wrote, or a JSON
@@ -166,9 +257,22 @@ impl Storage for MemoryStorage {
 
     async fn setup(&self, tables: &[TableSchema]) -> Result<()> {
         let mut state = self.state.write().await;
+        let state = &mut *state;
         for table in tables {
-            state.tables.entry(table.name.to_owned()).or_default();
+            let rows = state.tables.entry(table.name.to_owned()).or_default();
             state.fields.insert(table.name.to_owned(), table.fields);
+            match UniqueIndex::new(table) {
+                Some(mut index) => {
+                    for (id, row) in rows.iter() {
+                        let values = index.values_of(Some(row))?;
+                        index.insert(id, values);
+                    }
+                    state.unique.insert(table.name.to_owned(), index);
+                }
+                None => {
+                    state.unique.remove(table.name);
+                }
+            }
         }
         Ok(())
     }
@@ -180,6 +284,7 @@ impl Storage for MemoryStorage {
             events: Vec::new(),
             versions: FastMap::default(),
             documents: FastMap::default(),
+            unique: FastMap::default(),
         }))
     }
 
@@ -303,6 +408,8 @@ struct MemoryTransaction {
     /// Written (`Some`) or removed (`None`) rows, by table, then id (nested so that a
     /// lookup borrows the table and id instead of building an owned key).
     documents: FastMap<String, FastMap<String, Option<StoredRow>>>,
+    /// Unique values written, by table (tables with unique fields only).
+    unique: FastMap<String, PendingUnique>,
 }
 
 impl MemoryTransaction {
@@ -311,6 +418,51 @@ impl MemoryTransaction {
             Some(written) => written.as_ref(),
             None => self.state.tables.get(table).and_then(|rows| rows.get(id)),
         }
+    }
+
+    /// Checks a write against the table's unique fields and records its values; a value
+    /// another row holds (as this transaction sees it) is the field's validation error.
+    fn check_unique(&mut self, table: &str, id: &str, row: Option<&StoredRow>) -> Result<()> {
+        let Some(index) = self.state.unique.get(table) else {
+            return Ok(());
+        };
+        let values = index.values_of(row)?;
+        let pending = self
+            .unique
+            .entry(table.to_owned())
+            .or_insert_with(|| PendingUnique {
+                owners: vec![FastMap::default(); index.fields.len()],
+                values: FastMap::default(),
+            });
+        for (field, value) in values.iter().enumerate() {
+            let Some(value) = value else { continue };
+            let taken = match pending.owners[field].get(value) {
+                Some(owner) => owner != id,
+                // A committed owner this transaction rewrote holds another value now.
+                None => index.owners[field]
+                    .get(value)
+                    .is_some_and(|owner| owner != id && !pending.values.contains_key(owner)),
+            };
+            if taken {
+                return Err(already_taken(index.element, index.fields[field]));
+            }
+        }
+        if let Some(old) = pending.values.remove(id) {
+            for (owners, value) in pending.owners.iter_mut().zip(old) {
+                if let Some(value) = value
+                    && owners.get(&value).is_some_and(|owner| owner == id)
+                {
+                    owners.remove(&value);
+                }
+            }
+        }
+        for (owners, value) in pending.owners.iter_mut().zip(&values) {
+            if let Some(value) = value {
+                owners.insert(value.clone(), id.to_owned());
+            }
+        }
+        pending.values.insert(id.to_owned(), values);
+        Ok(())
     }
 
     fn write(&mut self, table: &str, id: String, document: Option<StoredRow>) {
@@ -382,7 +534,9 @@ impl Transaction for MemoryTransaction {
     }
 
     async fn put_row(&mut self, table: &str, id: String, row: Arc<dyn TypedRow>) -> Result<()> {
-        self.write(table, id, Some(StoredRow::typed(row)));
+        let row = StoredRow::typed(row);
+        self.check_unique(table, &id, Some(&row))?;
+        self.write(table, id, Some(row));
         Ok(())
     }
 
@@ -404,15 +558,15 @@ impl Transaction for MemoryTransaction {
                 });
             }
         }
-        self.write(
-            table,
-            document.id.clone(),
-            Some(StoredRow::document(document)),
-        );
+        let id = document.id.clone();
+        let row = StoredRow::document(document);
+        self.check_unique(table, &id, Some(&row))?;
+        self.write(table, id, Some(row));
         Ok(())
     }
 
     async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
+        self.check_unique(table, id, None)?;
         self.write(table, id.to_owned(), None);
         Ok(())
     }
@@ -422,10 +576,23 @@ impl Transaction for MemoryTransaction {
             mut state,
             events,
             documents,
+            unique,
             ..
         } = *self;
         for event in events {
             state.push(event);
+        }
+        // Every old value goes before any new one is taken: a row may take a value another
+        // row of this transaction gave up.
+        for (table, pending) in unique {
+            if let Some(index) = state.unique.get_mut(&table) {
+                for id in pending.values.keys() {
+                    index.remove(id);
+                }
+                for (id, values) in pending.values {
+                    index.insert(&id, values);
+                }
+            }
         }
         for (table, written) in documents {
             let rows = state.tables.entry(table).or_default();

@@ -417,6 +417,15 @@ impl Storage for PostgresStorage {
                 .await
                 .map_err(fail)?;
             if existing.is_empty() {
+                if let Some(former_name) = table.former_name {
+                    let former = existing_columns(&mut transaction, former_name)
+                        .await
+                        .map_err(fail)?;
+                    if let Some(problem) = sql::former_table(DIALECT, table, &former) {
+                        problems.push(problem);
+                        continue;
+                    }
+                }
                 sqlx::query(&sql::create_table(DIALECT, table))
                     .execute(&mut *transaction)
                     .await
@@ -745,10 +754,14 @@ impl Transaction for PostgresTransaction {
                 let expected = expected_version.unwrap_or(document.version - 1);
                 Err(conflict(expected, expected + 1))
             }
-            Err(error) => Err(self.error(
-                &format!("writing row `{}` of table `{table}`", document.id),
-                error,
-            )),
+            // Another row holds a `#[field(unique)]` value (committed, or written by a
+            // transaction this write waited for): the field's validation error.
+            Err(error) => Err(sql::unique_violation(&schema, &error).unwrap_or_else(|| {
+                self.error(
+                    &format!("writing row `{}` of table `{table}`", document.id),
+                    error,
+                )
+            })),
         }
     }
 

@@ -71,6 +71,12 @@ pub(crate) fn quote(name: &str) -> String {
 pub(crate) fn check_schemas(tables: &[TableSchema]) -> Result<()> {
     let mut problems = Vec::new();
     for table in tables {
+        if table.name == EVENTS_TABLE {
+            problems.push(format!(
+                "table name `{}` of `{}` is the events table's: rename the element or the domain",
+                table.name, table.element
+            ));
+        }
         if !is_identifier(table.name) {
             problems.push(format!(
                 "table name `{}` cannot be used in SQL: names must match [a-z_][a-z0-9_]* (at most 63 characters)",
@@ -302,6 +308,91 @@ pub(crate) fn drift(
             ));
         }
     }
+}
+
+/// When a table is missing but the table earlier Fidelis versions named without the domain
+/// prefix is there with the same columns, the sentence that says how to rename it: starting
+/// with an empty new table would silently hide every existing row.
+pub(crate) fn former_table(
+    dialect: Dialect,
+    table: &TableSchema,
+    former: &[ExistingColumn],
+) -> Option<String> {
+    let former_name = table.former_name.filter(|name| *name != table.name)?;
+    let same_columns = former.len() == table.fields.len() + 1
+        && former.iter().all(|column| {
+            column.name == VERSION_COLUMN || table.fields.iter().any(|f| f.name == column.name)
+        });
+    if !same_columns {
+        return None;
+    }
+    let schema_note = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " (in the connection's schema)",
+    };
+    Some(format!(
+        "table `{former_name}`{schema_note} holds the rows of `{}` under the name Fidelis used before tables were prefixed with their domain; rename it before starting: `ALTER TABLE {} RENAME TO {}`",
+        table.element,
+        quote(former_name),
+        quote(table.name)
+    ))
+}
+
+/// A unique violation of one of the table's `#[field(unique)]` columns, as the field's
+/// validation error ([`already_taken`](crate::store::already_taken)); `None` for any other
+/// error. The database's own error is read (not a check before the write), so two writers
+/// racing for one value cannot both win.
+pub(crate) fn unique_violation(table: &TableSchema, error: &sqlx::Error) -> Option<Error> {
+    let sqlx::Error::Database(error) = error else {
+        return None;
+    };
+    if !error.is_unique_violation() {
+        return None;
+    }
+    let unique: Vec<&str> = table
+        .fields
+        .iter()
+        .filter(|field| field.unique && field.name != table.identifier)
+        .map(|field| field.name)
+        .collect();
+    let field = match error.constraint() {
+        // PostgreSQL names the constraint: `<table>_<column>_key` as it named it when the
+        // table was created.
+        Some(constraint) => unique
+            .iter()
+            .copied()
+            .find(|field| is_postgres_unique_name(constraint, table.name, field))?,
+        // SQLite names the column: `UNIQUE constraint failed: <table>.<column>`.
+        None => {
+            let failed = error.message().rsplit("constraint failed: ").next()?;
+            unique.iter().copied().find(|field| {
+                failed
+                    .split(", ")
+                    .any(|column| column == format!("{}.{field}", table.name))
+            })?
+        }
+    };
+    Some(crate::store::already_taken(table.element, field))
+}
+
+/// Whether `constraint` is the name PostgreSQL gives the `UNIQUE` constraint of `column` in
+/// `table`: `<table>_<column>_key`, the longer of the two names shortened until it fits in 63
+/// bytes, with a number after `key` when the name was taken.
+fn is_postgres_unique_name(constraint: &str, table: &str, column: &str) -> bool {
+    const MAX: usize = 63;
+    let available = MAX - "_key".len() - 1;
+    let (mut table_len, mut column_len) = (table.len(), column.len());
+    while table_len + column_len > available {
+        if table_len > column_len {
+            table_len -= 1;
+        } else {
+            column_len -= 1;
+        }
+    }
+    let name = format!("{}_{}_key", &table[..table_len], &column[..column_len]);
+    constraint
+        .strip_prefix(&name)
+        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// The events table's columns and their families, to check an existing events table.
@@ -884,6 +975,35 @@ mod tests {
         assert!(!is_identifier("Account"));
         assert!(!is_identifier("a\"b"));
         assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn postgres_unique_constraint_names() {
+        assert!(is_postgres_unique_name(
+            "shop_member_email_key",
+            "shop_member",
+            "email"
+        ));
+        assert!(is_postgres_unique_name(
+            "shop_member_email_key1",
+            "shop_member",
+            "email"
+        ));
+        assert!(!is_postgres_unique_name(
+            "shop_member_email_key",
+            "shop_member",
+            "mail"
+        ));
+        assert!(!is_postgres_unique_name(
+            "shop_member_pkey",
+            "shop_member",
+            "id"
+        ));
+        // 63 bytes at most: the longer name is shortened first.
+        let table = "t".repeat(60);
+        let expected = format!("{}_email_key", "t".repeat(53));
+        assert_eq!(expected.len(), 63);
+        assert!(is_postgres_unique_name(&expected, &table, "email"));
     }
 
     #[test]

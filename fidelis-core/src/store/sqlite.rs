@@ -394,6 +394,15 @@ impl Storage for SqliteStorage {
                 .await
                 .map_err(fail)?;
             if existing.is_empty() {
+                if let Some(former_name) = table.former_name {
+                    let former = existing_columns(connection, former_name)
+                        .await
+                        .map_err(fail)?;
+                    if let Some(problem) = sql::former_table(DIALECT, table, &former) {
+                        problems.push(problem);
+                        continue;
+                    }
+                }
                 sqlx::query(&sql::create_table(DIALECT, table))
                     .execute(&mut *connection)
                     .await
@@ -673,11 +682,13 @@ impl Transaction for SqliteTransaction {
             .execute(&mut *self.transaction)
             .await
             .map_err(|error| {
-                db_error(
-                    &self.url,
-                    &format!("writing row `{}` of table `{table}`", document.id),
-                    error,
-                )
+                sql::unique_violation(&schema, &error).unwrap_or_else(|| {
+                    db_error(
+                        &self.url,
+                        &format!("writing row `{}` of table `{table}`", document.id),
+                        error,
+                    )
+                })
             })?;
         Ok(())
     }

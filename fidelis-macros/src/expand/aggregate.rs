@@ -158,10 +158,29 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         }
     });
 
+    // A state-stored aggregate is a table like a projection: it gets field handles and can
+    // be queried. An event-sourced one is a stream; it gets neither, so a query on it is a
+    // compile error (`Queryable` is not implemented).
+    let (handles, fields_fn, queryable) = if event_sourced {
+        (None, None, None)
+    } else {
+        let (handles, fields_fn) = fields::handles(&krate, &name, &item.vis, "aggregate", &fields);
+        let queryable = quote! {
+            #[automatically_derived]
+            impl #p::Queryable for #ty {
+                fn loaded_row(&mut self, version: ::core::primitive::i64) {
+                    #p::loaded_aggregate_row(self, version);
+                }
+            }
+        };
+        (Some(handles), Some(fields_fn), Some(queryable))
+    };
+
     let generated = expand::wrap(quote! {
         #[automatically_derived]
         impl #ty {
             #defaults
+            #fields_fn
 
             /// A new aggregate with a fresh identifier, `default = …` values and
             /// `Default::default()` elsewhere.
@@ -228,9 +247,10 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         }
 
         #apply_any
+        #queryable
         #asserts
         #submit
     });
     let errors = cx.into_tokens();
-    quote!(#item #generated #errors)
+    quote!(#item #handles #generated #errors)
 }

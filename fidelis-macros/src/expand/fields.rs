@@ -234,3 +234,49 @@ pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {
         }
     }
 }
+
+/// The typed field handles of a queryable element (a projection or state-stored aggregate):
+/// the `<Name>Fields` struct, with one `FieldHandle` per field, and the inherent `fields()`
+/// that returns it. Returns (the struct, the `fields()` function).
+pub fn handles(
+    krate: &syn::Path,
+    name: &Ident,
+    vis: &syn::Visibility,
+    what: &str,
+    fields: &[Field],
+) -> (TokenStream, TokenStream) {
+    let handles_name = format_ident!("{}Fields", name);
+    let example = fields.first().map_or_else(|| "id".to_owned(), Field::name);
+    let handle_doc = format!(
+        "Typed field handles of [`{name}`], for queries: `{name}::fields().{example}.eq(..)`."
+    );
+    let fn_doc = format!("Typed handles on this {what}'s fields, to build queries.");
+    let handle_fields = fields.iter().map(|field| {
+        let ident = &field.ident;
+        let field_ty = &field.ty;
+        let doc = format!("The `{}` field.", field.name());
+        quote! {
+            #[doc = #doc]
+            pub #ident: #krate::FieldHandle<#name, #field_ty>
+        }
+    });
+    let handle_values = fields.iter().map(|field| {
+        let ident = &field.ident;
+        let field_name = field.name();
+        quote!(#ident: #krate::FieldHandle::new(#field_name))
+    });
+    let definition = quote! {
+        #[doc = #handle_doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+        #vis struct #handles_name {
+            #(#handle_fields,)*
+        }
+    };
+    let function = quote! {
+        #[doc = #fn_doc]
+        pub fn fields() -> #handles_name {
+            #handles_name { #(#handle_values),* }
+        }
+    };
+    (definition, function)
+}

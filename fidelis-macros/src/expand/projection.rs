@@ -1,11 +1,11 @@
 //! `#[projection]`: a flat read model with one identifier and typed field handles.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Fields, ItemStruct, Type};
 
-use crate::ast::{self, Field};
+use crate::ast;
 use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
@@ -77,35 +77,14 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let identity =
         quote_spanned!(identifier.ty.span()=> #p::IdentityField::identity(&self.#id_ident));
 
-    let handles_name = format_ident!("{}Fields", name);
-    let handle_doc = format!(
-        "Typed field handles of [`{name}`], for queries: `{name}::fields().{id_name}.eq(..)`."
-    );
-    let queryable: Vec<&Field> = fields.iter().collect();
-    let handle_fields = queryable.iter().map(|field| {
-        let ident = &field.ident;
-        let field_ty = &field.ty;
-        let doc = format!("The `{}` field.", field.name());
-        quote! {
-            #[doc = #doc]
-            pub #ident: #krate::FieldHandle<#name, #field_ty>
-        }
-    });
-    let handle_values = queryable.iter().map(|field| {
-        let ident = &field.ident;
-        let field_name = field.name();
-        quote!(#ident: #krate::FieldHandle::new(#field_name))
-    });
+    let (handles, fields_fn) = fields::handles(&krate, &name, &vis, "projection", &fields);
 
     let generated = expand::wrap(quote! {
         #[automatically_derived]
         impl #ty {
             #defaults
 
-            /// Typed handles on this projection's fields, to build queries.
-            pub fn fields() -> #handles_name {
-                #handles_name { #(#handle_values),* }
-            }
+            #fields_fn
         }
         #element
         #has_fields
@@ -126,6 +105,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         impl #p::Projection for #ty {
             const IDENTIFIER: &'static ::core::primitive::str = #id_name;
         }
+        #[automatically_derived]
+        impl #p::Queryable for #ty {}
         #asserts
         #submit
     });
@@ -133,11 +114,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     quote! {
         #item
 
-        #[doc = #handle_doc]
-        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
-        #vis struct #handles_name {
-            #(#handle_fields,)*
-        }
+        #handles
 
         #generated
         #errors
