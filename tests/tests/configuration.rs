@@ -100,6 +100,30 @@ async fn build_errors_never_show_the_password() {
     }
 }
 
+/// A raw `&` in a `password=` parameter splits the password into a parameter PostgreSQL does
+/// not know, which the driver would log, key and value, in a warning: such a URL is refused
+/// before the driver sees it.
+#[tokio::test]
+async fn a_password_split_by_ampersand_never_reaches_the_driver() {
+    let error = fidelis_example::domain()
+        .database("postgres://bob@127.0.0.1:1/ledger?password=S3cr&etPw")
+        .build()
+        .await
+        .expect_err("the URL is refused");
+    assert!(matches!(error, Error::Configuration { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("percent-encode"), "{message}");
+    assert_hidden(&message, "S3cr&etPw");
+    // A parameter PostgreSQL does not know, without a password before it, is the driver's
+    // to report: it is no secret.
+    let error = fidelis_example::domain()
+        .database("postgres://bob@127.0.0.1:1/ledger?colour=blue")
+        .build()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(error.to_string().contains("connection refused"), "{error}");
+}
+
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -79,6 +79,7 @@ impl PostgresStorage {
     /// retried until the connect timeout.
     pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
         let shown: Arc<str> = redact(url).into();
+        refuse_split_password(url, &shown)?;
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| {
                 // A password with a raw `/`, `?` or `#` ends the URL's host part early.
@@ -190,6 +191,51 @@ fn connect_timed_out(url: &str, timeout: std::time::Duration) -> Error {
     Error::storage(format!(
         "cannot connect to PostgreSQL at `{url}`: timed out after {timeout:?}"
     ))
+}
+
+/// Connection parameters sqlx reads from a PostgreSQL URL (sqlx-postgres 0.8,
+/// `options/parse.rs`); it logs any other one, key and value, as a warning.
+const KNOWN_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Refuses a URL whose `password=` parameter is followed by a parameter PostgreSQL does not
+/// know: most likely the rest of a password holding a raw `&` or `#`. sqlx would log that
+/// "parameter" (a piece of the password) in a warning, so the URL never reaches it.
+fn refuse_split_password(url: &str, shown: &str) -> Result<()> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // sqlx reports the malformed URL (without logging its parts)
+    };
+    let mut after_password = false;
+    for (key, _) in parsed.query_pairs() {
+        let known = KNOWN_PARAMETERS.contains(&&*key) || key.starts_with("options[");
+        if after_password && !known {
+            return Err(Error::configuration(format!(
+                "invalid PostgreSQL URL `{shown}`: a parameter after `password=` is not one \
+                 PostgreSQL knows; if the password holds `&`, `#`, `+` or `=`, percent-encode \
+                 them (`%26`, `%23`, `%2B`, `%3D`)"
+            )));
+        }
+        after_password |= key == "password";
+    }
+    Ok(())
 }
 
 fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {
