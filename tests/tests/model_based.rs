@@ -176,6 +176,22 @@ async fn sequence_matches_model(domain: &Domain, ops: Vec<Op>) -> Result<(), Tes
 
 // ---- concurrent writers and cancellation ---------------------------------------------------
 
+/// Waits until the store stops changing: a command dropped after its `COMMIT` was sent is
+/// finished by a task of its own (commit, cache, event handlers), which may still be running
+/// when the writers return.
+async fn settle(fresh: &Domain) {
+    let mut seen = usize::MAX;
+    for _ in 0..250 {
+        let now = fresh.event_store().read_all(0).await.unwrap().len();
+        if now == seen {
+            return;
+        }
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the store kept changing for 5 s after the writers stopped");
+}
+
 /// Per ledger: the fold of its stored events equals its aggregate (as a fresh process loads
 /// it and as this process does) and its projection row; versions are gapless.
 async fn consistent(
@@ -267,6 +283,7 @@ async fn concurrent_cancelled_writers(
             }
         }
     }
+    settle(fresh).await;
     consistent(domain, fresh, &all).await?;
     // And the domain still works after whatever was cancelled.
     let after = domain
