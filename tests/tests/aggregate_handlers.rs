@@ -276,3 +276,57 @@ async fn the_testing_dsl_runs_aggregate_handlers() {
     assert!(outcome.events().contains::<BookLent>());
     assert_eq!(outcome.aggregate().available, 0);
 }
+
+// ---- a state-stored aggregate handles its commands the same way ---------------------------
+
+#[aggregate]
+pub struct Shelf {
+    #[field(max_length = 20)]
+    pub label: String,
+    #[field(default = 0)]
+    pub books: i64,
+}
+
+#[aggregate]
+impl Shelf {
+    #[handle(PutUpShelf, create)]
+    async fn put_up(command: PutUpShelf) -> Result<Self> {
+        let mut shelf = Self::create_new();
+        shelf.label = command.label;
+        Ok(shelf)
+    }
+
+    #[handle(ShelveBook)]
+    fn shelve(&mut self, _command: ShelveBook) -> Result<i64> {
+        self.books += 1;
+        Ok(self.books)
+    }
+}
+
+#[command(part_of = Shelf)]
+pub struct PutUpShelf {
+    pub label: String,
+}
+
+#[command(part_of = Shelf)]
+pub struct ShelveBook {
+    pub shelf_id: Identifier,
+}
+
+#[tokio::test]
+async fn a_stored_aggregate_is_loaded_changed_and_saved_as_a_row() {
+    let domain = domain().await;
+    let id = domain
+        .process(PutUpShelf { label: "SF".into() })
+        .await
+        .expect("put up");
+    let books = domain
+        .process(ShelveBook {
+            shelf_id: id.clone(),
+        })
+        .await
+        .expect("shelved");
+    assert_eq!(books, 1);
+    let shelf = domain.repository::<Shelf>().get(&id).await.expect("saved");
+    assert_eq!((shelf.label.as_str(), shelf.books), ("SF", 1));
+}
