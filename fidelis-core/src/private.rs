@@ -300,8 +300,23 @@ pub async fn save_handled<A: Aggregate>(ctx: &Context, aggregate: A) -> Result<(
     ctx.repository::<A>().add(aggregate).await
 }
 
-/// Records the aggregate a `#[handle(C, create)]` method made, and gives its id.
-pub async fn add_created<A: Aggregate>(ctx: &Context, aggregate: A) -> Result<Identifier> {
+/// Records the aggregate a `#[handle(C, create)]` method made, and gives its id. An
+/// event-sourced aggregate that raised no event would not be stored at all (its stream is
+/// its state), so the id would name nothing: that is refused.
+pub async fn add_created<A: Aggregate>(
+    ctx: &Context,
+    aggregate: A,
+    method: &'static str,
+) -> Result<Identifier> {
+    if A::EVENT_SOURCED && aggregate.meta().version() < 0 {
+        return Err(Error::handler(
+            format!("{}::{method}", A::NAME),
+            format!(
+                "the `create` handler returned an event-sourced `{}` that raised no event, so nothing would be stored: raise the event that creates it",
+                A::NAME
+            ),
+        ));
+    }
     let id = aggregate.id().clone();
     ctx.repository::<A>().add(aggregate).await?;
     Ok(id)

@@ -59,6 +59,12 @@ impl Book {
         Ok(book)
     }
 
+    /// A mistake: an event-sourced aggregate is its events, and this one raised none.
+    #[handle(ReserveTitle, create)]
+    fn reserve(_command: ReserveTitle) -> Result<Self> {
+        Ok(Self::create_new())
+    }
+
     #[handle(LendBook)]
     fn lend(&mut self, command: LendBook) -> Result<usize> {
         self.raise(BookLent {
@@ -96,6 +102,11 @@ impl Book {
 pub struct CatalogueBook {
     pub title: String,
     pub copies: i64,
+}
+
+#[command(part_of = Book)]
+pub struct ReserveTitle {
+    pub title: String,
 }
 
 /// The target is the field named `<aggregate>_id`.
@@ -155,6 +166,30 @@ async fn a_create_handler_saves_the_new_aggregate_and_returns_its_id() {
     assert_eq!(
         (book.title.as_str(), book.available, book.version()),
         ("Dune", 2, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_create_handler_whose_event_sourced_aggregate_raised_nothing_is_refused() {
+    let domain = domain().await;
+    let error = domain
+        .process(ReserveTitle {
+            title: "Dune".into(),
+        })
+        .await
+        .expect_err("nothing would be stored");
+    assert!(
+        matches!(&error, Error::Handler { handler, message, .. }
+            if handler == "Book::reserve" && message.contains("raised no event")),
+        "{error:?}"
+    );
+    assert!(
+        domain
+            .event_store()
+            .read_all(0)
+            .await
+            .expect("read")
+            .is_empty()
     );
 }
 

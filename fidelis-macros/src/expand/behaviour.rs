@@ -184,6 +184,7 @@ fn handler(
     create: bool,
 ) -> TokenStream {
     let ident = &method.sig.ident;
+    let method_name = ident.unraw().to_string();
     let cfgs = &method.cfgs;
     let await_ = method.sig.asyncness.map(|_| quote!(.await));
     // Errors about the command point at `C` in `#[handle(C)]`.
@@ -201,7 +202,7 @@ fn handler(
             quote!(#p::Identifier),
             quote! {
                 let aggregate: #ty = #created?;
-                #p::add_created::<#ty>(ctx, aggregate).await
+                #p::add_created::<#ty>(ctx, aggregate, #method_name).await
             },
         )
     } else {
