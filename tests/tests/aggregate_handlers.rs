@@ -144,6 +144,36 @@ impl BookQueries {
     }
 }
 
+/// A command of the same aggregate whose handler type has state: one method uses it, the
+/// other takes no `self`; the type needs its instance (`Default` here).
+#[command(part_of = Book)]
+pub struct StampBook {
+    pub book_id: Identifier,
+}
+
+#[command(part_of = Book)]
+pub struct CountStamps {
+    pub book_id: Identifier,
+}
+
+#[derive(Default)]
+pub struct Librarian {
+    stamp: &'static str,
+}
+
+#[command_handler(part_of = Book)]
+impl Librarian {
+    #[handle(StampBook)]
+    async fn stamp(&self, _command: StampBook, _ctx: &mut Context) -> Result<&'static str> {
+        Ok(self.stamp)
+    }
+
+    #[handle(CountStamps)]
+    fn count(_command: CountStamps, _ctx: &mut Context) -> Result<i64> {
+        Ok(0)
+    }
+}
+
 async fn domain() -> Domain {
     Domain::builder("library")
         .discover_crate(module_path!())
@@ -364,4 +394,22 @@ async fn a_stored_aggregate_is_loaded_changed_and_saved_as_a_row() {
     assert_eq!(books, 1);
     let shelf = domain.repository::<Shelf>().get(&id).await.expect("saved");
     assert_eq!((shelf.label.as_str(), shelf.books), ("SF", 1));
+}
+
+#[tokio::test]
+async fn a_handler_type_with_state_mixes_methods_with_and_without_self() {
+    let domain = domain().await;
+    let book_id = Identifier::generate();
+    let stamp = domain
+        .process(StampBook {
+            book_id: book_id.clone(),
+        })
+        .await
+        .expect("stamped");
+    assert_eq!(stamp, "");
+    let count = domain
+        .process(CountStamps { book_id })
+        .await
+        .expect("counted");
+    assert_eq!(count, 0);
 }
