@@ -485,6 +485,7 @@ pub struct DomainBuilder {
     database: Option<String>,
     pool: crate::config::PoolOverrides,
     cache_capacity: usize,
+    projectors: bool,
 }
 
 impl DomainBuilder {
@@ -500,7 +501,15 @@ impl DomainBuilder {
             database: None,
             pool: crate::config::PoolOverrides::default(),
             cache_capacity: 100_000,
+            projectors: true,
         }
+    }
+
+    /// Leaves the projectors out of the domain (their projections stay, empty): the
+    /// testing DSL's aggregate scenarios, which test an aggregate, not its read models.
+    pub(crate) fn without_projectors(mut self) -> Self {
+        self.projectors = false;
+        self
     }
 
     /// Discovers only the elements declared in this crate (callable several times). Without
@@ -620,6 +629,10 @@ impl DomainBuilder {
             }
             (_, false) => return Err(Error::Configuration { problems }),
         };
+        let mut registry = registry;
+        if !self.projectors {
+            registry.projectors.clear();
+        }
         let storage = match self.storage {
             Some(storage) => storage,
             None => crate::config::connect_configured(self.database.as_deref(), self.pool).await?,

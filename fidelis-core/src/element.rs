@@ -2,6 +2,7 @@
 //! them and the runtime is generic over them.
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use crate::context::Context;
 use crate::error::{Result, ValidationError};
 use crate::field::FieldDef;
 use crate::identifier::Identifier;
-use crate::registry::Registrar;
+use crate::registry::{CommandRoute, Registrar};
 
 /// What kind of element a type is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,6 +188,92 @@ pub trait HandlesCommandsOf<A> {
     /// report a missing impl without pointing into Fidelis' internals.
     #[doc(hidden)]
     const ASSERT: () = ();
+}
+
+/// The aggregate a command is aimed at: the one an aggregate's own `#[handle(C)]` method
+/// loads. `#[command]` implements it when the command has a target field of type
+/// `Identifier`: the field marked `#[field(identifier)]`, else the field named
+/// `<aggregate>_id` (`account_id` for a command `part_of = Account`).
+#[diagnostic::on_unimplemented(
+    message = "command `{Self}` does not name the aggregate to load",
+    label = "an aggregate's `#[handle({Self})]` method loads the aggregate this command names",
+    note = "give `{Self}` a field `<aggregate>_id: Identifier` (`account_id` for `Account`), or mark its `Identifier` field `#[field(identifier)]`; a command that makes a new aggregate is handled by `#[handle({Self}, create)] fn …(command: {Self}) -> Result<Self>`"
+)]
+pub trait CommandTarget: Command {
+    /// The id of the aggregate the command is aimed at.
+    fn target(&self) -> &Identifier;
+}
+
+/// A command that is `part_of` aggregate `A` (`#[command]` implements it): what an
+/// aggregate's own `#[handle(C)]` methods may handle.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command of aggregate `{A}`",
+    label = "an aggregate handles only its own commands",
+    note = "handle `{Self}` in the `#[aggregate] impl` of the aggregate it is `part_of`, or in a `#[command_handler]` of that aggregate"
+)]
+pub trait CommandOf<A> {
+    /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`).
+    #[doc(hidden)]
+    const ASSERT: () = ();
+}
+
+/// The command handler of the `#[handle(C)]` methods written on aggregate `A` itself: it
+/// loads the aggregate the command names, calls the method and saves it (or, for
+/// `#[handle(C, create)]`, saves the aggregate the method made). It holds no state.
+pub struct AggregateHandler<A>(PhantomData<fn() -> A>);
+
+impl<A> AggregateHandler<A> {
+    /// The handler (it holds no state).
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<A> Default for AggregateHandler<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Aggregate> Element for AggregateHandler<A> {
+    const NAME: &'static str = A::NAME;
+    const KIND: ElementKind = ElementKind::CommandHandler;
+    fn register(registrar: &mut Registrar) {
+        A::register(registrar);
+    }
+}
+
+/// The handler of a command-handler, projector or event-handler type `H` none of whose
+/// methods takes `self`: the methods are called on the type, so `H` needs no instance (no
+/// `Default`, no `.instance(..)`). The registry knows it under `H`'s name.
+pub struct Stateless<H>(PhantomData<fn() -> H>);
+
+impl<H> Stateless<H> {
+    /// The handler (it holds no state).
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<H> Default for Stateless<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: Element> Element for Stateless<H> {
+    const NAME: &'static str = H::NAME;
+    const KIND: ElementKind = H::KIND;
+    fn register(registrar: &mut Registrar) {
+        H::register(registrar);
+    }
+}
+
+/// The `#[handle(C)]` methods of an aggregate, implemented by the `#[aggregate] impl` block
+/// that declares them. Declare all of an aggregate's command handlers in one such block.
+pub trait AggregateCommands: Aggregate {
+    /// One route per handled command.
+    fn command_routes() -> Vec<CommandRoute>;
 }
 
 /// Marks a projector or event handler as listening to an aggregate's events.

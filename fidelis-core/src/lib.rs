@@ -51,9 +51,10 @@ pub use crate::aggregate::AggregateMeta;
 pub use crate::context::Context;
 pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
 pub use crate::element::{
-    Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
-    Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
-    Projection, Projector, Queryable, StorageKind, ValueObject,
+    Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
+    CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
+    HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection, Projector, Queryable,
+    Stateless, StorageKind, ValueObject,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{Event, EventMetadata, RecordedEvent};

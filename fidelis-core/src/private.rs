@@ -14,9 +14,10 @@ pub use serde_json;
 pub use crate::aggregate::AggregateMeta;
 pub use crate::context::Context;
 pub use crate::element::{
-    Aggregate, AggregateInvariants, Apply, BelongsTo, Command, DomainEvent, Element, ElementKind,
-    Handled, HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted,
-    Projection, Projector, Queryable, StorageKind, ValueObject,
+    Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
+    CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
+    HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection, Projector, Queryable,
+    Stateless, StorageKind, ValueObject,
 };
 pub use crate::error::{Error, Result, ValidationError};
 pub use crate::event::Event;
@@ -273,3 +274,83 @@ impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
 pub use crate::repository::{
     load_aggregate, load_projection, loaded_aggregate_row, save_aggregate, save_projection,
 };
+
+/// Loads the aggregate a command names (its [`CommandTarget`]), for an aggregate's own
+/// `#[handle(C)]` method: [`Error::NotFound`] when there is none.
+pub async fn load_target<A: Aggregate>(ctx: &Context, target: Identifier) -> Result<A> {
+    ctx.repository::<A>().get(&target).await
+}
+
+/// What a `#[handle(C, create)]` method may return: `Result<A, E>` with `E: Into<Error>`.
+#[diagnostic::on_unimplemented(
+    message = "a `create` handler of `{A}` returns the new aggregate, not `{Self}`",
+    label = "expected `Result<Self>`",
+    note = "`#[handle(C, create)] fn name(command: C) -> Result<Self>` makes a new `{A}`, which is saved; `process` returns its id"
+)]
+pub trait Creates<A> {
+    /// As a `Result`.
+    fn into_created(self) -> Result<A>;
+}
+impl<A, E: Into<Error>> Creates<A> for std::result::Result<A, E> {
+    fn into_created(self) -> Result<A> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Records an aggregate changed by its own `#[handle(C)]` method in the unit of work.
+pub async fn save_handled<A: Aggregate>(ctx: &Context, aggregate: A) -> Result<()> {
+    ctx.repository::<A>().add(aggregate).await
+}
+
+/// Records the aggregate a `#[handle(C, create)]` method made, and gives its id. An
+/// event-sourced aggregate that raised no event would not be stored at all (its stream is
+/// its state), so the id would name nothing: that is refused.
+pub async fn add_created<A: Aggregate>(
+    ctx: &Context,
+    aggregate: A,
+    method: &'static str,
+) -> Result<Identifier> {
+    if A::EVENT_SOURCED && aggregate.meta().version() < 0 {
+        return Err(Error::handler(
+            format!("{}::{method}", A::NAME),
+            format!(
+                "the `create` handler returned an event-sourced `{}` that raised no event, so nothing would be stored: raise the event that creates it",
+                A::NAME
+            ),
+        ));
+    }
+    let id = aggregate.id().clone();
+    ctx.repository::<A>().add(aggregate).await?;
+    Ok(id)
+}
+
+/// `(&CommandsProbe::<A>::new()).command_routes()` lists the `#[handle]` methods of an
+/// aggregate's impl block, when it has some.
+pub struct CommandsProbe<T>(PhantomData<fn() -> T>);
+impl<T> CommandsProbe<T> {
+    /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+/// The probe's answer for aggregates with `#[handle]` methods.
+pub trait CommandsViaImpl<T> {
+    /// The routes.
+    fn command_routes(&self) -> Option<Vec<CommandRoute>>;
+}
+impl<T: AggregateCommands> CommandsViaImpl<T> for CommandsProbe<T> {
+    fn command_routes(&self) -> Option<Vec<CommandRoute>> {
+        Some(T::command_routes())
+    }
+}
+/// The probe's answer for aggregates without.
+pub trait CommandsFallback<T> {
+    /// None.
+    fn command_routes(&self) -> Option<Vec<CommandRoute>>;
+}
+impl<T> CommandsFallback<T> for &CommandsProbe<T> {
+    fn command_routes(&self) -> Option<Vec<CommandRoute>> {
+        None
+    }
+}

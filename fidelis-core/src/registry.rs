@@ -325,6 +325,16 @@ impl Registrar {
         });
     }
 
+    /// Registers the `#[handle]` methods written on aggregate `A` itself, as the command
+    /// handler [`AggregateHandler<A>`](crate::AggregateHandler) (which needs no instance of
+    /// its own).
+    pub fn aggregate_commands<A: Aggregate>(&mut self, commands: Vec<CommandRoute>) {
+        self.command_handler::<crate::element::AggregateHandler<A>>(
+            Some(crate::element::AggregateHandler::new),
+            commands,
+        );
+    }
+
     /// Registers a projector of projection `P`.
     pub fn projector<H: Element, P: Projection>(
         &mut self,
@@ -446,7 +456,7 @@ impl Registrar {
         for handler in self.handlers.values() {
             if handler.instance.is_none() {
                 problems.push(format!(
-                    "`{}` has no instance: implement `Default` for it, or register one with `Domain::builder(..).instance(..)`",
+                    "`{}` has no instance: implement `Default` for it, register one with `Domain::builder(..).instance(..)`, or write its methods without `self` if it holds no state",
                     handler.name
                 ));
             }
@@ -557,6 +567,11 @@ impl Registrar {
                 }
             }
         }
+        let command_routes = self
+            .handlers
+            .values()
+            .flat_map(|h| h.commands.iter().map(|r| (r.command, (h.name, r.method))))
+            .collect();
         let command_handlers = self
             .handlers
             .iter()
@@ -571,6 +586,7 @@ impl Registrar {
             commands: self.commands.into_iter().collect(),
             projections: self.projections.into_iter().collect(),
             command_handlers,
+            command_routes,
             projectors: listeners,
             event_handlers,
         })
@@ -630,6 +646,7 @@ pub struct Registry {
     pub(crate) commands: FastMap<TypeId, CommandInfo>,
     pub(crate) projections: FastMap<TypeId, ProjectionInfo>,
     pub(crate) command_handlers: FastMap<TypeId, Instance>,
+    pub(crate) command_routes: FastMap<TypeId, (&'static str, &'static str)>,
     pub(crate) projectors: FastMap<TypeId, Vec<Listener>>,
     pub(crate) event_handlers: FastMap<TypeId, Vec<Listener>>,
 }
@@ -651,6 +668,12 @@ impl Registry {
     pub fn projections(&self) -> Vec<&ProjectionInfo> {
         sorted(self.projections.values(), |p| p.name)
     }
+    /// The handler of command `C`: the name of its command handler (the aggregate's name for
+    /// a `#[handle]` method written on the aggregate) and of the method.
+    pub fn command_handler_of<C: 'static>(&self) -> Option<(&'static str, &'static str)> {
+        self.command_routes.get(&TypeId::of::<C>()).copied()
+    }
+
     /// Whether the element `T` is registered in this domain.
     pub fn contains<T: 'static>(&self) -> bool {
         let id = TypeId::of::<T>();

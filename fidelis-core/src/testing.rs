@@ -1,5 +1,6 @@
 //! The testing DSL: given a history, process a command, assert on the outcome — Protean's
-//! `given(Account, *events).process(cmd)`, in `cargo test`, without a database.
+//! `given(Account, *events).process(cmd)` and `given(*events).then(Projection, id)`, in
+//! `cargo test`, without a database.
 //!
 //! ```ignore
 //! use fidelis_core::testing::given;
@@ -9,22 +10,46 @@
 //!     .process(MakeWithdrawal { account_id: id.clone(), amount: Decimal::from(500), reference: None })
 //!     .await;
 //! assert!(outcome.rejected());
+//! assert_eq!(outcome.rejection_messages()["balance"], ["Insufficient funds: balance cannot be negative"]);
 //! assert_eq!(outcome.aggregate().balance, Decimal::from(100));   // the state before the rejection
 //! ```
+//!
+//! # What runs
+//!
+//! - **The history is replayed, not re-lived.** The events given with [`Given::after`] (and
+//!   [`Given::given_event`]) are recorded in their streams and applied to their aggregates, as
+//!   a load would apply them. Event handlers never run on them: their side effects belong to
+//!   when the events happened.
+//! - **An aggregate scenario leaves projectors out**, for the history and for the command
+//!   alike, so a projector that needs rows from the history cannot make a command look
+//!   rejected. [`Given::with_projections`] puts them in, for both: the projections then hold
+//!   exactly what the history and the commands make of them.
+//! - **The command runs through the whole domain** (its handler, the unit of work, event
+//!   handlers after the commit), as `domain.process` does.
+//! - **A history that cannot be replayed is a mistake in the test**, never a rejected command:
+//!   the scenario panics with a message that starts `test setup error:` (a domain that does
+//!   not build; an `after(..)` event without an aggregate id, or about another aggregate than
+//!   the first one; a history for a stored aggregate; an event a store refuses).
+//! - **Projections from events**: [`given_events`] records events of any aggregates, runs
+//!   them through the projectors (that is its purpose) and reads a row with
+//!   [`GivenEvents::then_projection`].
 
-use std::any::Any;
+use std::any::TypeId;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::domain::{Domain, DomainBuilder};
-use crate::element::{Aggregate, BelongsTo, DomainEvent, Handled};
+use crate::element::{Aggregate, BelongsTo, DomainEvent, Element, Handled, Projection};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent, Event};
 use crate::identifier::Identifier;
 
-/// Starts a scenario for aggregate `A` in a fresh in-memory domain of every linked element
-/// (projectors and event handlers included), named `test`. It is always in memory, whatever
-/// `FIDELIS_DATABASE_URL` or `fidelis.toml` say.
+/// Starts a scenario for aggregate `A` in a fresh in-memory domain of every linked element,
+/// named `test` (projectors left out unless [`Given::with_projections`]). It is always in
+/// memory, whatever `FIDELIS_DATABASE_URL` or `fidelis.toml` say.
 pub fn given<A: Aggregate>() -> Given<A> {
     given_in(Domain::builder("test").database("memory"))
 }
@@ -34,115 +59,298 @@ pub fn given<A: Aggregate>() -> Given<A> {
 pub fn given_in<A: Aggregate>(builder: DomainBuilder) -> Given<A> {
     Given {
         builder,
-        history: Vec::new(),
+        history: History::default(),
+        projections: false,
         _aggregate: PhantomData,
     }
 }
 
-/// The history of a scenario: events that already happened to one aggregate.
+/// Starts a read-model scenario: events of any aggregates, run through the projectors, then
+/// a projection row read with [`GivenEvents::then_projection`] (Protean's
+/// `given(*events).then(Projection, id)`). A fresh in-memory domain of every linked element,
+/// named `test`.
+pub fn given_events() -> GivenEvents {
+    given_events_in(Domain::builder("test").database("memory"))
+}
+
+/// [`given_events`] in a domain built from this builder. Its storage should be fresh.
+pub fn given_events_in(builder: DomainBuilder) -> GivenEvents {
+    GivenEvents {
+        builder,
+        history: History::default(),
+    }
+}
+
+/// Panics with a test setup error: the scenario itself is wrong, not the code under test.
+#[track_caller]
+fn setup_error(message: impl std::fmt::Display) -> ! {
+    panic!("test setup error: {message}")
+}
+
+type ReplayFn =
+    for<'a> fn(&'a Domain, Identifier, Vec<Arc<dyn AnyEvent>>) -> BoxFuture<'a, Result<()>>;
+
+/// One event that already happened, with what replaying it needs.
+struct Past {
+    event: Arc<dyn AnyEvent>,
+    event_name: &'static str,
+    aggregate: TypeId,
+    aggregate_name: &'static str,
+    id: Option<Identifier>,
+    /// Given with `after(..)`: about the scenario's own aggregate.
+    subject: bool,
+    replay: ReplayFn,
+}
+
+impl Past {
+    fn of<E: DomainEvent>(event: E, subject: bool) -> Self {
+        Self {
+            id: DomainEvent::aggregate_id(&event).cloned(),
+            event_name: E::NAME,
+            aggregate: TypeId::of::<E::Aggregate>(),
+            aggregate_name: <E::Aggregate as Element>::NAME,
+            subject,
+            replay: replay_boxed::<E::Aggregate>,
+            event: Arc::new(event),
+        }
+    }
+
+    /// The aggregate id, or a setup error saying which field is missing.
+    fn id_or_panic(&self, position: usize) -> Identifier {
+        match &self.id {
+            Some(id) => id.clone(),
+            None => setup_error(format!(
+                "history event #{position} (`{}`) does not say which `{}` it happened to: give it a `{}_id` (or `id`) field of type `Identifier`, or mark its identifier `#[field(identifier)]`",
+                self.event_name,
+                self.aggregate_name,
+                crate::registry::snake_case(self.aggregate_name)
+            )),
+        }
+    }
+}
+
+/// Events that already happened, in the order the test gave them.
+#[derive(Default)]
+struct History {
+    events: Vec<Past>,
+}
+
+impl History {
+    /// The aggregate the `after(..)` events are about; every one must name the same.
+    fn subject(&self) -> Option<Identifier> {
+        let mut subject: Option<(usize, Identifier)> = None;
+        for (index, past) in self.events.iter().enumerate() {
+            let id = past.id_or_panic(index + 1);
+            if !past.subject {
+                continue;
+            }
+            match &subject {
+                None => subject = Some((index + 1, id)),
+                Some((first, expected)) if *expected != id => setup_error(format!(
+                    "`after(..)` event #{} (`{}`) happened to `{}` `{id}`, but event #{first} to `{expected}`: every `after(..)` event is about the scenario's one `{}`; give events of other aggregates with `.given_event(..)`",
+                    index + 1,
+                    past.event_name,
+                    past.aggregate_name,
+                    past.aggregate_name
+                )),
+                Some(_) => {}
+            }
+        }
+        subject.map(|(_, id)| id)
+    }
+
+    /// Records the history in the domain, in order: each run of events of one aggregate is
+    /// applied to it and committed, without event handlers.
+    async fn replay(self, domain: &Domain) {
+        let mut events = self.events.into_iter().enumerate().peekable();
+        while let Some((index, first)) = events.next() {
+            let id = first.id_or_panic(index + 1);
+            let replay = first.replay;
+            let (aggregate, name) = (first.aggregate, first.aggregate_name);
+            let mut batch = vec![first.event];
+            while let Some((_, next)) = events.peek() {
+                if next.aggregate != aggregate || next.id.as_ref() != Some(&id) {
+                    break;
+                }
+                if let Some((_, next)) = events.next() {
+                    batch.push(next.event);
+                }
+            }
+            if let Err(error) = replay(domain, id.clone(), batch).await {
+                setup_error(format!(
+                    "the history of `{name}` `{id}` (from event #{}) cannot be replayed: {error}",
+                    index + 1
+                ));
+            }
+        }
+    }
+}
+
+fn replay_boxed<A: Aggregate>(
+    domain: &Domain,
+    id: Identifier,
+    events: Vec<Arc<dyn AnyEvent>>,
+) -> BoxFuture<'_, Result<()>> {
+    Box::pin(replay_into::<A>(domain, id, events))
+}
+
+/// Applies events to aggregate `A` (as stored so far) and commits them, with the projectors
+/// the domain has, and no event handlers.
+async fn replay_into<A: Aggregate>(
+    domain: &Domain,
+    id: Identifier,
+    events: Vec<Arc<dyn AnyEvent>>,
+) -> Result<()> {
+    if !A::EVENT_SOURCED {
+        return Err(Error::configuration(format!(
+            "`{0}` is a stored aggregate, which is not rebuilt from events: create it with a command (`given::<{0}>().process(..)`) and chain the next one",
+            A::NAME
+        )));
+    }
+    let mut ctx = domain.unit_of_work();
+    let mut aggregate = match ctx.repository::<A>().find(&id).await? {
+        Some(aggregate) => aggregate,
+        None => A::blank(id),
+    };
+    for event in &events {
+        crate::aggregate::replay_erased(domain.registry(), &mut aggregate, event.as_ref())?;
+    }
+    crate::aggregate::push_pending(&mut aggregate, events);
+    ctx.repository::<A>().add(aggregate).await?;
+    crate::unit_of_work::commit_history(&mut ctx).await
+}
+
+/// The history of a scenario: events that already happened.
 #[must_use = "a scenario does nothing until `.process(command).await`"]
 pub struct Given<A> {
     builder: DomainBuilder,
-    history: Vec<Arc<dyn AnyEvent>>,
+    history: History,
+    projections: bool,
     _aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A: Aggregate> Given<A> {
-    /// An event that already happened to the aggregate. The first event's `<aggregate>_id`
-    /// (or `id`) field names the aggregate.
+    /// An event that already happened to the scenario's aggregate. Every `after(..)` event
+    /// must name the same aggregate (its `<aggregate>_id`, `id` or `#[field(identifier)]`
+    /// field); the first one names it.
     pub fn after<E: DomainEvent + BelongsTo<A>>(mut self, event: E) -> Self {
-        self.history.push(Arc::new(event));
+        self.history.events.push(Past::of(event, true));
+        self
+    }
+
+    /// An event that already happened to another aggregate (of any type, or another `A`)
+    /// that the scenario needs: the account a transfer draws on, say. Recorded in order with
+    /// the `after(..)` events.
+    pub fn given_event<E: DomainEvent>(mut self, event: E) -> Self {
+        self.history.events.push(Past::of(event, false));
+        self
+    }
+
+    /// Puts the projectors in: they run on the history as it is recorded and on every
+    /// command's events, so projections can be read from [`Outcome::domain`].
+    pub fn with_projections(mut self) -> Self {
+        self.projections = true;
         self
     }
 
     /// Replays the history into a fresh domain, then processes the command.
-    pub async fn process<C: Handled>(self, command: C) -> Outcome<A> {
-        let domain = match self.builder.build().await {
+    ///
+    /// # Panics
+    /// With a `test setup error:` message when the domain does not build or the history
+    /// cannot be replayed (see the [module documentation](self)).
+    pub async fn process<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
+        let builder = if self.projections {
+            self.builder
+        } else {
+            self.builder.without_projectors()
+        };
+        let domain = match builder.build().await {
             Ok(domain) => domain,
-            Err(error) => return Outcome::failed(None, error),
+            Err(error) => setup_error(format!("the scenario's domain does not build: {error}")),
         };
-        let id = match self.history.first() {
-            None => None,
-            Some(first) => match first.aggregate_id() {
-                Some(id) => Some(id),
-                None => {
-                    let error = Error::configuration(format!(
-                        "cannot tell which `{}` the history is about: its first event has no `{}_id` or `id` field",
-                        A::NAME,
-                        crate::registry::snake_case(A::NAME)
-                    ));
-                    return Outcome::failed(Some(domain), error);
-                }
-            },
-        };
-        if id.is_some() && !A::EVENT_SOURCED {
-            let error = Error::configuration(format!(
-                "`given::<{0}>().after(..)` replays events, but `{0}` is a stored aggregate: create it with a command (`given::<{0}>().process(..)`) and chain the next one",
-                A::NAME
-            ));
-            return Outcome::failed(Some(domain), error);
-        }
-        if let Some(id) = &id
-            && let Err(error) = replay_history::<A>(&domain, id, self.history).await
-        {
-            return Outcome::failed(Some(domain), error);
-        }
+        let id = self.history.subject();
+        self.history.replay(&domain).await;
         Outcome {
-            domain: Some(domain),
+            domain,
             id,
             aggregate: None,
             events: EventLog::default(),
-            result: Ok(None),
+            all_events: EventLog::default(),
+            result: Ok(()),
         }
         .process(command)
         .await
     }
 }
 
-async fn replay_history<A: Aggregate>(
-    domain: &Domain,
-    id: &Identifier,
-    history: Vec<Arc<dyn AnyEvent>>,
-) -> Result<()> {
-    let ctx = domain.unit_of_work();
-    let mut aggregate = A::blank(id.clone());
-    for event in &history {
-        crate::aggregate::replay_erased(domain.registry(), &mut aggregate, event.as_ref())?;
+/// The events of a read-model scenario; see [`given_events`].
+#[must_use = "a scenario does nothing until `.then_projection::<P>(id).await`"]
+pub struct GivenEvents {
+    builder: DomainBuilder,
+    history: History,
+}
+
+impl GivenEvents {
+    /// An event that happened, to the aggregate its `<aggregate>_id`, `id` or
+    /// `#[field(identifier)]` field names. Events are recorded in the order given.
+    pub fn event<E: DomainEvent>(mut self, event: E) -> Self {
+        self.history.events.push(Past::of(event, false));
+        self
     }
-    crate::aggregate::push_pending(&mut aggregate, history);
-    ctx.repository::<A>().add(aggregate).await?;
-    ctx.commit().await
+
+    /// Records the events, runs them through the projectors (in order, as commits would;
+    /// event handlers do not run), and gives the domain, to read what they made.
+    ///
+    /// # Panics
+    /// With a `test setup error:` message when the domain does not build or an event
+    /// cannot be recorded.
+    pub async fn domain(self) -> Domain {
+        let domain = match self.builder.build().await {
+            Ok(domain) => domain,
+            Err(error) => setup_error(format!("the scenario's domain does not build: {error}")),
+        };
+        self.history.replay(&domain).await;
+        domain
+    }
+
+    /// The row of projection `P` with this id after the events went through the
+    /// projectors (`None` when they made no such row).
+    ///
+    /// # Panics
+    /// As [`domain`](Self::domain), and when the projection cannot be read.
+    pub async fn then_projection<P: Projection>(self, id: impl AsRef<str>) -> Option<P> {
+        let id = id.as_ref().to_owned();
+        let domain = self.domain().await;
+        match domain.repository::<P>().find(&id).await {
+            Ok(row) => row,
+            Err(error) => panic!("reading projection `{}` `{id}` failed: {error}", P::NAME),
+        }
+    }
 }
 
 /// What processing a command did: accepted or rejected, the events it raised, and the
-/// aggregate's state after it.
-pub struct Outcome<A> {
-    domain: Option<Domain>,
+/// aggregate's state after it. `O` is the output of the command's handler.
+pub struct Outcome<A, O = ()> {
+    domain: Domain,
     id: Option<Identifier>,
     aggregate: Option<A>,
     events: EventLog,
-    result: std::result::Result<Option<Box<dyn Any + Send>>, Error>,
+    all_events: EventLog,
+    result: std::result::Result<O, Error>,
 }
 
-impl<A: Aggregate> Outcome<A> {
-    fn failed(domain: Option<Domain>, error: Error) -> Self {
-        Self {
-            domain,
-            id: None,
-            aggregate: None,
-            events: EventLog::default(),
-            result: Err(error),
-        }
-    }
-
-    /// Processes another command in the same domain, after this one.
-    pub async fn process<C: Handled>(self, command: C) -> Outcome<A> {
-        let Some(domain) = self.domain else {
-            return self;
-        };
+impl<A: Aggregate, O> Outcome<A, O> {
+    /// Processes another command in the same domain, after this one (whether it was
+    /// accepted or not).
+    pub async fn process<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
+        let domain = self.domain;
         let (result, events) = match domain.process_traced(command, None, None).await {
-            Ok((output, events)) => (Ok(Some(Box::new(output) as Box<dyn Any + Send>)), events),
+            Ok((output, events)) => (Ok(output), events),
             Err(error) => (Err(error), Vec::new()),
+        };
+        let all_events = match events.first() {
+            Some(first) => correlated(&domain, &first.metadata().correlation_id).await,
+            None => Vec::new(),
         };
         let category = domain.event_store().category_of::<A>().ok();
         let id = self.id.or_else(|| {
@@ -156,14 +364,18 @@ impl<A: Aggregate> Outcome<A> {
             })
         });
         let aggregate = match &id {
-            Some(id) => domain.repository::<A>().find(id).await.ok().flatten(),
+            Some(id) => match domain.repository::<A>().find(id).await {
+                Ok(aggregate) => aggregate,
+                Err(error) => panic!("reading `{}` `{id}` failed: {error}", A::NAME),
+            },
             None => None,
         };
         Outcome {
-            domain: Some(domain),
+            domain,
             id,
             aggregate,
             events: EventLog { events },
+            all_events: EventLog { events: all_events },
             result,
         }
     }
@@ -183,14 +395,35 @@ impl<A: Aggregate> Outcome<A> {
         self.result.as_ref().err()
     }
 
-    /// The handler's output, if the command was accepted and it is a `T`.
-    pub fn output<T: 'static>(&self) -> Option<&T> {
-        self.result.as_ref().ok()?.as_ref()?.downcast_ref::<T>()
+    /// The messages of the rejection, field → messages (empty when the command was
+    /// accepted). A validation or invariant failure gives its fields' messages; any other
+    /// rejection (a `NotFound`, an error of your own domain) gives its message under `"_"`.
+    pub fn rejection_messages(&self) -> BTreeMap<String, Vec<String>> {
+        match &self.result {
+            Ok(_) => BTreeMap::new(),
+            Err(error) => match error.as_validation() {
+                Some(validation) => validation.messages().clone(),
+                None => BTreeMap::from([("_".to_owned(), vec![error.to_string()])]),
+            },
+        }
     }
 
-    /// The events the command raised (none when rejected).
+    /// The handler's output, when the command was accepted. Its type is the handler's
+    /// return type, so it cannot be asked for as another one.
+    pub fn output(&self) -> Option<&O> {
+        self.result.as_ref().ok()
+    }
+
+    /// The events the command raised in its own unit of work (none when rejected).
     pub fn events(&self) -> &EventLog {
         &self.events
+    }
+
+    /// Every event the command caused, of every aggregate: its own, then those of the
+    /// commands its event handlers issued (the events that share its correlation id), in
+    /// the order they were recorded. Empty when it was rejected.
+    pub fn all_events(&self) -> &EventLog {
+        &self.all_events
     }
 
     /// The aggregate's state after the command (before it, when rejected).
@@ -211,9 +444,34 @@ impl<A: Aggregate> Outcome<A> {
     }
 
     /// The domain the scenario runs in (to read projections, for example).
-    pub fn domain(&self) -> Option<&Domain> {
-        self.domain.as_ref()
+    pub fn domain(&self) -> &Domain {
+        &self.domain
     }
+}
+
+/// Every recorded event with this correlation id, decoded, in order.
+async fn correlated(
+    domain: &Domain,
+    correlation_id: &Identifier,
+) -> Vec<Arc<dyn AnyRecordedEvent>> {
+    let recorded = match domain.event_store().read_all(0).await {
+        Ok(recorded) => recorded,
+        Err(error) => panic!("reading the scenario's events failed: {error}"),
+    };
+    recorded
+        .iter()
+        .filter(|event| event.metadata.correlation_id == *correlation_id)
+        .map(|event| {
+            let decoded = domain
+                .registry()
+                .event_by_type_name(event)
+                .and_then(|info| (info.decode)(event));
+            match decoded {
+                Ok(decoded) => decoded.record(event.metadata.clone()),
+                Err(error) => panic!("the scenario recorded an event it cannot read: {error}"),
+            }
+        })
+        .collect()
 }
 
 /// The events a command raised, as recorded.

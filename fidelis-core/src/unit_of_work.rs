@@ -30,6 +30,26 @@ use crate::store::{Document, ExpectedVersion, Transaction};
 /// task of its own if the caller stops waiting (a client that went away), so committed events
 /// always reach their handlers.
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
+    commit_and(ctx, Delivery::EventHandlers).await
+}
+
+/// Commits a unit of work like [`commit`], without delivering its events to event handlers:
+/// the testing DSL records a scenario's history, facts that already happened, this way.
+pub(crate) async fn commit_history(ctx: &mut Context) -> Result<()> {
+    commit_and(ctx, Delivery::Nobody).await.map(drop)
+}
+
+/// Who receives a commit's events once it is durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    EventHandlers,
+    Nobody,
+}
+
+async fn commit_and(
+    ctx: &mut Context,
+    delivery: Delivery,
+) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
     let Some(prepared) = prepare(ctx).await? else {
         return Ok(Vec::new());
     };
@@ -45,7 +65,9 @@ pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedE
         for (key, state, last_event) in cached {
             domain.cache().put_erased(key, state, last_event);
         }
-        run_event_handlers(&domain, &correlation_id, &recorded).await;
+        if delivery == Delivery::EventHandlers {
+            run_event_handlers(&domain, &correlation_id, &recorded).await;
+        }
         Ok(recorded)
     })
     .await

@@ -310,6 +310,78 @@ pub fn command_handle(cx: &Ctxt, method: &Method) -> bool {
     handler_shape(cx, &shape, &method.sig, false)
 }
 
+/// An aggregate's own command handler. It changes the aggregate the command names:
+///
+/// ```text
+/// #[handle(MakeDeposit)] fn deposit(&mut self, command: MakeDeposit) -> Result<()>
+/// ```
+///
+/// or, with `create`, makes a new one (no `self`, and it returns the aggregate):
+///
+/// ```text
+/// #[handle(OpenAccount, create)] fn open(command: OpenAccount) -> Result<Self>
+/// ```
+pub fn aggregate_handle(cx: &Ctxt, method: &Method, create: bool) -> bool {
+    let shape = if create {
+        Shape {
+            attr: "#[handle(C, create)]",
+            expected: "fn name(command: C) -> Result<Self>",
+        }
+    } else {
+        Shape {
+            attr: "#[handle(C)]",
+            expected: "fn name(&mut self, command: C) -> Result<T>",
+        }
+    };
+    let sig = &method.sig;
+    let mut ok = no_method_generics(cx, &shape, sig);
+    match (create, receiver(sig)) {
+        (false, Some((true, true))) | (true, None) => {}
+        (false, _) => {
+            shape.error(
+                cx,
+                &sig.inputs,
+                "an aggregate's `#[handle(C)]` method takes `&mut self`, the aggregate the command names (a method that makes a new one is `#[handle(C, create)]` and takes no `self`)",
+            );
+            ok = false;
+        }
+        (true, Some(_)) => {
+            let node = sig.inputs.first();
+            shape.error(
+                cx,
+                node,
+                "a `create` handler makes a new aggregate, so it takes no `self`",
+            );
+            ok = false;
+        }
+    }
+    let params = typed_params(sig);
+    match params.as_slice() {
+        [Type::Reference(reference)] => {
+            shape.error(cx, reference, "the command is taken by value");
+            ok = false;
+        }
+        [_] => {}
+        _ => {
+            shape.error(
+                cx,
+                &sig.inputs,
+                "an aggregate's `#[handle]` method takes exactly one parameter, the command",
+            );
+            ok = false;
+        }
+    }
+    if create && let ReturnType::Default = sig.output {
+        shape.error(
+            cx,
+            &sig.ident,
+            "a `create` handler returns the new aggregate, as `Result<Self>`",
+        );
+        ok = false;
+    }
+    ok
+}
+
 /// `#[on(E)]` / event-handler `#[handle(E)]`:
 /// `fn x(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>`.
 pub fn listener(cx: &Ctxt, attr: &str, method: &Method) -> bool {
@@ -329,13 +401,22 @@ pub fn listener(cx: &Ctxt, attr: &str, method: &Method) -> bool {
     ok
 }
 
+/// Whether a handler method takes `&self`; one without `self` is called on the type, so a
+/// handler type whose methods all go without needs no instance.
+pub fn takes_self(method: &Method) -> bool {
+    receiver(&method.sig).is_some()
+}
+
 fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) -> bool {
     let mut ok = no_method_generics(cx, shape, sig);
-    if receiver(sig) != Some((true, false)) {
+    if !matches!(receiver(sig), None | Some((true, false))) {
         shape.error(
             cx,
             &sig.inputs,
-            &format!("a `{}` method takes `&self`", shape.attr),
+            &format!(
+                "a `{}` method takes `&self`, or no `self` at all (a handler without state)",
+                shape.attr
+            ),
         );
         ok = false;
     }
@@ -345,7 +426,7 @@ fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) ->
             cx,
             &sig.inputs,
             &format!(
-                "a `{}` method takes two parameters besides `&self`",
+                "a `{}` method takes two parameters (besides `&self`, if it has it)",
                 shape.attr
             ),
         );

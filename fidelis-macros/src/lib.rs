@@ -19,7 +19,8 @@ mod symbol;
 use proc_macro::TokenStream;
 
 /// An aggregate: `#[aggregate]` or `#[aggregate(event_sourced)]` on a struct with named
-/// fields, and `#[aggregate]` on its impl block (`#[apply]` and `#[invariant]` methods).
+/// fields, and `#[aggregate]` on its impl block (`#[apply]`, `#[invariant]` and
+/// `#[handle(C)]` / `#[handle(C, create)]` methods).
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::aggregate::expand(args.into(), input.into()).into()
@@ -85,8 +86,8 @@ pub fn invariant(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::INVARIANT, args.into(), input.into()).into()
 }
 
-/// `#[handle(C)]` marks a method of a `#[command_handler]` or `#[event_handler]` impl
-/// block; used anywhere else it is an error.
+/// `#[handle(C)]` marks a method of an `#[aggregate]`, `#[command_handler]` or
+/// `#[event_handler]` impl block; used anywhere else it is an error.
 #[proc_macro_attribute]
 pub fn handle(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::HANDLE, args.into(), input.into()).into()

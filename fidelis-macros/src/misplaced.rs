@@ -23,7 +23,7 @@ pub const INVARIANT: Helper = Helper {
 /// `#[handle]`
 pub const HANDLE: Helper = Helper {
     name: "handle",
-    belongs: "on a method of a `#[command_handler(part_of = …)]` or `#[event_handler(…)]` impl block",
+    belongs: "on a method of an `#[aggregate]`, `#[command_handler(part_of = …)]` or `#[event_handler(…)]` impl block",
 };
 /// `#[on]`
 pub const ON: Helper = Helper {

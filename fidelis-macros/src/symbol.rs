@@ -38,6 +38,9 @@ pub const REQUIRED: &str = "required";
 /// `#[field(unique)]`
 pub const UNIQUE: &str = "unique";
 
+/// `#[handle(C, create)]` in an `#[aggregate] impl`
+pub const CREATE: &str = "create";
+
 /// `#[invariant(pre)]`
 pub const PRE: &str = "pre";
 /// `#[invariant(post)]`

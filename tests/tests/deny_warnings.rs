@@ -55,6 +55,27 @@ pub mod bank {
             Ok(())
         }
 
+        #[handle(OpenSpareWallet, create)]
+        fn open_spare(command: OpenSpareWallet) -> Result<Self> {
+            let mut wallet = Self::create_new();
+            let wallet_id = wallet.id.clone();
+            wallet.raise(WalletOpened {
+                wallet_id,
+                owner: command.owner,
+            })?;
+            Ok(wallet)
+        }
+
+        #[handle(TopUp)]
+        async fn top_up(&mut self, command: TopUp) -> Result<f64> {
+            let wallet_id = self.id.clone();
+            self.raise(WalletFunded {
+                wallet_id,
+                amount: command.amount,
+            })?;
+            Ok(self.balance)
+        }
+
         #[apply]
         fn on_opened(&mut self, event: &WalletOpened) {
             self.owner = event.owner.clone();
@@ -95,6 +116,22 @@ pub mod bank {
     /// Fund a wallet.
     #[command(part_of = Wallet)]
     pub struct FundWallet {
+        /// The wallet.
+        pub wallet_id: Identifier,
+        /// How much.
+        pub amount: Money,
+    }
+
+    /// Open a spare wallet (handled by the aggregate).
+    #[command(part_of = Wallet)]
+    pub struct OpenSpareWallet {
+        /// Its owner.
+        pub owner: String,
+    }
+
+    /// Top a wallet up (handled by the aggregate).
+    #[command(part_of = Wallet)]
+    pub struct TopUp {
         /// The wallet.
         pub wallet_id: Identifier,
         /// How much.
@@ -160,14 +197,13 @@ pub mod bank {
         }
     }
 
-    /// Reacts to funding.
-    #[derive(Default)]
+    /// Reacts to funding (without state, so without `Default`).
     pub struct Notifier;
 
     #[event_handler(part_of = Wallet)]
     impl Notifier {
         #[handle(WalletFunded)]
-        fn funded(&self, _event: &Event<WalletFunded>, _ctx: &mut Context) {}
+        fn funded(_event: &Event<WalletFunded>, _ctx: &mut Context) {}
     }
 }
 
@@ -197,6 +233,23 @@ async fn the_warning_free_domain_runs() {
         .unwrap();
     let wallet = domain.repository::<Wallet>().get(&id).await.unwrap();
     assert_eq!(wallet.balance, 5.0);
+    let spare = domain
+        .process(OpenSpareWallet { owner: "Bo".into() })
+        .await
+        .unwrap();
+    let topped = domain
+        .process(TopUp {
+            wallet_id: spare,
+            amount: Money {
+                amount: 2.0,
+                currency: "EUR".into(),
+                exact: None,
+                rate: None,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(topped, 2.0);
     assert_eq!(wallet.tier, "basic");
     let row = domain.repository::<WalletRow>().get(&id).await.unwrap();
     assert_eq!(row.owner, "Ada");

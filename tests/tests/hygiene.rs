@@ -53,6 +53,24 @@ mod shadowing {
             ::std::result::Result::Ok(())
         }
 
+        #[handle(NewPurse, create)]
+        async fn new_purse(command: NewPurse) -> fid::Result<Self> {
+            let mut purse = Self::create_new();
+            let purse_id = purse.id.clone();
+            purse.raise(Filled {
+                purse_id,
+                amount: command.amount,
+                memo: ::std::option::Option::None,
+            })?;
+            ::std::result::Result::Ok(purse)
+        }
+
+        #[handle(Tag)]
+        fn tag(&mut self, command: Tag) -> fid::Result<usize> {
+            self.tags.push(command.tag);
+            ::std::result::Result::Ok(self.tags.len())
+        }
+
         #[apply]
         fn on_filled(&mut self, event: &Filled) {
             self.total += event.amount.amount;
@@ -73,6 +91,18 @@ mod shadowing {
         pub amount: Money,
         #[field(default = 1)]
         pub times: i64,
+    }
+
+    #[fid::command(crate = fid, part_of = Purse)]
+    pub struct NewPurse {
+        pub amount: Money,
+    }
+
+    #[fid::command(crate = fid, part_of = Purse)]
+    pub struct Tag {
+        #[field(identifier)]
+        pub purse: fid::Identifier,
+        pub tag: ::std::string::String,
     }
 
     #[derive(::std::default::Default)]
@@ -139,13 +169,12 @@ mod shadowing {
         }
     }
 
-    #[derive(::std::default::Default)]
     pub struct Audit;
 
     #[fid::event_handler(crate = fid, aggregates = [Purse])]
     impl Audit {
         #[handle(Filled)]
-        fn on_filled(&self, _event: &fid::Event<Filled>, _ctx: &mut fid::Context) {}
+        fn on_filled(_event: &fid::Event<Filled>, _ctx: &mut fid::Context) {}
     }
 }
 
@@ -172,6 +201,24 @@ async fn a_shadowing_crate_with_a_renamed_runtime_runs() {
     let row = domain.repository::<PurseRow>().get(&id).await.unwrap();
     assert_eq!(row.fills, 2);
     assert_eq!(PurseRow::fields().total.name(), "total");
+
+    let purse = domain
+        .process(NewPurse {
+            amount: Money {
+                amount: 1.0,
+                currency: "EUR".into(),
+            },
+        })
+        .await
+        .unwrap();
+    let tags = domain
+        .process(Tag {
+            purse,
+            tag: "spare".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(tags, 1);
 
     let fill = Fill::from_json(r#"{"amount": {"amount": 1.0, "currency": "EUR"}}"#).unwrap();
     assert_eq!(fill.times, 1);

@@ -167,7 +167,7 @@ async fn a_handler_without_default_needs_an_instance() {
     assert_eq!(
         problems,
         [
-            "`Stateful` has no instance: implement `Default` for it, or register one with `Domain::builder(..).instance(..)`"
+            "`Stateful` has no instance: implement `Default` for it, register one with `Domain::builder(..).instance(..)`, or write its methods without `self` if it holds no state"
         ]
     );
 }

@@ -144,7 +144,14 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         &self_ty,
         &name,
         "Aggregate",
-        quote!(registrar.aggregate::<Self>();),
+        quote! {
+            registrar.aggregate::<Self>();
+            #[allow(unused_imports)]
+            use #p::{CommandsFallback as _, CommandsViaImpl as _};
+            if let ::core::option::Option::Some(routes) = (&#p::CommandsProbe::<Self>::new()).command_routes() {
+                registrar.aggregate_commands::<Self>(routes);
+            }
+        },
     );
     let submit = registration::submit(&p, &self_ty);
     let id_ref = quote_spanned!(id_ty.span()=> &self.#id_ident);

@@ -1,10 +1,13 @@
-//! `#[aggregate]` on an impl block: `#[apply]` methods become `Apply<E>` impls and
-//! `#[invariant(pre|post)]` methods the aggregate's invariant table.
+//! `#[aggregate]` on an impl block: `#[apply]` methods become `Apply<E>` impls,
+//! `#[invariant(pre|post)]` methods the aggregate's invariant table, and `#[handle(C)]` /
+//! `#[handle(C, create)]` methods the handlers of the aggregate's own commands.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Ident, ItemImpl};
+use syn::parse::ParseStream;
+use syn::spanned::Spanned;
+use syn::{Ident, ItemImpl, ReturnType, Token, Type};
 
 use crate::ast::{self, Method};
 use crate::attr::{self};
@@ -29,8 +32,8 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
         &cx,
         ATTR,
         item,
-        &[APPLY, INVARIANT],
-        "an aggregate's impl block takes `#[apply]` and `#[invariant(pre)]` / `#[invariant(post)]` methods",
+        &[APPLY, INVARIANT, HANDLE],
+        "an aggregate's impl block takes `#[apply]`, `#[invariant(pre)]` / `#[invariant(post)]` and `#[handle(Command)]` methods",
     );
     if !concrete || element.item.trait_.is_some() || element.name.is_none() {
         return fallback::item(element.item, cx);
@@ -39,10 +42,26 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
 
     let mut applies = Vec::new();
     let mut invariants = Vec::new();
+    let mut routes = Vec::new();
+    let mut handlers = Vec::new();
     for method in &element.methods {
         let ident = &method.sig.ident;
         let cfgs = &method.cfgs;
-        if method.helper == APPLY {
+        if method.helper == HANDLE {
+            // An unreadable `#[handle(..)]` is reported alone: the signature it would be
+            // checked against is unknown.
+            let Some((command, create)) = handle_args(&cx, method) else {
+                continue;
+            };
+            if check::aggregate_handle(&cx, method, create) {
+                let method_name = ident.unraw().to_string();
+                routes.push(quote! {
+                    #(#cfgs)*
+                    routes.push(#p::CommandRoute::of::<#command>(#method_name));
+                });
+                handlers.push(handler(&p, ty, method, &command, create));
+            }
+        } else if method.helper == APPLY {
             match check::apply(&cx, method) {
                 (Some(event), true) => applies.push(quote! {
                     #(#cfgs)*
@@ -81,13 +100,154 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
             }
         }
     });
+    // Likewise only a block with `#[handle]` methods claims the routes.
+    let commands = (!routes.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #p::AggregateCommands for #ty {
+                fn command_routes() -> ::std::vec::Vec<#p::CommandRoute> {
+                    #[allow(unused_mut)]
+                    let mut routes = ::std::vec::Vec::new();
+                    #(#routes)*
+                    routes
+                }
+            }
+        }
+    });
     let generated = expand::wrap(quote! {
         #(#applies)*
         #table
+        #commands
+        #(#handlers)*
     });
     let item = &element.item;
     let errors = cx.into_tokens();
     quote!(#item #generated #errors)
+}
+
+/// `#[handle(C)]` or `#[handle(C, create)]`: the command type, and whether the method
+/// makes a new aggregate.
+fn handle_args(cx: &Ctxt, method: &Method) -> Option<(Type, bool)> {
+    const HOW: &str = "`#[handle(MakeDeposit)]` on `fn …(&mut self, command: MakeDeposit) -> Result<T>`, or `#[handle(OpenAccount, create)]` on `fn …(command: OpenAccount) -> Result<Self>`";
+    let parsed = method.attr.parse_args_with(|input: ParseStream<'_>| {
+        let command: Type = input.parse()?;
+        let option = if input.is_empty() {
+            None
+        } else {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                None
+            } else {
+                Some(input.parse::<Ident>()?)
+            }
+        };
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens"));
+        }
+        Ok((command, option))
+    });
+    let (command, option) = match parsed {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            cx.error_spanned_by(
+                &method.attr,
+                format!("`#[handle]` in an `#[aggregate] impl` needs the command type: {HOW}"),
+            );
+            return None;
+        }
+    };
+    match option {
+        None => Some((command, false)),
+        Some(word) if word == CREATE => Some((command, true)),
+        Some(word) => {
+            let other = word.to_string();
+            let hint = if attr::edit_distance(&other, CREATE) <= 2 {
+                format!("did you mean `{CREATE}`?")
+            } else {
+                format!("the only option is `{CREATE}`, for a method that makes a new aggregate")
+            };
+            cx.error(
+                word.span(),
+                format!("unknown option `{other}` for `#[handle]`; {hint}"),
+            );
+            None
+        }
+    }
+}
+
+/// The `Handled` impl of one `#[handle]` method of the aggregate, and its checks.
+fn handler(
+    p: &TokenStream,
+    ty: &Type,
+    method: &Method,
+    command: &Type,
+    create: bool,
+) -> TokenStream {
+    let ident = &method.sig.ident;
+    let method_name = ident.unraw().to_string();
+    let cfgs = &method.cfgs;
+    let await_ = method.sig.asyncness.map(|_| quote!(.await));
+    // Errors about the command point at `C` in `#[handle(C)]`.
+    let span = command.span();
+    let (output, body) = if create {
+        // `check::aggregate_handle` made sure there is a return type.
+        let returned = match &method.sig.output {
+            ReturnType::Type(_, returned) => returned.span(),
+            ReturnType::Default => ident.span(),
+        };
+        let created = quote_spanned! {returned=>
+            <_ as #p::Creates<#ty>>::into_created(<#ty>::#ident(command)#await_)
+        };
+        (
+            quote!(#p::Identifier),
+            quote! {
+                let aggregate: #ty = #created?;
+                #p::add_created::<#ty>(ctx, aggregate, #method_name).await
+            },
+        )
+    } else {
+        let returned = match &method.sig.output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, returned) => quote!(#returned),
+        };
+        let target = quote_spanned! {span=>
+            <#command as #p::CommandTarget>::target(&command)
+        };
+        let load = quote! {
+            #p::load_target::<#ty>(ctx, ::core::clone::Clone::clone(#target)).await
+        };
+        (
+            quote!(<#returned as #p::HandlerReturn>::Output),
+            quote! {
+                let mut aggregate: #ty = #load?;
+                let output = #p::HandlerReturn::into_result(<#ty>::#ident(&mut aggregate, command)#await_)?;
+                #p::save_handled::<#ty>(ctx, aggregate).await?;
+                ::core::result::Result::Ok(output)
+            },
+        )
+    };
+    let own = expand::respan(quote!(#command), span);
+    let aggregate = expand::respan(quote!(#ty), span);
+    let check = quote_spanned! {span=>
+        const _: () = <#own as #p::CommandOf<#aggregate>>::ASSERT;
+    };
+    quote! {
+        #(#cfgs)*
+        #[automatically_derived]
+        impl #p::Handled for #command {
+            type Handler = #p::AggregateHandler<#ty>;
+            type Output = #output;
+            fn dispatch<'a>(
+                _: &'a #p::AggregateHandler<#ty>,
+                command: Self,
+                ctx: &'a mut #p::Context,
+            ) -> #p::BoxFuture<'a, #p::Result<Self::Output>> {
+                ::std::boxed::Box::pin(async move { #body })
+            }
+        }
+        #(#cfgs)*
+        #check
+    }
 }
 
 /// `pre` or `post`, from `#[invariant(pre)]`.

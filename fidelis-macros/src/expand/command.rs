@@ -8,8 +8,9 @@ use syn::spanned::Spanned;
 use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
+use crate::expand::event::snake_case;
 use crate::expand::message::{self, Prepared};
-use crate::expand::{self, fields, registration};
+use crate::expand::{self, fields, last_segment, registration};
 use crate::fallback;
 
 const ATTR: &str = "#[command]";
@@ -33,7 +34,27 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let name = item.ident.clone();
     let self_ty: Type = syn::parse_quote!(#name);
     let ty = quote!(#name);
-    check::at_most_one_identifier(&cx, &fields);
+    // The target an aggregate's own `#[handle(C)]` loads: the `#[field(identifier)]` field,
+    // else `<aggregate>_id`; either only when written `Identifier`. No other fallback, so a
+    // command whose marked field has another type does not silently aim at a second field.
+    let identifier = check::at_most_one_identifier(&cx, &fields);
+    let aggregate_field = last_segment(&part_of).map(|a| format!("{}_id", snake_case(&a)));
+    let target = match identifier {
+        Some(field) => Some(field),
+        None => fields.iter().find(|f| Some(f.name()) == aggregate_field),
+    }
+    .filter(|f| last_segment(&f.ty).as_deref() == Some("Identifier"))
+    .map(|field| {
+        let ident = &field.ident;
+        quote! {
+            #[automatically_derived]
+            impl #p::CommandTarget for #ty {
+                fn target(&self) -> &#p::Identifier {
+                    &self.#ident
+                }
+            }
+        }
+    });
 
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
@@ -55,6 +76,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let from_json = fields::from_json(&p, &fields);
     let submit = registration::submit(&p, &self_ty);
     let aggregate = quote_spanned!(part_of.span()=> type Aggregate = #part_of;);
+    let command_of = quote_spanned!(part_of.span()=> impl #p::CommandOf<#part_of> for #ty {});
 
     let generated = expand::wrap(quote! {
         #[automatically_derived]
@@ -68,6 +90,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         impl #p::Command for #ty {
             #aggregate
         }
+        #[automatically_derived]
+        #command_of
+        #target
         #asserts
         #submit
     });

@@ -54,6 +54,14 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let ImplElement { item, methods, .. } = element;
     let ty = &item.self_ty;
 
+    // A handler whose methods all go without `self` is called on its type: it needs no
+    // instance, so no `Default`.
+    let stateless = methods.iter().all(|method| !check::takes_self(method));
+    let handler_ty = if stateless {
+        quote!(#p::Stateless<#ty>)
+    } else {
+        quote!(#ty)
+    };
     let mut routes = Vec::new();
     let mut impls = Vec::new();
     for method in &methods {
@@ -76,7 +84,16 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             ReturnType::Default => quote!(()),
             ReturnType::Type(_, ty) => quote!(#ty),
         };
-        let call = quote!(handler.#ident(command, ctx));
+        let call = if check::takes_self(method) {
+            quote!(handler.#ident(command, ctx))
+        } else {
+            quote!(<#ty>::#ident(command, ctx))
+        };
+        let handler_param = if stateless {
+            quote!(_)
+        } else {
+            quote!(handler)
+        };
         let call = if method.sig.asyncness.is_some() {
             quote!(#call.await)
         } else {
@@ -86,18 +103,18 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #(#cfgs)*
             routes.push(#p::CommandRoute::of::<#command>(#method_name));
         });
-        let handler_ty = expand::respan(quote!(#ty), command.span());
+        let checked_ty = expand::respan(quote!(#ty), command.span());
         let check = quote_spanned! {command.span()=>
-            const _: () = <#handler_ty as #p::HandlesCommandsOf<<#command as #p::Command>::Aggregate>>::ASSERT;
+            const _: () = <#checked_ty as #p::HandlesCommandsOf<<#command as #p::Command>::Aggregate>>::ASSERT;
         };
         impls.push(quote! {
             #(#cfgs)*
             #[automatically_derived]
             impl #p::Handled for #command {
-                type Handler = #ty;
+                type Handler = #handler_ty;
                 type Output = <#output as #p::HandlerReturn>::Output;
                 fn dispatch<'a>(
-                    handler: &'a #ty,
+                    #handler_param: &'a #handler_ty,
                     command: Self,
                     ctx: &'a mut #p::Context,
                 ) -> #p::BoxFuture<'a, #p::Result<Self::Output>> {
@@ -109,6 +126,11 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         });
     }
 
+    let register = if stateless {
+        quote!(registrar.command_handler::<#p::Stateless<Self>>(::core::option::Option::Some(#p::Stateless::new), routes);)
+    } else {
+        quote!(registrar.command_handler::<Self>((&#p::DefaultProbe::<Self>::new()).factory(), routes);)
+    };
     let element = registration::element(
         &p,
         ty,
@@ -120,7 +142,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #[allow(unused_mut)]
             let mut routes = ::std::vec::Vec::new();
             #(#routes)*
-            registrar.command_handler::<Self>((&#p::DefaultProbe::<Self>::new()).factory(), routes);
+            #register
         },
     );
     let submit = registration::submit(&p, ty);

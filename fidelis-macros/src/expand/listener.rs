@@ -153,6 +153,19 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
     let ImplElement { item, methods, .. } = element;
     let ty = &item.self_ty;
 
+    // A listener whose methods all go without `self` is called on its type: it needs no
+    // instance, so no `Default`.
+    let stateless = methods.iter().all(|method| !check::takes_self(method));
+    let this_ty = if stateless {
+        quote!(#p::Stateless<#ty>)
+    } else {
+        quote!(#ty)
+    };
+    let registered = if stateless {
+        quote!(#p::Stateless<Self>)
+    } else {
+        quote!(Self)
+    };
     let mut routes = Vec::new();
     let mut checks = Vec::new();
     for method in &methods {
@@ -170,7 +183,12 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
         let method_name = ident.unraw().to_string();
         let thunk = format_ident!("__fidelis_{}", ident.unraw());
         let cfgs = &method.cfgs;
-        let call = quote!(this.#ident(event, ctx));
+        let call = if check::takes_self(method) {
+            quote!(this.#ident(event, ctx))
+        } else {
+            quote!(<#ty>::#ident(event, ctx))
+        };
+        let this = if stateless { quote!(_) } else { quote!(this) };
         let call = if method.sig.asyncness.is_some() {
             quote!(#call.await)
         } else {
@@ -180,13 +198,13 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
             #(#cfgs)*
             {
                 fn #thunk<'a>(
-                    this: &'a #ty,
+                    #this: &'a #this_ty,
                     event: &'a #p::Event<#event>,
                     ctx: &'a mut #p::Context,
                 ) -> #p::BoxFuture<'a, #p::Result<()>> {
                     ::std::boxed::Box::pin(async move { #p::HandlerReturn::into_result(#call) })
                 }
-                routes.push(#p::ListenerRoute::of::<Self, #event>(#method_name, #thunk));
+                routes.push(#p::ListenerRoute::of::<#registered, #event>(#method_name, #thunk));
             }
         });
         let listener_ty = expand::respan(quote!(#ty), event.span());
@@ -207,7 +225,7 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
     let (kind, register, projector_impl) = match &listener.projection {
         Some(projection) if projector => (
             "Projector",
-            quote!(registrar.projector::<Self, #projection>),
+            quote!(registrar.projector::<#registered, #projection>),
             quote_spanned! {projection.span()=>
                 #[automatically_derived]
                 impl #p::Projector for #ty {
@@ -217,9 +235,14 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
         ),
         _ => (
             "EventHandler",
-            quote!(registrar.event_handler::<Self>),
+            quote!(registrar.event_handler::<#registered>),
             TokenStream::new(),
         ),
+    };
+    let factory = if stateless {
+        quote!(::core::option::Option::Some(#p::Stateless::new))
+    } else {
+        quote!((&#p::DefaultProbe::<Self>::new()).factory())
     };
     let element = registration::element(
         &p,
@@ -233,7 +256,7 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
             let mut routes = ::std::vec::Vec::new();
             #(#routes)*
             #register(
-                (&#p::DefaultProbe::<Self>::new()).factory(),
+                #factory,
                 ::std::vec![#(#aggregate_refs),*],
                 routes,
             );

@@ -1,0 +1,39 @@
+// A #[handle] method of a command handler that takes `&mut self`.
+use fidelis_core::prelude::*;
+
+#[aggregate(event_sourced)]
+pub struct Account {
+    pub balance: f64,
+}
+
+#[event(part_of = Account)]
+pub struct DepositMade {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[aggregate]
+impl Account {
+    #[apply]
+    fn on_deposit_made(&mut self, event: &DepositMade) {
+        self.balance += event.amount;
+    }
+}
+#[command(part_of = Account)]
+pub struct MakeDeposit {
+    pub account_id: Identifier,
+    pub amount: f64,
+}
+
+#[derive(Default)]
+pub struct AccountHandler;
+
+#[command_handler(part_of = Account)]
+impl AccountHandler {
+    #[handle(MakeDeposit)]
+    async fn deposit(&mut self, _command: MakeDeposit, _ctx: &mut Context) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
