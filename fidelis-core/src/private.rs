@@ -29,8 +29,9 @@ pub use crate::field::{
 pub mod non_finite {
     pub use crate::field::non_finite::{NonFiniteFloat, deserialize, from_value, serialize};
 }
+pub use crate::field::{check_variant_field, enum_query_value, variant_names};
 pub use crate::identifier::Identifier;
-pub use crate::query::FieldHandle;
+pub use crate::query::{FieldHandle, IntoQueryValue, QueryValue};
 pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, ListenerRoute, Registrar};
 
 /// `aggregate.raise(event)`.

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod message;
 pub mod projection;
 pub mod registration;
+pub mod value_enum;
 pub mod value_object;
 
 use proc_macro2::TokenStream;
@@ -58,13 +59,16 @@ pub fn add_derives(attrs: &mut Vec<Attribute>, krate: &Path, wanted: &[&str]) {
         })
         .collect();
     let serde_crate = format!("{}::__private::serde", path_string(krate));
-    // The derive goes first, so the `#[serde]` helper attributes after it are in scope.
-    let mut added: Vec<Attribute> = Vec::new();
+    // The derive goes first, so the `#[serde]` helper attributes after it are in scope; the
+    // `#[serde(crate)]` goes after every derive, the user's own `#[derive(Serialize)]` too.
     if !derives.is_empty() {
-        added.push(parse_quote!(#[derive(#(#derives),*)]));
+        attrs.insert(0, parse_quote!(#[derive(#(#derives),*)]));
     }
-    added.push(parse_quote!(#[serde(crate = #serde_crate)]));
-    attrs.splice(0..0, added);
+    let after_derives = attrs
+        .iter()
+        .rposition(|a| a.path().is_ident("derive"))
+        .map_or(0, |last| last + 1);
+    attrs.insert(after_derives, parse_quote!(#[serde(crate = #serde_crate)]));
 }
 
 /// `::fidelis_core` as a string, for `#[serde(crate = "…")]`.

@@ -130,6 +130,7 @@ pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
                 allow_non_finite: #allow_non_finite,
                 choices: &[#(#choices),*],
                 embedded: <#ty as #p::FieldType>::EMBEDDED,
+                variants: <#ty as #p::FieldType>::VARIANTS,
                 ..#p::FieldDef::new(#name, <#ty as #p::FieldType>::KIND, #rust_type)
             }
         }
