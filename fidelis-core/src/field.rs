@@ -163,7 +163,9 @@ impl FieldDef {
     label = "not a field type",
     note = "fields may be Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value, a #[value_object] struct or enum, or a type that implements FieldType"
 )]
-pub trait FieldType {
+pub trait FieldType:
+    Clone + std::fmt::Debug + PartialEq + serde::Serialize + serde::de::DeserializeOwned
+{
     /// The kind of value.
     const KIND: FieldKind;
     /// Whether a value may be absent (`Option`).
@@ -175,6 +177,44 @@ pub trait FieldType {
 
     /// Checks the value against the field's options, adding messages under `def.name`.
     fn check(&self, def: &FieldDef, errors: &mut ValidationError);
+
+    // The generated code reaches every trait a field's type needs through these, named as
+    // `<T as FieldType>::…` at the field's type: when `T` is not a field type, each use
+    // reports the same error at the same place, and the compiler shows it once, instead of
+    // one error of its own per derive (`Clone`, `Debug`, `Serialize`, `Deserialize`, …).
+
+    /// `Clone::clone`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_clone(&self) -> Self {
+        self.clone()
+    }
+    /// The value as `Debug`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_debug(&self) -> &dyn std::fmt::Debug {
+        self
+    }
+    /// `PartialEq::eq`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_eq(&self, other: &Self) -> bool {
+        self == other
+    }
+    /// `Serialize::serialize`, for generated `#[serde(serialize_with)]`.
+    #[doc(hidden)]
+    fn __fidelis_serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self, serializer)
+    }
+    /// `Deserialize::deserialize`, for generated `#[serde(deserialize_with)]`.
+    #[doc(hidden)]
+    fn __fidelis_deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        <Self as serde::Deserialize>::deserialize(deserializer)
+    }
+    /// Decodes a JSON value, for generated `from_value`.
+    #[doc(hidden)]
+    fn __fidelis_from_value(value: serde_json::Value) -> serde_json::Result<Self> {
+        serde_json::from_value(value)
+    }
 }
 
 fn check_length(len: usize, def: &FieldDef, errors: &mut ValidationError) {

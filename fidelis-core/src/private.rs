@@ -113,8 +113,21 @@ impl JsonFields {
         default: Option<fn() -> T>,
         decode: fn(Value) -> serde_json::Result<T>,
     ) -> Option<T> {
+        self.take_field(name, T::OPTIONAL, default, decode)
+    }
+
+    /// [`take_with`](Self::take_with), given what it needs to know of the field's type (the
+    /// generated code passes `<T as FieldType>::…` items, so a type that is not a field type
+    /// is reported once, at the field).
+    pub fn take_field<T>(
+        &mut self,
+        name: &'static str,
+        optional: bool,
+        default: Option<fn() -> T>,
+        decode: fn(Value) -> serde_json::Result<T>,
+    ) -> Option<T> {
         match self.map.remove(name) {
-            None | Some(Value::Null) if T::OPTIONAL => decode(Value::Null).ok(),
+            None | Some(Value::Null) if optional => decode(Value::Null).ok(),
             None | Some(Value::Null) => match default {
                 Some(default) => Some(default()),
                 None => {

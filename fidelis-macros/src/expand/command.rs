@@ -37,8 +37,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
     );
@@ -57,6 +58,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let aggregate = quote_spanned!(part_of.span()=> type Aggregate = #part_of;);
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults
