@@ -126,13 +126,15 @@ pub fn default_fns(fields: &[Field]) -> TokenStream {
     quote!(#(#fns)*)
 }
 
-/// The value a blank aggregate gets for a field.
+/// The value a blank aggregate gets for a field. `Default` is asked for at the field's type,
+/// so a type without one (an enum with data, say) is reported on the field that needs it.
 pub fn blank_value(field: &Field) -> TokenStream {
     if field.args.expr(DEFAULT).is_some() {
         let name = default_fn(field);
         quote!(Self::#name())
     } else {
-        quote!(::core::default::Default::default())
+        let ty = &field.ty;
+        quote_spanned!(type_span(ty)=> <#ty as ::core::default::Default>::default())
     }
 }
 
