@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tracing::Instrument;
 
 use crate::context::{Context, Processed};
@@ -79,9 +80,23 @@ impl Domain {
     /// Processes a command: validates it, runs its handler in a unit of work, commits
     /// (with the projectors, in sync processing), then runs event handlers. Returns the
     /// handler's output. A version conflict re-runs the handler as the retry policy says.
-    pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
-        let (output, _) = self.process_traced(command, None, None).await?;
-        Ok(output)
+    ///
+    /// `O` is always the handler's output type, inferred from `C`: call it as
+    /// `domain.process(command).await`.
+    // The signature is shaped for the compile error of a command without a handler: the one
+    // bound `C: Handled` is checked at the argument, and the output type is a parameter
+    // rather than the projection `C::Output` and the future a concrete box rather than an
+    // `async fn`'s opaque type, so neither the call nor its `.await` re-states the same
+    // missing impl (an `async fn` reported it three times).
+    pub fn process<C, O>(&self, command: C) -> BoxFuture<'_, Result<O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
+        Box::pin(async move {
+            let (output, _) = self.process_traced(command, None, None).await?;
+            Ok(output)
+        })
     }
 
     /// `process`, returning the events committed too, with explicit correlation and causation.

@@ -1,9 +1,14 @@
 //! Field definitions: the static description of every element's fields, from which
 //! validation, storage schemas and documentation are derived.
 
+mod enums;
 mod text;
 
 pub(crate) use text::is_blank;
+
+pub(crate) use enums::unknown_variant;
+#[doc(hidden)]
+pub use enums::{check_variant_field, enum_query_value, variant_names};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -39,12 +44,20 @@ pub enum FieldKind {
     Embedded,
     /// Free-form JSON (`serde_json::Value`).
     Dict,
+    /// An enum whose variants are all unit variants (`#[value_object] enum Status { Open,
+    /// Closed }`): stored as text, the variant's name as serde writes it, and checked against
+    /// [`FieldDef::variants`] when a row is read.
+    Enum,
+    /// An enum with data in some variant (`#[value_object] enum Loan { OnShelf, OnLoan {
+    /// member: Identifier } }`): stored as JSON in serde's representation, like an embedded
+    /// value object.
+    DataEnum,
 }
 
 impl FieldKind {
     /// Whether a projection may hold this kind (projections are flat tables).
     pub fn is_basic(self) -> bool {
-        !matches!(self, FieldKind::Embedded)
+        !matches!(self, FieldKind::Embedded | FieldKind::DataEnum)
     }
 }
 
@@ -87,6 +100,9 @@ pub struct FieldDef {
     pub choices: &'static [&'static str],
     /// The fields of an embedded value object.
     pub embedded: Option<fn() -> &'static [FieldDef]>,
+    /// The names of a unit-only enum's variants, as serde writes them (fields of kind
+    /// [`FieldKind::Enum`]).
+    pub variants: Option<fn() -> &'static [&'static str]>,
 }
 
 impl FieldDef {
@@ -110,27 +126,95 @@ impl FieldDef {
             allow_non_finite: false,
             choices: &[],
             embedded: None,
+            variants: None,
         }
     }
 }
 
 /// A Rust type that can be the type of a field. Implemented for the basic types, `Option`,
-/// `Vec`, `serde_json::Value` and every `#[value_object]`.
+/// `Vec`, `serde_json::Value` and every `#[value_object]` struct or enum.
+///
+/// Your own enum becomes a field type with `#[value_object]`; any other type of yours can
+/// implement this trait by hand, choosing the [`FieldKind`] its JSON form matches (a newtype
+/// serialized as a string is [`FieldKind::String`]), and [`BasicField`] when a projection
+/// may hold it:
+///
+/// ```
+/// use fidelis_core::field::{BasicField, FieldDef, FieldKind, FieldType};
+/// use fidelis_core::ValidationError;
+///
+/// /// An ISBN, serialized as its text.
+/// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// #[serde(transparent)]
+/// pub struct Isbn(String);
+///
+/// impl FieldType for Isbn {
+///     const KIND: FieldKind = FieldKind::String;
+///     fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
+///         if self.0.chars().filter(char::is_ascii_digit).count() != 13 {
+///             errors.add(def.name, "is not an ISBN-13");
+///         }
+///     }
+/// }
+/// impl BasicField for Isbn {}
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the type of a Fidelis field",
     label = "not a field type",
-    note = "fields may be Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value or a #[value_object]"
+    note = "fields may be Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T>, Vec<T>, serde_json::Value, a #[value_object] struct or enum, or a type that implements FieldType"
 )]
-pub trait FieldType {
+pub trait FieldType:
+    Clone + std::fmt::Debug + PartialEq + serde::Serialize + serde::de::DeserializeOwned
+{
     /// The kind of value.
     const KIND: FieldKind;
     /// Whether a value may be absent (`Option`).
     const OPTIONAL: bool = false;
     /// The fields of an embedded value object.
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = None;
+    /// The variant names of a unit-only enum ([`FieldKind::Enum`]).
+    const VARIANTS: Option<fn() -> &'static [&'static str]> = None;
 
     /// Checks the value against the field's options, adding messages under `def.name`.
     fn check(&self, def: &FieldDef, errors: &mut ValidationError);
+
+    // The generated code reaches every trait a field's type needs through these, named as
+    // `<T as FieldType>::…` at the field's type: when `T` is not a field type, each use
+    // reports the same error at the same place, and the compiler shows it once, instead of
+    // one error of its own per derive (`Clone`, `Debug`, `Serialize`, `Deserialize`, …).
+
+    /// `Clone::clone`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_clone(&self) -> Self {
+        self.clone()
+    }
+    /// The value as `Debug`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_debug(&self) -> &dyn std::fmt::Debug {
+        self
+    }
+    /// `PartialEq::eq`, for generated code.
+    #[doc(hidden)]
+    fn __fidelis_eq(&self, other: &Self) -> bool {
+        self == other
+    }
+    /// `Serialize::serialize`, for generated `#[serde(serialize_with)]`.
+    #[doc(hidden)]
+    fn __fidelis_serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self, serializer)
+    }
+    /// `Deserialize::deserialize`, for generated `#[serde(deserialize_with)]`.
+    #[doc(hidden)]
+    fn __fidelis_deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        <Self as serde::Deserialize>::deserialize(deserializer)
+    }
+    /// Decodes a JSON value, for generated `from_value`.
+    #[doc(hidden)]
+    fn __fidelis_from_value(value: serde_json::Value) -> serde_json::Result<Self> {
+        serde_json::from_value(value)
+    }
 }
 
 fn check_length(len: usize, def: &FieldDef, errors: &mut ValidationError) {
@@ -339,6 +423,7 @@ impl<T: FieldType> FieldType for Option<T> {
     const KIND: FieldKind = T::KIND;
     const OPTIONAL: bool = true;
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
+    const VARIANTS: Option<fn() -> &'static [&'static str]> = T::VARIANTS;
     fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
         if let Some(value) = self {
             // An optional value that is present is checked like a required one, except that
@@ -432,7 +517,7 @@ impl<T: DecimalField> DecimalField for Option<T> {}
 #[diagnostic::on_unimplemented(
     message = "`choices` does not apply to a field of type `{Self}`",
     label = "this field is not text",
-    note = "`choices` applies to String fields (or Option<String>)"
+    note = "`choices` applies to String fields (or Option<String>); for a fixed set of values, use a unit-only `#[value_object]` enum, whose variants are its only values"
 )]
 pub trait TextField {
     /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which
@@ -478,7 +563,7 @@ int_identity!(i32, i64, u32, u64);
 #[diagnostic::on_unimplemented(
     message = "projection fields must be basic types, and `{Self}` is not",
     label = "not a basic field type",
-    note = "projections are flat tables: use Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, Option<T> or Vec<T> of those, or serde_json::Value"
+    note = "projections are flat tables: use Identifier, String, integers, f64, Decimal, bool, DateTime<Utc>, NaiveDate, a unit-only #[value_object] enum, Option<T> or Vec<T> of those, or serde_json::Value; an enum with data in its variants is not a column"
 )]
 pub trait BasicField {
     /// Names the trait in generated compile-time checks (`<T as Trait>::ASSERT`), which

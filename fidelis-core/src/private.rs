@@ -30,8 +30,9 @@ pub use crate::field::{
 pub mod non_finite {
     pub use crate::field::non_finite::{NonFiniteFloat, deserialize, from_value, serialize};
 }
+pub use crate::field::{check_variant_field, enum_query_value, variant_names};
 pub use crate::identifier::Identifier;
-pub use crate::query::FieldHandle;
+pub use crate::query::{FieldHandle, IntoQueryValue, QueryValue};
 pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, ListenerRoute, Registrar};
 
 /// `aggregate.raise(event)`.
@@ -113,8 +114,21 @@ impl JsonFields {
         default: Option<fn() -> T>,
         decode: fn(Value) -> serde_json::Result<T>,
     ) -> Option<T> {
+        self.take_field(name, T::OPTIONAL, default, decode)
+    }
+
+    /// [`take_with`](Self::take_with), given what it needs to know of the field's type (the
+    /// generated code passes `<T as FieldType>::…` items, so a type that is not a field type
+    /// is reported once, at the field).
+    pub fn take_field<T>(
+        &mut self,
+        name: &'static str,
+        optional: bool,
+        default: Option<fn() -> T>,
+        decode: fn(Value) -> serde_json::Result<T>,
+    ) -> Option<T> {
         match self.map.remove(name) {
-            None | Some(Value::Null) if T::OPTIONAL => decode(Value::Null).ok(),
+            None | Some(Value::Null) if optional => decode(Value::Null).ok(),
             None | Some(Value::Null) => match default {
                 Some(default) => Some(default()),
                 None => {

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod message;
 pub mod projection;
 pub mod registration;
+pub mod value_enum;
 pub mod value_object;
 
 use proc_macro2::TokenStream;
@@ -58,13 +59,102 @@ pub fn add_derives(attrs: &mut Vec<Attribute>, krate: &Path, wanted: &[&str]) {
         })
         .collect();
     let serde_crate = format!("{}::__private::serde", path_string(krate));
-    // The derive goes first, so the `#[serde]` helper attributes after it are in scope.
-    let mut added: Vec<Attribute> = Vec::new();
+    // The derive goes first, so the `#[serde]` helper attributes after it are in scope; the
+    // `#[serde(crate)]` goes after every derive, the user's own `#[derive(Serialize)]` too.
     if !derives.is_empty() {
-        added.push(parse_quote!(#[derive(#(#derives),*)]));
+        attrs.insert(0, parse_quote!(#[derive(#(#derives),*)]));
     }
-    added.push(parse_quote!(#[serde(crate = #serde_crate)]));
-    attrs.splice(0..0, added);
+    let after_derives = attrs
+        .iter()
+        .rposition(|a| a.path().is_ident("derive"))
+        .map_or(0, |last| last + 1);
+    attrs.insert(after_derives, parse_quote!(#[serde(crate = #serde_crate)]));
+}
+
+/// The traits an element struct needs: `Serialize` and `Deserialize` derived (minus those the
+/// user derives), and `Clone`, `Debug` and `PartialEq` (those of `wanted` the user does not
+/// derive) implemented here, each field reached through `<T as FieldType>` at its type (see
+/// `fields::field_type`): a field whose type is not a field type then gives one error, ours,
+/// instead of one per derive. Fields the macro added itself use the traits directly.
+pub fn element_traits(
+    item: &mut syn::ItemStruct,
+    fields: &[crate::ast::Field],
+    krate: &Path,
+    wanted: &[&str],
+) -> TokenStream {
+    let serde: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|name| matches!(*name, "Serialize" | "Deserialize"))
+        .collect();
+    let present = derived(&item.attrs);
+    add_derives(&mut item.attrs, krate, &serde);
+    let p = private(krate);
+    let name = &item.ident;
+    let syn::Fields::Named(named) = &item.fields else {
+        return TokenStream::new();
+    };
+    // (ident, `<T as FieldType>` or `None` for a field the macro added)
+    let members: Vec<(&syn::Ident, Option<TokenStream>)> = named
+        .named
+        .iter()
+        .filter_map(|field| {
+            let ident = field.ident.as_ref()?;
+            let model = fields.iter().find(|f| &f.ident == ident);
+            Some((ident, model.map(|f| fields::field_type(&p, f))))
+        })
+        .collect();
+    let missing = |trait_name: &str| {
+        wanted.contains(&trait_name) && !present.iter().any(|have| have == trait_name)
+    };
+    let mut out = TokenStream::new();
+    if missing("Clone") {
+        let values = members.iter().map(|(ident, ft)| match ft {
+            Some(ft) => quote!(#ident: #ft::__fidelis_clone(&self.#ident)),
+            None => quote!(#ident: ::core::clone::Clone::clone(&self.#ident)),
+        });
+        out.extend(quote! {
+            #[automatically_derived]
+            impl ::core::clone::Clone for #name {
+                fn clone(&self) -> Self {
+                    Self { #(#values,)* }
+                }
+            }
+        });
+    }
+    if missing("Debug") {
+        let label = name.to_string();
+        let entries = members.iter().map(|(ident, ft)| {
+            let field_name = syn::ext::IdentExt::unraw(*ident).to_string();
+            match ft {
+                Some(ft) => quote!(.field(#field_name, #ft::__fidelis_debug(&self.#ident))),
+                None => quote!(.field(#field_name, &self.#ident)),
+            }
+        });
+        out.extend(quote! {
+            #[automatically_derived]
+            impl ::core::fmt::Debug for #name {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(#label) #(#entries)* .finish()
+                }
+            }
+        });
+    }
+    if missing("PartialEq") {
+        let comparisons = members.iter().map(|(ident, ft)| match ft {
+            Some(ft) => quote!(#ft::__fidelis_eq(&self.#ident, &other.#ident)),
+            None => quote!(::core::cmp::PartialEq::eq(&self.#ident, &other.#ident)),
+        });
+        out.extend(quote! {
+            #[automatically_derived]
+            impl ::core::cmp::PartialEq for #name {
+                fn eq(&self, other: &Self) -> bool {
+                    true #(&& #comparisons)*
+                }
+            }
+        });
+    }
+    out
 }
 
 /// `::fidelis_core` as a string, for `#[serde(crate = "…")]`.

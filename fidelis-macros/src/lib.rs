@@ -66,7 +66,9 @@ pub fn projector(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::listener::projector(args.into(), input.into()).into()
 }
 
-/// A value object: `#[value_object]` on a struct with named fields.
+/// A value object: `#[value_object]` on a struct with named fields, or on an enum (a field
+/// type whose values are its variants: text when every variant is a unit variant, JSON
+/// otherwise).
 #[proc_macro_attribute]
 pub fn value_object(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::value_object::expand(args.into(), input.into()).into()

@@ -24,6 +24,30 @@ pub mod bank {
         pub rate: Option<f64>,
     }
 
+    /// Where a wallet stands: data in one variant.
+    #[value_object]
+    pub enum WalletStatus {
+        /// In use.
+        Active,
+        /// Frozen, and why.
+        Frozen {
+            /// Why.
+            reason: String,
+        },
+        /// Closed on a date.
+        Closed(NaiveDate),
+    }
+
+    /// A kind of wallet: unit variants only, a projection column.
+    #[value_object]
+    #[serde(rename_all = "lowercase")]
+    pub enum WalletKind {
+        /// A person's.
+        Personal,
+        /// A company's.
+        Business,
+    }
+
     /// A wallet.
     #[aggregate(event_sourced)]
     pub struct Wallet {
@@ -38,6 +62,9 @@ pub mod bank {
         pub tier: String,
         /// Its limit.
         pub limit: Option<Money>,
+        /// Its status.
+        #[field(default = WalletStatus::Active)]
+        pub status: WalletStatus,
     }
 
     #[aggregate]
@@ -178,6 +205,8 @@ pub mod bank {
         pub owner: String,
         /// Tags.
         pub tags: Vec<String>,
+        /// Its kind, when known.
+        pub kind: Option<WalletKind>,
     }
 
     /// Keeps [`WalletRow`] up to date.
@@ -192,6 +221,7 @@ pub mod bank {
                 wallet_id: event.wallet_id.clone(),
                 owner: event.owner.clone(),
                 tags: vec![],
+                kind: None,
             };
             ctx.repository::<WalletRow>().add(row).await
         }

@@ -262,7 +262,9 @@ fn bind<'q>(
     match value {
         // PostgreSQL types every parameter, NULLs included.
         SqlValue::Null(kind) => match kind {
-            FieldKind::Identifier | FieldKind::String => query.bind(None::<String>),
+            FieldKind::Identifier | FieldKind::String | FieldKind::Enum => {
+                query.bind(None::<String>)
+            }
             FieldKind::Integer => query.bind(None::<i64>),
             FieldKind::Float => query.bind(None::<f64>),
             #[cfg(feature = "decimal")]
@@ -272,7 +274,7 @@ fn bind<'q>(
             FieldKind::Boolean => query.bind(None::<bool>),
             FieldKind::DateTime => query.bind(None::<DateTime<Utc>>),
             FieldKind::Date => query.bind(None::<NaiveDate>),
-            FieldKind::List | FieldKind::Embedded | FieldKind::Dict => {
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict => {
                 query.bind(None::<Json<Value>>)
             }
         },
@@ -315,6 +317,23 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
                 .try_get::<Option<String>, _>(index)
                 .map_err(read)?
                 .map_or(Value::Null, Value::String),
+            FieldKind::Enum => match row.try_get::<Option<String>, _>(index).map_err(read)? {
+                None => Value::Null,
+                Some(text) => match crate::field::unknown_variant(&text, field) {
+                    Some(message) => {
+                        return Err(Error::Serialization {
+                            what: format!(
+                                "column `{}` of {} of table `{}`",
+                                field.name,
+                                sql::row_name(table, row),
+                                table.name
+                            ),
+                            message,
+                        });
+                    }
+                    None => Value::String(text),
+                },
+            },
             FieldKind::Integer => row
                 .try_get::<Option<i64>, _>(index)
                 .map_err(read)?
@@ -344,7 +363,7 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
                 .map_or(Value::Null, |date| {
                     Value::String(date.format("%Y-%m-%d").to_string())
                 }),
-            FieldKind::List | FieldKind::Embedded | FieldKind::Dict => row
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict => row
                 .try_get::<Option<Json<Value>>, _>(index)
                 .map_err(read)?
                 .map_or(Value::Null, |json| json.0),

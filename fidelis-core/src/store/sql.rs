@@ -149,6 +149,10 @@ pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
     };
     match (dialect, field.kind) {
         (_, FieldKind::Identifier | FieldKind::String) => text(),
+        // The variant's name. No CHECK constraint: `CREATE TABLE IF NOT EXISTS` would keep the
+        // first list of variants, and writes of a variant added later would fail; a row is
+        // checked against the current variants when it is read instead.
+        (_, FieldKind::Enum) => "TEXT".to_owned(),
         (_, FieldKind::Integer) => "BIGINT".to_owned(),
         (Dialect::Postgres, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
         // SQLite writes a REAL column's whole numbers as integers, so -0.0 would read back as
@@ -163,17 +167,19 @@ pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
         // SQLite has no time, date or JSON types: a fixed-width RFC 3339 text orders like
         // the time it spells, and JSON is kept as its text.
         (Dialect::Sqlite, FieldKind::DateTime | FieldKind::Date) => "TEXT".to_owned(),
-        (Dialect::Sqlite, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
-            "TEXT".to_owned()
-        }
+        (
+            Dialect::Sqlite,
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
+        ) => "TEXT".to_owned(),
         (Dialect::Postgres, FieldKind::DateTime) => "TIMESTAMPTZ".to_owned(),
         (Dialect::Postgres, FieldKind::Date) => "DATE".to_owned(),
         // `JSON` keeps the text Fidelis wrote, so every f64 in it reads back with the same
         // bits; `JSONB` keeps numbers as NUMERIC, which has no -0.0. A unique column needs
         // JSONB's equality.
-        (Dialect::Postgres, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
-            if field.unique { "JSONB" } else { "JSON" }.to_owned()
-        }
+        (
+            Dialect::Postgres,
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
+        ) => if field.unique { "JSONB" } else { "JSON" }.to_owned(),
     }
 }
 
@@ -463,6 +469,12 @@ pub(crate) fn field_value(
         FieldKind::Identifier | FieldKind::String => {
             SqlValue::Text(value.as_str().ok_or_else(|| wrong("text"))?.to_owned())
         }
+        FieldKind::Enum => SqlValue::Text(
+            value
+                .as_str()
+                .ok_or_else(|| wrong("a variant name"))?
+                .to_owned(),
+        ),
         FieldKind::Integer => {
             SqlValue::Int(value.as_i64().ok_or_else(|| wrong("a 64-bit integer"))?)
         }
@@ -496,7 +508,9 @@ pub(crate) fn field_value(
                     .map_err(|_| wrong("a date (YYYY-MM-DD)"))?,
             )
         }
-        FieldKind::List | FieldKind::Embedded | FieldKind::Dict => SqlValue::Json(value.clone()),
+        FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict => {
+            SqlValue::Json(value.clone())
+        }
     })
 }
 
@@ -730,7 +744,7 @@ fn field<'a>(table: &'a TableSchema, name: &str) -> Result<&'a FieldDef> {
 /// compares by code point on every adapter (as in memory), whatever the database's locale.
 fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
     match (dialect, field.kind) {
-        (Dialect::Postgres, FieldKind::Identifier | FieldKind::String) => {
+        (Dialect::Postgres, FieldKind::Identifier | FieldKind::String | FieldKind::Enum) => {
             format!("{} COLLATE \"C\"", quote(field.name))
         }
         // SQLite keeps decimals as text: compared and ordered by value, not by text.
@@ -738,9 +752,10 @@ fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
             format!("{} COLLATE {DECIMAL_COLLATION}", quote(field.name))
         }
         // `json` has no ordering: order as `jsonb` did.
-        (Dialect::Postgres, FieldKind::List | FieldKind::Embedded | FieldKind::Dict) => {
-            format!("{}::jsonb", quote(field.name))
-        }
+        (
+            Dialect::Postgres,
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
+        ) => format!("{}::jsonb", quote(field.name)),
         _ => quote(field.name),
     }
 }
@@ -750,7 +765,7 @@ fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
 fn coerce(kind: FieldKind, value: &QueryValue) -> Option<SqlValue> {
     match (kind, value) {
         (_, QueryValue::Null) => None,
-        (FieldKind::Identifier | FieldKind::String, QueryValue::Text(text)) => {
+        (FieldKind::Identifier | FieldKind::String | FieldKind::Enum, QueryValue::Text(text)) => {
             Some(SqlValue::Text(text.clone()))
         }
         (FieldKind::Integer, QueryValue::Int(i)) => Some(SqlValue::Int(*i)),

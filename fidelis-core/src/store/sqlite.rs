@@ -232,6 +232,13 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<Document> {
                 .try_get::<Option<String>, _>(index)
                 .map_err(read)?
                 .map_or(Value::Null, Value::String),
+            FieldKind::Enum => match row.try_get::<Option<String>, _>(index).map_err(read)? {
+                None => Value::Null,
+                Some(text) => match crate::field::unknown_variant(&text, field) {
+                    Some(message) => return Err(corrupt(message)),
+                    None => Value::String(text),
+                },
+            },
             FieldKind::Integer => row
                 .try_get::<Option<i64>, _>(index)
                 .map_err(read)?
@@ -274,7 +281,7 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<Document> {
                     Value::String(text)
                 }
             },
-            FieldKind::List | FieldKind::Embedded | FieldKind::Dict => {
+            FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict => {
                 match row.try_get::<Option<String>, _>(index).map_err(read)? {
                     None => Value::Null,
                     Some(text) => serde_json::from_str(&text)

@@ -114,8 +114,9 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
             __fidelis_meta: #p::AggregateMeta
         });
     }
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "Serialize", "Deserialize"],
     );
@@ -184,6 +185,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     };
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults

@@ -58,8 +58,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
     );
@@ -79,6 +80,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let command_of = quote_spanned!(part_of.span()=> impl #p::CommandOf<#part_of> for #ty {});
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults

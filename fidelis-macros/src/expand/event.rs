@@ -82,8 +82,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
     );
@@ -106,6 +107,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let belongs = quote_spanned!(part_of.span()=> impl #p::BelongsTo<#part_of> for #ty {});
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults

@@ -7,17 +7,66 @@ use syn::spanned::Spanned;
 use syn::{Fields, Ident, ItemStruct, LitStr, parse_quote};
 
 use crate::ast::Field;
-use crate::expand::type_string;
+use crate::expand::{respan, type_string};
 use crate::symbol::*;
+
+/// `<T as FieldType>` for a field of type `T`, every token at the field type's span. All the
+/// generated code reaches the field's type through it (and serde through the same words), so
+/// that a type that is not a field type gives one error, the same at every use, which the
+/// compiler reports once, at the field's type.
+pub fn field_type(p: &TokenStream, field: &Field) -> TokenStream {
+    let ty = &field.ty;
+    respan(quote!(<#ty as #p::FieldType>), type_span(ty))
+}
+
+/// One span for a type (a procedural macro cannot join the spans of several tokens on stable
+/// Rust): the type's name, `HashMap` in `std::collections::HashMap<String, f64>`.
+fn type_span(ty: &syn::Type) -> proc_macro2::Span {
+    match ty {
+        syn::Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map_or_else(|| ty.span(), |last| last.ident.span()),
+        other => other.span(),
+    }
+}
+
+/// Whether the field's own `#[serde(..)]` attributes decide how it is written or read, so the
+/// generated `serialize_with` / `deserialize_with` must stay away.
+fn serde_decides(attrs: &[syn::Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            let syn::Meta::List(list) = &a.meta else {
+                return false;
+            };
+            list.tokens.clone().into_iter().any(|token| {
+                matches!(&token, proc_macro2::TokenTree::Ident(ident)
+                    if ["with", "serialize_with", "deserialize_with", "flatten", "getter"]
+                        .iter()
+                        .any(|word| ident == word))
+            })
+        })
+}
+
+/// Whether the type is written `Option<…>` (a missing value is `None`).
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| last.ident == "Option"))
+}
 
 /// The name of the hidden function that gives a field's `default = …`.
 pub fn default_fn(field: &Field) -> Ident {
     format_ident!("__fidelis_default_{}", field.name())
 }
 
-/// `#[serde(default = "Type::__fidelis_default_x")]` on fields with a `default = …`, and
+/// `#[serde(default = "Type::__fidelis_default_x")]` on fields with a `default = …`,
 /// `#[serde(with = "…::__private::non_finite")]` on `allow_non_finite` floats (JSON has no
-/// NaN or infinity: they are written by name).
+/// NaN or infinity: they are written by name), and on every other field
+/// `#[serde(serialize_with, deserialize_with)]` through its `FieldType` (see [`field_type`]),
+/// with `#[serde(default)]` on an `Option` (which `deserialize_with` would make required).
 pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field], krate: &syn::Path) {
     let name = item.ident.clone();
     let Fields::Named(named) = &mut item.fields else {
@@ -30,7 +79,8 @@ pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field], krate: &syn::
         else {
             continue;
         };
-        if model.args.expr(DEFAULT).is_some() {
+        let has_default = model.args.expr(DEFAULT).is_some();
+        if has_default {
             let path = format!("{name}::{}", default_fn(model));
             field.attrs.push(parse_quote!(#[serde(default = #path)]));
         }
@@ -41,6 +91,21 @@ pub fn add_serde_defaults(item: &mut ItemStruct, fields: &[Field], krate: &syn::
                 crate::expand::path_string(krate)
             );
             field.attrs.push(parse_quote!(#[serde(with = #path)]));
+        } else if !serde_decides(&field.attrs) {
+            let span = type_span(&model.ty);
+            let ty = type_string(&model.ty);
+            let trait_path = format!(
+                "<{ty} as {}::__private::FieldType>",
+                crate::expand::path_string(krate)
+            );
+            let ser = LitStr::new(&format!("{trait_path}::__fidelis_serialize"), span);
+            let de = LitStr::new(&format!("{trait_path}::__fidelis_deserialize"), span);
+            field
+                .attrs
+                .push(parse_quote!(#[serde(serialize_with = #ser, deserialize_with = #de)]));
+            if is_option(&model.ty) && !has_default {
+                field.attrs.push(parse_quote!(#[serde(default)]));
+            }
         }
     }
 }
@@ -61,13 +126,15 @@ pub fn default_fns(fields: &[Field]) -> TokenStream {
     quote!(#(#fns)*)
 }
 
-/// The value a blank aggregate gets for a field.
+/// The value a blank aggregate gets for a field. `Default` is asked for at the field's type,
+/// so a type without one (an enum with data, say) is reported on the field that needs it.
 pub fn blank_value(field: &Field) -> TokenStream {
     if field.args.expr(DEFAULT).is_some() {
         let name = default_fn(field);
         quote!(Self::#name())
     } else {
-        quote!(::core::default::Default::default())
+        let ty = &field.ty;
+        quote_spanned!(type_span(ty)=> <#ty as ::core::default::Default>::default())
     }
 }
 
@@ -85,10 +152,11 @@ pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
         let name = field.name();
         let rust_type = type_string(ty);
         let args = &field.args;
+        let ft = field_type(p, field);
         let required = if args.key(REQUIRED).is_some() {
             quote!(true)
         } else {
-            quote!(!<#ty as #p::FieldType>::OPTIONAL)
+            quote!(!#ft::OPTIONAL)
         };
         let identifier = args.key(IDENTIFIER).is_some();
         let unique = args.key(UNIQUE).is_some();
@@ -129,8 +197,9 @@ pub fn defs(p: &TokenStream, fields: &[Field]) -> TokenStream {
                 decimal_places: #decimal_places,
                 allow_non_finite: #allow_non_finite,
                 choices: &[#(#choices),*],
-                embedded: <#ty as #p::FieldType>::EMBEDDED,
-                ..#p::FieldDef::new(#name, <#ty as #p::FieldType>::KIND, #rust_type)
+                embedded: #ft::EMBEDDED,
+                variants: #ft::VARIANTS,
+                ..#p::FieldDef::new(#name, #ft::KIND, #rust_type)
             }
         }
     });
@@ -142,7 +211,8 @@ pub fn has_fields(p: &TokenStream, ty: &TokenStream, fields: &[Field]) -> TokenS
     let defs = defs(p, fields);
     let checks = fields.iter().enumerate().map(|(index, field)| {
         let ident = &field.ident;
-        quote_spanned!(field.ty.span()=> #p::check_field(&self.#ident, &<Self as #p::HasFields>::FIELDS[#index], &mut errors);)
+        let ft = field_type(p, field);
+        quote_spanned!(field.ty.span()=> #ft::check(&self.#ident, &<Self as #p::HasFields>::FIELDS[#index], &mut errors);)
     });
     quote! {
         #[automatically_derived]
@@ -209,7 +279,8 @@ pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {
         if field.args.key(ALLOW_NON_FINITE).is_some() && field.is_float() {
             quote!(let #ident = fields.take_with::<#ty>(#name, #default, #p::non_finite::from_value);)
         } else {
-            quote!(let #ident = fields.take::<#ty>(#name, #default);)
+            let ft = field_type(p, field);
+            quote!(let #ident = fields.take_field::<#ty>(#name, #ft::OPTIONAL, #default, #ft::__fidelis_from_value);)
         }
     });
     quote! {

@@ -58,8 +58,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
     );
@@ -80,6 +81,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let (handles, fields_fn) = fields::handles(&krate, &name, &vis, "projection", &fields);
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults

@@ -1,14 +1,15 @@
 //! `#[value_object]`: a validated value compared by its fields, embeddable in other elements.
+//! On an enum, see `value_enum`.
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Fields, ItemStruct};
+use syn::{Fields, Item};
 
 use crate::ast;
 use crate::attr::{self, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
-use crate::expand::{self, fields};
+use crate::expand::{self, fields, value_enum};
 use crate::fallback;
 
 const ATTR: &str = "#[value_object]";
@@ -19,12 +20,13 @@ const SPECS: &[Spec] = &[attr::CRATE_SPEC];
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
     let args = attr::parse(&cx, ATTR, SPECS, args);
-    let item = match syn::parse2::<ItemStruct>(input.clone()) {
-        Ok(item) => item,
-        Err(_) => {
+    let item = match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Struct(item)) => item,
+        Ok(Item::Enum(item)) => return value_enum::expand(cx, &args, item),
+        _ => {
             cx.error(
                 proc_macro2::Span::call_site(),
-                "`#[value_object]` goes on a struct with named fields",
+                "`#[value_object]` goes on a struct with named fields or on an enum",
             );
             return fallback::item(input, cx);
         }
@@ -59,8 +61,9 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     });
     check::allow_non_finite(&cx, &fields);
     fields::add_serde_defaults(&mut item, &fields, &krate);
-    expand::add_derives(
-        &mut item.attrs,
+    let traits = expand::element_traits(
+        &mut item,
+        &fields,
         &krate,
         &["Clone", "Debug", "PartialEq", "Serialize", "Deserialize"],
     );
@@ -69,6 +72,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let defaults = fields::default_fns(&fields);
 
     let generated = expand::wrap(quote! {
+        #traits
         #[automatically_derived]
         impl #ty {
             #defaults
