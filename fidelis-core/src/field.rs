@@ -6,6 +6,7 @@ mod text;
 
 pub(crate) use text::is_blank;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use enums::unknown_variant;
 #[doc(hidden)]
 pub use enums::{check_variant_field, enum_query_value, variant_names};

@@ -53,6 +53,7 @@ pub fn check_variant_field<T: FieldType>(
 }
 
 /// The message for a stored enum value that names no variant.
+#[cfg(any(feature = "sqlite", feature = "postgres", test))]
 pub(crate) fn unknown_variant(text: &str, def: &FieldDef) -> Option<String> {
     let variants = def.variants?();
     (!variants.contains(&text)).then(|| {
