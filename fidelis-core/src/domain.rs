@@ -26,9 +26,32 @@ use crate::unit_of_work;
 /// A bounded context: its elements, storage and configuration. Cheap to clone, `Send + Sync`
 /// (share it as axum state).
 ///
-/// ```ignore
-/// let domain = Domain::builder("fidelis").build().await?;   // memory storage, sync processing
-/// let id = domain.process(OpenAccount { /* … */ }).await?;
+/// ```rust,standalone_crate
+/// use fidelis_core::prelude::*;
+///
+/// #[aggregate]
+/// pub struct Account {
+///     pub holder: String,
+/// }
+///
+/// #[command(part_of = Account)]
+/// pub struct OpenAccount { pub holder: String }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[handle(OpenAccount, create)]
+///     fn open(command: OpenAccount) -> Result<Self> {
+///         Ok(Self { holder: command.holder, ..Self::create_new() })
+///     }
+/// }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<()> {
+/// let domain = Domain::builder("fidelis").build().await?; // memory storage
+/// let id: Identifier = domain.process(OpenAccount { holder: "Ada".into() }).await?;
+/// assert_eq!(domain.repository::<Account>().get(&id).await?.holder, "Ada");
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct Domain {

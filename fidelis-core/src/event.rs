@@ -82,13 +82,24 @@ impl RecordedEvent {
 /// A typed recorded event, as projectors and event handlers receive it: it derefs to the
 /// event `E` and carries its [`EventMetadata`].
 ///
-/// ```ignore
-/// #[on(DepositMade)]
-/// async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+/// ```
+/// use fidelis_core::prelude::*;
+/// # #[aggregate]
+/// # pub struct Account { pub balance: i64 }
+/// # #[event(part_of = Account)]
+/// # pub struct DepositMade { pub account_id: Identifier, pub amount: i64 }
+///
+/// # pub struct Ledger;
+/// # #[event_handler(part_of = Account)]
+/// # impl Ledger {
+/// #[handle(DepositMade)]
+/// async fn on_deposit_made(event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
 ///     let amount = event.amount;                 // a field of DepositMade
 ///     let when = event.metadata().time;          // its metadata
-///     # Ok(())
+///     tracing::info!(amount, %when, correlation = %ctx.correlation_id(), "deposit");
+///     Ok(())
 /// }
+/// # }
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct Event<E> {

@@ -3,7 +3,24 @@
 //! The macros give every document element a `fields()` function returning one
 //! [`FieldHandle`] per field, so filters are checked by the compiler:
 //!
-//! ```ignore
+//! ```rust,standalone_crate
+//! use fidelis_core::prelude::*;
+//!
+//! #[projection]
+//! pub struct AccountSummary {
+//!     #[field(identifier)]
+//!     pub account_id: Identifier,
+//!     pub account_number: String,
+//!     pub balance: Decimal,
+//! }
+//! # #[tokio::main]
+//! # async fn main() -> Result<()> {
+//! # let domain = Domain::builder("bank").discover_crate(module_path!()).build().await?;
+//! # let rows = domain.repository::<AccountSummary>();
+//! # for (number, balance) in [("ACC-1", 500), ("ACC-2", 1_500), ("XYZ-3", 2_500)] {
+//! #     rows.add(AccountSummary { account_id: Identifier::generate(), account_number: number.into(), balance: balance.into() }).await?;
+//! # }
+//!
 //! let f = AccountSummary::fields();
 //! let rich = domain
 //!     .repository::<AccountSummary>()
@@ -14,6 +31,9 @@
 //!     .limit(10)
 //!     .all()
 //!     .await?;
+//! assert_eq!(rich.len(), 1);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Adapters receive the untyped [`QuerySpec`] and translate it (the SQL adapters into

@@ -2,16 +2,46 @@
 //! `given(Account, *events).process(cmd)` and `given(*events).then(Projection, id)`, in
 //! `cargo test`, without a database.
 //!
-//! ```ignore
+//! ```rust,standalone_crate
+//! use fidelis_core::prelude::*;
 //! use fidelis_core::testing::given;
-//!
+//! # #[event(part_of = Account)]
+//! # pub struct AccountOpened { pub account_id: Identifier, pub holder_name: String, pub opening_deposit: Decimal }
+//! # #[event(part_of = Account)]
+//! # pub struct WithdrawalMade { pub account_id: Identifier, pub amount: Decimal }
+//! # #[command(part_of = Account)]
+//! # pub struct MakeWithdrawal { pub account_id: Identifier, pub amount: Decimal, pub reference: Option<String> }
+//! # #[aggregate(event_sourced)]
+//! # pub struct Account { pub holder_name: String, #[field(default = Decimal::ZERO)] pub balance: Decimal }
+//! # #[aggregate]
+//! # impl Account {
+//! #     #[invariant(post)]
+//! #     fn not_negative(&self) -> Result<(), ValidationError> {
+//! #         if self.balance < Decimal::ZERO {
+//! #             return Err(ValidationError::field("balance", "Insufficient funds: balance cannot be negative"));
+//! #         }
+//! #         Ok(())
+//! #     }
+//! #     #[handle(MakeWithdrawal)]
+//! #     fn withdraw(&mut self, command: MakeWithdrawal) -> Result<()> {
+//! #         self.raise(WithdrawalMade { account_id: self.id.clone(), amount: command.amount })
+//! #     }
+//! #     #[apply]
+//! #     fn on_opened(&mut self, event: &AccountOpened) { self.balance = event.opening_deposit; }
+//! #     #[apply]
+//! #     fn on_withdrawn(&mut self, event: &WithdrawalMade) { self.balance -= event.amount; }
+//! # }
+//! # #[tokio::main]
+//! # async fn main() {
+//! let id = Identifier::generate();
 //! let outcome = given::<Account>()
-//!     .after(AccountOpened { account_id: id.clone(), /* … */ opening_deposit: Decimal::from(100) })
+//!     .after(AccountOpened { account_id: id.clone(), holder_name: "Ada".into(), opening_deposit: Decimal::from(100) })
 //!     .process(MakeWithdrawal { account_id: id.clone(), amount: Decimal::from(500), reference: None })
 //!     .await;
 //! assert!(outcome.rejected());
 //! assert_eq!(outcome.rejection_messages()["balance"], ["Insufficient funds: balance cannot be negative"]);
 //! assert_eq!(outcome.aggregate().balance, Decimal::from(100));   // the state before the rejection
+//! # }
 //! ```
 //!
 //! # What runs

@@ -2,6 +2,11 @@
 //! re-exports them); the generated code names `::fidelis_core::__private` (or the path
 //! given with `crate = …`).
 //!
+//! Each macro's reference (arguments, `#[field]` options, what it generates, an example) is
+//! in `docs/<macro>.md`, shown on the macro's page. The examples are compiled and run as
+//! doctests of `fidelis-core`, where the macros can be used (`cfg(doctest)` leaves them out
+//! of this crate's doctests).
+//!
 //! Each entry point is thin: parse the arguments and the item into a model (`ast`, `attr`),
 //! check it (`check`), and generate code (`expand`) that cannot fail. Every mistake is
 //! collected in a `ctxt::Ctxt` and reported at once; on mistakes that stop expansion the
@@ -18,92 +23,79 @@ mod symbol;
 
 use proc_macro::TokenStream;
 
-/// An aggregate: `#[aggregate]` or `#[aggregate(event_sourced)]` on a struct with named
-/// fields, and `#[aggregate]` on its impl block (`#[apply]`, `#[invariant]` and
-/// `#[handle(C)]` / `#[handle(C, create)]` methods).
+#[cfg_attr(not(doctest), doc = include_str!("../docs/aggregate.md"))]
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::aggregate::expand(args.into(), input.into()).into()
 }
 
-/// An event: `#[event(part_of = Account)]` (optional `version = N`, `type_name = "…"`).
+#[cfg_attr(not(doctest), doc = include_str!("../docs/event.md"))]
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::event::expand(args.into(), input.into()).into()
 }
 
-/// A command: `#[command(part_of = Account)]`.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/command.md"))]
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::command::expand(args.into(), input.into()).into()
 }
 
-/// A command handler: `#[command_handler(part_of = Account)]` on an impl block whose
-/// methods are marked `#[handle(Command)]`.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/command_handler.md"))]
 #[proc_macro_attribute]
 pub fn command_handler(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::handler::expand(args.into(), input.into()).into()
 }
 
-/// An event handler: `#[event_handler(part_of = Account)]` or
-/// `#[event_handler(aggregates = [A, B])]` on an impl block whose methods are marked
-/// `#[handle(Event)]`.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/event_handler.md"))]
 #[proc_macro_attribute]
 pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::listener::event_handler(args.into(), input.into()).into()
 }
 
-/// A projection: `#[projection]` on a struct with exactly one `#[field(identifier)]`.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/projection.md"))]
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::projection::expand(args.into(), input.into()).into()
 }
 
-/// A projector: `#[projector(for = Projection, aggregates = [A, …])]` on an impl block
-/// whose methods are marked `#[on(Event)]`.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/projector.md"))]
 #[proc_macro_attribute]
 pub fn projector(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::listener::projector(args.into(), input.into()).into()
 }
 
-/// A value object: `#[value_object]` on a struct with named fields, or on an enum (a field
-/// type whose values are its variants: text when every variant is a unit variant, JSON
-/// otherwise).
+#[cfg_attr(not(doctest), doc = include_str!("../docs/value_object.md"))]
 #[proc_macro_attribute]
 pub fn value_object(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::value_object::expand(args.into(), input.into()).into()
 }
 
-/// `#[apply]` marks an event-sourcing method of an `#[aggregate] impl` block; used anywhere
-/// else it is an error.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/apply.md"))]
 #[proc_macro_attribute]
 pub fn apply(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::APPLY, args.into(), input.into()).into()
 }
 
-/// `#[invariant(pre)]` / `#[invariant(post)]` marks an invariant of an `#[aggregate] impl`
-/// block; used anywhere else it is an error.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/invariant.md"))]
 #[proc_macro_attribute]
 pub fn invariant(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::INVARIANT, args.into(), input.into()).into()
 }
 
-/// `#[handle(C)]` marks a method of an `#[aggregate]`, `#[command_handler]` or
-/// `#[event_handler]` impl block; used anywhere else it is an error.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/handle.md"))]
 #[proc_macro_attribute]
 pub fn handle(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::HANDLE, args.into(), input.into()).into()
 }
 
-/// `#[on(E)]` marks a method of a `#[projector]` impl block; used anywhere else it is an
-/// error.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/on.md"))]
 #[proc_macro_attribute]
 pub fn on(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::ON, args.into(), input.into()).into()
 }
 
-/// `#[field(..)]` gives a field's options inside an element struct; used anywhere else it
-/// is an error.
+#[cfg_attr(not(doctest), doc = include_str!("../docs/field.md"))]
 #[proc_macro_attribute]
 pub fn field(args: TokenStream, input: TokenStream) -> TokenStream {
     misplaced::expand(misplaced::FIELD, args.into(), input.into()).into()
