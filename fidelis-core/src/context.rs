@@ -4,6 +4,8 @@ use crate::FastMap;
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures::future::BoxFuture;
+
 use crate::domain::Domain;
 use crate::element::{Handled, Persisted};
 use crate::error::{Error, Result};
@@ -140,16 +142,26 @@ impl Context {
 
     /// Processes a command in its own unit of work, with this context's correlation id and
     /// this context's cause (in an event handler: the event) as its causation.
-    pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
-        let (output, _) = self
-            .domain
-            .process_traced(
-                command,
-                Some(self.correlation_id.clone()),
-                self.causation_id.clone(),
-            )
-            .await?;
-        Ok(output)
+    ///
+    /// `O` is always the handler's output type, inferred from `C`: call it as
+    /// `ctx.process(command).await`.
+    // Shaped as `Domain::process` is, for one compile error on a command without a handler.
+    pub fn process<C, O>(&self, command: C) -> BoxFuture<'_, Result<O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
+        Box::pin(async move {
+            let (output, _) = self
+                .domain
+                .process_traced(
+                    command,
+                    Some(self.correlation_id.clone()),
+                    self.causation_id.clone(),
+                )
+                .await?;
+            Ok(output)
+        })
     }
 
     /// Commits everything written through this context (outside a handler; `process`
