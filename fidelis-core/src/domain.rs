@@ -294,7 +294,7 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
                 name: intern(&a.table),
                 element: a.name,
                 fields: a.fields,
-                identifier: "id",
+                identifier: a.identifier,
                 former_name: Some(intern(&crate::registry::snake_case(a.name))),
             }),
     );

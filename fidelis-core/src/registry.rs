@@ -55,6 +55,9 @@ pub struct AggregateInfo {
     pub event_sourced: bool,
     /// Its fields.
     pub fields: &'static [FieldDef],
+    /// Its identifier field: the one marked `#[field(identifier)]` (the macro marks a field
+    /// named `id`, or the `id` it adds, so), else `id`. The primary key of its table.
+    pub identifier: &'static str,
     /// Its stream category, `<domain>::<aggregate>` (set when the domain is built).
     pub category: String,
     /// Its table (state-stored aggregates): `<domain>_<aggregate>` in snake case (set when the
@@ -261,6 +264,10 @@ impl Registrar {
                 name: A::NAME,
                 event_sourced: A::EVENT_SOURCED,
                 fields: A::FIELDS,
+                identifier: A::FIELDS
+                    .iter()
+                    .find(|field| field.identifier)
+                    .map_or("id", |field| field.name),
                 category: String::new(),
                 table: String::new(),
             });
