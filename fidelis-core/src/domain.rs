@@ -72,8 +72,16 @@ impl Domain {
         &self.inner.registry
     }
 
-    /// The storage adapter.
-    pub fn storage(&self) -> &Arc<dyn Storage> {
+    /// The storage adapter itself: an escape hatch for tools and tests (inspecting or
+    /// seeding the database). What goes through it **bypasses units of work**: no
+    /// validation, invariants, projectors, event handlers, version checks against the
+    /// aggregate cache, nor retries. Application code processes commands instead.
+    pub fn storage_unchecked(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The storage adapter, for the runtime's own units of work and reads.
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
     }
 

@@ -600,11 +600,6 @@ pub(crate) fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut 
     value.check(def, errors);
 }
 
-/// The definition of the field named `name`, if any.
-pub fn find_field<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
-    fields.iter().find(|field| field.name == name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

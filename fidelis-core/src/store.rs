@@ -35,10 +35,18 @@ pub struct Document {
     pub data: Map<String, Value>,
 }
 
+mod sealed {
+    /// Keeps [`TypedRow`](super::TypedRow) implemented by Fidelis alone.
+    pub trait Sealed {}
+    impl<T: serde::Serialize + Send + Sync + 'static> Sealed for T {}
+}
+
 /// A row as a typed value (a projection), so that an adapter that keeps rows in memory can
-/// store and return it without a round trip through JSON. Implemented for every
-/// serializable type.
-pub trait TypedRow: Any + Send + Sync {
+/// store and return it without a round trip through JSON.
+///
+/// Sealed: adapters receive and read typed rows, they do not implement the trait, and which
+/// types Fidelis implements it for is not a promise of the API.
+pub trait TypedRow: sealed::Sealed + Any + Send + Sync {
     /// The row's fields as JSON, for adapters that store JSON or columns.
     fn to_json(&self) -> Result<Map<String, Value>>;
     /// `self` as `Any`, to downcast to the projection type.
