@@ -140,8 +140,7 @@ impl FieldDef {
 /// may hold it:
 ///
 /// ```
-/// use fidelis_core::field::{BasicField, FieldDef, FieldKind, FieldType};
-/// use fidelis_core::ValidationError;
+/// use fidelis_core::{BasicField, FieldDef, FieldKind, FieldType, ValidationError};
 ///
 /// /// An ISBN, serialized as its text.
 /// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -60,7 +60,7 @@ pub use crate::element::{
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, RecordedEvent};
-pub use crate::field::{FieldDef, FieldKind, FieldType};
+pub use crate::field::{BasicField, FieldDef, FieldKind, FieldType};
 pub use crate::identifier::Identifier;
 pub use crate::registry::Registry;
 pub use crate::repository::{DomainRepository, Query, Repository};
