@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent};
 use crate::identifier::Identifier;
 use crate::repository::Repository;
-use crate::store::{Document, Transaction, TypedRow};
+use crate::store::{JsonRow, Transaction, TypedRow};
 
 /// The context of one unit of work.
 ///
@@ -52,13 +52,13 @@ impl Work {
         self.aggregates.is_empty() && self.documents.is_empty()
     }
 
-    pub(crate) fn document(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
+    pub(crate) fn written_row(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
         self.document_index
             .get(&(table.to_owned(), id.to_owned()))
             .map(|&index| &self.documents[index].2)
     }
 
-    pub(crate) fn put_document(
+    pub(crate) fn write_row(
         &mut self,
         table: &str,
         id: String,
@@ -89,7 +89,7 @@ pub(crate) struct AggregateChange {
     /// Its latest state (pending events drained), a clone of the aggregate type.
     pub(crate) state: Arc<dyn Any + Send + Sync>,
     /// The row to write (stored aggregates).
-    pub(crate) document: Option<Document>,
+    pub(crate) document: Option<JsonRow>,
     /// New events, oldest first.
     pub(crate) events: Vec<Arc<dyn AnyEvent>>,
 }
