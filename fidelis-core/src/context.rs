@@ -4,13 +4,15 @@ use crate::FastMap;
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures::future::BoxFuture;
+
 use crate::domain::Domain;
 use crate::element::{Handled, Persisted};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent};
 use crate::identifier::Identifier;
 use crate::repository::Repository;
-use crate::store::{Document, Transaction, TypedRow};
+use crate::store::{JsonRow, Transaction, TypedRow};
 
 /// The context of one unit of work.
 ///
@@ -50,13 +52,13 @@ impl Work {
         self.aggregates.is_empty() && self.documents.is_empty()
     }
 
-    pub(crate) fn document(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
+    pub(crate) fn written_row(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
         self.document_index
             .get(&(table.to_owned(), id.to_owned()))
             .map(|&index| &self.documents[index].2)
     }
 
-    pub(crate) fn put_document(
+    pub(crate) fn write_row(
         &mut self,
         table: &str,
         id: String,
@@ -87,7 +89,7 @@ pub(crate) struct AggregateChange {
     /// Its latest state (pending events drained), a clone of the aggregate type.
     pub(crate) state: Arc<dyn Any + Send + Sync>,
     /// The row to write (stored aggregates).
-    pub(crate) document: Option<Document>,
+    pub(crate) document: Option<JsonRow>,
     /// New events, oldest first.
     pub(crate) events: Vec<Arc<dyn AnyEvent>>,
 }
@@ -140,16 +142,26 @@ impl Context {
 
     /// Processes a command in its own unit of work, with this context's correlation id and
     /// this context's cause (in an event handler: the event) as its causation.
-    pub async fn process<C: Handled>(&self, command: C) -> Result<C::Output> {
-        let (output, _) = self
-            .domain
-            .process_traced(
-                command,
-                Some(self.correlation_id.clone()),
-                self.causation_id.clone(),
-            )
-            .await?;
-        Ok(output)
+    ///
+    /// `O` is always the handler's output type, inferred from `C`: call it as
+    /// `ctx.process(command).await`.
+    // Shaped as `Domain::process` is, for one compile error on a command without a handler.
+    pub fn process<C, O>(&self, command: C) -> BoxFuture<'_, Result<O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
+        Box::pin(async move {
+            let (output, _) = self
+                .domain
+                .process_traced(
+                    command,
+                    Some(self.correlation_id.clone()),
+                    self.causation_id.clone(),
+                )
+                .await?;
+            Ok(output)
+        })
     }
 
     /// Commits everything written through this context (outside a handler; `process`

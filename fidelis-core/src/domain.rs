@@ -95,8 +95,16 @@ impl Domain {
         &self.inner.registry
     }
 
-    /// The storage adapter.
-    pub fn storage(&self) -> &Arc<dyn Storage> {
+    /// The storage adapter itself: an escape hatch for tools and tests (inspecting or
+    /// seeding the database). What goes through it **bypasses units of work**: no
+    /// validation, invariants, projectors, event handlers, version checks against the
+    /// aggregate cache, nor retries. Application code processes commands instead.
+    pub fn storage_unchecked(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The storage adapter, for the runtime's own units of work and reads.
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
     }
 
@@ -317,7 +325,7 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
                 name: intern(&a.table),
                 element: a.name,
                 fields: a.fields,
-                identifier: "id",
+                identifier: a.identifier,
                 former_name: Some(intern(&crate::registry::snake_case(a.name))),
             }),
     );

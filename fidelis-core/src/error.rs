@@ -190,7 +190,7 @@ impl fmt::Display for Fields<'_> {
 }
 
 /// Marks an error type of your own domain as one that Fidelis carries in [`Error::Domain`],
-/// so `?` and `.into()` convert it to [`Error`] (see the [module docs](self)).
+/// so `?` and `.into()` convert it to [`Error`] (see the README, "Runtime in one page").
 ///
 /// ```
 /// #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,7 @@ impl EventMetadata {
 }
 
 /// The category of a Message-DB-style stream name (`fidelis::account-1` → `fidelis::account`).
-pub fn category_of(stream: &str) -> &str {
+pub(crate) fn category_of(stream: &str) -> &str {
     stream
         .split_once('-')
         .map_or(stream, |(category, _)| category)

@@ -141,8 +141,7 @@ impl FieldDef {
 /// may hold it:
 ///
 /// ```
-/// use fidelis_core::field::{BasicField, FieldDef, FieldKind, FieldType};
-/// use fidelis_core::ValidationError;
+/// use fidelis_core::{BasicField, FieldDef, FieldKind, FieldType, ValidationError};
 ///
 /// /// An ISBN, serialized as its text.
 /// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -599,11 +598,6 @@ impl<T: BasicField> BasicField for Vec<T> {}
 /// Checks every field of a value against its definition and collects all failures.
 pub(crate) fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut ValidationError) {
     value.check(def, errors);
-}
-
-/// The definition of the field named `name`, if any.
-pub fn find_field<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
-    fields.iter().find(|field| field.name == name)
 }
 
 #[cfg(test)]

@@ -2,19 +2,24 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod aggregate;
+// The public API is the crate root, `prelude`, and four modules whose path says what they are
+// for: `config` (database URLs and pools), `query` (field handles, filters and the query an
+// adapter runs), `store` (for adapter authors) and `testing` (the scenario DSL). The other
+// modules are private; what users need of them is re-exported at the root, and what only the
+// macros' generated code needs is in `__private`. See the README, "Public API".
+mod aggregate;
 pub mod config;
-pub mod context;
-pub mod domain;
-pub mod element;
-pub mod error;
-pub mod event;
-pub mod field;
-pub mod identifier;
+mod context;
+mod domain;
+mod element;
+mod error;
+mod event;
+mod field;
+mod identifier;
 pub mod query;
-pub mod registry;
-pub mod repository;
-pub mod retry;
+mod registry;
+mod repository;
+mod retry;
 pub mod store;
 mod strict_json;
 mod task;
@@ -39,29 +44,17 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
-#[doc(inline)]
-pub use crate::aggregate::AggregateMeta;
-#[doc(inline)]
 pub use crate::context::Context;
-#[doc(inline)]
 pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
-#[doc(inline)]
 pub use crate::element::{
-    Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
-    CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
-    HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection, Projector, Queryable,
-    Stateless, StorageKind, ValueObject,
+    Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
+    InvariantStage, Persisted, Projection, Projector, Queryable, ValueObject,
 };
-#[doc(inline)]
 pub use crate::error::{DomainError, Error, Result, ValidationError};
-#[doc(inline)]
-pub use crate::event::{Event, EventMetadata, RecordedEvent};
-#[doc(inline)]
-pub use crate::field::{FieldDef, FieldKind, FieldType};
-#[doc(inline)]
+pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, RecordedEvent};
+pub use crate::field::{BasicField, FieldDef, FieldKind, FieldType};
 pub use crate::identifier::Identifier;
-pub use crate::query::{FieldHandle, Filter, OrderBy, TextHandle};
-pub use crate::registry::{Registrar, Registry};
+pub use crate::registry::Registry;
 pub use crate::repository::{DomainRepository, Query, Repository};
 pub use crate::retry::RetryPolicy;
 
@@ -104,10 +97,11 @@ pub mod prelude {
     #[cfg(feature = "decimal")]
     pub use rust_decimal::Decimal;
 
+    pub use crate::query::TextHandle;
     pub use crate::{
         Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event, EventMetadata,
-        Identifier, Projection, Result, RetryPolicy, TextHandle, ValidationError, aggregate, apply,
-        command, command_handler, event, event_handler, field, handle, invariant, on, projection,
-        projector, value_object,
+        Identifier, Projection, Result, RetryPolicy, ValidationError, aggregate, apply, command,
+        command_handler, event, event_handler, field, handle, invariant, on, projection, projector,
+        value_object,
     };
 }

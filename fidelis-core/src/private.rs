@@ -33,7 +33,10 @@ pub mod non_finite {
 pub use crate::field::{check_variant_field, enum_query_value, variant_names};
 pub use crate::identifier::Identifier;
 pub use crate::query::{FieldHandle, IntoQueryValue, QueryValue};
-pub use crate::registry::{AggregateRef, AutoRegistration, CommandRoute, ListenerRoute, Registrar};
+pub use crate::registry::{
+    AggregateInfo, AggregateRef, AutoRegistration, CommandInfo, CommandRoute, EventInfo,
+    ListenerRoute, ListenerThunk, ProjectionInfo, Registrar,
+};
 
 /// `aggregate.raise(event)`.
 pub fn raise<A, E>(aggregate: &mut A, event: E) -> Result<()>

@@ -349,7 +349,7 @@ macro_rules! text_handle {
 text_handle!(String, Option<String>, Identifier, Option<Identifier>);
 
 /// Evaluates queries on JSON rows: the memory adapter's query engine.
-pub mod eval {
+pub(crate) mod eval {
     use super::*;
 
     use crate::field::{FieldDef, FieldKind};
@@ -420,13 +420,8 @@ pub mod eval {
         }
     }
 
-    /// Orders two rows by the query's sort keys (missing values last).
-    pub fn order(a: &Map<String, Value>, b: &Map<String, Value>, query: &QuerySpec) -> Ordering {
-        order_with_fields(a, b, query, &[])
-    }
-
-    /// [`order`], knowing the table's fields: decimal fields, stored as text, are ordered by
-    /// value (`"9.5"` before `"10"`).
+    /// Orders two rows by the query's sort keys (missing values last), knowing the table's
+    /// fields: decimal fields, stored as text, are ordered by value (`"9.5"` before `"10"`).
     pub fn order_with_fields(
         a: &Map<String, Value>,
         b: &Map<String, Value>,

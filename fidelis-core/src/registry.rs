@@ -55,6 +55,9 @@ pub struct AggregateInfo {
     pub event_sourced: bool,
     /// Its fields.
     pub fields: &'static [FieldDef],
+    /// Its identifier field: the one marked `#[field(identifier)]` (the macro marks a field
+    /// named `id`, or the `id` it adds, so), else `id`. The primary key of its table.
+    pub identifier: &'static str,
     /// Its stream category, `<domain>::<aggregate>` (set when the domain is built).
     pub category: String,
     /// Its table (state-stored aggregates): `<domain>_<aggregate>` in snake case (set when the
@@ -261,6 +264,10 @@ impl Registrar {
                 name: A::NAME,
                 event_sourced: A::EVENT_SOURCED,
                 fields: A::FIELDS,
+                identifier: A::FIELDS
+                    .iter()
+                    .find(|field| field.identifier)
+                    .map_or("id", |field| field.name),
                 category: String::new(),
                 table: String::new(),
             });
@@ -653,18 +660,22 @@ pub struct Registry {
 
 impl Registry {
     /// The aggregates, by name.
+    #[doc(hidden)]
     pub fn aggregates(&self) -> Vec<&AggregateInfo> {
         sorted(self.aggregates.values(), |a| a.name)
     }
     /// The events, by name.
+    #[doc(hidden)]
     pub fn events(&self) -> Vec<&EventInfo> {
         sorted(self.events.values(), |e| e.name)
     }
     /// The commands, by name.
+    #[doc(hidden)]
     pub fn commands(&self) -> Vec<&CommandInfo> {
         sorted(self.commands.values(), |c| c.name)
     }
     /// The projections, by name.
+    #[doc(hidden)]
     pub fn projections(&self) -> Vec<&ProjectionInfo> {
         sorted(self.projections.values(), |p| p.name)
     }
@@ -758,7 +769,7 @@ pub(crate) fn table_name(domain_snake: &str, element: &str) -> String {
 }
 
 /// `AccountSummary` → `account_summary`; `bank-ledger` → `bank_ledger`.
-pub fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     // The same rule as the macros' (for `<aggregate>_id` fields): a capital starts a word
     // after a lowercase letter or digit, or before a lowercase letter in a run of capitals
     // (`HTTPServer` → `http_server`); `-`, `_` and spaces separate words.
@@ -786,7 +797,7 @@ pub fn snake_case(name: &str) -> String {
 }
 
 /// `fidelis` → `Fidelis`; `bank-ledger` → `BankLedger`.
-pub fn pascal_case(name: &str) -> String {
+pub(crate) fn pascal_case(name: &str) -> String {
     name.split(['-', '_', ' '])
         .filter(|part| !part.is_empty())
         .map(|part| {

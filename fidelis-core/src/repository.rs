@@ -14,7 +14,7 @@ use crate::event::RecordedEvent;
 use crate::identifier::Identifier;
 use crate::query::{Filter, OrderBy, QuerySpec};
 use crate::registry::EventInfo;
-use crate::store::{Document, Row};
+use crate::store::{JsonRow, Row};
 
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
 /// writes commit with it.
@@ -68,7 +68,7 @@ impl<'a, T: Persisted> Repository<'a, T> {
             .clone();
         self.ctx
             .work()
-            .put_document(&table, id.as_ref().to_owned(), None);
+            .write_row(&table, id.as_ref().to_owned(), None);
         Ok(())
     }
 
@@ -233,16 +233,16 @@ pub(crate) fn storable(text: &str) -> bool {
     !text.contains('\0')
 }
 
-fn decode_document<T: Persisted>(table: &str, document: Document) -> Result<T> {
+fn decode_document<T: Persisted>(table: &str, document: JsonRow) -> Result<T> {
     serde_json::from_value(Value::Object(document.data)).map_err(|error| Error::Serialization {
         what: format!("row `{}` of table `{table}`", document.id),
         message: error.to_string(),
     })
 }
 
-fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<Document> {
+fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<JsonRow> {
     match serde_json::to_value(value) {
-        Ok(Value::Object(data)) => Ok(Document {
+        Ok(Value::Object(data)) => Ok(JsonRow {
             id: value.identity().into_string(),
             version,
             data,
@@ -259,7 +259,7 @@ fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<Document> {
 }
 
 async fn read_row(ctx: &Context, table: &str, id: &str) -> Result<Option<Row>> {
-    if let Some(written) = ctx.work().document(table, id) {
+    if let Some(written) = ctx.work().written_row(table, id) {
         return Ok(written.clone().map(Row::Typed));
     }
     let mut transaction = ctx.transaction.lock().await;
@@ -284,7 +284,7 @@ pub async fn load_projection<P: Projection + Persisted>(
             Some(value) => Ok(Some(value.clone())),
             None => decode_document::<P>(
                 &table,
-                Document {
+                JsonRow {
                     id: id.into_string(),
                     version: 0,
                     data: row.to_json()?,
@@ -313,7 +313,7 @@ pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P)
     }
     let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
     let id = value.identity().into_string();
-    ctx.work().put_document(&table, id, Some(Arc::new(value)));
+    ctx.work().write_row(&table, id, Some(Arc::new(value)));
     Ok(())
 }
 
@@ -334,7 +334,7 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         let Some(document) = ctx
             .domain
             .storage()
-            .get_document(&info.table, id.as_str())
+            .get_json_row(&info.table, id.as_str())
             .await?
         else {
             return Ok(None);

@@ -24,9 +24,10 @@ use crate::event::{EventMetadata, RecordedEvent};
 use crate::field::FieldDef;
 use crate::query::QuerySpec;
 
-/// A row of a projection or state-stored aggregate: its identity, version and fields.
+/// A row of a projection or state-stored aggregate as JSON: its identity, version and
+/// fields. Every adapter stores and reads rows in this form; see [`Row`] for the typed form.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Document {
+pub struct JsonRow {
     /// The identity (primary key).
     pub id: String,
     /// Incremented on every write; used for optimistic concurrency of aggregates.
@@ -35,10 +36,18 @@ pub struct Document {
     pub data: Map<String, Value>,
 }
 
+mod sealed {
+    /// Keeps [`TypedRow`](super::TypedRow) implemented by Fidelis alone.
+    pub trait Sealed {}
+    impl<T: serde::Serialize + Send + Sync + 'static> Sealed for T {}
+}
+
 /// A row as a typed value (a projection), so that an adapter that keeps rows in memory can
-/// store and return it without a round trip through JSON. Implemented for every
-/// serializable type.
-pub trait TypedRow: Any + Send + Sync {
+/// store and return it without a round trip through JSON.
+///
+/// Sealed: adapters receive and read typed rows, they do not implement the trait, and which
+/// types Fidelis implements it for is not a promise of the API.
+pub trait TypedRow: sealed::Sealed + Any + Send + Sync {
     /// The row's fields as JSON, for adapters that store JSON or columns.
     fn to_json(&self) -> Result<Map<String, Value>>;
     /// `self` as `Any`, to downcast to the projection type.
@@ -71,7 +80,7 @@ pub enum Row {
     /// The value written by [`Transaction::put_row`].
     Typed(Arc<dyn TypedRow>),
     /// Fields read back from storage.
-    Json(Document),
+    Json(JsonRow),
 }
 
 impl std::fmt::Debug for Row {
@@ -170,15 +179,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn stream_version(&self, stream: &str) -> Result<i64>;
 
     /// One row.
-    async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>>;
+    async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>>;
 
-    /// One row, typed if the adapter kept it typed (the default reads the JSON document).
+    /// One row, typed if the adapter kept it typed (the default reads the [`JsonRow`]).
     async fn get_row(&self, table: &str, id: &str) -> Result<Option<Row>> {
-        Ok(self.get_document(table, id).await?.map(Row::Json))
+        Ok(self.get_json_row(table, id).await?.map(Row::Json))
     }
 
     /// The rows matching a query, ordered and paged as it says.
-    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>>;
+    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<JsonRow>>;
 
     /// How many rows match a query's filters (order and paging are ignored).
     async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64>;
@@ -200,21 +209,21 @@ pub trait Transaction: Send {
     ) -> Result<Vec<EventMetadata>>;
 
     /// One row, as this transaction sees it.
-    async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>>;
+    async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>>;
 
     /// One row as this transaction sees it, typed if the adapter kept it typed.
     async fn get_row(&mut self, table: &str, id: &str) -> Result<Option<Row>> {
-        Ok(self.get_document(table, id).await?.map(Row::Json))
+        Ok(self.get_json_row(table, id).await?.map(Row::Json))
     }
 
     /// Inserts or replaces a projection row given as a typed value (no version check). The
-    /// default stores its JSON with [`put_document`](Self::put_document); the memory
+    /// default stores its JSON with [`put_json_row`](Self::put_json_row); the memory
     /// adapter keeps the value itself.
     async fn put_row(&mut self, table: &str, id: String, row: Arc<dyn TypedRow>) -> Result<()> {
         let data = row.to_json()?;
-        self.put_document(
+        self.put_json_row(
             table,
-            Document {
+            JsonRow {
                 id,
                 version: 0,
                 data,
@@ -226,16 +235,16 @@ pub trait Transaction: Send {
 
     /// Inserts or replaces a row. With `expected_version`, fails with a version conflict
     /// unless the stored row has that version (`-1`: the row must not exist). The stored
-    /// version becomes `document.version`.
-    async fn put_document(
+    /// version becomes `row.version`.
+    async fn put_json_row(
         &mut self,
         table: &str,
-        document: Document,
+        row: JsonRow,
         expected_version: Option<i64>,
     ) -> Result<()>;
 
     /// Deletes a row (no error when it does not exist).
-    async fn remove_document(&mut self, table: &str, id: &str) -> Result<()>;
+    async fn remove_row(&mut self, table: &str, id: &str) -> Result<()>;
 
     /// Makes every write of the transaction durable and visible.
     async fn commit(self: Box<Self>) -> Result<()>;

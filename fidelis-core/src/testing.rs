@@ -288,7 +288,18 @@ impl<A: Aggregate> Given<A> {
     /// # Panics
     /// With a `test setup error:` message when the domain does not build or the history
     /// cannot be replayed (see the [module documentation](self)).
-    pub async fn process<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
+    ///
+    /// `O` is always the handler's output type, inferred from `C`.
+    // Shaped as `Domain::process` is, for one compile error on a command without a handler.
+    pub fn process<C, O>(self, command: C) -> BoxFuture<'static, Outcome<A, O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
+        Box::pin(self.process_boxed(command))
+    }
+
+    async fn process_boxed<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
         let builder = if self.projections {
             self.builder
         } else {
@@ -372,7 +383,19 @@ pub struct Outcome<A, O = ()> {
 impl<A: Aggregate, O> Outcome<A, O> {
     /// Processes another command in the same domain, after this one (whether it was
     /// accepted or not).
-    pub async fn process<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
+    ///
+    /// `O2` is always the handler's output type, inferred from `C`.
+    // Shaped as `Domain::process` is, for one compile error on a command without a handler.
+    pub fn process<C, O2>(self, command: C) -> BoxFuture<'static, Outcome<A, O2>>
+    where
+        C: Handled<Output = O2>,
+        O2: Send + 'static,
+        O: Send + 'static,
+    {
+        Box::pin(self.process_boxed(command))
+    }
+
+    async fn process_boxed<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
         let domain = self.domain;
         let (result, events) = match domain.process_traced(command, None, None).await {
             Ok((output, events)) => (Ok(output), events),

@@ -15,7 +15,7 @@ use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
 use crate::identifier::Identifier;
-use crate::store::{Document, ExpectedVersion, Transaction};
+use crate::store::{ExpectedVersion, JsonRow, Transaction};
 
 /// Commits a unit of work, then delivers its events to the event handlers; returns the
 /// events as recorded.
@@ -100,12 +100,12 @@ async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
 
     for change in &work.aggregates {
         if let Some(document) = &change.document {
-            let document = Document {
+            let document = JsonRow {
                 version: change.expected_version + 1,
                 ..document.clone()
             };
             transaction
-                .put_document(&change.table, document, Some(change.expected_version))
+                .put_json_row(&change.table, document, Some(change.expected_version))
                 .await?;
         }
         if change.events.is_empty() {
@@ -181,7 +181,7 @@ async fn write_documents(
     for (table, id, document) in documents {
         match document {
             Some(row) => transaction.put_row(&table, id, row).await?,
-            None => transaction.remove_document(&table, &id).await?,
+            None => transaction.remove_row(&table, &id).await?,
         }
     }
     Ok(())

@@ -5,12 +5,14 @@
 //! explicit registration path (no `inventory`), and the reference for what the macros
 //! generate.
 
-use fidelis_core::__private::{self as fp};
+use fidelis_core::__private::{
+    self as fp, AggregateMeta, Apply, ElementKind, HandlesCommandsOf, ListensTo, Registrar,
+    StorageKind,
+};
 use fidelis_core::prelude::*;
 use fidelis_core::{
-    Aggregate, AggregateMeta, Apply, BelongsTo, Element, ElementKind, FieldDef, FieldKind, Handled,
-    HandlesCommandsOf, HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projector,
-    Registrar, StorageKind,
+    Aggregate, BelongsTo, Element, FieldDef, FieldKind, Handled, HasFields, Invariant,
+    InvariantStage, Persisted, Projector,
 };
 use serde::{Deserialize, Serialize};
 

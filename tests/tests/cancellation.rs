@@ -314,7 +314,7 @@ async fn cancelled_commands_leave_no_half_state(backend: &Backend) {
         .expect("the background writer's deposits commit");
     eprintln!(
         "{}: {finished} deposits finished, {dropped} dropped mid-way",
-        domain.storage().kind()
+        domain.storage_unchecked().kind()
     );
 
     // Commits in the same process work, on every connection of the pool.

@@ -22,7 +22,7 @@ use fidelis_core::query::{CompareOp, Condition, Order, QuerySpec, QueryValue};
 use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::postgres::PostgresStorage;
 use fidelis_core::store::sqlite::SqliteStorage;
-use fidelis_core::store::{Document, ExpectedVersion, Storage, TableSchema};
+use fidelis_core::store::{ExpectedVersion, JsonRow, Storage, TableSchema};
 use fidelis_core::{Error, EventMetadata, FieldDef, FieldKind, Identifier, RecordedEvent};
 use serde_json::{Map, Value, json};
 
@@ -259,23 +259,23 @@ async fn append(
     Ok(stored)
 }
 
-fn row(id: &str, fields: Value) -> Document {
+fn row(id: &str, fields: Value) -> JsonRow {
     let Value::Object(mut data) = fields else {
         panic!("rows are objects")
     };
     data.insert("id".into(), json!(id));
-    Document {
+    JsonRow {
         id: id.to_owned(),
         version: 1,
         data,
     }
 }
 
-async fn put(storage: &dyn Storage, documents: Vec<Document>) {
+async fn put(storage: &dyn Storage, documents: Vec<JsonRow>) {
     let mut transaction = storage.begin().await.unwrap();
     for document in documents {
         transaction
-            .put_document(TABLE.name, document, None)
+            .put_json_row(TABLE.name, document, None)
             .await
             .unwrap();
     }
@@ -291,7 +291,7 @@ fn present(data: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-fn ids(documents: &[Document]) -> Vec<&str> {
+fn ids(documents: &[JsonRow]) -> Vec<&str> {
     documents.iter().map(|d| d.id.as_str()).collect()
 }
 
@@ -312,7 +312,7 @@ mod suite {
     use super::*;
 
     /// A row of `TABLE` with a `code` (the unique field), or none.
-    fn coded(id: &str, code: Option<&str>) -> Document {
+    fn coded(id: &str, code: Option<&str>) -> JsonRow {
         row(
             id,
             json!({ "name": id, "balance": 1.0, "active": true, "code": code }),
@@ -370,12 +370,12 @@ mod suite {
 
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("other", Some("Y")), None)
+            .put_json_row(TABLE.name, coded("other", Some("Y")), None)
             .await
             .unwrap();
         assert_taken(
             transaction
-                .put_document(TABLE.name, coded("b", Some("X")), None)
+                .put_json_row(TABLE.name, coded("b", Some("X")), None)
                 .await,
         );
         drop(transaction);
@@ -389,11 +389,11 @@ mod suite {
         // never conflict; a typed row (`put_row`) is checked like a document.
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("a", Some("X")), None)
+            .put_json_row(TABLE.name, coded("a", Some("X")), None)
             .await
             .unwrap();
         transaction
-            .put_document(TABLE.name, coded("n2", None), None)
+            .put_json_row(TABLE.name, coded("n2", None), None)
             .await
             .unwrap();
         transaction.commit().await.unwrap();
@@ -419,12 +419,12 @@ mod suite {
         // Two rows of one transaction with the same value conflict.
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("c", Some("C")), None)
+            .put_json_row(TABLE.name, coded("c", Some("C")), None)
             .await
             .unwrap();
         assert_taken(
             transaction
-                .put_document(TABLE.name, coded("d", Some("C")), None)
+                .put_json_row(TABLE.name, coded("d", Some("C")), None)
                 .await,
         );
         drop(transaction);
@@ -433,29 +433,29 @@ mod suite {
         // taken by another row of it.
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("a", Some("A2")), None)
+            .put_json_row(TABLE.name, coded("a", Some("A2")), None)
             .await
             .unwrap();
         transaction
-            .put_document(TABLE.name, coded("e", Some("A")), None)
+            .put_json_row(TABLE.name, coded("e", Some("A")), None)
             .await
             .unwrap();
-        transaction.remove_document(TABLE.name, "b").await.unwrap();
+        transaction.remove_row(TABLE.name, "b").await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("f", Some("B")), None)
+            .put_json_row(TABLE.name, coded("f", Some("B")), None)
             .await
             .unwrap();
         // A value changed twice frees the first one too.
         transaction
-            .put_document(TABLE.name, coded("g", Some("G1")), None)
+            .put_json_row(TABLE.name, coded("g", Some("G1")), None)
             .await
             .unwrap();
         transaction
-            .put_document(TABLE.name, coded("g", Some("G2")), None)
+            .put_json_row(TABLE.name, coded("g", Some("G2")), None)
             .await
             .unwrap();
         transaction
-            .put_document(TABLE.name, coded("h", Some("G1")), None)
+            .put_json_row(TABLE.name, coded("h", Some("G1")), None)
             .await
             .unwrap();
         transaction.commit().await.unwrap();
@@ -474,18 +474,18 @@ mod suite {
         let mut transaction = storage.begin().await.unwrap();
         assert_taken(
             transaction
-                .put_document(TABLE.name, coded("i", Some("G2")), None)
+                .put_json_row(TABLE.name, coded("i", Some("G2")), None)
                 .await,
         );
         drop(transaction);
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, coded("i", Some("G1x")), None)
+            .put_json_row(TABLE.name, coded("i", Some("G1x")), None)
             .await
             .unwrap();
         assert_taken(
             transaction
-                .put_document(TABLE.name, coded("j", Some("A")), None)
+                .put_json_row(TABLE.name, coded("j", Some("A")), None)
                 .await,
         );
     }
@@ -496,7 +496,7 @@ mod suite {
         // The first writer holds the value, uncommitted.
         let mut first = storage.begin().await.unwrap();
         first
-            .put_document(TABLE.name, coded("first", Some("R")), None)
+            .put_json_row(TABLE.name, coded("first", Some("R")), None)
             .await
             .unwrap();
         // The second writer starts meanwhile (it waits where the adapter makes it wait: for
@@ -506,7 +506,7 @@ mod suite {
             async move {
                 let mut transaction = storage.begin().await?;
                 transaction
-                    .put_document(TABLE.name, coded("second", Some("R")), None)
+                    .put_json_row(TABLE.name, coded("second", Some("R")), None)
                     .await?;
                 transaction.commit().await
             }
@@ -733,7 +733,7 @@ mod suite {
         );
         put(storage, vec![document.clone()]).await;
         let stored = storage
-            .get_document(TABLE.name, "r1")
+            .get_json_row(TABLE.name, "r1")
             .await
             .unwrap()
             .expect("stored");
@@ -742,14 +742,14 @@ mod suite {
         assert_eq!(present(&stored.data), present(&document.data));
         assert!(
             storage
-                .get_document(TABLE.name, "r404")
+                .get_json_row(TABLE.name, "r404")
                 .await
                 .unwrap()
                 .is_none()
         );
 
         // Replacing keeps one row.
-        let replaced = Document {
+        let replaced = JsonRow {
             version: 2,
             ..row(
                 "r1",
@@ -758,7 +758,7 @@ mod suite {
         };
         put(storage, vec![replaced.clone()]).await;
         let stored = storage
-            .get_document(TABLE.name, "r1")
+            .get_json_row(TABLE.name, "r1")
             .await
             .unwrap()
             .unwrap();
@@ -775,14 +775,11 @@ mod suite {
         );
 
         let mut transaction = storage.begin().await.unwrap();
-        transaction.remove_document(TABLE.name, "r1").await.unwrap();
-        transaction
-            .remove_document(TABLE.name, "r404")
-            .await
-            .unwrap();
+        transaction.remove_row(TABLE.name, "r1").await.unwrap();
+        transaction.remove_row(TABLE.name, "r404").await.unwrap();
         assert!(
             transaction
-                .get_document(TABLE.name, "r1")
+                .get_json_row(TABLE.name, "r1")
                 .await
                 .unwrap()
                 .is_none()
@@ -790,7 +787,7 @@ mod suite {
         transaction.commit().await.unwrap();
         assert!(
             storage
-                .get_document(TABLE.name, "r1")
+                .get_json_row(TABLE.name, "r1")
                 .await
                 .unwrap()
                 .is_none()
@@ -802,14 +799,14 @@ mod suite {
         storage.setup(&[TABLE]).await.unwrap();
         let base = json!({ "name": "Ada", "balance": 1.0, "active": true });
         let write = |version: i64, expected: Option<i64>| {
-            let document = Document {
+            let document = JsonRow {
                 version,
                 ..row("r1", base.clone())
             };
             async move {
                 let mut transaction = storage.begin().await?;
                 transaction
-                    .put_document(TABLE.name, document, expected)
+                    .put_json_row(TABLE.name, document, expected)
                     .await?;
                 transaction.commit().await
             }
@@ -837,7 +834,7 @@ mod suite {
         }
         assert_eq!(
             storage
-                .get_document(TABLE.name, "r1")
+                .get_json_row(TABLE.name, "r1")
                 .await
                 .unwrap()
                 .unwrap()
@@ -847,13 +844,13 @@ mod suite {
         // A conflict inside a transaction leaves its other writes uncommitted.
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(TABLE.name, row("r2", base.clone()), None)
+            .put_json_row(TABLE.name, row("r2", base.clone()), None)
             .await
             .unwrap();
         let conflict = transaction
-            .put_document(
+            .put_json_row(
                 TABLE.name,
-                Document {
+                JsonRow {
                     version: 9,
                     ..row("r1", base.clone())
                 },
@@ -864,7 +861,7 @@ mod suite {
         drop(transaction);
         assert!(
             storage
-                .get_document(TABLE.name, "r2")
+                .get_json_row(TABLE.name, "r2")
                 .await
                 .unwrap()
                 .is_none()
@@ -1242,7 +1239,7 @@ mod suite {
                 .await
                 .unwrap();
             transaction
-                .put_document(
+                .put_json_row(
                     TABLE.name,
                     row(
                         "new",
@@ -1252,21 +1249,18 @@ mod suite {
                 )
                 .await
                 .unwrap();
-            transaction
-                .remove_document(TABLE.name, "keep")
-                .await
-                .unwrap();
+            transaction.remove_row(TABLE.name, "keep").await.unwrap();
             // The transaction sees its own writes.
             assert!(
                 transaction
-                    .get_document(TABLE.name, "new")
+                    .get_json_row(TABLE.name, "new")
                     .await
                     .unwrap()
                     .is_some()
             );
             assert!(
                 transaction
-                    .get_document(TABLE.name, "keep")
+                    .get_json_row(TABLE.name, "keep")
                     .await
                     .unwrap()
                     .is_none()
@@ -1277,14 +1271,14 @@ mod suite {
         assert_eq!(storage.read_all(1, 100).await.unwrap().len(), 1);
         assert!(
             storage
-                .get_document(TABLE.name, "new")
+                .get_json_row(TABLE.name, "new")
                 .await
                 .unwrap()
                 .is_none()
         );
         assert!(
             storage
-                .get_document(TABLE.name, "keep")
+                .get_json_row(TABLE.name, "keep")
                 .await
                 .unwrap()
                 .is_some()
@@ -1301,7 +1295,7 @@ mod suite {
         storage.setup(&[TABLE]).await.unwrap();
         let mut transaction = storage.begin().await.unwrap();
         transaction
-            .put_document(
+            .put_json_row(
                 TABLE.name,
                 row("r1", json!({ "name": "A", "balance": 1.0, "active": true })),
                 None,
@@ -1333,7 +1327,7 @@ mod suite {
         );
         assert!(
             storage
-                .get_document(TABLE.name, "r1")
+                .get_json_row(TABLE.name, "r1")
                 .await
                 .unwrap()
                 .is_some()
@@ -1364,7 +1358,7 @@ mod suite {
         assert_eq!(storage.read_all(1, 10).await.unwrap().len(), 1);
         assert!(
             storage
-                .get_document(TABLE.name, "r1")
+                .get_json_row(TABLE.name, "r1")
                 .await
                 .unwrap()
                 .is_some()
@@ -1434,7 +1428,7 @@ mod suite {
             assert_eq!(problems.len(), 5, "{text}");
         }
         // Nothing was created, and the table stays unusable until fixed.
-        assert!(storage.get_document(TABLE.name, "x").await.is_err());
+        assert!(storage.get_json_row(TABLE.name, "x").await.is_err());
     }
 
     pub async fn bad_names_are_rejected(h: &Harness) {

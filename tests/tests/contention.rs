@@ -86,7 +86,7 @@ async fn hot_account(url: &str) -> usize {
     eprintln!(
         "{}: {WRITERS} writers × {DEPOSITS} deposits on one account in {:.2?}: {conflicts} version \
          conflicts reached callers ({:.1}%); latency p50 {:.2?}, p99 {:.2?}, max {:.2?}",
-        domains[0].storage().kind(),
+        domains[0].storage_unchecked().kind(),
         started.elapsed(),
         100.0 * conflicts as f64 / (WRITERS * DEPOSITS) as f64,
         latencies[latencies.len() / 2],

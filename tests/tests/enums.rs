@@ -5,7 +5,7 @@
 
 #![allow(missing_docs)]
 
-use fidelis_core::field::FieldKind;
+use fidelis_core::FieldKind;
 use fidelis_core::prelude::*;
 use fidelis_core::{FieldType, HasFields};
 use serde::{Deserialize, Serialize};

@@ -134,7 +134,7 @@ fn stored_events_never_panic(backend: Backend, cases: u32) {
                     .unwrap();
                 let stream = domain.event_store().stream_of::<Ledger>(&id).unwrap();
                 append_raw(
-                    domain.storage().as_ref(),
+                    domain.storage_unchecked().as_ref(),
                     &stream,
                     stored_event(type_name, data),
                 )

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fidelis_core::__private::{self as fp, AggregateRef, CommandRoute, ListenerRoute};
+use fidelis_core::__private::{ElementKind, Registrar};
+use fidelis_core::Element;
 use fidelis_core::prelude::*;
-use fidelis_core::{Element, ElementKind, Registrar};
 use fidelis_example::account::Account;
 use fidelis_example::alerts::ComplianceAlerts;
 use fidelis_example::commands::{AccountCommandHandler, MakeDeposit, OpenAccount};

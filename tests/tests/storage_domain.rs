@@ -80,7 +80,7 @@ async fn concurrent_deposits_are_all_kept(backend: &Backend) {
     eprintln!(
         "{} concurrent deposits on {} took {:.2?}",
         TASKS * DEPOSITS,
-        domain.storage().kind(),
+        domain.storage_unchecked().kind(),
         started.elapsed()
     );
 
@@ -364,7 +364,7 @@ async fn append_raw(storage: &dyn Storage, stream: &str, event: RecordedEvent) -
 
 async fn corrupt_events_name_their_stream(backend: &Backend) {
     let domain = banking(backend, fidelis_example::domain()).await;
-    let storage = domain.storage().as_ref();
+    let storage = domain.storage_unchecked().as_ref();
 
     // An event type no registered event has.
     let unknown = domain

@@ -21,7 +21,7 @@ use crate::query::{QuerySpec, eval};
 use serde_json::{Map, Value};
 
 use crate::store::{
-    Document, ExpectedVersion, Row, Storage, TableSchema, Transaction, TypedRow, already_taken,
+    ExpectedVersion, JsonRow, Row, Storage, TableSchema, Transaction, TypedRow, already_taken,
 };
 
 #[derive(Default)]
@@ -140,7 +140,7 @@ impl StoredRow {
         }
     }
 
-    fn document(document: Document) -> Self {
+    fn document(document: JsonRow) -> Self {
         Self {
             version: document.version,
             typed: None,
@@ -159,8 +159,8 @@ impl StoredRow {
         Ok(self.json.get_or_init(|| json))
     }
 
-    fn to_document(&self, id: &str) -> Result<Document> {
-        Ok(Document {
+    fn to_document(&self, id: &str) -> Result<JsonRow> {
+        Ok(JsonRow {
             id: id.to_owned(),
             version: self.version,
             data: self.json()?.clone(),
@@ -352,7 +352,7 @@ impl Storage for MemoryStorage {
         Ok(self.state.read().await.stream_version(stream))
     }
 
-    async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>> {
+    async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>> {
         let state = self.state.read().await;
         match state.tables.get(table).and_then(|rows| rows.get(id)) {
             Some(row) => row.to_document(id).map(Some),
@@ -368,7 +368,7 @@ impl Storage for MemoryStorage {
         }
     }
 
-    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>> {
+    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<JsonRow>> {
         let state = self.state.read().await;
         let Some(rows) = state.tables.get(table) else {
             return Ok(Vec::new());
@@ -521,7 +521,7 @@ impl Transaction for MemoryTransaction {
         Ok(metadata)
     }
 
-    async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {
+    async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
         self.current(table, id)
             .map(|row| row.to_document(id))
             .transpose()
@@ -540,10 +540,10 @@ impl Transaction for MemoryTransaction {
         Ok(())
     }
 
-    async fn put_document(
+    async fn put_json_row(
         &mut self,
         table: &str,
-        document: Document,
+        document: JsonRow,
         expected_version: Option<i64>,
     ) -> Result<()> {
         if let Some(expected) = expected_version {
@@ -565,7 +565,7 @@ impl Transaction for MemoryTransaction {
         Ok(())
     }
 
-    async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
+    async fn remove_row(&mut self, table: &str, id: &str) -> Result<()> {
         self.check_unique(table, id, None)?;
         self.write(table, id.to_owned(), None);
         Ok(())

@@ -44,7 +44,7 @@ use crate::store::sql::{
     self, Dialect, EVENT_COLUMNS, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue,
     Statement,
 };
-use crate::store::{Document, ExpectedVersion, Storage, TableSchema, Transaction};
+use crate::store::{ExpectedVersion, JsonRow, Storage, TableSchema, Transaction};
 
 const DIALECT: Dialect = Dialect::Postgres;
 /// The advisory lock that serializes appends (`"fidelis"` + 1).
@@ -300,7 +300,7 @@ fn prepare(statement: &Statement) -> Query<'_, Postgres, PgArguments> {
 }
 
 /// Decodes a document row (the columns of [`sql::select_columns`]).
-fn decode_document(table: &TableSchema, row: &PgRow) -> Result<Document> {
+fn decode_document(table: &TableSchema, row: &PgRow) -> Result<JsonRow> {
     let mut values = Vec::with_capacity(table.fields.len());
     for (index, field) in table.fields.iter().enumerate() {
         let read = |error: sqlx::Error| Error::Serialization {
@@ -570,7 +570,7 @@ impl Storage for PostgresStorage {
         .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))
     }
 
-    async fn get_document(&self, table: &str, id: &str) -> Result<Option<Document>> {
+    async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>> {
         let schema = self.schemas.get(table)?;
         let Some(statement) = select_by_id(&schema, id, false) else {
             return Ok(None);
@@ -584,7 +584,7 @@ impl Storage for PostgresStorage {
         row.map(|row| decode_document(&schema, &row)).transpose()
     }
 
-    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<Document>> {
+    async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<JsonRow>> {
         let schema = self.schemas.get(table)?;
         let statement = sql::select(DIALECT, &schema, query, false)?;
         let rows = prepare(&statement)
@@ -748,7 +748,7 @@ impl Transaction for PostgresTransaction {
         Ok(events.into_iter().map(|event| event.metadata).collect())
     }
 
-    async fn get_document(&mut self, table: &str, id: &str) -> Result<Option<Document>> {
+    async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
         let schema = self.schemas.get(table)?;
         let Some(statement) = select_by_id(&schema, id, false) else {
             return Ok(None);
@@ -762,10 +762,10 @@ impl Transaction for PostgresTransaction {
         row.map(|row| decode_document(&schema, &row)).transpose()
     }
 
-    async fn put_document(
+    async fn put_json_row(
         &mut self,
         table: &str,
-        document: Document,
+        document: JsonRow,
         expected_version: Option<i64>,
     ) -> Result<()> {
         let schema = self.schemas.get(table)?;
@@ -830,7 +830,7 @@ impl Transaction for PostgresTransaction {
         }
     }
 
-    async fn remove_document(&mut self, table: &str, id: &str) -> Result<()> {
+    async fn remove_row(&mut self, table: &str, id: &str) -> Result<()> {
         let schema = self.schemas.get(table)?;
         let Some(key) = sql::key_value(&schema, id) else {
             return Ok(());

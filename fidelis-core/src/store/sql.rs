@@ -548,7 +548,7 @@ pub(crate) fn key_value(table: &TableSchema, id: &str) -> Option<SqlValue> {
     }
 }
 
-/// The primary key as `Document::id` spells it (integer identifiers become their digits).
+/// The primary key as `JsonRow::id` spells it (integer identifiers become their digits).
 pub(crate) fn id_of(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
@@ -568,7 +568,7 @@ pub(crate) fn document(
     table: &TableSchema,
     values: Vec<Value>,
     version: i64,
-) -> crate::store::Document {
+) -> crate::store::JsonRow {
     let mut data = Map::new();
     let mut id = String::new();
     for (field, value) in table.fields.iter().zip(values) {
@@ -577,7 +577,7 @@ pub(crate) fn document(
         }
         data.insert(field.name.to_owned(), value);
     }
-    crate::store::Document { id, version, data }
+    crate::store::JsonRow { id, version, data }
 }
 
 /// A statement under construction: SQL text with placeholders, and the values they bind.
@@ -615,7 +615,7 @@ impl Statement {
 pub(crate) fn upsert(
     dialect: Dialect,
     table: &TableSchema,
-    document: &crate::store::Document,
+    document: &crate::store::JsonRow,
     insert_only: bool,
 ) -> Result<Statement> {
     let mut statement = Statement::new(dialect, "");

@@ -328,13 +328,13 @@ pub fn handles(
         let doc = format!("The `{}` field.", field.name());
         quote! {
             #[doc = #doc]
-            pub #ident: #krate::FieldHandle<#name, #field_ty>
+            pub #ident: #krate::query::FieldHandle<#name, #field_ty>
         }
     });
     let handle_values = fields.iter().map(|field| {
         let ident = &field.ident;
         let field_name = field.name();
-        quote!(#ident: #krate::FieldHandle::new(#field_name))
+        quote!(#ident: #krate::query::FieldHandle::new(#field_name))
     });
     let definition = quote! {
         #[doc = #handle_doc]
