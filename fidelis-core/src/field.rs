@@ -425,14 +425,14 @@ impl<T: FieldType> FieldType for Option<T> {
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
     const VARIANTS: Option<fn() -> &'static [&'static str]> = T::VARIANTS;
     fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
-        if let Some(value) = self {
-            // An optional value that is present is checked like a required one, except that
-            // blank text is allowed (`required` only forbids blank on required fields).
-            let inner = FieldDef {
-                required: false,
-                ..*def
-            };
-            value.check(&inner, errors);
+        // `def.required` is set on an `Option` only by an explicit `#[field(required)]`: then
+        // `None` and blank text are refused, as the SQL adapters' `NOT NULL` column would
+        // refuse them, so memory and the databases agree. Otherwise a present value is
+        // checked with the field's other options, and blank text is allowed.
+        match self {
+            Some(value) => value.check(def, errors),
+            None if def.required => errors.add(def.name, "is required"),
+            None => {}
         }
     }
 }

@@ -44,6 +44,7 @@ on_every_adapter!(
     nul_in_an_id_is_not_found,
     rewritten_history_is_noticed_by_a_cached_aggregate,
     an_undecodable_row_is_named,
+    a_required_option_refuses_none,
 );
 
 async fn nul_in_text_is_a_validation_error(backend: &Backend) {
@@ -259,6 +260,45 @@ async fn an_undecodable_row_is_named(backend: &Backend) {
             .holder,
         "Good"
     );
+}
+
+// ---- `required` on an `Option`: one behaviour on every adapter -----------------------------
+
+/// A row whose optional note is nevertheless `required` (a `NOT NULL` column on SQL).
+#[projection]
+pub struct Remark {
+    #[field(identifier)]
+    pub remark_id: Identifier,
+    #[field(required)]
+    pub note: Option<String>,
+}
+
+async fn a_required_option_refuses_none(backend: &Backend) {
+    let domain = ledger(backend).await;
+    let repo = domain.repository::<Remark>();
+    let error = repo
+        .add(Remark {
+            remark_id: Identifier::new("r1"),
+            note: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(messages(&error, "note"), ["is required"]);
+    let error = repo
+        .add(Remark {
+            remark_id: Identifier::new("r1"),
+            note: Some("\u{200B}".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(messages(&error, "note"), ["is required"]);
+    repo.add(Remark {
+        remark_id: Identifier::new("r1"),
+        note: Some("kept".into()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(repo.get("r1").await.unwrap().note.as_deref(), Some("kept"));
 }
 
 // ---- input rules that do not depend on storage -------------------------------------------
