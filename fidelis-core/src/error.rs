@@ -310,8 +310,18 @@ impl Error {
     }
 
     /// Whether this is a [`Error::VersionConflict`] (worth retrying).
+    ///
+    /// A handler failure whose cause is a conflict counts too (a projector's row write that
+    /// lost a race), so `process` retries it like any other conflict.
     pub fn is_version_conflict(&self) -> bool {
-        matches!(self, Error::VersionConflict { .. })
+        match self {
+            Error::VersionConflict { .. } => true,
+            Error::Handler {
+                source: Some(source),
+                ..
+            } => source.is_version_conflict(),
+            _ => false,
+        }
     }
 
     /// Whether this is a [`Error::NotFound`].

@@ -301,6 +301,70 @@ async fn a_required_option_refuses_none(backend: &Backend) {
     assert_eq!(repo.get("r1").await.unwrap().note.as_deref(), Some("kept"));
 }
 
+// ---- a conflict inside a projector is retried like any other -----------------------------
+
+/// How often `Unlucky` has met a credit of 777 (it loses a race on the first one).
+static UNLUCKY_TRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[projection]
+pub struct LuckyCredit {
+    #[field(identifier)]
+    pub ledger_id: Identifier,
+    pub amount: i64,
+}
+
+#[derive(Default)]
+pub struct Unlucky;
+
+#[projector(for = LuckyCredit, aggregates = [Ledger])]
+impl Unlucky {
+    #[on(Credited)]
+    async fn credited(&self, event: &Event<Credited>, ctx: &mut Context) -> Result<()> {
+        if event.amount == 777
+            && UNLUCKY_TRIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            return Err(Error::VersionConflict {
+                stream: "lucky_credit".into(),
+                expected: 0,
+                actual: 1,
+            });
+        }
+        ctx.repository::<LuckyCredit>()
+            .add(LuckyCredit {
+                ledger_id: event.ledger_id.clone(),
+                amount: event.amount,
+            })
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_in_a_projector_is_retried() {
+    let backend = Backend::memory().await.unwrap();
+    let domain = ledger(&backend).await;
+    let id = domain.process(open("Ada")).await.unwrap();
+    domain
+        .process(Credit {
+            ledger_id: id.clone(),
+            amount: 777,
+        })
+        .await
+        .expect("the conflict is retried, then the command commits");
+    assert_eq!(UNLUCKY_TRIES.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let row = domain.repository::<LuckyCredit>().get(&id).await.unwrap();
+    assert_eq!(row.amount, 777);
+    let stream = domain.event_store().stream_of::<Ledger>(&id).unwrap();
+    assert_eq!(
+        domain
+            .event_store()
+            .read_stream(&stream)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 // ---- input rules that do not depend on storage -------------------------------------------
 
 #[test]
