@@ -4,6 +4,29 @@ use fidelis_core::prelude::*;
 
 use crate::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
 
+/// Whether an account takes movements: a Rust enum as a field (stored as its variant name).
+#[value_object]
+pub enum AccountStatus {
+    /// Open for deposits and withdrawals.
+    Active,
+    /// Closed: no more movements.
+    Closed,
+}
+
+/// The ledger's business rules that are not about one field: a typed error the caller can
+/// match on (`error.domain::<AccountError>()`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// A deposit or withdrawal on a closed account.
+    #[error("account {account_id} is closed")]
+    Closed {
+        /// The closed account.
+        account_id: Identifier,
+    },
+}
+
+impl DomainError for AccountError {}
+
 /// A bank account, rebuilt from its events.
 #[aggregate(event_sourced)]
 pub struct Account {
@@ -16,9 +39,9 @@ pub struct Account {
     /// The current balance.
     #[field(default = Decimal::ZERO)]
     pub balance: Decimal,
-    /// `ACTIVE` or `CLOSED`.
-    #[field(max_length = 20, default = "ACTIVE", choices = ["ACTIVE", "CLOSED"])]
-    pub status: String,
+    /// Active or closed.
+    #[field(default = AccountStatus::Active)]
+    pub status: AccountStatus,
 }
 
 #[aggregate]
@@ -36,7 +59,7 @@ impl Account {
 
     #[invariant(post)]
     fn closed_account_must_have_zero_balance(&self) -> Result<(), ValidationError> {
-        if self.status == "CLOSED" && !self.balance.is_zero() {
+        if self.status == AccountStatus::Closed && !self.balance.is_zero() {
             return Err(ValidationError::field(
                 "status",
                 "Cannot close account with non-zero balance",
@@ -58,8 +81,20 @@ impl Account {
         Ok(account)
     }
 
-    /// Pays money in.
+    /// Refuses movements on a closed account.
+    fn ensure_active(&self) -> Result<()> {
+        match self.status {
+            AccountStatus::Active => Ok(()),
+            AccountStatus::Closed => Err(AccountError::Closed {
+                account_id: self.id.clone(),
+            }
+            .into()),
+        }
+    }
+
+    /// Pays money in; refused on a closed account ([`AccountError::Closed`]).
     pub fn deposit(&mut self, amount: Decimal, reference: Option<String>) -> Result<()> {
+        self.ensure_active()?;
         if amount <= Decimal::ZERO {
             return Err(ValidationError::field("amount", "Deposit amount must be positive").into());
         }
@@ -70,8 +105,9 @@ impl Account {
         })
     }
 
-    /// Takes money out; refused when the balance would go negative.
+    /// Takes money out; refused when the balance would go negative, or the account is closed.
     pub fn withdraw(&mut self, amount: Decimal, reference: Option<String>) -> Result<()> {
+        self.ensure_active()?;
         if amount <= Decimal::ZERO {
             return Err(
                 ValidationError::field("amount", "Withdrawal amount must be positive").into(),
@@ -97,7 +133,7 @@ impl Account {
         self.account_number = event.account_number.clone();
         self.holder_name = event.holder_name.clone();
         self.balance = event.opening_deposit;
-        self.status = "ACTIVE".into();
+        self.status = AccountStatus::Active;
     }
 
     #[apply]
@@ -112,6 +148,6 @@ impl Account {
 
     #[apply]
     fn on_account_closed(&mut self, _event: &AccountClosed) {
-        self.status = "CLOSED".into();
+        self.status = AccountStatus::Closed;
     }
 }

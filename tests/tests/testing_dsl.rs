@@ -6,7 +6,7 @@ use fidelis_core::prelude::*;
 use std::collections::BTreeMap;
 
 use fidelis_core::testing::{given, given_events, given_in};
-use fidelis_example::account::Account;
+use fidelis_example::account::{Account, AccountError, AccountStatus};
 use fidelis_example::commands::{CloseAccount, MakeDeposit, MakeWithdrawal, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
 use fidelis_example::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
@@ -91,7 +91,7 @@ async fn commands_chain_and_projections_follow_the_history() {
 
     assert!(outcome.accepted(), "{:?}", outcome.rejection());
     assert_eq!(outcome.events().of_type::<AccountClosed>().len(), 1);
-    assert_eq!(outcome.aggregate().status, "CLOSED");
+    assert_eq!(outcome.aggregate().status, AccountStatus::Closed);
     let summary = outcome
         .domain()
         .repository::<AccountSummary>()
@@ -117,7 +117,33 @@ async fn closing_with_money_in_the_account_is_refused() {
         messages.messages_for("status"),
         ["Cannot close account with non-zero balance"]
     );
-    assert_eq!(outcome.aggregate().status, "ACTIVE");
+    assert_eq!(outcome.aggregate().status, AccountStatus::Active);
+}
+
+#[tokio::test]
+async fn a_deposit_on_a_closed_account_is_a_typed_error() {
+    let id = Identifier::generate();
+    let outcome = given::<Account>()
+        .after(opened(&id, Decimal::ZERO))
+        .after(AccountClosed {
+            account_id: id.clone(),
+            reason: None,
+        })
+        .process(MakeDeposit {
+            account_id: id.clone(),
+            amount: Decimal::ONE,
+            reference: None,
+        })
+        .await;
+    let error = outcome.rejection().expect("refused");
+    assert_eq!(
+        error.domain::<AccountError>(),
+        Some(&AccountError::Closed {
+            account_id: id.clone()
+        })
+    );
+    assert_eq!(error.to_string(), format!("account {id} is closed"));
+    assert_eq!(outcome.aggregate().balance, Decimal::ZERO);
 }
 
 #[tokio::test]
