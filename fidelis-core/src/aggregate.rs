@@ -159,7 +159,7 @@ pub(crate) fn replay_erased<A: Aggregate>(
     if (info.replay)(aggregate, event) {
         Ok(())
     } else {
-        Err(Error::configuration(format!(
+        Err(Error::usage(format!(
             "event `{}` is not part of `{}`",
             info.name,
             A::NAME

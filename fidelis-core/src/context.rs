@@ -204,7 +204,7 @@ pub(crate) async fn projecting<T>(work: impl std::future::Future<Output = T>) ->
 /// units of work), instead of letting it wait forever for the commit it is part of.
 pub(crate) fn ensure_not_projecting(what: &str) -> Result<()> {
     if PROJECTING.try_with(|_| ()).is_ok() {
-        return Err(Error::configuration(format!(
+        return Err(Error::usage(format!(
             "{what} is not available in a projector: projectors run inside the commit and may only get, add and remove rows of projections through their `ctx`"
         )));
     }

@@ -263,6 +263,15 @@ pub enum Error {
         problems: Vec<String>,
     },
 
+    /// The API was called where it cannot work (a query or an aggregate load inside a
+    /// projector, a stored aggregate's history in a test scenario): a mistake in the calling
+    /// code, not in the domain's configuration, and never worth retrying.
+    #[error("{message}")]
+    Usage {
+        /// What was called where, and what to do instead.
+        message: String,
+    },
+
     /// A storage adapter failed.
     #[error("storage error: {message}")]
     Storage {
@@ -455,6 +464,13 @@ impl Error {
                 errors,
             },
             other => other,
+        }
+    }
+
+    /// A misuse of the API (see [`Error::Usage`]).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
         }
     }
 

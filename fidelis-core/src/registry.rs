@@ -734,7 +734,7 @@ impl Registry {
         }
         match self.aggregates.get(&id) {
             Some(info) if !info.event_sourced => Ok(&info.table),
-            Some(info) => Err(Error::configuration(format!(
+            Some(info) => Err(Error::usage(format!(
                 "aggregate `{}` is event-sourced: it has no rows to query; query a projection of it",
                 info.name
             ))),

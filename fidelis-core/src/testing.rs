@@ -232,7 +232,7 @@ async fn replay_into<A: Aggregate>(
     events: Vec<Arc<dyn AnyEvent>>,
 ) -> Result<()> {
     if !A::EVENT_SOURCED {
-        return Err(Error::configuration(format!(
+        return Err(Error::usage(format!(
             "`{0}` is a stored aggregate, which is not rebuilt from events: create it with a command (`given::<{0}>().process(..)`) and chain the next one",
             A::NAME
         )));

@@ -730,9 +730,15 @@ async fn reaching_past_a_projector_context_is_an_error_not_a_hang() {
             tokio::time::timeout(std::time::Duration::from_secs(10), domain.process(command))
                 .await
                 .unwrap_or_else(|_| panic!("{number}: the commit waited for itself"));
-        let error = result.expect_err(number).to_string();
+        let error = result.expect_err(number);
         assert!(
-            error.contains("is not available in a projector"),
+            matches!(&error, Error::Handler { source: Some(cause), .. } if matches!(**cause, Error::Usage { .. })),
+            "{number}: a usage error inside the projector's failure: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("is not available in a projector"),
             "{number}: {error}"
         );
     }
