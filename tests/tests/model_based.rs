@@ -10,10 +10,10 @@
 
 #![allow(missing_docs)]
 
+use std::future::Future;
 use std::time::Duration;
 
 use fidelis_core::prelude::*;
-use fidelis_core::store::memory::MemoryStorage;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -342,8 +342,13 @@ fn runner(cases: u32) -> TestRunner {
 
 /// Random sequences against the model, on one database (cases use fresh ledgers, so they
 /// share it).
-fn check_sequences(backend: Backend, cases: u32) {
+fn check_sequences(backend: impl Future<Output = Option<Backend>>, cases: u32) {
     let runtime = runtime();
+    // The backend is made in the runtime that later drops it (a PostgreSQL pool belongs to
+    // the runtime it was made in).
+    let Some(backend) = runtime.block_on(backend) else {
+        return;
+    };
     let domain = runtime.block_on(build(&backend));
     runner(cases)
         .run(&proptest::collection::vec(op(), 1..40), |ops| {
@@ -354,8 +359,11 @@ fn check_sequences(backend: Backend, cases: u32) {
 }
 
 /// Concurrent writers with random cancellations, then the consistency checks.
-fn check_cancelled_writers(backend: Backend, cases: u32) {
+fn check_cancelled_writers(backend: impl Future<Output = Option<Backend>>, cases: u32) {
     let runtime = runtime();
+    let Some(backend) = runtime.block_on(backend) else {
+        return;
+    };
     let (domain, fresh) =
         runtime.block_on(async { (build(&backend).await, build(&backend).await) });
     runner(cases)
@@ -366,30 +374,17 @@ fn check_cancelled_writers(backend: Backend, cases: u32) {
     runtime.block_on(backend.finish());
 }
 
-fn sqlite() -> Backend {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(Backend::sqlite())
-        .unwrap()
-}
-
-fn postgres(test: &str) -> Option<Backend> {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(Backend::postgres(test))
-}
-
 mod sequences {
     use super::*;
 
     #[test]
     fn memory() {
-        check_sequences(Backend::Memory(MemoryStorage::new()), 128);
+        check_sequences(Backend::memory(), 128);
     }
 
     #[test]
     fn sqlite() {
-        check_sequences(super::sqlite(), 32);
+        check_sequences(Backend::sqlite(), 32);
     }
 
     #[cfg_attr(
@@ -398,9 +393,7 @@ mod sequences {
     )]
     #[test]
     fn postgres() {
-        if let Some(backend) = super::postgres("model_based::sequences::postgres") {
-            check_sequences(backend, 32);
-        }
+        check_sequences(Backend::postgres("model_based::sequences::postgres"), 32);
     }
 }
 
@@ -409,12 +402,12 @@ mod cancelled_writers {
 
     #[test]
     fn memory() {
-        check_cancelled_writers(Backend::Memory(MemoryStorage::new()), 64);
+        check_cancelled_writers(Backend::memory(), 64);
     }
 
     #[test]
     fn sqlite() {
-        check_cancelled_writers(super::sqlite(), 16);
+        check_cancelled_writers(Backend::sqlite(), 16);
     }
 
     #[cfg_attr(
@@ -423,8 +416,9 @@ mod cancelled_writers {
     )]
     #[test]
     fn postgres() {
-        if let Some(backend) = super::postgres("model_based::cancelled_writers::postgres") {
-            check_cancelled_writers(backend, 16);
-        }
+        check_cancelled_writers(
+            Backend::postgres("model_based::cancelled_writers::postgres"),
+            16,
+        );
     }
 }
