@@ -143,6 +143,13 @@ impl Context {
     /// Processes a command in its own unit of work, with this context's correlation id and
     /// this context's cause (in an event handler: the event) as its causation.
     ///
+    /// In an event handler, the command's events are committed when this returns, but their
+    /// event handlers run later: after the handlers of the events being delivered now
+    /// (breadth-first, see [`DomainBuilder::event_handler_depth_limit`]), and still before
+    /// the outermost `domain.process` returns.
+    ///
+    /// [`DomainBuilder::event_handler_depth_limit`]: crate::DomainBuilder::event_handler_depth_limit
+    ///
     /// `O` is always the handler's output type, inferred from `C`: call it as
     /// `ctx.process(command).await`.
     // Shaped as `Domain::process` is, for one compile error on a command without a handler.
@@ -165,7 +172,8 @@ impl Context {
     }
 
     /// Commits everything written through this context (outside a handler; `process`
-    /// commits its own), then runs the event handlers of the new events.
+    /// commits its own), then runs the event handlers of the new events (in an event
+    /// handler: queues them behind the events being delivered, as `process` does).
     pub async fn commit(mut self) -> Result<()> {
         crate::unit_of_work::commit(&mut self).await.map(drop)
     }

@@ -66,6 +66,7 @@ struct DomainInner {
     resources: FastMap<TypeId, Arc<dyn Any + Send + Sync>>,
     cache: AggregateCache,
     failed_event_handlers: AtomicU64,
+    event_handler_depth_limit: usize,
 }
 
 impl fmt::Debug for Domain {
@@ -111,6 +112,10 @@ impl Domain {
     /// Processes a command: validates it, runs its handler in a unit of work, commits
     /// (with the projectors, in sync processing), then runs event handlers. Returns the
     /// handler's output. A version conflict re-runs the handler as the retry policy says.
+    ///
+    /// Event handlers are run breadth-first, and all of them before `process` returns: the
+    /// handlers of the command's events, then the handlers of the events those handlers
+    /// committed, and so on, up to [`DomainBuilder::event_handler_depth_limit`] generations.
     ///
     /// `O` is always the handler's output type, inferred from `C`: call it as
     /// `domain.process(command).await`.
@@ -287,6 +292,12 @@ impl Domain {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// How many generations of events a request delivers to event handlers (see
+    /// [`DomainBuilder::event_handler_depth_limit`]).
+    pub(crate) fn event_handler_depth_limit(&self) -> usize {
+        self.inner.event_handler_depth_limit
+    }
+
     pub(crate) fn cache(&self) -> &AggregateCache {
         &self.inner.cache
     }
@@ -352,7 +363,8 @@ fn intern(name: &str) -> &'static str {
 /// Counters of a domain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainMetrics {
-    /// Event handlers that failed after their command committed.
+    /// Event handlers that failed after their command committed, plus deliveries stopped at
+    /// the [depth limit](DomainBuilder::event_handler_depth_limit).
     pub failed_event_handlers: u64,
 }
 
@@ -532,7 +544,12 @@ pub struct DomainBuilder {
     pool: crate::config::PoolOverrides,
     cache_capacity: usize,
     projectors: bool,
+    event_handler_depth_limit: usize,
 }
+
+/// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
+/// 31 further generations of events raised by event handlers are delivered.
+pub const DEFAULT_EVENT_HANDLER_DEPTH_LIMIT: usize = 32;
 
 impl DomainBuilder {
     fn new(name: String) -> Self {
@@ -548,6 +565,7 @@ impl DomainBuilder {
             pool: crate::config::PoolOverrides::default(),
             cache_capacity: 100_000,
             projectors: true,
+            event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
         }
     }
 
@@ -648,6 +666,34 @@ impl DomainBuilder {
         self
     }
 
+    /// How many generations of events one request delivers to event handlers (default
+    /// [`DEFAULT_EVENT_HANDLER_DEPTH_LIMIT`], 32; at least 1).
+    ///
+    /// The events a command commits are the first generation; the events committed by their
+    /// event handlers (in their own unit of work, or by the commands they issue with
+    /// `ctx.process`) are the second, and so on. Events are delivered breadth-first: a whole
+    /// generation before the next. Events of a generation past the limit are committed (the
+    /// commands that raised them stand) but not delivered to event handlers: the delivery
+    /// stops there with an error logged with the correlation id, counted once in
+    /// [`DomainMetrics::failed_event_handlers`]. Event handlers that trigger each other without
+    /// end so stop at the limit instead of running out of memory or stack.
+    ///
+    /// ```
+    /// # async fn build() -> fidelis_core::Result<()> {
+    /// let domain = fidelis_core::Domain::builder("bank")
+    ///     .without_discovery()
+    ///     .database("memory")
+    ///     .event_handler_depth_limit(8)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn event_handler_depth_limit(mut self, generations: usize) -> Self {
+        self.event_handler_depth_limit = generations.max(1);
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -693,6 +739,7 @@ impl DomainBuilder {
                 resources: self.resources,
                 cache: AggregateCache::new(self.cache_capacity),
                 failed_event_handlers: AtomicU64::new(0),
+                event_handler_depth_limit: self.event_handler_depth_limit,
             }),
         };
         domain.setup_database().await?;

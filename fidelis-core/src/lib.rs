@@ -45,7 +45,9 @@ pub use fidelis_macros::{
 pub use rust_decimal::{self, Decimal};
 
 pub use crate::context::Context;
-pub use crate::domain::{Domain, DomainBuilder, DomainMetrics, EventStore};
+pub use crate::domain::{
+    DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
+};
 pub use crate::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
     InvariantStage, Persisted, Projection, Projector, Queryable, ValueObject,

@@ -28,7 +28,8 @@ use crate::store::{ExpectedVersion, JsonRow, Transaction};
 /// which rolls back (every adapter's transaction is safe to drop at any await point). From
 /// the `COMMIT` on, the work (commit, cache, delivery to the event handlers) is finished by a
 /// task of its own if the caller stops waiting (a client that went away), so committed events
-/// always reach their handlers.
+/// always reach their handlers. Inside an event handler, the events are queued behind the
+/// events being delivered instead (breadth-first delivery, below).
 pub(crate) async fn commit(ctx: &mut Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
     commit_and(ctx, Delivery::EventHandlers).await
 }
@@ -60,17 +61,120 @@ async fn commit_and(
     } = prepared;
     let domain = ctx.domain.clone();
     let correlation_id = ctx.correlation_id.clone();
+    // Read here, in the caller's task: the work below may finish in a task of its own.
+    let delivering = DELIVERING.try_with(Delivering::clone).ok();
     crate::task::run_to_completion(async move {
         transaction.commit().await?;
         for (key, state, last_event) in cached {
             domain.cache().put_erased(key, state, last_event);
         }
-        if delivery == Delivery::EventHandlers {
-            run_event_handlers(&domain, &correlation_id, &recorded).await;
+        if delivery == Delivery::EventHandlers && !recorded.is_empty() {
+            let batch = Batch {
+                domain: domain.clone(),
+                correlation_id,
+                events: recorded.clone(),
+                generation: delivering.as_ref().map_or(1, |scope| scope.generation + 1),
+            };
+            // Inside an event handler, the events queue behind the ones being delivered;
+            // otherwise (or if that delivery has already ended) they are delivered here.
+            let unqueued = match &delivering {
+                Some(scope) => scope.queue.push(batch).err(),
+                None => Some(batch),
+            };
+            if let Some(batch) = unqueued {
+                deliver(batch).await;
+            }
         }
         Ok(recorded)
     })
     .await
+}
+
+// Breadth-first delivery. The commit of a command (or of a unit of work by hand) that is not
+// itself inside an event handler starts a delivery: a queue of committed batches of events,
+// delivered in order, each handler inside a task-local scope naming the queue and the
+// generation of the event it handles. A commit inside that scope (the handler's own unit of
+// work, a command it issues with `ctx.process`, a unit of work it commits by hand) does not
+// deliver its events: it appends them to the queue, one generation further, and returns. So
+// events are delivered in the order they were committed, generation after generation, by one
+// loop whose stack does not grow with the chain, and the delivery still ends before the
+// outermost `process` returns (it runs inside that commit's `run_to_completion`). A task-local
+// was chosen over returning events up to the loop because `ctx.process` and `Context::commit`
+// are public and return the handler's output, not events; the scope reaches them unchanged.
+
+tokio::task_local! {
+    /// Set while an event handler runs: the delivery it is part of.
+    static DELIVERING: Delivering;
+}
+
+/// The delivery an event handler runs in, and the generation of the event it handles.
+#[derive(Clone)]
+struct Delivering {
+    queue: Arc<DeliveryQueue>,
+    generation: usize,
+}
+
+/// The events of one commit, waiting for their event handlers.
+struct Batch {
+    /// The domain that committed them (a handler may process commands of another domain).
+    domain: Domain,
+    correlation_id: Identifier,
+    events: Vec<Arc<dyn AnyRecordedEvent>>,
+    /// 1 for the events of the command that started the request, n + 1 for the events
+    /// committed by the handlers of generation n.
+    generation: usize,
+}
+
+/// The batches a delivery has still to deliver, in commit order.
+#[derive(Default)]
+struct DeliveryQueue(std::sync::Mutex<QueueState>);
+
+#[derive(Default)]
+struct QueueState {
+    pending: std::collections::VecDeque<Batch>,
+    /// Set when the delivery found the queue empty and ended.
+    closed: bool,
+}
+
+impl DeliveryQueue {
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // Nothing panics while holding the lock; a poisoned queue is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a batch; gives it back if the delivery has already ended (a handler's commit
+    /// that its handler stopped waiting for, finished in a task of its own after the rest).
+    fn push(&self, batch: Batch) -> std::result::Result<(), Batch> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(batch);
+        }
+        state.pending.push_back(batch);
+        Ok(())
+    }
+
+    /// The next batch, or `None` and the queue closed.
+    fn pop(&self) -> Option<Batch> {
+        let mut state = self.state();
+        let next = state.pending.pop_front();
+        state.closed = next.is_none();
+        next
+    }
+}
+
+/// Delivers a batch of committed events and every batch its handlers commit, breadth-first.
+// Boxed: a delivery runs handlers, whose commits may (rarely, see `DeliveryQueue::push`)
+// start a delivery of their own.
+fn deliver(batch: Batch) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let queue = Arc::new(DeliveryQueue::default());
+        let _ = queue.push(batch);
+        while let Some(batch) = queue.pop() {
+            run_event_handlers(&queue, batch).await;
+        }
+    })
 }
 
 /// A unit of work written to its open transaction, projectors included, but not committed.
@@ -238,65 +342,87 @@ async fn run_projectors(ctx: &mut Context, events: &[Arc<dyn AnyRecordedEvent>])
     Ok(())
 }
 
-/// Runs the event handlers of committed events, each in its own unit of work. A failure (an
-/// `Err` or a panic) does not undo the command and does not stop the other handlers: it is
-/// logged with its correlation id and counted.
-fn run_event_handlers<'a>(
-    domain: &'a Domain,
-    correlation_id: &'a Identifier,
-    events: &'a [Arc<dyn AnyRecordedEvent>],
-) -> BoxFuture<'a, ()> {
-    Box::pin(async move {
-        for event in events {
-            let Some(listeners) = domain
-                .registry()
-                .event_handlers
-                .get(&Any::type_id(event.payload_any().as_any()))
-            else {
-                continue;
+/// Runs the event handlers of a batch of committed events, each in its own unit of work,
+/// inside the delivery's scope (so what they commit joins `queue`). A failure (an `Err` or a
+/// panic) does not undo the command and does not stop the other handlers: it is logged with
+/// its correlation id and counted. A batch past the domain's depth limit is not delivered:
+/// that too is logged and counted, once, if any of its events has a handler.
+async fn run_event_handlers(queue: &Arc<DeliveryQueue>, batch: Batch) {
+    let Batch {
+        domain,
+        correlation_id,
+        events,
+        generation,
+    } = batch;
+    let handlers = &domain.registry().event_handlers;
+    let limit = domain.event_handler_depth_limit();
+    if generation > limit {
+        let undelivered: Vec<&str> = events
+            .iter()
+            .filter(|event| handlers.contains_key(&Any::type_id(event.payload_any().as_any())))
+            .map(|event| event.metadata().type_name.as_str())
+            .collect();
+        if !undelivered.is_empty() {
+            domain.count_event_handler_failure();
+            tracing::error!(
+                correlation_id = %correlation_id,
+                limit,
+                events = ?undelivered,
+                "event handler depth limit reached: these events are committed but not delivered \
+                 to their event handlers (event handlers that trigger each other without end?)"
+            );
+        }
+        return;
+    }
+    for event in &events {
+        let Some(listeners) = handlers.get(&Any::type_id(event.payload_any().as_any())) else {
+            continue;
+        };
+        for listener in listeners {
+            let span = tracing::info_span!(
+                "event_handler",
+                handler = listener.name,
+                method = listener.method,
+                event = %event.metadata().type_name,
+                correlation_id = %correlation_id,
+            );
+            let mut ctx = Context::new(
+                domain.clone(),
+                correlation_id.clone(),
+                Some(event.metadata().id.clone()),
+            );
+            let scope = Delivering {
+                queue: queue.clone(),
+                generation,
             };
-            for listener in listeners {
-                let span = tracing::info_span!(
-                    "event_handler",
+            // Unwind safety: as for projectors, a panicking handler's unit of work is
+            // abandoned with its `ctx` (a transaction it had begun is rolled back, units of
+            // work it committed through `ctx.process` stand, their events queued); the panic
+            // is one more handler failure, and the next handler runs.
+            let result = AssertUnwindSafe(DELIVERING.scope(scope, async {
+                listener
+                    .call
+                    .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
+                    .await?;
+                // Commits, and queues its events behind the ones being delivered.
+                commit(&mut ctx).await.map(drop)
+            }))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+            if let Some(error) = failure(listener.name, result) {
+                domain.count_event_handler_failure();
+                tracing::error!(
                     handler = listener.name,
                     method = listener.method,
                     event = %event.metadata().type_name,
                     correlation_id = %correlation_id,
+                    %error,
+                    "event handler failed after commit; the command stands"
                 );
-                let mut ctx = Context::new(
-                    domain.clone(),
-                    correlation_id.clone(),
-                    Some(event.metadata().id.clone()),
-                );
-                // Unwind safety: as for projectors, a panicking handler's unit of work is
-                // abandoned with its `ctx` (a transaction it had begun is rolled back, units
-                // of work it committed through `ctx.process` stand); the panic is one more
-                // handler failure, and the next handler runs.
-                let result = AssertUnwindSafe(async {
-                    listener
-                        .call
-                        .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
-                        .await?;
-                    // Commits, then delivers its own events to their handlers.
-                    commit(&mut ctx).await.map(drop)
-                })
-                .catch_unwind()
-                .instrument(span)
-                .await;
-                if let Some(error) = failure(listener.name, result) {
-                    domain.count_event_handler_failure();
-                    tracing::error!(
-                        handler = listener.name,
-                        method = listener.method,
-                        event = %event.metadata().type_name,
-                        correlation_id = %correlation_id,
-                        %error,
-                        "event handler failed after commit; the command stands"
-                    );
-                }
             }
         }
-    })
+    }
 }
 
 /// What went wrong in a handler run under `catch_unwind`: its error (kept, so a domain error
@@ -309,5 +435,40 @@ fn failure(handler: &str, outcome: std::thread::Result<Result<()>>) -> Option<Er
             handler,
             format!("panicked: {}", crate::task::panic_message(&*panic)),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn batch(generation: usize) -> Batch {
+        let domain = Domain::builder("queue")
+            .without_discovery()
+            .database("memory")
+            .build()
+            .await
+            .expect("an empty domain builds");
+        Batch {
+            domain,
+            correlation_id: Identifier::generate(),
+            events: Vec::new(),
+            generation,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_delivers_in_commit_order_and_refuses_batches_once_it_has_ended() {
+        let queue = DeliveryQueue::default();
+        assert!(queue.push(batch(1).await).is_ok());
+        assert!(queue.push(batch(2).await).is_ok());
+        assert_eq!(queue.pop().map(|batch| batch.generation), Some(1));
+        assert!(queue.push(batch(3).await).is_ok());
+        assert_eq!(queue.pop().map(|batch| batch.generation), Some(2));
+        assert_eq!(queue.pop().map(|batch| batch.generation), Some(3));
+        assert!(queue.pop().is_none());
+        // A late commit gets its batch back, to deliver it itself.
+        let late = queue.push(batch(4).await);
+        assert_eq!(late.err().map(|batch| batch.generation), Some(4));
     }
 }
