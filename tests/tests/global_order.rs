@@ -250,11 +250,17 @@ async fn tally_and_credit(
 
 /// Two tasks write the same state-stored and event-sourced aggregates in one unit of work,
 /// in opposite orders. Each attempt commits or fails with a version conflict, which a retry
-/// resolves; nothing hangs (the caller's timeout fails the test).
+/// resolves; nothing hangs (the caller's timeout fails the test). PostgreSQL's deadlock
+/// detector is put off past that timeout on these connections, so that a lock-order
+/// inversion (the stored row's `FOR UPDATE` against the append) hangs instead of being broken
+/// after a second and retried as a conflict (a failed run's stuck sessions end soon after).
 async fn mixed_units_of_work_do_not_deadlock(backend: &Backend) {
-    let domain = backend
-        .build(Domain::builder("order").discover_crate(module_path!()))
-        .await;
+    let domain = Domain::builder("order")
+        .discover_crate(module_path!())
+        .database(format!("{}&options[deadlock_timeout]=150s", backend.url()))
+        .build()
+        .await
+        .expect("the domain builds");
     let ledger_id = domain
         .process(OpenLedger {
             holder: "both".into(),
