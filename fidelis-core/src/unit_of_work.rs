@@ -202,16 +202,26 @@ async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
     // Per aggregate change, the id of its last new event: the cache's proof of what it applied.
     let mut last_events: Vec<Option<Identifier>> = Vec::with_capacity(work.aggregates.len());
 
+    // Locks are taken in one order, whatever order the handler touched its aggregates in:
+    // first the stored aggregates' rows, sorted by table and id, then the appends. (Writing
+    // each aggregate in turn let two units of work lock a stored row and the append lock in
+    // opposite orders and deadlock.)
+    let mut stored: Vec<_> = work
+        .aggregates
+        .iter()
+        .filter_map(|change| Some((change, change.document.as_ref()?)))
+        .collect();
+    stored.sort_by(|(a, a_row), (b, b_row)| (&a.table, &a_row.id).cmp(&(&b.table, &b_row.id)));
+    for (change, document) in stored {
+        let document = JsonRow {
+            version: change.expected_version + 1,
+            ..document.clone()
+        };
+        transaction
+            .put_json_row(&change.table, document, Some(change.expected_version))
+            .await?;
+    }
     for change in &work.aggregates {
-        if let Some(document) = &change.document {
-            let document = JsonRow {
-                version: change.expected_version + 1,
-                ..document.clone()
-            };
-            transaction
-                .put_json_row(&change.table, document, Some(change.expected_version))
-                .await?;
-        }
         if change.events.is_empty() {
             last_events.push(None);
             continue;
