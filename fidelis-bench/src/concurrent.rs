@@ -356,8 +356,8 @@ pub async fn pass_of(
 }
 
 /// The multi-threaded runtime the workload runs on (a worker per CPU, tokio's default), with
-/// [`FidelisRetries`] as the tracing subscriber of its threads, so Fidelis's retries are
-/// counted without a subscriber anywhere else in the process.
+/// a tracing subscriber on its threads that counts Fidelis's retries (and enables nothing
+/// else), so that no other thread of the process gets a subscriber.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let dispatch = tracing::Dispatch::new(FidelisRetries);
     tokio::runtime::Builder::new_multi_thread()
