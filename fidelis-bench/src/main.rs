@@ -1,18 +1,21 @@
 //! The comparison binary: runs the seed-ledger workloads through Fidelis, the hand-written
 //! baseline and cqrs-es in memory, and through Fidelis on SQLite and PostgreSQL and cqrs-es on
 //! postgres-es, in one process; checks that they all end with the same balances, and prints
-//! the tables for `BENCHMARKS.md`.
+//! the tables for `BENCHMARKS.md`. Workload (e), concurrent deposits, runs Fidelis (in memory,
+//! on SQLite, on PostgreSQL), postgres-es and a raw sqlx baseline from many client tasks at
+//! once.
 //!
 //! ```text
 //! [FIDELIS_BENCH_POSTGRES_URL=postgres://…] cargo run --release -p fidelis-bench --
 //!     [--quick] [--scale N…] [--reps N] [--only NAME]… [--memory | --no-memory]
-//!     [--databases | --no-databases]
+//!     [--databases | --no-databases] [--clients N] [--pool N]
 //! ```
 //!
-//! The database rows run by default: SQLite always, PostgreSQL (Fidelis and postgres-es) when
-//! `FIDELIS_BENCH_POSTGRES_URL` names a server (each repetition in a schema of its own, dropped
-//! afterwards). `--quick` runs the memory rows and SQLite at tiny sizes, no server needed;
-//! with `--databases` it also runs PostgreSQL, if the variable is set.
+//! The database rows run by default: SQLite always, PostgreSQL (Fidelis, postgres-es, the raw
+//! baseline) when `FIDELIS_BENCH_POSTGRES_URL` names a server (each repetition in a schema of
+//! its own, dropped afterwards). `--quick` runs the memory rows and SQLite at tiny sizes, no
+//! server needed; with `--databases` it also runs PostgreSQL, if the variable is set.
+//! `--only concurrent` runs workload (e) alone.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -23,10 +26,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use fidelis_bench::baseline::Baseline;
+use fidelis_bench::concurrent::{self, ConcurrentPass, ConcurrentSizes};
 use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
 use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
+use fidelis_bench::raw::RawSqlx;
 use fidelis_bench::workload::{Money, deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
 
@@ -44,6 +49,9 @@ const DATABASE_IMPLEMENTATIONS: [&str; 3] = [
     PostgresEsLedger::NAME,
 ];
 
+/// `--only concurrent`: workload (e) alone.
+const CONCURRENT: &str = "concurrent";
+
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
 
@@ -56,6 +64,12 @@ struct Args {
     memory_child: Option<String>,
     /// The database rows to run (after `--only`, `--no-databases` and the PostgreSQL URL).
     databases: Vec<String>,
+    /// The implementations of workload (e) to run (after the same filters).
+    concurrent: Vec<String>,
+    /// Client tasks of workload (e).
+    clients: usize,
+    /// Connections in each implementation's pool in workload (e).
+    pool: u32,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -71,6 +85,9 @@ fn parse_args() -> Result<Args, String> {
         memory: true,
         memory_child: None,
         databases: Vec::new(),
+        concurrent: Vec::new(),
+        clients: ConcurrentSizes::FULL.clients,
+        pool: 16,
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -97,15 +114,35 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--reps needs N ≥ 1")?;
             }
             "--only" => {
-                let name = iter.next().ok_or("--only needs an implementation name")?;
-                if !IMPLEMENTATIONS.contains(&name.as_str())
+                let name = iter
+                    .next()
+                    .ok_or("--only needs an implementation name or `concurrent`")?;
+                if name != CONCURRENT
+                    && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
+                    && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
                 {
                     return Err(format!(
-                        "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?} or {DATABASE_IMPLEMENTATIONS:?}"
+                        "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}, \
+                         {DATABASE_IMPLEMENTATIONS:?} or {:?}, or `{CONCURRENT}` (workload e alone)",
+                        concurrent::IMPLEMENTATIONS
                     ));
                 }
                 args.only.push(name);
+            }
+            "--clients" => {
+                args.clients = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--clients needs N ≥ 1")?;
+            }
+            "--pool" => {
+                args.pool = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--pool needs N ≥ 1")?;
             }
             "--memory" => explicit_memory = Some(true),
             "--no-memory" => explicit_memory = Some(false),
@@ -117,8 +154,14 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(format!(
                     "usage: [{POSTGRES_URL_VAR}=postgres://…] fidelis-bench [--quick] [--scale N…] [--reps N] \
-                     [--only NAME]… [--memory|--no-memory] [--databases|--no-databases]\n\
-                     implementations: {IMPLEMENTATIONS:?} (memory), {DATABASE_IMPLEMENTATIONS:?} (databases)"
+                     [--only NAME]… [--memory|--no-memory] [--databases|--no-databases] \
+                     [--clients N] [--pool N]\n\
+                     implementations: {IMPLEMENTATIONS:?} (memory), {DATABASE_IMPLEMENTATIONS:?} (databases), \
+                     {:?} (concurrent deposits)\n\
+                     --only concurrent: the concurrent deposits alone (with implementation names: those only)\n\
+                     --clients N: client tasks of the concurrent deposits (default 16)\n\
+                     --pool N: connections per implementation in the concurrent deposits (default 16)",
+                    concurrent::IMPLEMENTATIONS
                 ));
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -132,16 +175,27 @@ fn parse_args() -> Result<Args, String> {
         args.reps = if args.quick { 1 } else { 3 };
     }
     args.memory = explicit_memory.unwrap_or(!args.quick);
+    // `concurrent` names a workload, the other names implementations: with it, only workload
+    // (e) runs (by the implementations named, if any).
+    let concurrent_only = args.only.iter().any(|n| n == CONCURRENT);
+    args.only.retain(|n| n != CONCURRENT);
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    let databases_on = explicit_databases != Some(false);
     args.databases = DATABASE_IMPLEMENTATIONS
         .iter()
-        .filter(|name| explicit_databases != Some(false) && selected(name))
+        .filter(|name| !concurrent_only && databases_on && selected(name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    args.concurrent = concurrent::IMPLEMENTATIONS
+        .iter()
+        .filter(|name| selected(name) && (databases_on || **name == concurrent::FIDELIS_MEMORY))
         .map(|name| (*name).to_owned())
         .collect();
     let wants_postgres = args
         .databases
         .iter()
-        .any(|name| name != FidelisSqlite::NAME);
+        .chain(&args.concurrent)
+        .any(|name| concurrent::needs_postgres(name));
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
             .ok()
@@ -155,14 +209,17 @@ fn parse_args() -> Result<Args, String> {
             ));
         }
         if args.postgres_skipped.is_some() {
-            args.databases.retain(|name| name == FidelisSqlite::NAME);
+            args.databases
+                .retain(|name| !concurrent::needs_postgres(name));
+            args.concurrent
+                .retain(|name| !concurrent::needs_postgres(name));
         } else {
             args.postgres_url = url;
         }
     }
     let memory_only: Vec<String> = IMPLEMENTATIONS
         .iter()
-        .filter(|name| selected(name))
+        .filter(|name| !concurrent_only && selected(name))
         .map(|name| (*name).to_owned())
         .collect();
     args.only = memory_only;
@@ -468,6 +525,47 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             record(&mut best_databases, name, &pass);
         }
     }
+    let concurrent_sizes = ConcurrentSizes {
+        clients: args.clients,
+        ..if args.quick {
+            ConcurrentSizes::QUICK
+        } else {
+            ConcurrentSizes::FULL
+        }
+    };
+    let mut best_concurrent: BTreeMap<String, ConcurrentPass> = BTreeMap::new();
+    if !args.concurrent.is_empty() {
+        let concurrent_runtime = concurrent::runtime()?;
+        for rep in 0..args.reps {
+            for n in 0..args.concurrent.len() {
+                let name = &args.concurrent[(n + rep) % args.concurrent.len()];
+                progress.step(format_args!(
+                    "concurrent deposits ({} clients, pool {}), repetition {}/{}: {name:<17}",
+                    concurrent_sizes.clients,
+                    args.pool,
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = concurrent_runtime.block_on(concurrent::pass_of(
+                    name,
+                    concurrent_sizes,
+                    args.pool,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{name} (concurrent deposits): {mismatch}")),
+                );
+                let better = best_concurrent
+                    .get(name)
+                    .is_none_or(|best| pass.throughput() > best.throughput());
+                if better {
+                    best_concurrent.insert(name.clone(), pass);
+                }
+            }
+        }
+    }
     progress.finish();
     drop(gag);
 
@@ -495,6 +593,9 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             database_sizes,
             &best_databases,
         );
+    }
+    if !args.concurrent.is_empty() {
+        print_concurrent(args, concurrent_sizes, &best_concurrent);
     }
     if let Some(reason) = &args.postgres_skipped {
         println!("\nPostgreSQL rows skipped: {reason}.");
@@ -618,6 +719,77 @@ fn print_costs(names: &[String], best: &Best) {
             ));
         }
         println!("{line}");
+    }
+}
+
+/// Prints workload (e): one row per implementation (its best repetition), then the ratios.
+fn print_concurrent(args: &Args, sizes: ConcurrentSizes, best: &BTreeMap<String, ConcurrentPass>) {
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "\n(e) Concurrent deposits: {} client tasks at once on a multi-threaded runtime ({workers} \
+         worker threads), each opening {} accounts, then making {} deposits, every {}th into one \
+         of {} hot accounts shared by all ({} commands in all); one domain or pool of {} \
+         connections per implementation; a fresh SQLite file or PostgreSQL schema per repetition; \
+         best of {} repetitions by throughput, its retries and latencies\n",
+        sizes.clients,
+        sizes.accounts_per_client,
+        sizes.deposits_per_client,
+        concurrent::HOT_EVERY,
+        sizes.hot_accounts,
+        thousands(sizes.commands()),
+        args.pool,
+        args.reps
+    );
+    println!(
+        "| implementation | commands/s | version conflicts retried | conflicts returned | median latency | p99 latency | read-model updates lost |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
+    );
+    for name in &args.concurrent {
+        let Some(pass) = best.get(name) else { continue };
+        let lost = if pass.lost_view_updates == 0 {
+            "0".to_owned()
+        } else {
+            format!(
+                "{} ({} stale summaries)",
+                pass.lost_view_updates, pass.stale_summaries
+            )
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {lost} |",
+            format_rate(pass.throughput()),
+            pass.retries,
+            pass.conflicts_returned,
+            format_latency(pass.latency(0.5)),
+            format_latency(pass.latency(0.99)),
+        );
+    }
+    let ratios = [
+        (concurrent::FIDELIS_POSTGRES, concurrent::POSTGRES_ES),
+        (concurrent::FIDELIS_POSTGRES, RawSqlx::NAME),
+        (concurrent::POSTGRES_ES, RawSqlx::NAME),
+    ];
+    let rows: Vec<String> = ratios
+        .iter()
+        .filter_map(|(a, b)| {
+            let (a_pass, b_pass) = (best.get(*a)?, best.get(*b)?);
+            Some(format!(
+                "| {a} / {b} | {:.2}× |",
+                a_pass.throughput() / b_pass.throughput()
+            ))
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("\n| throughput ratio | |\n|---|---:|\n{}", rows.join("\n"));
+    }
+}
+
+/// `850 µs`, `12.3 ms`.
+fn format_latency(latency: Duration) -> String {
+    let micros = latency.as_secs_f64() * 1e6;
+    if micros < 1_000.0 {
+        format!("{micros:.0} µs")
+    } else {
+        format!("{:.1} ms", micros / 1e3)
     }
 }
 

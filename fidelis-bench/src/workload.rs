@@ -68,7 +68,8 @@ impl Sizes {
         loads: 2,
     };
 
-    /// Accounts and deposits multiplied by `factor` (workload e); the rest unchanged.
+    /// Accounts and deposits multiplied by `factor` (the scaled rows of (a) and (b)); the rest
+    /// unchanged.
     pub fn scaled(self, factor: usize) -> Self {
         Self {
             accounts: self.accounts * factor,
