@@ -307,7 +307,7 @@ pub fn command_handle(cx: &Ctxt, method: &Method) -> bool {
         attr: "#[handle]",
         expected: "async fn name(&self, command: Command, ctx: &mut Context) -> Result<T>",
     };
-    handler_shape(cx, &shape, &method.sig, false)
+    handler_shape(cx, &shape, &method.sig, false, "Context")
 }
 
 /// An aggregate's own command handler. It changes the aggregate the command names:
@@ -383,11 +383,16 @@ pub fn aggregate_handle(cx: &Ctxt, method: &Method, create: bool) -> bool {
 }
 
 /// `#[on(E)]` / event-handler `#[handle(E)]`:
-/// `fn x(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>`.
-pub fn listener(cx: &Ctxt, attr: &str, method: &Method) -> bool {
-    let expected = "async fn name(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>";
-    let shape = Shape { attr, expected };
-    let ok = handler_shape(cx, &shape, &method.sig, true);
+/// `fn x(&self, event: &Event<E>, ctx: &mut <context>) -> Result<()>`, where the context is
+/// the role's: `ProjectorContext<'_>` or `EventHandlerContext`.
+pub fn listener(cx: &Ctxt, attr: &str, method: &Method, context: &str) -> bool {
+    let expected =
+        format!("async fn name(&self, event: &Event<E>, ctx: &mut {context}) -> Result<()>");
+    let shape = Shape {
+        attr,
+        expected: &expected,
+    };
+    let ok = handler_shape(cx, &shape, &method.sig, true, context);
     if let ReturnType::Type(_, ty) = &method.sig.output
         && !returns_result_unit_or_unit(ty)
     {
@@ -407,7 +412,14 @@ pub fn takes_self(method: &Method) -> bool {
     receiver(&method.sig).is_some()
 }
 
-fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) -> bool {
+/// A handler method's parameters: `&self` or none, the message, then `ctx: &mut <context>`.
+fn handler_shape(
+    cx: &Ctxt,
+    shape: &Shape<'_>,
+    sig: &Signature,
+    by_ref: bool,
+    context: &str,
+) -> bool {
     let mut ok = no_method_generics(cx, shape, sig);
     if !matches!(receiver(sig), None | Some((true, false))) {
         shape.error(
@@ -451,7 +463,11 @@ fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) ->
     match ctx {
         Type::Reference(reference) if reference.mutability.is_some() => {}
         other => {
-            shape.error(cx, other, "the context is taken as `&mut Context`");
+            shape.error(
+                cx,
+                other,
+                &format!("the context is taken as `&mut {context}`"),
+            );
             ok = false;
         }
     }
