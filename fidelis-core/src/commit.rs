@@ -199,3 +199,112 @@ pub(crate) async fn prepare(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::store::Row;
+
+    /// Writes a row of its own, after checking that the rows written before it are in the
+    /// transaction; fails at the end if told to.
+    struct Probe {
+        name: &'static str,
+        sees: &'static [&'static str],
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl CommitHook for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        async fn on_commit(
+            &self,
+            _commit: &Commit<'_>,
+            transaction: &mut dyn Transaction,
+        ) -> Result<()> {
+            for earlier in self.sees {
+                let row = transaction.get_row("probe", earlier).await?;
+                assert!(row.is_some(), "{} does not see {earlier}", self.name);
+            }
+            let row = Arc::new(serde_json::json!({ "by": self.name }));
+            transaction
+                .put_row("probe", self.name.to_owned(), row)
+                .await?;
+            if self.fail {
+                return Err(Error::storage(format!("{} refuses", self.name)));
+            }
+            Ok(())
+        }
+    }
+
+    async fn unit_of_work() -> Context {
+        let domain = Domain::builder("hooks")
+            .without_discovery()
+            .database("memory")
+            .build()
+            .await
+            .expect("an empty domain builds");
+        let mut unit = domain.unit_of_work();
+        let row = Arc::new(serde_json::json!({ "by": "the handler" }));
+        unit.work.rows.put("probe", "handler".to_owned(), Some(row));
+        unit
+    }
+
+    async fn stored(domain: &Domain, id: &str) -> Option<Row> {
+        domain.storage().get_row("probe", id).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn hooks_run_in_order_after_the_unit_of_works_writes_and_commit_with_them() {
+        let unit = unit_of_work().await;
+        let domain = unit.domain.clone();
+        let hooks: Vec<Arc<dyn CommitHook>> = vec![
+            Arc::new(Probe {
+                name: "first",
+                sees: &["handler"],
+                fail: false,
+            }),
+            Arc::new(Probe {
+                name: "second",
+                sees: &["handler", "first"],
+                fail: false,
+            }),
+        ];
+        let prepared = prepare(unit, &hooks)
+            .await
+            .unwrap()
+            .expect("there are writes");
+        prepared.commit().await.unwrap();
+        for id in ["handler", "first", "second"] {
+            assert!(stored(&domain, id).await.is_some(), "{id} is committed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_rolls_back_the_whole_unit_of_work() {
+        let unit = unit_of_work().await;
+        let domain = unit.domain.clone();
+        let hooks: Vec<Arc<dyn CommitHook>> = vec![
+            Arc::new(Probe {
+                name: "first",
+                sees: &["handler"],
+                fail: false,
+            }),
+            Arc::new(Probe {
+                name: "second",
+                sees: &["handler", "first"],
+                fail: true,
+            }),
+        ];
+        let Err(error) = prepare(unit, &hooks).await else {
+            panic!("the failing hook fails the commit");
+        };
+        assert!(error.to_string().contains("second refuses"), "{error}");
+        for id in ["handler", "first", "second"] {
+            assert!(stored(&domain, id).await.is_none(), "{id} is rolled back");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::domain::Domain;
-use crate::element::{Handled, Persisted, Projection, ProjectionRow};
+use crate::element::{Handled, Persisted, ProjectionRow};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent};
 use crate::identifier::Identifier;
@@ -303,7 +303,9 @@ pub struct ProjectionRepository<'c, 'a, P> {
     _projection: PhantomData<fn() -> P>,
 }
 
-impl<'a, P: Projection> ProjectionRepository<'_, 'a, P> {
+// `Persisted`, not `Projection`: `repository` alone asks for a projection, so a projector
+// naming an aggregate gets one error there rather than another at each method call.
+impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
     /// The row with this id, or [`Error::NotFound`].
     pub async fn get(&mut self, id: impl AsRef<str>) -> Result<P> {
         let id = id.as_ref();

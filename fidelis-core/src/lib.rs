@@ -53,7 +53,7 @@ pub use crate::domain::{
 };
 pub use crate::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
-    InvariantStage, Persisted, Projection, Projector, Queryable, ValueObject,
+    InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, RecordedEvent};

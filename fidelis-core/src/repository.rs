@@ -259,7 +259,7 @@ pub async fn load_projection<P: Projection + Persisted>(
 }
 
 /// A projection from a row as an adapter or a unit of work holds it.
-pub(crate) fn decode_row<P: Projection>(table: &str, id: &str, row: Row) -> Result<P> {
+pub(crate) fn decode_row<P: Persisted>(table: &str, id: &str, row: Row) -> Result<P> {
     match row {
         // A row this process wrote is still the typed value: a clone, no JSON.
         Row::Typed(row) => match row.as_any().downcast_ref::<P>() {
@@ -278,7 +278,7 @@ pub(crate) fn decode_row<P: Projection>(table: &str, id: &str, row: Row) -> Resu
 }
 
 /// Checks a projection row's fields before it is written.
-pub(crate) fn validate_projection<P: Projection>(value: &P) -> Result<()> {
+pub(crate) fn validate_projection<P: Persisted>(value: &P) -> Result<()> {
     value.validate().map_err(|errors| Error::Validation {
         element: P::NAME.to_owned(),
         errors,

@@ -461,7 +461,9 @@ fn handler_shape(
         (false, _) => {}
     }
     match ctx {
-        Type::Reference(reference) if reference.mutability.is_some() => {}
+        Type::Reference(reference) if reference.mutability.is_some() => {
+            ok &= context_of_role(cx, shape, &reference.elem, context);
+        }
         other => {
             shape.error(
                 cx,
@@ -472,6 +474,42 @@ fn handler_shape(
         }
     }
     ok
+}
+
+/// Each role has its own context type, so that what a role may not do does not compile. A
+/// method written with another role's context (`ctx: &mut Context` in a projector) is
+/// reported here, at the type, rather than as a type mismatch inside the generated code.
+/// A name that is none of the three (an alias) is left to the compiler.
+///
+/// ```text
+/// #[on(DepositMade)] async fn on_deposit(event: &Event<DepositMade>, ctx: &mut Context)
+///                                                                         ^^^^^^^ `Context` is a command handler's context: take `&mut ProjectorContext<'_>`
+/// ```
+fn context_of_role(cx: &Ctxt, shape: &Shape<'_>, written: &Type, context: &str) -> bool {
+    const ROLES: &[(&str, &str)] = &[
+        ("Context", "a command handler's"),
+        ("EventHandlerContext", "an event handler's"),
+        ("ProjectorContext", "a projector's"),
+    ];
+    let Type::Path(path) = written else {
+        return true;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return true;
+    };
+    let expected = context.split('<').next().unwrap_or(context);
+    let name = last.ident.to_string();
+    match ROLES.iter().find(|(role_context, _)| *role_context == name) {
+        Some((_, role)) if name != expected => {
+            shape.error(
+                cx,
+                written,
+                &format!("`{name}` is {role} context: take `&mut {context}`"),
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 fn is_unit(ty: &Type) -> bool {
