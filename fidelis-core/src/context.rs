@@ -1,38 +1,86 @@
-//! The context of one unit of work: what a handler reads and writes through.
+//! The contexts handlers receive, one per role, so that what a role may not do does not
+//! compile: [`Context`] for command handlers (and units of work by hand),
+//! [`EventHandlerContext`] for event handlers, [`ProjectorContext`] for projectors.
 
 use crate::FastMap;
 use std::any::Any;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use crate::domain::Domain;
-use crate::element::{Handled, Persisted};
+use crate::element::{Handled, Persisted, ProjectionRow};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent};
 use crate::identifier::Identifier;
+use crate::registry::Registry;
 use crate::repository::Repository;
-use crate::store::{JsonRow, Transaction, TypedRow};
+use crate::store::{JsonRow, Row, Transaction, TypedRow};
 
-/// The context of one unit of work.
+/// The context of a command handler: one unit of work.
 ///
 /// Handlers receive it as `ctx: &mut Context`; it gives repositories
-/// (`ctx.repository::<Account>()`), shared resources (`ctx.resource::<T>()`) and, in event
-/// handlers, `ctx.process(command)`. Everything written through it commits together, or
-/// nothing does.
+/// (`ctx.repository::<Account>()`) and shared resources (`ctx.resource::<T>()`).
+/// Everything written through it commits together, or nothing does.
+///
+/// It has no `process`: a command handler changes its own unit of work, and a version
+/// conflict runs it again, so a command it issued would already have committed and would be
+/// issued twice. Follow-up commands belong in an event handler, whose
+/// [`EventHandlerContext::process`] runs after the commit.
 ///
 /// Outside a handler, [`Domain::unit_of_work`] makes one; [`Context::commit`] then commits it.
 pub struct Context {
     pub(crate) domain: Domain,
     pub(crate) correlation_id: Identifier,
     pub(crate) causation_id: Option<Identifier>,
-    pub(crate) work: Mutex<Work>,
-    /// Set while projectors run, inside the commit: reads go through the open transaction.
-    pub(crate) transaction: tokio::sync::Mutex<Option<Box<dyn Transaction>>>,
+    pub(crate) work: Work,
 }
 
 /// A projection row written (`Some`) or removed (`None`): table, id, row.
 pub(crate) type RowWrite = (String, String, Option<Arc<dyn TypedRow>>);
+
+/// Rows written (`Some`) or removed (`None`), in write order, each row once (its last write).
+#[derive(Default)]
+pub(crate) struct RowWrites {
+    pub(crate) writes: Vec<RowWrite>,
+    /// (table, id) → index into `writes`.
+    index: FastMap<(String, String), usize>,
+}
+
+impl RowWrites {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub(crate) fn get(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
+        self.index
+            .get(&(table.to_owned(), id.to_owned()))
+            .map(|&index| &self.writes[index].2)
+    }
+
+    pub(crate) fn put(&mut self, table: &str, id: String, row: Option<Arc<dyn TypedRow>>) {
+        let key = (table.to_owned(), id.clone());
+        match self.index.get(&key) {
+            Some(&index) => self.writes[index].2 = row,
+            None => {
+                self.index.insert(key, self.writes.len());
+                self.writes.push((table.to_owned(), id, row));
+            }
+        }
+    }
+
+    /// Writes the rows into a transaction, in write order.
+    pub(crate) async fn write_to(self, transaction: &mut dyn Transaction) -> Result<()> {
+        for (table, id, row) in self.writes {
+            match row {
+                Some(row) => transaction.put_row(&table, id, row).await?,
+                None => transaction.remove_row(&table, &id).await?,
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What a unit of work has written so far.
 #[derive(Default)]
@@ -41,37 +89,13 @@ pub(crate) struct Work {
     pub(crate) aggregates: Vec<AggregateChange>,
     /// Stream (or `table/id`) → index into `aggregates`.
     pub(crate) aggregate_index: FastMap<String, usize>,
-    /// Written (`Some`) or removed (`None`) projection rows, in write order.
-    pub(crate) documents: Vec<RowWrite>,
-    /// (table, id) → index into `documents`.
-    pub(crate) document_index: FastMap<(String, String), usize>,
+    /// Projection rows written or removed by the handler.
+    pub(crate) rows: RowWrites,
 }
 
 impl Work {
     pub(crate) fn is_empty(&self) -> bool {
-        self.aggregates.is_empty() && self.documents.is_empty()
-    }
-
-    pub(crate) fn written_row(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
-        self.document_index
-            .get(&(table.to_owned(), id.to_owned()))
-            .map(|&index| &self.documents[index].2)
-    }
-
-    pub(crate) fn write_row(
-        &mut self,
-        table: &str,
-        id: String,
-        document: Option<Arc<dyn TypedRow>>,
-    ) {
-        let key = (table.to_owned(), id.clone());
-        match self.document_index.get(&key) {
-            Some(&index) => self.documents[index].2 = document,
-            None => {
-                self.document_index.insert(key, self.documents.len());
-                self.documents.push((table.to_owned(), id, document));
-            }
-        }
+        self.aggregates.is_empty() && self.rows.is_empty()
     }
 }
 
@@ -104,8 +128,7 @@ impl Context {
             domain,
             correlation_id,
             causation_id,
-            work: Mutex::new(Work::default()),
-            transaction: tokio::sync::Mutex::new(None),
+            work: Work::default(),
         }
     }
 
@@ -115,7 +138,8 @@ impl Context {
         Self::new(domain.clone(), Identifier::default(), None)
     }
 
-    /// The domain this unit of work belongs to.
+    /// The domain this unit of work belongs to. What goes through it (another command, a
+    /// repository's `add`) is not part of this unit of work.
     pub fn domain(&self) -> &Domain {
         &self.domain
     }
@@ -131,7 +155,11 @@ impl Context {
     }
 
     /// The repository of an aggregate or projection, reading this unit of work's own writes.
-    pub fn repository<T: Persisted>(&self) -> Repository<'_, T> {
+    ///
+    /// It borrows the context: take one per call (`ctx.repository::<A>().get(..)`, then
+    /// `ctx.repository::<A>().add(..)`) when a handler also uses other repositories or
+    /// resources in between.
+    pub fn repository<T: Persisted>(&mut self) -> Repository<'_, T> {
         Repository::new(self)
     }
 
@@ -140,13 +168,70 @@ impl Context {
         self.domain.resource::<T>()
     }
 
+    /// Commits everything written through this context (outside a handler; `process`
+    /// commits its own), then runs the event handlers of the new events (in an event
+    /// handler: queues them behind the events being delivered).
+    pub async fn commit(self) -> Result<()> {
+        crate::unit_of_work::commit(self).await.map(drop)
+    }
+
+    /// The events this context will commit, oldest first (for inspection before a commit).
+    pub fn pending_events(&self) -> Vec<Arc<dyn AnyEvent>> {
+        self.work
+            .aggregates
+            .iter()
+            .flat_map(|change| change.events.iter().cloned())
+            .collect()
+    }
+}
+
+/// The context of an event handler: its own unit of work, run after the commit of the
+/// event it handles.
+///
+/// Handlers receive it as `ctx: &mut EventHandlerContext`; it gives repositories and
+/// resources as [`Context`] does, and [`process`](Self::process) to issue commands.
+pub struct EventHandlerContext {
+    pub(crate) unit: Context,
+}
+
+impl EventHandlerContext {
+    pub(crate) fn new(unit: Context) -> Self {
+        Self { unit }
+    }
+
+    /// The domain the event was committed in.
+    pub fn domain(&self) -> &Domain {
+        &self.unit.domain
+    }
+
+    /// The correlation id shared by every message of this request.
+    pub fn correlation_id(&self) -> &Identifier {
+        &self.unit.correlation_id
+    }
+
+    /// The event being handled (the cause of what this handler writes).
+    pub fn causation_id(&self) -> Option<&Identifier> {
+        self.unit.causation_id.as_ref()
+    }
+
+    /// The repository of an aggregate or projection, in this handler's unit of work (it
+    /// commits when the handler returns `Ok`).
+    pub fn repository<T: Persisted>(&mut self) -> Repository<'_, T> {
+        self.unit.repository()
+    }
+
+    /// A shared resource registered with `Domain::builder(..).resource(value)`.
+    pub fn resource<T: Any + Send + Sync>(&self) -> Result<&T> {
+        self.unit.resource()
+    }
+
     /// Processes a command in its own unit of work, with this context's correlation id and
-    /// this context's cause (in an event handler: the event) as its causation.
+    /// the event as its causation.
     ///
-    /// In an event handler, the command's events are committed when this returns, but their
-    /// event handlers run later: after the handlers of the events being delivered now
-    /// (breadth-first, see [`DomainBuilder::event_handler_depth_limit`]), and still before
-    /// the outermost `domain.process` returns.
+    /// The command's events are committed when this returns, but their event handlers run
+    /// later: after the handlers of the events being delivered now (breadth-first, see
+    /// [`DomainBuilder::event_handler_depth_limit`]), and still before the outermost
+    /// `domain.process` returns.
     ///
     /// [`DomainBuilder::event_handler_depth_limit`]: crate::DomainBuilder::event_handler_depth_limit
     ///
@@ -160,63 +245,111 @@ impl Context {
     {
         Box::pin(async move {
             let (output, _) = self
+                .unit
                 .domain
                 .process_traced(
                     command,
-                    Some(self.correlation_id.clone()),
-                    self.causation_id.clone(),
+                    Some(self.unit.correlation_id.clone()),
+                    self.unit.causation_id.clone(),
                 )
                 .await?;
             Ok(output)
         })
     }
+}
 
-    /// Commits everything written through this context (outside a handler; `process`
-    /// commits its own), then runs the event handlers of the new events (in an event
-    /// handler: queues them behind the events being delivered, as `process` does).
-    pub async fn commit(mut self) -> Result<()> {
-        crate::unit_of_work::commit(&mut self).await.map(drop)
+/// The context of a projector: the rows of projections, read and written through the
+/// transaction of the commit being projected (or of a rebuild).
+///
+/// Projectors receive it as `ctx: &mut ProjectorContext<'_>`. It offers
+/// [`repository`](Self::repository) for projections only: a projector runs inside a commit,
+/// so loading aggregates, queries and commands are not offered (they do not compile).
+/// What it writes commits with the events it projects, or not at all.
+pub struct ProjectorContext<'a> {
+    registry: &'a Registry,
+    transaction: &'a mut dyn Transaction,
+    /// Written rows, kept until the end of the batch: a row written by several events of the
+    /// batch is written to storage once, and read back typed.
+    rows: RowWrites,
+}
+
+impl<'a> ProjectorContext<'a> {
+    pub(crate) fn new(registry: &'a Registry, transaction: &'a mut dyn Transaction) -> Self {
+        Self {
+            registry,
+            transaction,
+            rows: RowWrites::default(),
+        }
     }
 
-    /// The events this context will commit, oldest first (for inspection before a commit).
-    pub fn pending_events(&self) -> Vec<Arc<dyn AnyEvent>> {
-        self.work()
-            .aggregates
-            .iter()
-            .flat_map(|change| change.events.iter().cloned())
-            .collect()
+    /// The rows of projection `P`, as this transaction sees them.
+    pub fn repository<P: ProjectionRow>(&mut self) -> ProjectionRepository<'_, 'a, P> {
+        ProjectionRepository {
+            ctx: self,
+            _projection: PhantomData,
+        }
     }
 
-    pub(crate) fn work(&self) -> MutexGuard<'_, Work> {
-        // A poisoned lock means a handler panicked mid-write; the unit of work is abandoned
-        // anyway, so its data is still the best there is.
-        self.work
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Writes the rows the projectors wrote into the transaction.
+    pub(crate) async fn finish(self) -> Result<()> {
+        self.rows.write_to(self.transaction).await
     }
 }
 
-tokio::task_local! {
-    /// Set while the projectors of a commit run: the storage transaction is open then (the
-    /// memory adapter holds its write lock), so anything that would go to storage around it
-    /// would wait for itself.
-    static PROJECTING: ();
+/// The rows of projection `P` in a projector: get, add and remove, through the open
+/// transaction. Every method borrows it mutably (reads go through the transaction too).
+pub struct ProjectionRepository<'c, 'a, P> {
+    ctx: &'c mut ProjectorContext<'a>,
+    _projection: PhantomData<fn() -> P>,
 }
 
-/// Runs the projectors of a commit, marked as such for [`ensure_not_projecting`].
-pub(crate) async fn projecting<T>(work: impl std::future::Future<Output = T>) -> T {
-    PROJECTING.scope((), work).await
-}
-
-/// Refuses what cannot work inside a projector (loading aggregates, queries, commands, other
-/// units of work), instead of letting it wait forever for the commit it is part of.
-pub(crate) fn ensure_not_projecting(what: &str) -> Result<()> {
-    if PROJECTING.try_with(|_| ()).is_ok() {
-        return Err(Error::usage(format!(
-            "{what} is not available in a projector: projectors run inside the commit and may only get, add and remove rows of projections through their `ctx`"
-        )));
+// `Persisted`, not `Projection`: `repository` alone asks for a projection, so a projector
+// naming an aggregate gets one error there rather than another at each method call.
+impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
+    /// The row with this id, or [`Error::NotFound`].
+    pub async fn get(&mut self, id: impl AsRef<str>) -> Result<P> {
+        let id = id.as_ref();
+        self.find(id).await?.ok_or_else(|| Error::NotFound {
+            element: P::NAME.to_owned(),
+            id: id.to_owned(),
+        })
     }
-    Ok(())
+
+    /// The row with this id, if there is one.
+    pub async fn find(&mut self, id: impl AsRef<str>) -> Result<Option<P>> {
+        let id = id.as_ref();
+        if !crate::repository::storable(id) {
+            return Ok(None);
+        }
+        let table = self.table()?;
+        let row = match self.ctx.rows.get(table, id) {
+            Some(written) => written.clone().map(Row::Typed),
+            None => self.ctx.transaction.get_row(table, id).await?,
+        };
+        row.map(|row| crate::repository::decode_row::<P>(table, id, row))
+            .transpose()
+    }
+
+    /// Adds or replaces the row (it is validated first).
+    pub async fn add(&mut self, value: P) -> Result<()> {
+        crate::repository::validate_projection(&value)?;
+        let table = self.table()?.to_owned();
+        let id = value.identity().into_string();
+        self.ctx.rows.put(&table, id, Some(Arc::new(value)));
+        Ok(())
+    }
+
+    /// Removes the row (nothing happens when there is none).
+    pub async fn remove(&mut self, id: impl AsRef<str>) -> Result<()> {
+        let table = self.table()?.to_owned();
+        self.ctx.rows.put(&table, id.as_ref().to_owned(), None);
+        Ok(())
+    }
+
+    fn table(&self) -> Result<&'a str> {
+        let registry: &'a Registry = self.ctx.registry;
+        Ok(&registry.projection_info::<P>()?.table)
+    }
 }
 
 /// What a `process` produced: the handler's output and the events it committed.

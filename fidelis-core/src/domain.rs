@@ -12,7 +12,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
+use crate::commit::{CommitHook, InlineProjectors};
 use crate::context::{Context, Processed};
+use crate::dispatch::{Dispatcher, SyncDispatcher};
 use crate::element::{Aggregate, Element, Handled, Persisted};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
@@ -67,6 +69,10 @@ struct DomainInner {
     cache: AggregateCache,
     failed_event_handlers: AtomicU64,
     event_handler_depth_limit: usize,
+    /// What joins every commit's transaction, in order.
+    commit_hooks: Vec<Arc<dyn CommitHook>>,
+    /// Who is told of committed events.
+    dispatcher: Arc<dyn Dispatcher>,
 }
 
 impl fmt::Debug for Domain {
@@ -153,7 +159,6 @@ impl Domain {
             causation_id = causation_id.as_ref().map(tracing::field::display),
         );
         async move {
-            crate::context::ensure_not_projecting("processing a command")?;
             if let Err(errors) = command.validate() {
                 tracing::debug!(%errors, "command rejected: invalid fields");
                 return Err(Error::Validation { element: C::NAME.to_owned(), errors });
@@ -200,7 +205,7 @@ impl Domain {
                             ))
                         })?;
                     // Commits, then delivers the events to their handlers.
-                    let events = unit_of_work::commit(&mut ctx).await?;
+                    let events = unit_of_work::commit(ctx).await?;
                     Ok::<_, Error>((output, events))
                 }
                 .await;
@@ -302,6 +307,16 @@ impl Domain {
         &self.inner.cache
     }
 
+    /// What joins every commit's transaction, in order.
+    pub(crate) fn commit_hooks(&self) -> &[Arc<dyn CommitHook>] {
+        &self.inner.commit_hooks
+    }
+
+    /// Who is told of committed events.
+    pub(crate) fn dispatcher(&self) -> &dyn Dispatcher {
+        self.inner.dispatcher.as_ref()
+    }
+
     /// Creates the tables of projections and stored aggregates that are missing, and
     /// reports tables whose columns no longer match their fields. `build` calls it; call it
     /// again after changing the database by hand.
@@ -379,7 +394,6 @@ const READ_BATCH: usize = 1_000;
 impl EventStore<'_> {
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
-        crate::context::ensure_not_projecting("reading the event store")?;
         if !crate::repository::storable(stream) {
             return Ok(Vec::new());
         }
@@ -392,7 +406,6 @@ impl EventStore<'_> {
         category: &str,
         from_position: i64,
     ) -> Result<Vec<RecordedEvent>> {
-        crate::context::ensure_not_projecting("reading the event store")?;
         if !crate::repository::storable(category) {
             return Ok(Vec::new());
         }
@@ -406,14 +419,12 @@ impl EventStore<'_> {
 
     /// Every event from a global position on, in order.
     pub async fn read_all(&self, from_position: i64) -> Result<Vec<RecordedEvent>> {
-        crate::context::ensure_not_projecting("reading the event store")?;
         let storage = self.domain.storage();
         read_batches(|from| storage.read_all(from, READ_BATCH), from_position).await
     }
 
     /// The version of a stream's last event, `-1` when it has none.
     pub async fn stream_version(&self, stream: &str) -> Result<i64> {
-        crate::context::ensure_not_projecting("reading the event store")?;
         if !crate::repository::storable(stream) {
             return Ok(-1);
         }
@@ -741,6 +752,8 @@ impl DomainBuilder {
                 cache: AggregateCache::new(self.cache_capacity),
                 failed_event_handlers: AtomicU64::new(0),
                 event_handler_depth_limit: self.event_handler_depth_limit,
+                commit_hooks: vec![Arc::new(InlineProjectors)],
+                dispatcher: Arc::new(SyncDispatcher),
             }),
         };
         domain.setup_database().await?;

@@ -300,6 +300,16 @@ pub trait Projection: Persisted {
     const IDENTIFIER: &'static str;
 }
 
+/// What a projector's context reaches: the rows of projections (every projection is one).
+#[diagnostic::on_unimplemented(
+    message = "a projector reaches projection rows only, and `{Self}` is not a projection",
+    label = "not a projection",
+    note = "a projector runs inside the commit of the events it projects: through its `ctx` it gets, adds and removes rows of projections; load aggregates, query and process commands in a command handler or an event handler"
+)]
+pub trait ProjectionRow: Projection {}
+
+impl<P: Projection> ProjectionRow for P {}
+
 /// An element stored as rows, which [`Query`](crate::Query) can filter, order and page:
 /// projections and state-stored aggregates (`#[aggregate]` without `event_sourced`). The
 /// macros implement it; an event-sourced aggregate is a stream of events, not a row, so it
@@ -343,7 +353,7 @@ pub trait Persisted: Element + HasFields + Clone + Debug + Serialize + Deseriali
     fn load<'a>(ctx: &'a Context, id: Identifier) -> BoxFuture<'a, Result<Option<Self>>>;
     /// Records a write in the unit of work.
     #[doc(hidden)]
-    fn save<'a>(ctx: &'a Context, value: Self) -> BoxFuture<'a, Result<()>>;
+    fn save<'a>(ctx: &'a mut Context, value: Self) -> BoxFuture<'a, Result<()>>;
 }
 
 /// How an element is stored.

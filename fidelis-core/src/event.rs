@@ -93,7 +93,7 @@ impl RecordedEvent {
 /// # #[event_handler(part_of = Account)]
 /// # impl Ledger {
 /// #[handle(DepositMade)]
-/// async fn on_deposit_made(event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+/// async fn on_deposit_made(event: &Event<DepositMade>, ctx: &mut EventHandlerContext) -> Result<()> {
 ///     let amount = event.amount;                 // a field of DepositMade
 ///     let when = event.metadata().time;          // its metadata
 ///     tracing::info!(amount, %when, correlation = %ctx.correlation_id(), "deposit");

@@ -8,14 +8,17 @@
 // modules are private; what users need of them is re-exported at the root, and what only the
 // macros' generated code needs is in `__private`. See the README, "Public API".
 mod aggregate;
+mod commit;
 pub mod config;
 mod context;
+mod dispatch;
 mod domain;
 mod element;
 mod error;
 mod event;
 mod field;
 mod identifier;
+mod projection_runner;
 pub mod query;
 mod registry;
 mod repository;
@@ -44,13 +47,13 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
-pub use crate::context::Context;
+pub use crate::context::{Context, EventHandlerContext, ProjectionRepository, ProjectorContext};
 pub use crate::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
 };
 pub use crate::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
-    InvariantStage, Persisted, Projection, Projector, Queryable, ValueObject,
+    InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, RecordedEvent};
@@ -101,9 +104,9 @@ pub mod prelude {
 
     pub use crate::query::TextHandle;
     pub use crate::{
-        Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event, EventMetadata,
-        Identifier, Projection, Result, RetryPolicy, ValidationError, aggregate, apply, command,
-        command_handler, event, event_handler, field, handle, invariant, on, projection, projector,
-        value_object,
+        Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event,
+        EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,
+        RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
+        event_handler, field, handle, invariant, on, projection, projector, value_object,
     };
 }

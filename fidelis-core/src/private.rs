@@ -12,7 +12,7 @@ pub use serde;
 pub use serde_json;
 
 pub use crate::aggregate::AggregateMeta;
-pub use crate::context::Context;
+pub use crate::context::{Context, EventHandlerContext, ProjectorContext};
 pub use crate::element::{
     Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
     CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
@@ -34,8 +34,8 @@ pub use crate::field::{check_variant_field, enum_query_value, variant_names};
 pub use crate::identifier::Identifier;
 pub use crate::query::{FieldHandle, IntoQueryValue, QueryValue};
 pub use crate::registry::{
-    AggregateInfo, AggregateRef, AutoRegistration, CommandInfo, CommandRoute, EventInfo,
-    ListenerRoute, ListenerThunk, ProjectionInfo, Registrar,
+    AggregateInfo, AggregateRef, AutoRegistration, CommandInfo, CommandRoute, EventHandlerThunk,
+    EventInfo, ListenerRoute, ProjectionInfo, ProjectorThunk, Registrar,
 };
 
 /// `aggregate.raise(event)`.
@@ -294,7 +294,7 @@ pub use crate::repository::{
 
 /// Loads the aggregate a command names (its [`CommandTarget`]), for an aggregate's own
 /// `#[handle(C)]` method: [`Error::NotFound`] when there is none.
-pub async fn load_target<A: Aggregate>(ctx: &Context, target: Identifier) -> Result<A> {
+pub async fn load_target<A: Aggregate>(ctx: &mut Context, target: Identifier) -> Result<A> {
     ctx.repository::<A>().get(&target).await
 }
 
@@ -315,7 +315,7 @@ impl<A, E: Into<Error>> Creates<A> for std::result::Result<A, E> {
 }
 
 /// Records an aggregate changed by its own `#[handle(C)]` method in the unit of work.
-pub async fn save_handled<A: Aggregate>(ctx: &Context, aggregate: A) -> Result<()> {
+pub async fn save_handled<A: Aggregate>(ctx: &mut Context, aggregate: A) -> Result<()> {
     ctx.repository::<A>().add(aggregate).await
 }
 
@@ -323,7 +323,7 @@ pub async fn save_handled<A: Aggregate>(ctx: &Context, aggregate: A) -> Result<(
 /// event-sourced aggregate that raised no event would not be stored at all (its stream is
 /// its state), so the id would name nothing: that is refused.
 pub async fn add_created<A: Aggregate>(
-    ctx: &Context,
+    ctx: &mut Context,
     aggregate: A,
     method: &'static str,
 ) -> Result<Identifier> {

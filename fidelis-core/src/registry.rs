@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::aggregate;
-use crate::context::Context;
+use crate::context::{EventHandlerContext, ProjectorContext};
 use crate::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
 use crate::error::{Error, Result};
 use crate::event::{AnyEvent, AnyRecordedEvent, Event, RecordedEvent};
@@ -138,48 +138,88 @@ impl CommandRoute {
 
 type Instance = Arc<dyn Any + Send + Sync>;
 
-/// Calls one listener method with a type-erased instance and event.
-pub(crate) trait ListenerCall: Send + Sync {
-    fn call<'a>(
+/// Calls one projector method with a type-erased instance and event.
+pub(crate) trait ProjectorCall: Send + Sync {
+    fn call<'a, 'c>(
         &self,
         instance: &'a (dyn Any + Send + Sync),
         event: &'a dyn AnyRecordedEvent,
-        ctx: &'a mut Context,
+        ctx: &'a mut ProjectorContext<'c>,
     ) -> BoxFuture<'a, Result<()>>;
 }
 
-/// The signature of the thunks the macros generate for `#[on(E)]` and event-handler `#[handle(E)]`.
-#[doc(hidden)]
-pub type ListenerThunk<H, E> =
-    for<'a> fn(&'a H, &'a Event<E>, &'a mut Context) -> BoxFuture<'a, Result<()>>;
-
-struct TypedCall<H, E> {
-    thunk: ListenerThunk<H, E>,
-    listener: &'static str,
-}
-
-impl<H: Send + Sync + 'static, E: DomainEvent> ListenerCall for TypedCall<H, E> {
+/// Calls one event handler method with a type-erased instance and event.
+pub(crate) trait EventHandlerCall: Send + Sync {
     fn call<'a>(
         &self,
         instance: &'a (dyn Any + Send + Sync),
         event: &'a dyn AnyRecordedEvent,
-        ctx: &'a mut Context,
+        ctx: &'a mut EventHandlerContext,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The signature of the thunks the macros generate for a projector's `#[on(E)]` methods.
+#[doc(hidden)]
+pub type ProjectorThunk<H, E> =
+    for<'a, 'c> fn(&'a H, &'a Event<E>, &'a mut ProjectorContext<'c>) -> BoxFuture<'a, Result<()>>;
+
+/// The signature of the thunks the macros generate for an event handler's `#[handle(E)]`
+/// methods.
+#[doc(hidden)]
+pub type EventHandlerThunk<H, E> =
+    for<'a> fn(&'a H, &'a Event<E>, &'a mut EventHandlerContext) -> BoxFuture<'a, Result<()>>;
+
+struct TypedCall<T> {
+    thunk: T,
+    listener: &'static str,
+}
+
+impl<H: Send + Sync + 'static, E: DomainEvent> ProjectorCall for TypedCall<ProjectorThunk<H, E>> {
+    fn call<'a, 'c>(
+        &self,
+        instance: &'a (dyn Any + Send + Sync),
+        event: &'a dyn AnyRecordedEvent,
+        ctx: &'a mut ProjectorContext<'c>,
     ) -> BoxFuture<'a, Result<()>> {
         match (instance.downcast_ref::<H>(), event.downcast::<E>()) {
             (Some(instance), Some(event)) => (self.thunk)(instance, event, ctx),
-            // The routing table is keyed by the event's TypeId, so this is unreachable
-            // unless the registry is corrupted; report it instead of panicking.
-            _ => {
-                let listener = self.listener;
-                Box::pin(async move {
-                    Err(Error::handler(
-                        listener,
-                        format!("misrouted event {}", E::NAME),
-                    ))
-                })
-            }
+            _ => misrouted::<E>(self.listener),
         }
     }
+}
+
+impl<H: Send + Sync + 'static, E: DomainEvent> EventHandlerCall
+    for TypedCall<EventHandlerThunk<H, E>>
+{
+    fn call<'a>(
+        &self,
+        instance: &'a (dyn Any + Send + Sync),
+        event: &'a dyn AnyRecordedEvent,
+        ctx: &'a mut EventHandlerContext,
+    ) -> BoxFuture<'a, Result<()>> {
+        match (instance.downcast_ref::<H>(), event.downcast::<E>()) {
+            (Some(instance), Some(event)) => (self.thunk)(instance, event, ctx),
+            _ => misrouted::<E>(self.listener),
+        }
+    }
+}
+
+/// The routing table is keyed by the event's `TypeId`, so a misrouted event means a corrupted
+/// registry: reported instead of panicking.
+fn misrouted<E: DomainEvent>(listener: &'static str) -> BoxFuture<'static, Result<()>> {
+    Box::pin(async move {
+        Err(Error::handler(
+            listener,
+            format!("misrouted event {}", E::NAME),
+        ))
+    })
+}
+
+/// A listener method's call, by the role it is written for.
+#[derive(Clone)]
+pub(crate) enum ListenerCall {
+    Projector(Arc<dyn ProjectorCall>),
+    EventHandler(Arc<dyn EventHandlerCall>),
 }
 
 /// An event handled by a projector or event handler method.
@@ -191,25 +231,42 @@ pub struct ListenerRoute {
     pub(crate) event_aggregate: TypeId,
     pub(crate) event_aggregate_name: &'static str,
     pub(crate) method: &'static str,
-    pub(crate) call: Arc<dyn ListenerCall>,
+    pub(crate) call: ListenerCall,
 }
 
 impl ListenerRoute {
-    /// `#[on(E)] fn method` (or `#[handle(E)]` in an event handler).
-    pub fn of<H: Element, E: DomainEvent>(
+    /// A projector's `#[on(E)] fn method`.
+    pub fn projector<H: Element, E: DomainEvent>(
         method: &'static str,
-        thunk: ListenerThunk<H, E>,
+        thunk: ProjectorThunk<H, E>,
     ) -> Self {
+        let call = TypedCall {
+            thunk,
+            listener: H::NAME,
+        };
+        Self::new::<E>(method, ListenerCall::Projector(Arc::new(call)))
+    }
+
+    /// An event handler's `#[handle(E)] fn method`.
+    pub fn event_handler<H: Element, E: DomainEvent>(
+        method: &'static str,
+        thunk: EventHandlerThunk<H, E>,
+    ) -> Self {
+        let call = TypedCall {
+            thunk,
+            listener: H::NAME,
+        };
+        Self::new::<E>(method, ListenerCall::EventHandler(Arc::new(call)))
+    }
+
+    fn new<E: DomainEvent>(method: &'static str, call: ListenerCall) -> Self {
         Self {
             event: TypeId::of::<E>(),
             event_name: E::NAME,
             event_aggregate: TypeId::of::<E::Aggregate>(),
             event_aggregate_name: <E::Aggregate as Element>::NAME,
             method,
-            call: Arc::new(TypedCall {
-                thunk,
-                listener: H::NAME,
-            }),
+            call,
         }
     }
 }
@@ -517,6 +574,17 @@ impl Registrar {
                         handler.name, route.method, route.event_name
                     ));
                 }
+                let projector_route = matches!(route.call, ListenerCall::Projector(_));
+                if projector_route != (handler.kind == ElementKind::Projector) {
+                    problems.push(format!(
+                        "`{}::{}` is registered as {} but written for {}: register it with `ListenerRoute::{}`",
+                        handler.name,
+                        route.method,
+                        if handler.kind == ElementKind::Projector { "a projector" } else { "an event handler" },
+                        if projector_route { "a projector" } else { "an event handler" },
+                        if handler.kind == ElementKind::Projector { "projector" } else { "event_handler" },
+                    ));
+                }
             }
         }
 
@@ -563,27 +631,33 @@ impl Registrar {
             .iter()
             .map(|(id, info)| (info.type_name.clone(), *id))
             .collect();
-        let mut listeners: FastMap<TypeId, Vec<Listener>> = FastMap::default();
-        let mut event_handlers: FastMap<TypeId, Vec<Listener>> = FastMap::default();
+        let mut listeners: FastMap<TypeId, Vec<Listener<dyn ProjectorCall>>> = FastMap::default();
+        let mut event_handlers: FastMap<TypeId, Vec<Listener<dyn EventHandlerCall>>> =
+            FastMap::default();
         for handler in self.handlers.values() {
             let Some(instance) = &handler.instance else {
                 continue;
             };
             for route in &handler.events {
-                let listener = Listener {
-                    name: handler.name,
-                    method: route.method,
-                    instance: instance.clone(),
-                    call: route.call.clone(),
-                };
-                match handler.kind {
-                    ElementKind::Projector => {
-                        listeners.entry(route.event).or_default().push(listener)
+                // The build checks above refused a route of the other role.
+                match &route.call {
+                    ListenerCall::Projector(call) => {
+                        listeners.entry(route.event).or_default().push(Listener {
+                            name: handler.name,
+                            method: route.method,
+                            instance: instance.clone(),
+                            call: call.clone(),
+                        })
                     }
-                    _ => event_handlers
+                    ListenerCall::EventHandler(call) => event_handlers
                         .entry(route.event)
                         .or_default()
-                        .push(listener),
+                        .push(Listener {
+                            name: handler.name,
+                            method: route.method,
+                            instance: instance.clone(),
+                            call: call.clone(),
+                        }),
                 }
             }
         }
@@ -650,12 +724,11 @@ fn replay_event<E: DomainEvent>(aggregate: &mut dyn Any, event: &dyn AnyEvent) -
 }
 
 /// A projector or event handler method, ready to call.
-#[derive(Clone)]
-pub(crate) struct Listener {
+pub(crate) struct Listener<C: ?Sized> {
     pub(crate) name: &'static str,
     pub(crate) method: &'static str,
     pub(crate) instance: Instance,
-    pub(crate) call: Arc<dyn ListenerCall>,
+    pub(crate) call: Arc<C>,
 }
 
 /// A built, validated domain registry.
@@ -667,8 +740,8 @@ pub struct Registry {
     pub(crate) projections: FastMap<TypeId, ProjectionInfo>,
     pub(crate) command_handlers: FastMap<TypeId, Instance>,
     pub(crate) command_routes: FastMap<TypeId, (&'static str, &'static str)>,
-    pub(crate) projectors: FastMap<TypeId, Vec<Listener>>,
-    pub(crate) event_handlers: FastMap<TypeId, Vec<Listener>>,
+    pub(crate) projectors: FastMap<TypeId, Vec<Listener<dyn ProjectorCall>>>,
+    pub(crate) event_handlers: FastMap<TypeId, Vec<Listener<dyn EventHandlerCall>>>,
 }
 
 impl Registry {
@@ -710,8 +783,9 @@ impl Registry {
                 .projectors
                 .values()
                 .flatten()
-                .chain(self.event_handlers.values().flatten())
-                .any(|listener| listener.instance.as_ref().type_id() == id)
+                .map(|listener| &listener.instance)
+                .chain(self.event_handlers.values().flatten().map(|l| &l.instance))
+                .any(|instance| instance.as_ref().type_id() == id)
     }
 
     pub(crate) fn aggregate_info<A: 'static>(&self) -> Result<&AggregateInfo> {

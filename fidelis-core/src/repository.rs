@@ -19,12 +19,12 @@ use crate::store::{JsonRow, Row};
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
 /// writes commit with it.
 pub struct Repository<'a, T> {
-    ctx: &'a Context,
+    ctx: &'a mut Context,
     _element: PhantomData<fn() -> T>,
 }
 
 impl<'a, T: Persisted> Repository<'a, T> {
-    pub(crate) fn new(ctx: &'a Context) -> Self {
+    pub(crate) fn new(ctx: &'a mut Context) -> Self {
         Self {
             ctx,
             _element: PhantomData,
@@ -50,12 +50,12 @@ impl<'a, T: Persisted> Repository<'a, T> {
     }
 
     /// Adds or updates the element: its new events and state commit with the unit of work.
-    pub async fn add(&self, value: T) -> Result<()> {
+    pub async fn add(&mut self, value: T) -> Result<()> {
         T::save(self.ctx, value).await
     }
 
     /// Removes a projection row (aggregates are not removed: close them with an event).
-    pub async fn remove(&self, id: impl AsRef<str>) -> Result<()>
+    pub async fn remove(&mut self, id: impl AsRef<str>) -> Result<()>
     where
         T: Projection,
     {
@@ -66,19 +66,17 @@ impl<'a, T: Persisted> Repository<'a, T> {
             .projection_info::<T>()?
             .table
             .clone();
-        self.ctx
-            .work()
-            .write_row(&table, id.as_ref().to_owned(), None);
+        self.ctx.work.rows.put(&table, id.as_ref().to_owned(), None);
         Ok(())
     }
 
     /// A query on the rows of a projection or state-stored aggregate.
-    pub fn query(&self) -> Query<'a, T>
+    pub fn query(&self) -> Query<'_, T>
     where
         T: Queryable,
     {
         Query {
-            source: Source::Context(self.ctx),
+            domain: &self.ctx.domain,
             spec: QuerySpec::default(),
             _element: PhantomData,
         }
@@ -118,7 +116,7 @@ impl<T: Persisted> DomainRepository<T> {
 
     /// Adds or updates the element and commits at once.
     pub async fn add(&self, value: T) -> Result<()> {
-        let ctx = self.domain.unit_of_work();
+        let mut ctx = self.domain.unit_of_work();
         ctx.repository::<T>().add(value).await?;
         ctx.commit().await
     }
@@ -128,7 +126,7 @@ impl<T: Persisted> DomainRepository<T> {
     where
         T: Projection,
     {
-        let ctx = self.domain.unit_of_work();
+        let mut ctx = self.domain.unit_of_work();
         ctx.repository::<T>().remove(id).await?;
         ctx.commit().await
     }
@@ -139,22 +137,17 @@ impl<T: Persisted> DomainRepository<T> {
         T: Queryable,
     {
         Query {
-            source: Source::Domain(&self.domain),
+            domain: &self.domain,
             spec: QuerySpec::default(),
             _element: PhantomData,
         }
     }
 }
 
-enum Source<'a> {
-    Domain(&'a Domain),
-    Context(&'a Context),
-}
-
 /// A query on the rows of a projection or state-stored aggregate: filters, order, paging.
 #[must_use = "a query does nothing until `all`, `first` or `count` is awaited"]
 pub struct Query<'a, T> {
-    source: Source<'a>,
+    domain: &'a Domain,
     spec: QuerySpec,
     _element: PhantomData<fn() -> T>,
 }
@@ -189,18 +182,10 @@ impl<T: Queryable> Query<'_, T> {
         &self.spec
     }
 
-    fn domain(&self) -> Result<&Domain> {
-        crate::context::ensure_not_projecting("a query")?;
-        match self.source {
-            Source::Domain(domain) => Ok(domain),
-            Source::Context(ctx) => Ok(&ctx.domain),
-        }
-    }
-
     /// Every matching row. Inside a unit of work, rows it wrote are not yet visible to
     /// queries (they are to `get`).
     pub async fn all(self) -> Result<Vec<T>> {
-        let domain = self.domain()?;
+        let domain = self.domain;
         let table = domain.registry().table_of::<T>()?;
         let rows = domain.storage().query(table, &self.spec).await?;
         rows.into_iter()
@@ -220,7 +205,7 @@ impl<T: Queryable> Query<'_, T> {
 
     /// How many rows match (order and paging are ignored).
     pub async fn count(self) -> Result<u64> {
-        let domain = self.domain()?;
+        let domain = self.domain;
         let table = domain.registry().table_of::<T>()?;
         domain.storage().count(table, &self.spec).await
     }
@@ -258,43 +243,46 @@ fn encode_document<T: Persisted>(value: &T, version: i64) -> Result<JsonRow> {
     }
 }
 
-async fn read_row(ctx: &Context, table: &str, id: &str) -> Result<Option<Row>> {
-    if let Some(written) = ctx.work().written_row(table, id) {
-        return Ok(written.clone().map(Row::Typed));
-    }
-    let mut transaction = ctx.transaction.lock().await;
-    match transaction.as_mut() {
-        Some(transaction) => transaction.get_row(table, id).await,
-        None => {
-            crate::context::ensure_not_projecting("reading outside the projector's `ctx`")?;
-            ctx.domain.storage().get_row(table, id).await
-        }
-    }
-}
-
-/// Loads a projection row. (Strategy of `#[projection]`.)
+/// Loads a projection row: this unit of work's own write, else the stored row. (Strategy of
+/// `#[projection]`.)
 pub async fn load_projection<P: Projection + Persisted>(
     ctx: &Context,
     id: Identifier,
 ) -> Result<Option<P>> {
-    let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
-    match read_row(ctx, &table, id.as_str()).await? {
+    let table = &ctx.domain.registry().projection_info::<P>()?.table;
+    let row = match ctx.work.rows.get(table, id.as_str()) {
+        Some(written) => written.clone().map(Row::Typed),
+        None => ctx.domain.storage().get_row(table, id.as_str()).await?,
+    };
+    row.map(|row| decode_row::<P>(table, id.as_str(), row))
+        .transpose()
+}
+
+/// A projection from a row as an adapter or a unit of work holds it.
+pub(crate) fn decode_row<P: Persisted>(table: &str, id: &str, row: Row) -> Result<P> {
+    match row {
         // A row this process wrote is still the typed value: a clone, no JSON.
-        Some(Row::Typed(row)) => match row.as_any().downcast_ref::<P>() {
-            Some(value) => Ok(Some(value.clone())),
+        Row::Typed(row) => match row.as_any().downcast_ref::<P>() {
+            Some(value) => Ok(value.clone()),
             None => decode_document::<P>(
-                &table,
+                table,
                 JsonRow {
-                    id: id.into_string(),
+                    id: id.to_owned(),
                     version: 0,
                     data: row.to_json()?,
                 },
-            )
-            .map(Some),
+            ),
         },
-        Some(Row::Json(document)) => decode_document::<P>(&table, document).map(Some),
-        None => Ok(None),
+        Row::Json(document) => decode_document::<P>(table, document),
     }
+}
+
+/// Checks a projection row's fields before it is written.
+pub(crate) fn validate_projection<P: Persisted>(value: &P) -> Result<()> {
+    value.validate().map_err(|errors| Error::Validation {
+        element: P::NAME.to_owned(),
+        errors,
+    })
 }
 
 /// Gives a state-stored aggregate decoded from a queried row its stored version, as
@@ -304,31 +292,25 @@ pub fn loaded_aggregate_row<A: Aggregate>(aggregate: &mut A, version: i64) {
 }
 
 /// Records a projection row write. (Strategy of `#[projection]`.)
-pub async fn save_projection<P: Projection + Persisted>(ctx: &Context, value: P) -> Result<()> {
-    if let Err(errors) = value.validate() {
-        return Err(Error::Validation {
-            element: P::NAME.to_owned(),
-            errors,
-        });
-    }
-    let table = ctx.domain.registry().projection_info::<P>()?.table.clone();
+pub async fn save_projection<P: Projection + Persisted>(ctx: &mut Context, value: P) -> Result<()> {
+    validate_projection(&value)?;
+    let table = &ctx.domain.registry().projection_info::<P>()?.table;
     let id = value.identity().into_string();
-    ctx.work().write_row(&table, id, Some(Arc::new(value)));
+    ctx.work.rows.put(table, id, Some(Arc::new(value)));
     Ok(())
 }
 
 /// Loads an aggregate: this unit of work's copy, else the cached state caught up with the
 /// stream's newer events, else a replay of its stream (or its row). (Strategy of `#[aggregate]`.)
 pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Result<Option<A>> {
-    crate::context::ensure_not_projecting("loading an aggregate")?;
     let registry = ctx.domain.registry();
     let info = registry.aggregate_info::<A>()?;
     let key = aggregate_key(info.event_sourced, &info.category, &info.table, id.as_str());
-    {
-        let work = ctx.work();
-        if let Some(&index) = work.aggregate_index.get(&key) {
-            return Ok(work.aggregates[index].state.downcast_ref::<A>().cloned());
-        }
+    if let Some(&index) = ctx.work.aggregate_index.get(&key) {
+        return Ok(ctx.work.aggregates[index]
+            .state
+            .downcast_ref::<A>()
+            .cloned());
     }
     if !info.event_sourced {
         let Some(document) = ctx
@@ -455,8 +437,7 @@ async fn replay<A: Aggregate>(
 }
 
 /// Records an aggregate's new events and state in the unit of work. (Strategy of `#[aggregate]`.)
-pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Result<()> {
-    crate::context::ensure_not_projecting("saving an aggregate")?;
+pub async fn save_aggregate<A: Aggregate>(ctx: &mut Context, mut aggregate: A) -> Result<()> {
     let registry = ctx.domain.registry();
     let info = registry.aggregate_info::<A>()?;
     if !info.event_sourced {
@@ -493,7 +474,7 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &Context, mut aggregate: A) -> Re
         Some(encode_document(&aggregate, loaded_version + 1)?)
     };
 
-    let mut work = ctx.work();
+    let work = &mut ctx.work;
     match work.aggregate_index.get(&key).copied() {
         Some(index) => {
             let change = &mut work.aggregates[index];

@@ -88,6 +88,22 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// What went wrong in a handler run under `catch_unwind`: its error (kept, so a domain error
+/// inside stays findable), or its panic as a handler error.
+pub(crate) fn handler_failure(
+    handler: &str,
+    outcome: std::thread::Result<crate::error::Result<()>>,
+) -> Option<crate::error::Error> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(panic) => Some(crate::error::Error::handler(
+            handler,
+            format!("panicked: {}", panic_message(&*panic)),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,7 +247,7 @@ async fn replay_into<A: Aggregate>(
     }
     crate::aggregate::push_pending(&mut aggregate, events);
     ctx.repository::<A>().add(aggregate).await?;
-    crate::unit_of_work::commit_history(&mut ctx).await
+    crate::unit_of_work::commit_history(ctx).await
 }
 
 /// The history of a scenario: events that already happened.

@@ -115,7 +115,7 @@ impl Persisted for Account {
     fn load<'a>(ctx: &'a Context, id: Identifier) -> fp::BoxFuture<'a, Result<Option<Self>>> {
         Box::pin(fp::load_aggregate::<Self>(ctx, id))
     }
-    fn save<'a>(ctx: &'a Context, value: Self) -> fp::BoxFuture<'a, Result<()>> {
+    fn save<'a>(ctx: &'a mut Context, value: Self) -> fp::BoxFuture<'a, Result<()>> {
         Box::pin(fp::save_aggregate::<Self>(ctx, value))
     }
 }
@@ -393,7 +393,7 @@ impl Persisted for Summary {
     fn load<'a>(ctx: &'a Context, id: Identifier) -> fp::BoxFuture<'a, Result<Option<Self>>> {
         Box::pin(fp::load_projection::<Self>(ctx, id))
     }
-    fn save<'a>(ctx: &'a Context, value: Self) -> fp::BoxFuture<'a, Result<()>> {
+    fn save<'a>(ctx: &'a mut Context, value: Self) -> fp::BoxFuture<'a, Result<()>> {
         Box::pin(fp::save_projection::<Self>(ctx, value))
     }
 }
@@ -405,7 +405,11 @@ impl Projection for Summary {
 pub struct SummaryProjector;
 
 impl SummaryProjector {
-    async fn on_opened(&self, event: &Event<AccountOpened>, ctx: &mut Context) -> Result<()> {
+    async fn on_opened(
+        &self,
+        event: &Event<AccountOpened>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         ctx.repository::<Summary>()
             .add(Summary {
                 account_id: event.account_id.clone(),
@@ -414,7 +418,11 @@ impl SummaryProjector {
             })
             .await
     }
-    fn on_deposit(&self, event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    fn on_deposit(
+        &self,
+        event: &Event<DepositMade>,
+        _ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         // A plain `fn` listener: it records nothing here, to show the sync shape.
         let _ = event.amount;
         Ok(())
@@ -430,7 +438,7 @@ impl Element for SummaryProjector {
         fn on_opened<'a>(
             this: &'a SummaryProjector,
             event: &'a Event<AccountOpened>,
-            ctx: &'a mut Context,
+            ctx: &'a mut ProjectorContext<'_>,
         ) -> fp::BoxFuture<'a, Result<()>> {
             Box::pin(
                 async move { fp::HandlerReturn::into_result(this.on_opened(event, ctx).await) },
@@ -439,7 +447,7 @@ impl Element for SummaryProjector {
         fn on_deposit<'a>(
             this: &'a SummaryProjector,
             event: &'a Event<DepositMade>,
-            ctx: &'a mut Context,
+            ctx: &'a mut ProjectorContext<'_>,
         ) -> fp::BoxFuture<'a, Result<()>> {
             Box::pin(async move { fp::HandlerReturn::into_result(this.on_deposit(event, ctx)) })
         }
@@ -447,8 +455,8 @@ impl Element for SummaryProjector {
             (&fp::DefaultProbe::<Self>::new()).factory(),
             vec![fp::AggregateRef::of::<Account>()],
             vec![
-                fp::ListenerRoute::of::<Self, AccountOpened>("on_opened", on_opened),
-                fp::ListenerRoute::of::<Self, DepositMade>("on_deposit", on_deposit),
+                fp::ListenerRoute::projector::<Self, AccountOpened>("on_opened", on_opened),
+                fp::ListenerRoute::projector::<Self, DepositMade>("on_deposit", on_deposit),
             ],
         );
     }

@@ -57,7 +57,11 @@ pub struct ComplianceAlerts;
 #[event_handler(part_of = Account)]
 impl ComplianceAlerts {
     #[handle(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         report_if_large(
             ctx,
             &event.account_id,
@@ -71,7 +75,7 @@ impl ComplianceAlerts {
     async fn on_withdrawal_made(
         &self,
         event: &Event<WithdrawalMade>,
-        ctx: &mut Context,
+        ctx: &mut EventHandlerContext,
     ) -> Result<()> {
         report_if_large(
             ctx,
@@ -84,7 +88,7 @@ impl ComplianceAlerts {
 }
 
 fn report_if_large(
-    ctx: &Context,
+    ctx: &EventHandlerContext,
     account_id: &Identifier,
     kind: &'static str,
     amount: Decimal,

@@ -71,7 +71,7 @@ impl AccountCommandHandler {
 
     #[handle(MakeDeposit)]
     async fn make_deposit(&self, command: MakeDeposit, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Account>();
+        let mut repo = ctx.repository::<Account>();
         let mut account = repo.get(&command.account_id).await?;
         account.deposit(command.amount, command.reference)?;
         repo.add(account).await
@@ -79,7 +79,7 @@ impl AccountCommandHandler {
 
     #[handle(MakeWithdrawal)]
     async fn make_withdrawal(&self, command: MakeWithdrawal, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Account>();
+        let mut repo = ctx.repository::<Account>();
         let mut account = repo.get(&command.account_id).await?;
         account.withdraw(command.amount, command.reference)?;
         repo.add(account).await
@@ -87,7 +87,7 @@ impl AccountCommandHandler {
 
     #[handle(CloseAccount)]
     async fn close_account(&self, command: CloseAccount, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Account>();
+        let mut repo = ctx.repository::<Account>();
         let mut account = repo.get(&command.account_id).await?;
         account.close(command.reason)?;
         repo.add(account).await

@@ -37,7 +37,7 @@ impl AccountSummaryProjector {
     async fn on_account_opened(
         &self,
         event: &Event<AccountOpened>,
-        ctx: &mut Context,
+        ctx: &mut ProjectorContext<'_>,
     ) -> Result<()> {
         ctx.repository::<AccountSummary>()
             .add(AccountSummary {
@@ -52,8 +52,12 @@ impl AccountSummaryProjector {
     }
 
     #[on(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<AccountSummary>();
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
+        let mut repo = ctx.repository::<AccountSummary>();
         let mut summary = repo.get(&event.account_id).await?;
         summary.balance += event.amount;
         summary.transaction_count += 1;
@@ -65,9 +69,9 @@ impl AccountSummaryProjector {
     async fn on_withdrawal_made(
         &self,
         event: &Event<WithdrawalMade>,
-        ctx: &mut Context,
+        ctx: &mut ProjectorContext<'_>,
     ) -> Result<()> {
-        let repo = ctx.repository::<AccountSummary>();
+        let mut repo = ctx.repository::<AccountSummary>();
         let mut summary = repo.get(&event.account_id).await?;
         summary.balance -= event.amount;
         summary.transaction_count += 1;

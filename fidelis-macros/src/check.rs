@@ -307,7 +307,7 @@ pub fn command_handle(cx: &Ctxt, method: &Method) -> bool {
         attr: "#[handle]",
         expected: "async fn name(&self, command: Command, ctx: &mut Context) -> Result<T>",
     };
-    handler_shape(cx, &shape, &method.sig, false)
+    handler_shape(cx, &shape, &method.sig, false, "Context")
 }
 
 /// An aggregate's own command handler. It changes the aggregate the command names:
@@ -383,11 +383,16 @@ pub fn aggregate_handle(cx: &Ctxt, method: &Method, create: bool) -> bool {
 }
 
 /// `#[on(E)]` / event-handler `#[handle(E)]`:
-/// `fn x(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>`.
-pub fn listener(cx: &Ctxt, attr: &str, method: &Method) -> bool {
-    let expected = "async fn name(&self, event: &Event<E>, ctx: &mut Context) -> Result<()>";
-    let shape = Shape { attr, expected };
-    let ok = handler_shape(cx, &shape, &method.sig, true);
+/// `fn x(&self, event: &Event<E>, ctx: &mut <context>) -> Result<()>`, where the context is
+/// the role's: `ProjectorContext<'_>` or `EventHandlerContext`.
+pub fn listener(cx: &Ctxt, attr: &str, method: &Method, context: &str) -> bool {
+    let expected =
+        format!("async fn name(&self, event: &Event<E>, ctx: &mut {context}) -> Result<()>");
+    let shape = Shape {
+        attr,
+        expected: &expected,
+    };
+    let ok = handler_shape(cx, &shape, &method.sig, true, context);
     if let ReturnType::Type(_, ty) = &method.sig.output
         && !returns_result_unit_or_unit(ty)
     {
@@ -407,7 +412,14 @@ pub fn takes_self(method: &Method) -> bool {
     receiver(&method.sig).is_some()
 }
 
-fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) -> bool {
+/// A handler method's parameters: `&self` or none, the message, then `ctx: &mut <context>`.
+fn handler_shape(
+    cx: &Ctxt,
+    shape: &Shape<'_>,
+    sig: &Signature,
+    by_ref: bool,
+    context: &str,
+) -> bool {
     let mut ok = no_method_generics(cx, shape, sig);
     if !matches!(receiver(sig), None | Some((true, false))) {
         shape.error(
@@ -449,13 +461,55 @@ fn handler_shape(cx: &Ctxt, shape: &Shape<'_>, sig: &Signature, by_ref: bool) ->
         (false, _) => {}
     }
     match ctx {
-        Type::Reference(reference) if reference.mutability.is_some() => {}
+        Type::Reference(reference) if reference.mutability.is_some() => {
+            ok &= context_of_role(cx, shape, &reference.elem, context);
+        }
         other => {
-            shape.error(cx, other, "the context is taken as `&mut Context`");
+            shape.error(
+                cx,
+                other,
+                &format!("the context is taken as `&mut {context}`"),
+            );
             ok = false;
         }
     }
     ok
+}
+
+/// Each role has its own context type, so that what a role may not do does not compile. A
+/// method written with another role's context (`ctx: &mut Context` in a projector) is
+/// reported here, at the type, rather than as a type mismatch inside the generated code.
+/// A name that is none of the three (an alias) is left to the compiler.
+///
+/// ```text
+/// #[on(DepositMade)] async fn on_deposit(event: &Event<DepositMade>, ctx: &mut Context)
+///                                                                         ^^^^^^^ `Context` is a command handler's context: take `&mut ProjectorContext<'_>`
+/// ```
+fn context_of_role(cx: &Ctxt, shape: &Shape<'_>, written: &Type, context: &str) -> bool {
+    const ROLES: &[(&str, &str)] = &[
+        ("Context", "a command handler's"),
+        ("EventHandlerContext", "an event handler's"),
+        ("ProjectorContext", "a projector's"),
+    ];
+    let Type::Path(path) = written else {
+        return true;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return true;
+    };
+    let expected = context.split('<').next().unwrap_or(context);
+    let name = last.ident.to_string();
+    match ROLES.iter().find(|(role_context, _)| *role_context == name) {
+        Some((_, role)) if name != expected => {
+            shape.error(
+                cx,
+                written,
+                &format!("`{name}` is {role} context: take `&mut {context}`"),
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 fn is_unit(ty: &Type) -> bool {

@@ -92,7 +92,11 @@ pub struct FirstListener;
 #[event_handler(part_of = Account)]
 impl FirstListener {
     #[handle(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         ctx.resource::<Arc<Gates>>()?.listen(event).await
     }
 }
@@ -104,7 +108,11 @@ pub struct SecondListener;
 #[event_handler(part_of = Account)]
 impl SecondListener {
     #[handle(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         ctx.resource::<Arc<Gates>>()?.listen(event).await
     }
 }
@@ -122,7 +130,7 @@ pub struct PanickyHandler;
 impl PanickyHandler {
     #[handle(PanickyDeposit)]
     async fn deposit(&self, command: PanickyDeposit, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Account>();
+        let mut repo = ctx.repository::<Account>();
         let mut account = repo.get(&command.account_id).await?;
         account.deposit(Decimal::ONE, None)?;
         repo.add(account).await?;
@@ -144,7 +152,11 @@ pub struct PanickyProjector;
 #[projector(for = DepositLog, aggregates = [Account])]
 impl PanickyProjector {
     #[on(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         ctx.repository::<DepositLog>()
             .add(DepositLog {
                 event_id: event.metadata().id.clone(),
@@ -165,7 +177,11 @@ pub struct PanickyListener;
 #[event_handler(part_of = Account)]
 impl PanickyListener {
     #[handle(DepositMade)]
-    async fn on_deposit_made(&self, event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    async fn on_deposit_made(
+        &self,
+        event: &Event<DepositMade>,
+        _ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         if event.reference.as_deref() == Some("panic in event handler") {
             panic!("the event handler fell over");
         }

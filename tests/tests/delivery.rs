@@ -134,7 +134,7 @@ pub struct AlphaToCharlie;
 #[event_handler(part_of = Beacon)]
 impl AlphaToCharlie {
     #[handle(Alpha)]
-    async fn on_alpha(&self, _event: &Event<Alpha>, ctx: &mut Context) -> Result<()> {
+    async fn on_alpha(&self, _event: &Event<Alpha>, ctx: &mut EventHandlerContext) -> Result<()> {
         ctx.resource::<Journal>()?
             .note("alpha, by the command handler");
         ctx.process(Emit {
@@ -151,7 +151,7 @@ pub struct AlphaToBravo;
 #[event_handler(part_of = Beacon)]
 impl AlphaToBravo {
     #[handle(Alpha)]
-    async fn on_alpha(&self, _event: &Event<Alpha>, ctx: &mut Context) -> Result<()> {
+    async fn on_alpha(&self, _event: &Event<Alpha>, ctx: &mut EventHandlerContext) -> Result<()> {
         ctx.resource::<Journal>()?
             .note("alpha, by its own unit of work");
         ctx.repository::<Beacon>().add(Beacon::emit("bravo")?).await
@@ -165,13 +165,17 @@ pub struct Leaves;
 #[event_handler(part_of = Beacon)]
 impl Leaves {
     #[handle(Bravo)]
-    async fn on_bravo(&self, _event: &Event<Bravo>, ctx: &mut Context) -> Result<()> {
+    async fn on_bravo(&self, _event: &Event<Bravo>, ctx: &mut EventHandlerContext) -> Result<()> {
         ctx.resource::<Journal>()?.note("bravo");
         Ok(())
     }
 
     #[handle(Charlie)]
-    async fn on_charlie(&self, _event: &Event<Charlie>, ctx: &mut Context) -> Result<()> {
+    async fn on_charlie(
+        &self,
+        _event: &Event<Charlie>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         ctx.resource::<Journal>()?.note("charlie");
         Ok(())
     }
@@ -200,7 +204,7 @@ pub struct Players;
 #[event_handler(part_of = Beacon)]
 impl Players {
     #[handle(Ping)]
-    async fn on_ping(&self, _event: &Event<Ping>, ctx: &mut Context) -> Result<()> {
+    async fn on_ping(&self, _event: &Event<Ping>, ctx: &mut EventHandlerContext) -> Result<()> {
         if ctx.resource::<Rally>()?.hit() {
             ctx.process(Emit {
                 kind: "pong".into(),
@@ -211,7 +215,7 @@ impl Players {
     }
 
     #[handle(Pong)]
-    async fn on_pong(&self, _event: &Event<Pong>, ctx: &mut Context) -> Result<()> {
+    async fn on_pong(&self, _event: &Event<Pong>, ctx: &mut EventHandlerContext) -> Result<()> {
         if ctx.resource::<Rally>()?.hit() {
             ctx.process(Emit {
                 kind: "ping".into(),

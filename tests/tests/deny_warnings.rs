@@ -216,7 +216,11 @@ pub mod bank {
     #[projector(for = WalletRow, aggregates = [Wallet])]
     impl WalletRows {
         #[on(WalletOpened)]
-        async fn opened(&self, event: &Event<WalletOpened>, ctx: &mut Context) -> Result<()> {
+        async fn opened(
+            &self,
+            event: &Event<WalletOpened>,
+            ctx: &mut ProjectorContext<'_>,
+        ) -> Result<()> {
             let row = WalletRow {
                 wallet_id: event.wallet_id.clone(),
                 owner: event.owner.clone(),
@@ -233,7 +237,7 @@ pub mod bank {
     #[event_handler(part_of = Wallet)]
     impl Notifier {
         #[handle(WalletFunded)]
-        fn funded(_event: &Event<WalletFunded>, _ctx: &mut Context) {}
+        fn funded(_event: &Event<WalletFunded>, _ctx: &mut EventHandlerContext) {}
     }
 }
 

@@ -219,7 +219,7 @@ impl LoanDesk {
 
     #[handle(Draw)]
     async fn draw(&self, command: Draw, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Loan>();
+        let mut repo = ctx.repository::<Loan>();
         let mut loan = repo.get(&command.loan_id).await?;
         loan.draw(command.amount)?;
         repo.add(loan).await
@@ -227,7 +227,7 @@ impl LoanDesk {
 
     #[handle(Repay)]
     async fn repay(&self, command: Repay, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Loan>();
+        let mut repo = ctx.repository::<Loan>();
         let mut loan = repo.get(&command.loan_id).await?;
         loan.repay(command.amount)?;
         repo.add(loan).await
@@ -249,11 +249,10 @@ impl LoanDesk {
 
     #[handle(GatedDraw)]
     async fn gated_draw(&self, command: GatedDraw, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Loan>();
-        let mut loan = repo.get(&command.loan_id).await?;
+        let mut loan = ctx.repository::<Loan>().get(&command.loan_id).await?;
         ctx.resource::<Gate>()?.pass().await;
         loan.draw(command.amount)?;
-        repo.add(loan).await
+        ctx.repository::<Loan>().add(loan).await
     }
 }
 
@@ -269,7 +268,11 @@ pub struct GreedyDraw;
 #[event_handler(part_of = Loan)]
 impl GreedyDraw {
     #[handle(LoanGranted)]
-    async fn on_granted(&self, event: &Event<LoanGranted>, ctx: &mut Context) -> Result<()> {
+    async fn on_granted(
+        &self,
+        event: &Event<LoanGranted>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         if event.borrower != "greedy" {
             return Ok(());
         }
@@ -304,11 +307,11 @@ pub struct DrawnProjector;
 #[projector(for = Drawn, aggregates = [Loan])]
 impl DrawnProjector {
     #[on(LoanDrawn)]
-    async fn drawn(&self, event: &Event<LoanDrawn>, ctx: &mut Context) -> Result<()> {
+    async fn drawn(&self, event: &Event<LoanDrawn>, ctx: &mut ProjectorContext<'_>) -> Result<()> {
         if event.amount == 13 {
             return Err(LoanError::Ledger(LedgerDown).into());
         }
-        let repo = ctx.repository::<Drawn>();
+        let mut repo = ctx.repository::<Drawn>();
         let total = repo.find(&event.loan_id).await?.map_or(0, |row| row.total);
         repo.add(Drawn {
             loan_id: event.loan_id.clone(),

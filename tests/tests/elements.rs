@@ -349,8 +349,8 @@ async fn a_stored_aggregate_round_trips_with_its_events() {
 async fn a_stored_aggregate_detects_concurrent_updates() {
     let domain = domain().await;
     let id = domain.process(valid_command()).await.unwrap();
-    let first = domain.unit_of_work();
-    let second = domain.unit_of_work();
+    let mut first = domain.unit_of_work();
+    let mut second = domain.unit_of_work();
     let mut a = first.repository::<Customer>().get(&id).await.unwrap();
     let mut b = second.repository::<Customer>().get(&id).await.unwrap();
     a.age = 40;

@@ -112,7 +112,7 @@ impl Library {
 
     #[handle(ChangeStatus)]
     async fn change(&self, command: ChangeStatus, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Book>();
+        let mut repo = ctx.repository::<Book>();
         let mut book = repo.get(&command.book_id).await?;
         let previous = std::mem::replace(&mut book.status, command.status.clone());
         book.history.push(previous);
@@ -141,7 +141,11 @@ pub struct Catalogue;
 #[projector(for = CatalogueEntry, aggregates = [Book])]
 impl Catalogue {
     #[on(BookAcquired)]
-    async fn acquired(&self, event: &Event<BookAcquired>, ctx: &mut Context) -> Result<()> {
+    async fn acquired(
+        &self,
+        event: &Event<BookAcquired>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         ctx.repository::<CatalogueEntry>()
             .add(CatalogueEntry {
                 book_id: event.book_id.clone(),
@@ -158,9 +162,9 @@ impl Catalogue {
     async fn status_changed(
         &self,
         event: &Event<BookStatusChanged>,
-        ctx: &mut Context,
+        ctx: &mut ProjectorContext<'_>,
     ) -> Result<()> {
-        let repo = ctx.repository::<CatalogueEntry>();
+        let mut repo = ctx.repository::<CatalogueEntry>();
         let mut entry = repo.get(&event.book_id).await?;
         entry.on_loan = matches!(event.status, LoanStatus::OnLoan { .. });
         repo.add(entry).await

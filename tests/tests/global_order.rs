@@ -219,7 +219,7 @@ async fn tally_and_credit(
     ledger_id: &Identifier,
     tally_first: bool,
 ) -> fidelis_core::Result<()> {
-    let uow = domain.unit_of_work();
+    let mut uow = domain.unit_of_work();
     let mut tally = None;
     let mut ledger = None;
     for step in [tally_first, !tally_first] {

@@ -150,9 +150,9 @@ mod shadowing {
         async fn on_filled(
             &self,
             event: &fid::Event<Filled>,
-            ctx: &mut fid::Context,
+            ctx: &mut fid::ProjectorContext<'_>,
         ) -> fid::Result<()> {
-            let repo = ctx.repository::<PurseRow>();
+            let mut repo = ctx.repository::<PurseRow>();
             let row = match repo.get(&event.purse_id).await {
                 ::std::result::Result::Ok(mut row) => {
                     row.total += event.amount.amount;
@@ -174,7 +174,7 @@ mod shadowing {
     #[fid::event_handler(crate = fid, aggregates = [Purse])]
     impl Audit {
         #[handle(Filled)]
-        fn on_filled(_event: &fid::Event<Filled>, _ctx: &mut fid::Context) {}
+        fn on_filled(_event: &fid::Event<Filled>, _ctx: &mut fid::EventHandlerContext) {}
     }
 }
 

@@ -97,7 +97,7 @@ pub struct GaugeHandler;
 impl GaugeHandler {
     #[handle(Calibrate)]
     async fn calibrate(&self, command: Calibrate, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Gauge>();
+        let mut repo = ctx.repository::<Gauge>();
         let mut gauge = repo.get(&command.gauge_id).await?;
         gauge.raise(Added {
             gauge_id: command.gauge_id,

@@ -98,7 +98,7 @@ struct StrayProjector;
 fn stray<'a>(
     _: &'a StrayProjector,
     _: &'a Event<DepositMade>,
-    _: &'a mut Context,
+    _: &'a mut ProjectorContext<'_>,
 ) -> fp::BoxFuture<'a, Result<()>> {
     Box::pin(async { Ok(()) })
 }
@@ -110,7 +110,10 @@ impl Element for StrayProjector {
         registrar.projector::<Self, AccountSummary>(
             Some(|| StrayProjector),
             vec![AggregateRef::of::<Loan>()],
-            vec![ListenerRoute::of::<Self, DepositMade>("on_deposit", stray)],
+            vec![ListenerRoute::projector::<Self, DepositMade>(
+                "on_deposit",
+                stray,
+            )],
         );
     }
 }
@@ -181,7 +184,11 @@ pub struct Stateful {
 #[event_handler(part_of = Loan)]
 impl Stateful {
     #[handle(LoanGranted)]
-    fn on_granted(&self, _event: &Event<LoanGranted>, _ctx: &mut Context) -> Result<()> {
+    fn on_granted(
+        &self,
+        _event: &Event<LoanGranted>,
+        _ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
         self.seen.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

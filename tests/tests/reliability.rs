@@ -319,7 +319,11 @@ pub struct Unlucky;
 #[projector(for = LuckyCredit, aggregates = [Ledger])]
 impl Unlucky {
     #[on(Credited)]
-    async fn credited(&self, event: &Event<Credited>, ctx: &mut Context) -> Result<()> {
+    async fn credited(
+        &self,
+        event: &Event<Credited>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         if event.amount == 777
             && UNLUCKY_TRIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
         {

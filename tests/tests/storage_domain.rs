@@ -221,7 +221,11 @@ pub struct VaultLogProjector;
 #[projector(for = VaultLog, aggregates = [Vault])]
 impl VaultLogProjector {
     #[on(VaultOpened)]
-    async fn on_opened(&self, event: &Event<VaultOpened>, ctx: &mut Context) -> Result<()> {
+    async fn on_opened(
+        &self,
+        event: &Event<VaultOpened>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         ctx.repository::<VaultLog>()
             .add(VaultLog {
                 vault_id: event.vault_id.clone(),
@@ -232,7 +236,11 @@ impl VaultLogProjector {
 
     /// Fails on the command's second event, after rows were written for the first.
     #[on(VaultSealed)]
-    async fn on_sealed(&self, event: &Event<VaultSealed>, _ctx: &mut Context) -> Result<()> {
+    async fn on_sealed(
+        &self,
+        event: &Event<VaultSealed>,
+        _ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         if event.label == "fail" {
             return Err(Error::handler(
                 "VaultLogProjector",

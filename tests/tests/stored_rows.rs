@@ -136,7 +136,7 @@ impl LibraryCardProjector {
     async fn on_registered(
         &self,
         event: &Event<MemberRegistered>,
-        ctx: &mut Context,
+        ctx: &mut ProjectorContext<'_>,
     ) -> Result<()> {
         ctx.repository::<LibraryCard>()
             .add(LibraryCard {

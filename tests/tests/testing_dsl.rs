@@ -432,7 +432,7 @@ pub struct CardDesk;
 #[event_handler(part_of = Member)]
 impl CardDesk {
     #[handle(MemberJoined)]
-    async fn on_joined(event: &Event<MemberJoined>, ctx: &mut Context) -> Result<()> {
+    async fn on_joined(event: &Event<MemberJoined>, ctx: &mut EventHandlerContext) -> Result<()> {
         ctx.process(IssueCard {
             member_id: event.member_id.clone(),
         })
@@ -457,7 +457,7 @@ pub struct MemberCardsProjector;
 #[projector(for = MemberCards, aggregates = [Member, Card])]
 impl MemberCardsProjector {
     #[on(MemberJoined)]
-    async fn on_joined(event: &Event<MemberJoined>, ctx: &mut Context) -> Result<()> {
+    async fn on_joined(event: &Event<MemberJoined>, ctx: &mut ProjectorContext<'_>) -> Result<()> {
         ctx.repository::<MemberCards>()
             .add(MemberCards {
                 member_id: event.member_id.clone(),
@@ -468,8 +468,8 @@ impl MemberCardsProjector {
     }
 
     #[on(CardIssued)]
-    async fn on_issued(event: &Event<CardIssued>, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<MemberCards>();
+    async fn on_issued(event: &Event<CardIssued>, ctx: &mut ProjectorContext<'_>) -> Result<()> {
+        let mut repo = ctx.repository::<MemberCards>();
         let mut row = repo.get(&event.member_id).await?;
         row.cards += 1;
         repo.add(row).await

@@ -225,7 +225,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
             fn load<'a>(ctx: &'a #p::Context, id: #p::Identifier) -> #p::BoxFuture<'a, #p::Result<::core::option::Option<Self>>> {
                 ::std::boxed::Box::pin(#p::load_aggregate::<Self>(ctx, id))
             }
-            fn save<'a>(ctx: &'a #p::Context, value: Self) -> #p::BoxFuture<'a, #p::Result<()>> {
+            fn save<'a>(ctx: &'a mut #p::Context, value: Self) -> #p::BoxFuture<'a, #p::Result<()>> {
                 ::std::boxed::Box::pin(#p::save_aggregate::<Self>(ctx, value))
             }
         }

@@ -128,8 +128,20 @@ struct Listener {
     aggregates: Option<Vec<Type>>,
 }
 
+impl Listener {
+    /// The context type the role's methods take, as the user writes it.
+    fn context(&self) -> &'static str {
+        if self.attr == PROJECTOR {
+            "ProjectorContext<'_>"
+        } else {
+            "EventHandlerContext"
+        }
+    }
+}
+
 fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -> TokenStream {
     let attr = listener.attr;
+    let context = listener.context();
     let helper_attr = format!("#[{}]", listener.helper);
     let item = match parse_impl_item(&cx, attr, input, "`impl MyListener { … }`") {
         Ok(item) => item,
@@ -175,7 +187,7 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
             &helper_attr,
             "the event type: `(AccountOpened)`",
         );
-        let ok = check::listener(&cx, &helper_attr, method);
+        let ok = check::listener(&cx, &helper_attr, method, context);
         let (Some(event), true) = (event, ok) else {
             continue;
         };
@@ -194,17 +206,32 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
         } else {
             call
         };
+        // Each role's thunk takes the role's context, so a method written for another role's
+        // context is a type error at its `ctx` parameter.
+        let (generics, ctx_ty, route) = if projector {
+            (
+                quote!(<'a, '__fidelis_c>),
+                quote!(#p::ProjectorContext<'__fidelis_c>),
+                quote!(projector),
+            )
+        } else {
+            (
+                quote!(<'a>),
+                quote!(#p::EventHandlerContext),
+                quote!(event_handler),
+            )
+        };
         routes.push(quote! {
             #(#cfgs)*
             {
-                fn #thunk<'a>(
+                fn #thunk #generics(
                     #this: &'a #this_ty,
                     event: &'a #p::Event<#event>,
-                    ctx: &'a mut #p::Context,
+                    ctx: &'a mut #ctx_ty,
                 ) -> #p::BoxFuture<'a, #p::Result<()>> {
                     ::std::boxed::Box::pin(async move { #p::HandlerReturn::into_result(#call) })
                 }
-                routes.push(#p::ListenerRoute::of::<#registered, #event>(#method_name, #thunk));
+                routes.push(#p::ListenerRoute::#route::<#registered, #event>(#method_name, #thunk));
             }
         });
         let listener_ty = expand::respan(quote!(#ty), event.span());

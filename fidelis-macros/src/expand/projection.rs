@@ -99,7 +99,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             fn load<'a>(ctx: &'a #p::Context, id: #p::Identifier) -> #p::BoxFuture<'a, #p::Result<::core::option::Option<Self>>> {
                 ::std::boxed::Box::pin(#p::load_projection::<Self>(ctx, id))
             }
-            fn save<'a>(ctx: &'a #p::Context, value: Self) -> #p::BoxFuture<'a, #p::Result<()>> {
+            fn save<'a>(ctx: &'a mut #p::Context, value: Self) -> #p::BoxFuture<'a, #p::Result<()>> {
                 ::std::boxed::Box::pin(#p::save_projection::<Self>(ctx, value))
             }
         }

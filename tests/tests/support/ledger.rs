@@ -95,7 +95,7 @@ impl LedgerHandler {
 
     #[handle(Credit)]
     async fn credit(&self, command: Credit, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<Ledger>();
+        let mut repo = ctx.repository::<Ledger>();
         let mut ledger = repo.get(&command.ledger_id).await?;
         ledger.raise(Credited {
             ledger_id: command.ledger_id,
@@ -109,7 +109,7 @@ impl LedgerHandler {
         if command.amount <= 0 {
             return Err(ValidationError::field("amount", "must be positive").into());
         }
-        let repo = ctx.repository::<Ledger>();
+        let mut repo = ctx.repository::<Ledger>();
         let mut ledger = repo.get(&command.ledger_id).await?;
         ledger.raise(Debited {
             ledger_id: command.ledger_id,
@@ -133,7 +133,11 @@ pub struct LedgerRows;
 #[projector(for = LedgerRow, aggregates = [Ledger])]
 impl LedgerRows {
     #[on(LedgerOpened)]
-    async fn opened(&self, event: &Event<LedgerOpened>, ctx: &mut Context) -> Result<()> {
+    async fn opened(
+        &self,
+        event: &Event<LedgerOpened>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
         ctx.repository::<LedgerRow>()
             .add(LedgerRow {
                 ledger_id: event.ledger_id.clone(),
@@ -143,15 +147,19 @@ impl LedgerRows {
             .await
     }
     #[on(Credited)]
-    async fn credited(&self, event: &Event<Credited>, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<LedgerRow>();
+    async fn credited(
+        &self,
+        event: &Event<Credited>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
+        let mut repo = ctx.repository::<LedgerRow>();
         let mut row = repo.get(&event.ledger_id).await?;
         row.balance += event.amount;
         repo.add(row).await
     }
     #[on(Debited)]
-    async fn debited(&self, event: &Event<Debited>, ctx: &mut Context) -> Result<()> {
-        let repo = ctx.repository::<LedgerRow>();
+    async fn debited(&self, event: &Event<Debited>, ctx: &mut ProjectorContext<'_>) -> Result<()> {
+        let mut repo = ctx.repository::<LedgerRow>();
         let mut row = repo.get(&event.ledger_id).await?;
         row.balance -= event.amount;
         repo.add(row).await

@@ -32,7 +32,7 @@ pub struct SummaryProjector;
 #[projector(for = Summary, aggregates = [Account])]
 impl SummaryProjector {
     #[apply]
-    fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut ProjectorContext<'_>) -> Result<()> {
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ pub struct Notifier;
 #[event_handler(part_of = Account)]
 impl Notifier {
     #[handle(DepositMade)]
-    async fn on_deposit(&self, event: &Event<DepositMade>, ctx: &mut Context) -> Result<()> {
+    async fn on_deposit(&self, event: &Event<DepositMade>, ctx: &mut EventHandlerContext) -> Result<()> {
         ctx.process(MakeDeposit { account_id: event.account_id.clone(), amount: 1.0 }).await
     }
 }

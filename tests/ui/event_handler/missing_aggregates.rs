@@ -26,7 +26,7 @@ pub struct Alerts;
 #[event_handler]
 impl Alerts {
     #[handle(DepositMade)]
-    async fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    async fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut EventHandlerContext) -> Result<()> {
         Ok(())
     }
 }

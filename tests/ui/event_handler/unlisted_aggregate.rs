@@ -49,7 +49,7 @@ pub struct Alerts;
 #[event_handler(part_of = Account)]
 impl Alerts {
     #[handle(LoanGranted)]
-    async fn on_loan(&self, _event: &Event<LoanGranted>, _ctx: &mut Context) -> Result<()> {
+    async fn on_loan(&self, _event: &Event<LoanGranted>, _ctx: &mut EventHandlerContext) -> Result<()> {
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ pub struct SummaryProjector;
 #[projector(for = Summary, aggregates = [Account])]
 impl SummaryProjector {
     #[on(DepositMade)]
-    async fn on_deposit(&self, _event: Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    async fn on_deposit(&self, _event: Event<DepositMade>, _ctx: &mut ProjectorContext<'_>) -> Result<()> {
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ pub struct SummaryProjector;
 #[projector(aggregates = [Account])]
 impl SummaryProjector {
     #[on(DepositMade)]
-    async fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut Context) -> Result<()> {
+    async fn on_deposit(&self, _event: &Event<DepositMade>, _ctx: &mut ProjectorContext<'_>) -> Result<()> {
         Ok(())
     }
 }

@@ -55,7 +55,7 @@ pub struct SummaryProjector;
 #[projector(for = Summary, aggregates = [Account])]
 impl SummaryProjector {
     #[on(LoanGranted)]
-    async fn on_loan(&self, _event: &Event<LoanGranted>, _ctx: &mut Context) -> Result<()> {
+    async fn on_loan(&self, _event: &Event<LoanGranted>, _ctx: &mut ProjectorContext<'_>) -> Result<()> {
         Ok(())
     }
 }

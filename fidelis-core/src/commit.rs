@@ -1,0 +1,310 @@
+//! Committing a unit of work: its aggregate rows, events and projection rows, plus what the
+//! commit hooks add, in one storage transaction.
+//!
+//! A commit knows nothing of who is told afterwards (that is [`crate::dispatch`]): it writes,
+//! runs the hooks, commits and returns what it committed. Each hook adds writes to the same
+//! transaction: inline projectors today; checkpoints, the command log, outbox rows,
+//! snapshots and process-manager state fit the same trait without changing the commit.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::context::Context;
+use crate::domain::Domain;
+use crate::error::Result;
+use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
+use crate::identifier::Identifier;
+use crate::store::{ExpectedVersion, JsonRow, Transaction};
+
+/// What a commit hook is told about the commit it joins. (Hooks to come add what they need
+/// here: the command log, the command's id.)
+pub(crate) struct Commit<'a> {
+    /// The domain committing.
+    pub(crate) domain: &'a Domain,
+    /// The events the unit of work appended, as recorded (global positions included).
+    pub(crate) events: &'a [Arc<dyn AnyRecordedEvent>],
+}
+
+/// Adds writes to a unit of work's transaction after its own writes, before the commit. An
+/// error rolls the whole unit of work back. Hooks run in the order they are registered
+/// ([`Domain`] holds them).
+#[async_trait]
+pub(crate) trait CommitHook: Send + Sync + 'static {
+    /// Names the hook in logs.
+    fn name(&self) -> &'static str;
+
+    /// Writes through `transaction`, which holds the unit of work's writes so far.
+    async fn on_commit(&self, commit: &Commit<'_>, transaction: &mut dyn Transaction)
+    -> Result<()>;
+}
+
+/// The projectors of a commit's events, run inside it: their rows commit with the events.
+pub(crate) struct InlineProjectors;
+
+#[async_trait]
+impl CommitHook for InlineProjectors {
+    fn name(&self) -> &'static str {
+        "inline projectors"
+    }
+
+    async fn on_commit(
+        &self,
+        commit: &Commit<'_>,
+        transaction: &mut dyn Transaction,
+    ) -> Result<()> {
+        crate::projection_runner::run_projectors(
+            commit.domain.registry(),
+            transaction,
+            commit.events,
+        )
+        .await
+    }
+}
+
+/// A unit of work written to its open transaction, hooks included, but not committed.
+/// Dropping it rolls everything back.
+pub(crate) struct Prepared {
+    transaction: Box<dyn Transaction>,
+    committed: Committed,
+}
+
+/// What a commit stored.
+pub(crate) struct Committed {
+    /// The events, as recorded.
+    pub(crate) events: Vec<Arc<dyn AnyRecordedEvent>>,
+    /// Event-sourced aggregates' new states, for the cache: key, state, and the id of the
+    /// last event applied to it.
+    pub(crate) states: Vec<(String, Arc<dyn Any + Send + Sync>, Identifier)>,
+}
+
+impl Prepared {
+    /// Commits the transaction: from here on, everything it holds is durable.
+    pub(crate) async fn commit(self) -> Result<Committed> {
+        self.transaction.commit().await?;
+        Ok(self.committed)
+    }
+}
+
+/// Writes a unit of work into a new transaction and runs `hooks` on it; `None` when there is
+/// nothing to write. Cancel-safe: dropped at any await point, the transaction rolls back.
+///
+/// In one transaction, in this order: the state-stored aggregates' rows (with their version
+/// check), the new events (appended at the version their aggregate was loaded at), the
+/// projection rows the handler wrote, then each hook's writes.
+pub(crate) async fn prepare(
+    unit: Context,
+    hooks: &[Arc<dyn CommitHook>],
+) -> Result<Option<Prepared>> {
+    let Context {
+        domain,
+        correlation_id,
+        causation_id,
+        work,
+    } = unit;
+    if work.is_empty() {
+        return Ok(None);
+    }
+    let registry = domain.registry();
+    let mut transaction = domain.storage().begin().await?;
+    let time = Utc::now();
+    let mut recorded: Vec<Arc<dyn AnyRecordedEvent>> = Vec::new();
+    // Per aggregate change, the id of its last new event: the cache's proof of what it applied.
+    let mut last_events: Vec<Option<Identifier>> = Vec::with_capacity(work.aggregates.len());
+
+    // Locks are taken in one order, whatever order the handler touched its aggregates in:
+    // first the stored aggregates' rows, sorted by table and id, then the appends. (Writing
+    // each aggregate in turn let two units of work lock a stored row and the append lock in
+    // opposite orders and deadlock.)
+    let mut stored: Vec<_> = work
+        .aggregates
+        .iter()
+        .filter_map(|change| Some((change, change.document.as_ref()?)))
+        .collect();
+    stored.sort_by(|(a, a_row), (b, b_row)| (&a.table, &a_row.id).cmp(&(&b.table, &b_row.id)));
+    for (change, document) in stored {
+        let document = JsonRow {
+            version: change.expected_version + 1,
+            ..document.clone()
+        };
+        transaction
+            .put_json_row(&change.table, document, Some(change.expected_version))
+            .await?;
+    }
+    for change in &work.aggregates {
+        if change.events.is_empty() {
+            last_events.push(None);
+            continue;
+        }
+        let mut records = Vec::with_capacity(change.events.len());
+        for (offset, event) in change.events.iter().enumerate() {
+            let info = registry.event_info(Any::type_id(event.as_any()), event.event_name())?;
+            records.push(RecordedEvent {
+                metadata: EventMetadata {
+                    id: Identifier::generate(),
+                    type_name: info.type_name.clone(),
+                    stream: change.stream.clone(),
+                    version: change.expected_version + 1 + offset as i64,
+                    global_position: 0,
+                    time,
+                    correlation_id: correlation_id.clone(),
+                    causation_id: causation_id.clone(),
+                },
+                data: event.to_json()?,
+            });
+        }
+        let expected = if change.event_sourced {
+            ExpectedVersion::Exact(change.expected_version)
+        } else {
+            ExpectedVersion::Any
+        };
+        let stored = transaction
+            .append(&change.stream, expected, records)
+            .await?;
+        last_events.push(stored.last().map(|metadata| metadata.id.clone()));
+        for (event, stored) in change.events.iter().zip(stored) {
+            recorded.push(event.record(stored));
+        }
+    }
+    // The handler's rows go in before the hooks, so projectors read them.
+    work.rows.write_to(transaction.as_mut()).await?;
+
+    let commit = Commit {
+        domain: &domain,
+        events: &recorded,
+    };
+    for hook in hooks {
+        tracing::trace!(hook = hook.name(), "commit hook");
+        hook.on_commit(&commit, transaction.as_mut()).await?;
+    }
+
+    let states = work
+        .aggregates
+        .into_iter()
+        .zip(last_events)
+        .filter_map(
+            |(change, last_event)| match (change.event_sourced, last_event) {
+                (true, Some(last_event)) => Some((change.key, change.state, last_event)),
+                _ => None,
+            },
+        )
+        .collect();
+    Ok(Some(Prepared {
+        transaction,
+        committed: Committed {
+            events: recorded,
+            states,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::store::Row;
+
+    /// Writes a row of its own, after checking that the rows written before it are in the
+    /// transaction; fails at the end if told to.
+    struct Probe {
+        name: &'static str,
+        sees: &'static [&'static str],
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl CommitHook for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        async fn on_commit(
+            &self,
+            _commit: &Commit<'_>,
+            transaction: &mut dyn Transaction,
+        ) -> Result<()> {
+            for earlier in self.sees {
+                let row = transaction.get_row("probe", earlier).await?;
+                assert!(row.is_some(), "{} does not see {earlier}", self.name);
+            }
+            let row = Arc::new(serde_json::json!({ "by": self.name }));
+            transaction
+                .put_row("probe", self.name.to_owned(), row)
+                .await?;
+            if self.fail {
+                return Err(Error::storage(format!("{} refuses", self.name)));
+            }
+            Ok(())
+        }
+    }
+
+    async fn unit_of_work() -> Context {
+        let domain = Domain::builder("hooks")
+            .without_discovery()
+            .database("memory")
+            .build()
+            .await
+            .expect("an empty domain builds");
+        let mut unit = domain.unit_of_work();
+        let row = Arc::new(serde_json::json!({ "by": "the handler" }));
+        unit.work.rows.put("probe", "handler".to_owned(), Some(row));
+        unit
+    }
+
+    async fn stored(domain: &Domain, id: &str) -> Option<Row> {
+        domain.storage().get_row("probe", id).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn hooks_run_in_order_after_the_unit_of_works_writes_and_commit_with_them() {
+        let unit = unit_of_work().await;
+        let domain = unit.domain.clone();
+        let hooks: Vec<Arc<dyn CommitHook>> = vec![
+            Arc::new(Probe {
+                name: "first",
+                sees: &["handler"],
+                fail: false,
+            }),
+            Arc::new(Probe {
+                name: "second",
+                sees: &["handler", "first"],
+                fail: false,
+            }),
+        ];
+        let prepared = prepare(unit, &hooks)
+            .await
+            .unwrap()
+            .expect("there are writes");
+        prepared.commit().await.unwrap();
+        for id in ["handler", "first", "second"] {
+            assert!(stored(&domain, id).await.is_some(), "{id} is committed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_rolls_back_the_whole_unit_of_work() {
+        let unit = unit_of_work().await;
+        let domain = unit.domain.clone();
+        let hooks: Vec<Arc<dyn CommitHook>> = vec![
+            Arc::new(Probe {
+                name: "first",
+                sees: &["handler"],
+                fail: false,
+            }),
+            Arc::new(Probe {
+                name: "second",
+                sees: &["handler", "first"],
+                fail: true,
+            }),
+        ];
+        let Err(error) = prepare(unit, &hooks).await else {
+            panic!("the failing hook fails the commit");
+        };
+        assert!(error.to_string().contains("second refuses"), "{error}");
+        for id in ["handler", "first", "second"] {
+            assert!(stored(&domain, id).await.is_none(), "{id} is rolled back");
+        }
+    }
+}
