@@ -340,6 +340,7 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
                 former_name: Some(intern(&crate::registry::snake_case(a.name))),
             }),
     );
+    tables.extend(crate::store::system::schemas());
     tables.sort_by_key(|table| table.name);
     tables
 }

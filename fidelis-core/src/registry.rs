@@ -405,6 +405,19 @@ impl Registrar {
         for info in self.projections.values_mut() {
             info.table = table_name(&domain_snake, info.name);
         }
+        let tables = self.projections.values().map(|p| (p.name, &p.table)).chain(
+            self.aggregates
+                .values()
+                .filter(|a| !a.event_sourced)
+                .map(|a| (a.name, &a.table)),
+        );
+        for (element, table) in tables {
+            if crate::store::system::RESERVED_TABLES.contains(&table.as_str()) {
+                problems.push(format!(
+                    "`{element}`'s table would be `{table}`, a table Fidelis keeps for itself in every database; rename the element or the domain"
+                ));
+            }
+        }
         for info in self.events.values_mut() {
             info.type_name = match info.type_name_override {
                 Some(name) => name.to_owned(),

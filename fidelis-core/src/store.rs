@@ -12,6 +12,7 @@ pub mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod system;
 
 use std::any::Any;
 use std::sync::Arc;

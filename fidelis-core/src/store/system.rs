@@ -1,0 +1,470 @@
+//! The system tables: what the runtime keeps beside events and projections (subscription
+//! checkpoints, partition leases, snapshots, dead letters, the outbox, the command log and
+//! idempotency keys).
+//!
+//! Each is a built-in schema on the same document machinery as projections: a typed row
+//! ([`SystemRow`]) with field definitions, created by `setup` like any table, written through a
+//! [`Transaction`] (so it commits with the events and rows it belongs to) and read back
+//! through [`Storage`]. Every adapter stores them as it stores projection rows, so the
+//! conformance suite's guarantees (exact numbers, unique keys, version checks, cancellation)
+//! hold for them too, and a new adapter gets them for free.
+//!
+//! Their names start with `fidelis_` like the events table's, and are shared by every domain
+//! of a database; a domain whose own tables would take one of these names is refused by
+//! `build` (see [`RESERVED_TABLES`]).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::field::{FieldDef, FieldKind};
+use crate::query::{CompareOp, Condition, IntoQueryValue, Order, QuerySpec};
+use crate::store::{JsonRow, Row, Storage, TableSchema, Transaction};
+
+/// A row of a system table: a typed value with its table's schema.
+pub trait SystemRow: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The table the rows live in.
+    const TABLE: TableSchema;
+    /// The row's key (its `id` field).
+    fn id(&self) -> &str;
+}
+
+/// The names of the tables Fidelis keeps for itself: the events table and the system tables.
+pub const RESERVED_TABLES: &[&str] = &[
+    "fidelis_events",
+    Checkpoint::TABLE.name,
+    Lease::TABLE.name,
+    Snapshot::TABLE.name,
+    DeadLetter::TABLE.name,
+    OutboxMessage::TABLE.name,
+    CommandLogEntry::TABLE.name,
+    IdempotencyKey::TABLE.name,
+];
+
+/// The schemas of every system table, for `setup`.
+pub fn schemas() -> [TableSchema; 7] {
+    [
+        Checkpoint::TABLE,
+        Lease::TABLE,
+        Snapshot::TABLE,
+        DeadLetter::TABLE,
+        OutboxMessage::TABLE,
+        CommandLogEntry::TABLE,
+        IdempotencyKey::TABLE,
+    ]
+}
+
+/// One row by key, as committed.
+pub async fn get<R: SystemRow>(storage: &dyn Storage, id: &str) -> Result<Option<R>> {
+    storage
+        .get_row(R::TABLE.name, id)
+        .await?
+        .map(decode::<R>)
+        .transpose()
+}
+
+/// One row by key, as the transaction sees it.
+pub async fn get_in<R: SystemRow>(
+    transaction: &mut dyn Transaction,
+    id: &str,
+) -> Result<Option<R>> {
+    transaction
+        .get_row(R::TABLE.name, id)
+        .await?
+        .map(decode::<R>)
+        .transpose()
+}
+
+/// Inserts or replaces a row in the transaction.
+pub async fn put<R: SystemRow>(transaction: &mut dyn Transaction, row: R) -> Result<()> {
+    let id = row.id().to_owned();
+    transaction.put_row(R::TABLE.name, id, Arc::new(row)).await
+}
+
+/// Removes a row in the transaction (no error when there is none).
+pub async fn remove<R: SystemRow>(transaction: &mut dyn Transaction, id: &str) -> Result<()> {
+    transaction.remove_row(R::TABLE.name, id).await
+}
+
+/// The committed rows matching a query (built with [`field_eq`] and [`order_by`]).
+pub async fn query<R: SystemRow>(storage: &dyn Storage, query: &QuerySpec) -> Result<Vec<R>> {
+    storage
+        .query(R::TABLE.name, query)
+        .await?
+        .into_iter()
+        .map(|row| decode::<R>(Row::Json(row)))
+        .collect()
+}
+
+/// A condition for [`query`]: `field = value`.
+pub fn field_eq(field: &'static str, value: impl IntoQueryValue) -> Condition {
+    Condition::Compare {
+        field,
+        op: CompareOp::Eq,
+        value: value.into_query_value(),
+    }
+}
+
+/// A sort key for [`query`], ascending or descending.
+pub fn order_by(field: &'static str, descending: bool) -> Order {
+    Order { field, descending }
+}
+
+fn decode<R: SystemRow>(row: Row) -> Result<R> {
+    match row {
+        Row::Typed(typed) => typed
+            .as_any()
+            .downcast_ref::<R>()
+            .cloned()
+            .ok_or_else(|| corrupt::<R>("a row of another type is stored under this table")),
+        Row::Json(JsonRow { data, .. }) => serde_json::from_value(Value::Object(data))
+            .map_err(|error| corrupt::<R>(&error.to_string())),
+    }
+}
+
+fn corrupt<R: SystemRow>(message: &str) -> Error {
+    Error::Serialization {
+        what: format!("a row of system table {}", R::TABLE.name),
+        message: message.to_owned(),
+    }
+}
+
+// ---- the tables --------------------------------------------------------------------------
+
+const fn text(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::String, "String")
+}
+const fn key() -> FieldDef {
+    FieldDef {
+        identifier: true,
+        ..text("id")
+    }
+}
+const fn optional_text(name: &'static str) -> FieldDef {
+    FieldDef {
+        required: false,
+        ..FieldDef::new(name, FieldKind::String, "Option<String>")
+    }
+}
+const fn integer(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::Integer, "i64")
+}
+const fn time(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::DateTime, "DateTime<Utc>")
+}
+const fn optional_time(name: &'static str) -> FieldDef {
+    FieldDef {
+        required: false,
+        ..FieldDef::new(name, FieldKind::DateTime, "Option<DateTime<Utc>>")
+    }
+}
+const fn json(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::Dict, "serde_json::Value")
+}
+
+const fn schema(
+    name: &'static str,
+    element: &'static str,
+    fields: &'static [FieldDef],
+) -> TableSchema {
+    TableSchema {
+        name,
+        element,
+        fields,
+        identifier: "id",
+        former_name: None,
+    }
+}
+
+/// How far a subscription (a projector, event handler, process manager…) has read the global
+/// order, per partition. A projector's checkpoint is written in the transaction that writes
+/// its rows, so rows and checkpoint move together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// `<subscription>/<partition>`.
+    pub id: String,
+    /// The subscription's name.
+    pub subscription: String,
+    /// The partition (0 when the subscription is not partitioned).
+    pub partition: i64,
+    /// The last event read: its commit…
+    pub commit: i64,
+    /// …and its global position.
+    pub position: i64,
+    /// When the checkpoint last moved.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Checkpoint {
+    /// The key of a subscription's partition.
+    pub fn key(subscription: &str, partition: i64) -> String {
+        format!("{subscription}/{partition}")
+    }
+}
+
+impl SystemRow for Checkpoint {
+    const TABLE: TableSchema = schema(
+        "fidelis_checkpoints",
+        "Checkpoint",
+        &[
+            key(),
+            text("subscription"),
+            integer("partition"),
+            integer("commit"),
+            integer("position"),
+            time("updated_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A partition of a subscription held by one engine process until `expires_at`; the token
+/// grows with every new holder, so a process that lost its lease cannot commit (fencing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Lease {
+    /// `<subscription>/<partition>`.
+    pub id: String,
+    /// The subscription's name.
+    pub subscription: String,
+    /// The partition.
+    pub partition: i64,
+    /// The engine process holding it.
+    pub owner: String,
+    /// The fencing token.
+    pub token: i64,
+    /// When the lease lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SystemRow for Lease {
+    const TABLE: TableSchema = schema(
+        "fidelis_leases",
+        "Lease",
+        &[
+            key(),
+            text("subscription"),
+            integer("partition"),
+            text("owner"),
+            integer("token"),
+            time("expires_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// An event-sourced aggregate's state at a version, so a load replays only what follows.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The stream.
+    pub id: String,
+    /// The aggregate's type name.
+    pub aggregate: String,
+    /// The stream version the state includes.
+    pub version: i64,
+    /// The id of the last event applied.
+    pub last_event_id: String,
+    /// The state, as the aggregate serializes.
+    pub state: Value,
+    /// When it was taken.
+    pub taken_at: DateTime<Utc>,
+}
+
+impl SystemRow for Snapshot {
+    const TABLE: TableSchema = schema(
+        "fidelis_snapshots",
+        "Snapshot",
+        &[
+            key(),
+            text("aggregate"),
+            integer("version"),
+            text("last_event_id"),
+            json("state"),
+            time("taken_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// An event a subscription gave up on after its retries: the real error, the attempts and
+/// the times. Later events of the stream wait for it in that subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// `<subscription>/<event id>`.
+    pub id: String,
+    /// The subscription that failed.
+    pub subscription: String,
+    /// Its partition.
+    pub partition: i64,
+    /// The event.
+    pub event_id: String,
+    /// The event's stream…
+    pub stream: String,
+    /// …and version in it.
+    pub version: i64,
+    /// The event's type name.
+    pub type_name: String,
+    /// The event's commit…
+    pub commit: i64,
+    /// …and global position.
+    pub position: i64,
+    /// The last error, in full.
+    pub error: String,
+    /// How many times it was tried.
+    pub attempts: i64,
+    /// The first failure.
+    pub first_failed_at: DateTime<Utc>,
+    /// The last failure.
+    pub last_failed_at: DateTime<Utc>,
+}
+
+impl SystemRow for DeadLetter {
+    const TABLE: TableSchema = schema(
+        "fidelis_dead_letters",
+        "DeadLetter",
+        &[
+            key(),
+            text("subscription"),
+            integer("partition"),
+            text("event_id"),
+            text("stream"),
+            integer("version"),
+            text("type_name"),
+            integer("commit"),
+            integer("position"),
+            text("error"),
+            integer("attempts"),
+            time("first_failed_at"),
+            time("last_failed_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// An event to publish to a broker, written in the transaction that commits it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct OutboxMessage {
+    /// The event's id (brokers de-duplicate on it).
+    pub id: String,
+    /// The event's stream…
+    pub stream: String,
+    /// …and version in it: the relay keeps each stream's order.
+    pub version: i64,
+    /// The event's type name.
+    pub type_name: String,
+    /// The event's data.
+    pub data: Value,
+    /// The event's metadata.
+    pub metadata: Value,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+    /// When the relay published it (`None`: not yet).
+    pub published_at: Option<DateTime<Utc>>,
+    /// Failed publish attempts.
+    pub attempts: i64,
+    /// The last publish error.
+    pub last_error: Option<String>,
+}
+
+impl SystemRow for OutboxMessage {
+    const TABLE: TableSchema = schema(
+        "fidelis_outbox",
+        "OutboxMessage",
+        &[
+            key(),
+            text("stream"),
+            integer("version"),
+            text("type_name"),
+            json("data"),
+            json("metadata"),
+            time("created_at"),
+            optional_time("published_at"),
+            integer("attempts"),
+            optional_text("last_error"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A command the domain received, and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct CommandLogEntry {
+    /// The command's id.
+    pub id: String,
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// The command's type name.
+    pub type_name: String,
+    /// The command's data.
+    pub data: Value,
+    /// `received`, `processed` or `failed`.
+    pub status: String,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// When it was processed or failed.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl SystemRow for CommandLogEntry {
+    const TABLE: TableSchema = schema(
+        "fidelis_command_log",
+        "CommandLogEntry",
+        &[
+            key(),
+            text("correlation_id"),
+            text("type_name"),
+            json("data"),
+            text("status"),
+            optional_text("error"),
+            time("received_at"),
+            optional_time("finished_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A client's idempotency key, taken by the first command that carried it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub id: String,
+    /// The command that took it.
+    pub command_id: String,
+    /// The command's type name.
+    pub type_name: String,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+}
+
+impl SystemRow for IdempotencyKey {
+    const TABLE: TableSchema = schema(
+        "fidelis_idempotency_keys",
+        "IdempotencyKey",
+        &[
+            key(),
+            text("command_id"),
+            text("type_name"),
+            time("created_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}

@@ -1,0 +1,300 @@
+//! The system tables (`fidelis_core::store::system`) on every adapter: `setup` creates them,
+//! every row type round-trips exactly through a transaction, is found by a query on its
+//! fields, is replaced and removed; rows written in a transaction that is dropped are not
+//! stored; and a domain whose own table would take a system table's name is refused by
+//! `build`.
+
+#![allow(missing_docs)]
+
+use fidelis_core::chrono::{DateTime, TimeZone, Utc};
+use fidelis_core::prelude::*;
+use fidelis_core::query::QuerySpec;
+use fidelis_core::store::Storage;
+use fidelis_core::store::system::{
+    self, Checkpoint, CommandLogEntry, DeadLetter, IdempotencyKey, Lease, OutboxMessage, Snapshot,
+    SystemRow,
+};
+use serde_json::json;
+
+mod support;
+use support::{Backend, on_every_adapter};
+
+on_every_adapter!(
+    every_system_row_round_trips,
+    queries_find_rows_by_field,
+    dropped_transactions_write_no_system_rows,
+);
+
+/// A time with whole microseconds: what every adapter keeps of a time.
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + seconds, 123_456_000)
+        .single()
+        .expect("a valid time")
+}
+
+async fn storage(backend: &Backend) -> (Domain, std::sync::Arc<dyn Storage>) {
+    let domain = backend
+        .build(Domain::builder("system").without_discovery())
+        .await;
+    let storage = domain.storage_unchecked().clone();
+    (domain, storage)
+}
+
+/// Writes `row` in its own transaction, reads it back (committed and in a new transaction),
+/// then replaces it with `changed` and removes it.
+async fn round_trip<R: SystemRow + PartialEq + std::fmt::Debug>(
+    storage: &dyn Storage,
+    row: R,
+    changed: R,
+) {
+    let table = R::TABLE.name;
+    let mut transaction = storage.begin().await.unwrap();
+    system::put(transaction.as_mut(), row.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        system::get_in::<R>(transaction.as_mut(), row.id())
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&row),
+        "{table}: the transaction sees its own write"
+    );
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        system::get::<R>(storage, row.id()).await.unwrap().as_ref(),
+        Some(&row),
+        "{table}: committed row"
+    );
+
+    let mut transaction = storage.begin().await.unwrap();
+    system::put(transaction.as_mut(), changed.clone())
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        system::get::<R>(storage, row.id()).await.unwrap().as_ref(),
+        Some(&changed),
+        "{table}: replaced row"
+    );
+
+    let mut transaction = storage.begin().await.unwrap();
+    system::remove::<R>(transaction.as_mut(), row.id())
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        system::get::<R>(storage, row.id()).await.unwrap(),
+        None,
+        "{table}: removed row"
+    );
+}
+
+fn checkpoint(subscription: &str, partition: i64, position: i64) -> Checkpoint {
+    Checkpoint {
+        id: Checkpoint::key(subscription, partition),
+        subscription: subscription.to_owned(),
+        partition,
+        commit: position,
+        position,
+        updated_at: at(position),
+    }
+}
+
+async fn every_system_row_round_trips(backend: &Backend) {
+    let (_domain, storage) = storage(backend).await;
+    let storage = storage.as_ref();
+
+    let first = checkpoint("AccountSummaryProjector", 0, 41);
+    let moved = Checkpoint {
+        commit: i64::MAX,
+        position: 9_007_199_254_740_993, // not exact as an f64
+        ..first.clone()
+    };
+    round_trip(storage, first, moved).await;
+
+    let lease = Lease {
+        id: Checkpoint::key("Notifier", 3),
+        subscription: "Notifier".to_owned(),
+        partition: 3,
+        owner: "engine-1@host".to_owned(),
+        token: 1,
+        expires_at: at(10),
+    };
+    let taken_over = Lease {
+        owner: "engine-2@host".to_owned(),
+        token: 2,
+        expires_at: at(20),
+        ..lease.clone()
+    };
+    round_trip(storage, lease, taken_over).await;
+
+    let snapshot = Snapshot {
+        id: "bank::account-1".to_owned(),
+        aggregate: "Account".to_owned(),
+        version: 99,
+        last_event_id: "evt-99".to_owned(),
+        state: json!({"balance": "1500.10", "holder": "Zoë ✓", "tags": [1, 2.5, null]}),
+        taken_at: at(1),
+    };
+    let later = Snapshot {
+        version: 199,
+        state: json!({"balance": "0.00", "nested": {"deep": [{"x": 1}]}}),
+        ..snapshot.clone()
+    };
+    round_trip(storage, snapshot, later).await;
+
+    let dead = DeadLetter {
+        id: "Notifier/evt-7".to_owned(),
+        subscription: "Notifier".to_owned(),
+        partition: 0,
+        event_id: "evt-7".to_owned(),
+        stream: "bank::account-1".to_owned(),
+        version: 7,
+        type_name: "Bank.DepositMade.v1".to_owned(),
+        commit: 70,
+        position: 71,
+        error: "handler Notifier::on_deposit failed: smtp: connection refused\n  caused by: os error 111".to_owned(),
+        attempts: 5,
+        first_failed_at: at(1),
+        last_failed_at: at(30),
+    };
+    let retried = DeadLetter {
+        attempts: 6,
+        last_failed_at: at(60),
+        ..dead.clone()
+    };
+    round_trip(storage, dead, retried).await;
+
+    let message = OutboxMessage {
+        id: "evt-8".to_owned(),
+        stream: "bank::account-1".to_owned(),
+        version: 8,
+        type_name: "Bank.DepositMade.v1".to_owned(),
+        data: json!({"amount": "10.00"}),
+        metadata: json!({"correlation_id": "c-1"}),
+        created_at: at(2),
+        published_at: None,
+        attempts: 0,
+        last_error: None,
+    };
+    let published = OutboxMessage {
+        published_at: Some(at(3)),
+        attempts: 1,
+        last_error: Some("redis: timed out".to_owned()),
+        ..message.clone()
+    };
+    round_trip(storage, message, published).await;
+
+    let command = CommandLogEntry {
+        id: "cmd-1".to_owned(),
+        correlation_id: "c-1".to_owned(),
+        type_name: "Bank.Deposit".to_owned(),
+        data: json!({"amount": "10.00", "account_id": "a-1"}),
+        status: "received".to_owned(),
+        error: None,
+        received_at: at(4),
+        finished_at: None,
+    };
+    let failed = CommandLogEntry {
+        status: "failed".to_owned(),
+        error: Some("invalid Deposit: amount: must be at least 0.01".to_owned()),
+        finished_at: Some(at(5)),
+        ..command.clone()
+    };
+    round_trip(storage, command, failed).await;
+
+    let key = IdempotencyKey {
+        id: "client-key-1".to_owned(),
+        command_id: "cmd-1".to_owned(),
+        type_name: "Bank.Deposit".to_owned(),
+        created_at: at(6),
+    };
+    let retaken = IdempotencyKey {
+        command_id: "cmd-2".to_owned(),
+        ..key.clone()
+    };
+    round_trip(storage, key, retaken).await;
+}
+
+async fn queries_find_rows_by_field(backend: &Backend) {
+    let (_domain, storage) = storage(backend).await;
+    let mut transaction = storage.begin().await.unwrap();
+    for (subscription, partition, position) in [("A", 0, 5), ("B", 0, 7), ("A", 2, 3), ("A", 1, 9)]
+    {
+        system::put(
+            transaction.as_mut(),
+            checkpoint(subscription, partition, position),
+        )
+        .await
+        .unwrap();
+    }
+    transaction.commit().await.unwrap();
+
+    let query = QuerySpec {
+        filters: vec![system::field_eq("subscription", "A".to_owned())],
+        order: vec![system::order_by("partition", false)],
+        ..QuerySpec::default()
+    };
+    let partitions: Vec<(i64, i64)> = system::query::<Checkpoint>(storage.as_ref(), &query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.partition, row.position))
+        .collect();
+    assert_eq!(partitions, vec![(0, 5), (1, 9), (2, 3)]);
+}
+
+async fn dropped_transactions_write_no_system_rows(backend: &Backend) {
+    let (_domain, storage) = storage(backend).await;
+    let mut transaction = storage.begin().await.unwrap();
+    system::put(transaction.as_mut(), checkpoint("A", 0, 1))
+        .await
+        .unwrap();
+    drop(transaction);
+    assert_eq!(
+        system::get::<Checkpoint>(storage.as_ref(), &Checkpoint::key("A", 0))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A projection whose table, in a domain named `fidelis`, would be `fidelis_checkpoints`.
+#[projection]
+pub struct Checkpoints {
+    #[field(identifier)]
+    pub id: Identifier,
+}
+
+/// One whose table would be the events table.
+#[projection]
+pub struct Events {
+    #[field(identifier)]
+    pub id: Identifier,
+}
+
+#[tokio::test]
+async fn a_domain_table_with_a_reserved_name_is_refused() {
+    let built = Domain::builder("fidelis")
+        .without_discovery()
+        .register::<Checkpoints>()
+        .register::<Events>()
+        .database("memory")
+        .build()
+        .await;
+    let Err(error) = built else {
+        panic!("reserved table names are refused");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            "`Checkpoints`'s table would be `fidelis_checkpoints`, a table Fidelis keeps for itself"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("`Events`'s table would be `fidelis_events`"),
+        "{message}"
+    );
+}
