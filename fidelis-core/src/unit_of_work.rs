@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::context::{Context, RowWrite};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
-use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
+use crate::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
 use crate::identifier::Identifier;
 use crate::store::{ExpectedVersion, JsonRow, Transaction};
 
@@ -240,7 +240,7 @@ async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
                     correlation_id: ctx.correlation_id.clone(),
                     causation_id: ctx.causation_id.clone(),
                 },
-                data: event.to_json()?,
+                payload: Payload::Typed(event.clone()),
             });
         }
         let expected = if change.event_sourced {

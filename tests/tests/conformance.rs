@@ -23,7 +23,10 @@ use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::postgres::PostgresStorage;
 use fidelis_core::store::sqlite::SqliteStorage;
 use fidelis_core::store::{ExpectedVersion, JsonRow, Row, Storage, TableSchema, TypedRow};
-use fidelis_core::{Error, EventMetadata, FieldDef, FieldKind, Identifier, RecordedEvent};
+use fidelis_core::{
+    AnyEvent, Error, EventMetadata, FieldDef, FieldKind, Identifier, Payload, RecordedEvent,
+};
+use fidelis_example::events::DepositMade;
 use serde_json::{Map, Value, json};
 
 mod support;
@@ -176,6 +179,7 @@ conformance!(
     unique_value_raced_by_two_writers,
     typed_rows_put_get,
     visit_stream_lends_events_in_order,
+    typed_payloads_are_kept_or_encoded_once,
 );
 conformance_sql!(
     drift_is_reported,
@@ -239,7 +243,7 @@ fn event(type_name: &str, data: Value) -> RecordedEvent {
             correlation_id: Identifier::new("correlation-1"),
             causation_id: Some(Identifier::new("cause-1")),
         },
-        data,
+        payload: Payload::json(&data),
     }
 }
 
@@ -650,7 +654,7 @@ mod suite {
         );
         assert_eq!(
             all.iter()
-                .map(|e| (e.metadata.version, e.data.clone()))
+                .map(|e| (e.metadata.version, e.data().unwrap()))
                 .collect::<Vec<_>>(),
             [
                 (0, json!({ "n": 0 })),
@@ -684,6 +688,72 @@ mod suite {
             "{result:?}"
         );
         assert_eq!(calls, 2);
+    }
+
+    pub async fn typed_payloads_are_kept_or_encoded_once(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        let deposit = DepositMade {
+            account_id: Identifier::new("acc-1"),
+            amount: "10.50".parse().unwrap(),
+            reference: Some("paycheck \"june\"".to_owned()),
+        };
+        let typed: Arc<dyn AnyEvent> = Arc::new(deposit.clone());
+        let RecordedEvent { metadata, .. } = event("Test.DepositMade.v1", json!({}));
+        let mut transaction = storage.begin().await.unwrap();
+        transaction
+            .append(
+                "acme::account-1",
+                ExpectedVersion::Exact(-1),
+                vec![RecordedEvent {
+                    metadata,
+                    payload: Payload::Typed(typed.clone()),
+                }],
+            )
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+
+        let stored = storage.read_stream("acme::account-1", 0).await.unwrap();
+        let [stored] = stored.as_slice() else {
+            panic!("one event, got {stored:?}")
+        };
+        match (&h.raw, &stored.payload) {
+            // Memory lends the event it was given: no JSON on either side.
+            (Raw::Memory, Payload::Typed(kept)) => assert!(Arc::ptr_eq(kept, &typed)),
+            (Raw::Sqlite(_) | Raw::Postgres(_), Payload::Encoded(text)) => assert_eq!(
+                serde_json::from_str::<Value>(text.get()).unwrap(),
+                serde_json::to_value(&deposit).unwrap()
+            ),
+            (_, payload) => panic!("unexpected payload {payload:?}"),
+        }
+        assert_eq!(stored.decode::<DepositMade>().unwrap(), deposit);
+        assert_eq!(
+            stored.data().unwrap(),
+            serde_json::to_value(&deposit).unwrap()
+        );
+        // Text that is not a `DepositMade` is a serialization error naming the event.
+        let mut wrong = stored.clone();
+        wrong.payload = Payload::json(&json!({ "amount": "ten" }));
+        let error = wrong.decode::<DepositMade>().expect_err("not a deposit");
+        assert!(
+            matches!(&error, Error::Serialization { what, .. } if what.contains("acme::account-1")),
+            "{error:?}"
+        );
+        // Stored text that names a field twice is refused, not read as its last value.
+        wrong.payload = Payload::Encoded(
+            serde_json::value::RawValue::from_string(
+                r#"{"account_id":"a","amount":"1","amount":"1000000","reference":null}"#.to_owned(),
+            )
+            .unwrap(),
+        );
+        let error = wrong
+            .decode::<DepositMade>()
+            .expect_err("a field given twice");
+        assert!(
+            error.to_string().contains("duplicate field `amount`"),
+            "{error}"
+        );
     }
 
     pub async fn append_with_expected_version(h: &Harness) {
@@ -760,7 +830,7 @@ mod suite {
         );
         assert_eq!(
             all.iter()
-                .map(|e| e.data["n"].as_i64().unwrap())
+                .map(|e| e.data().unwrap()["n"].as_i64().unwrap())
                 .collect::<Vec<_>>(),
             [0, 1, 2, 0, 1]
         );

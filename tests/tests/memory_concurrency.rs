@@ -14,7 +14,7 @@ use std::time::Duration;
 use fidelis_core::prelude::*;
 use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::{ExpectedVersion, JsonRow, Storage, TableSchema, Transaction, TypedRow};
-use fidelis_core::{DomainBuilder, EventMetadata, FieldDef, FieldKind, RecordedEvent};
+use fidelis_core::{DomainBuilder, EventMetadata, FieldDef, FieldKind, Payload, RecordedEvent};
 use fidelis_example::alerts::ComplianceDesk;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
@@ -67,7 +67,7 @@ fn events(n: usize) -> Vec<RecordedEvent> {
                 correlation_id: Identifier::generate(),
                 causation_id: None,
             },
-            data: json!({ "n": n }),
+            payload: Payload::json(&json!({ "n": n })),
         })
         .collect()
 }
@@ -578,4 +578,24 @@ async fn concurrent_commands_all_commit_with_gapless_positions() {
             .unwrap();
         assert_eq!(summary.balance, Decimal::from(100 + DEPOSITS as i64));
     }
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_events_units_of_work_raised_typed() {
+    let domain = builder().build().await.unwrap();
+    let id = open(&domain, "ACC-T").await;
+    domain.process(deposit(&id, 7, "typed")).await.unwrap();
+    let stream = domain
+        .event_store()
+        .stream_of::<fidelis_example::account::Account>(&id)
+        .unwrap();
+    let events = domain.event_store().read_stream(&stream).await.unwrap();
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        assert!(matches!(event.payload, Payload::Typed(_)), "{event:?}");
+    }
+    let made = events[1].decode::<DepositMade>().unwrap();
+    assert_eq!(made.amount, Decimal::from(7));
+    // Readers of the event store still get JSON, encoded on demand.
+    assert_eq!(events[1].data().unwrap()["reference"], json!("typed"));
 }
