@@ -1,6 +1,10 @@
 //! The in-memory adapter: the default, for tests and laptops. Nothing survives the process.
 //!
 //! Streams and categories are indexed, so a command's cost does not grow with the store.
+//! Events are kept as the typed values units of work raised ([`Payload::Typed`]): a replay
+//! shares them, nothing is encoded to or decoded from JSON unless a reader asks for it.
+//!
+//! [`Payload::Typed`]: crate::event::Payload::Typed
 //!
 //! Concurrency: no lock is held while a transaction runs (its unit of work's projectors
 //! included). A transaction records its appends and row writes, reads the committed state
