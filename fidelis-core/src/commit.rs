@@ -15,7 +15,7 @@ use chrono::Utc;
 use crate::context::Context;
 use crate::domain::Domain;
 use crate::error::Result;
-use crate::event::{AnyRecordedEvent, EventMetadata, RecordedEvent};
+use crate::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
 use crate::identifier::Identifier;
 use crate::store::{ExpectedVersion, JsonRow, Transaction};
 
@@ -152,7 +152,7 @@ pub(crate) async fn prepare(
                     correlation_id: correlation_id.clone(),
                     causation_id: causation_id.clone(),
                 },
-                data: event.to_json()?,
+                payload: Payload::Typed(event.clone()),
             });
         }
         let expected = if change.event_sourced {

@@ -1,12 +1,14 @@
 //! Recorded events: an event together with the metadata the store gave it.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::element::DomainEvent;
 use crate::error::{Error, Result};
@@ -47,24 +49,97 @@ pub(crate) fn category_of(stream: &str) -> &str {
         .map_or(stream, |(category, _)| category)
 }
 
-/// An event as stored: metadata plus its data as JSON. What the event store reads and writes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// An event's data as it travels between the runtime and a store: the typed event, for
+/// stores that keep events in memory (no JSON at all), or its JSON text, for stores that
+/// write bytes (encoded once at append, decoded once, straight into the event type).
+#[derive(Clone)]
+pub enum Payload {
+    /// The event as the aggregate raised it.
+    Typed(Arc<dyn AnyEvent>),
+    /// The event's JSON text, as a store wrote or read it.
+    Encoded(Box<RawValue>),
+}
+
+impl Payload {
+    /// The JSON text of a value (an event's data given as JSON).
+    pub fn json(data: &serde_json::Value) -> Self {
+        match serde_json::value::to_raw_value(data) {
+            Ok(raw) => Payload::Encoded(raw),
+            // Not reached: a `Value` always serializes (its keys are text, its numbers
+            // finite). Kept as `null` rather than a panic on a path users call.
+            Err(_) => Payload::Encoded(RawValue::NULL.to_owned()),
+        }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Payload::Typed(event) => f.debug_tuple("Typed").field(event).finish(),
+            Payload::Encoded(text) => f.debug_tuple("Encoded").field(&text.get()).finish(),
+        }
+    }
+}
+
+/// An event as stored: metadata plus its data, typed or encoded (see [`Payload`]). What the
+/// event store reads and writes.
+#[derive(Clone, Debug)]
 pub struct RecordedEvent {
     /// Where and when it was recorded.
     pub metadata: EventMetadata,
-    /// The event's fields.
-    pub data: serde_json::Value,
+    /// The event's data.
+    pub payload: Payload,
 }
 
 impl RecordedEvent {
-    /// Decodes the data as `E`, with an error naming the stream and position.
+    /// An event with its data given as JSON (tests, tools that write events by hand).
+    pub fn from_json(metadata: EventMetadata, data: &serde_json::Value) -> Self {
+        Self {
+            metadata,
+            payload: Payload::json(data),
+        }
+    }
+
+    /// The event's fields as JSON, encoded on demand when the store kept the typed event.
+    pub fn data(&self) -> Result<serde_json::Value> {
+        match &self.payload {
+            Payload::Typed(event) => event.to_json(),
+            Payload::Encoded(text) => {
+                serde_json::from_str(text.get()).map_err(|error| self.serialization(error))
+            }
+        }
+    }
+
+    /// The event's JSON text: what a store that writes bytes stores (borrowed when the event
+    /// already is text).
+    pub fn encoded(&self) -> Result<Cow<'_, str>> {
+        match &self.payload {
+            Payload::Typed(event) => event.to_json_text().map(Cow::Owned),
+            Payload::Encoded(text) => Ok(Cow::Borrowed(text.get())),
+        }
+    }
+
+    /// Decodes the data as `E`, with an error naming the stream and position: a clone of the
+    /// typed event, or a decoding of its JSON text straight into `E`.
     pub fn decode<E: DomainEvent>(&self) -> Result<E> {
-        // Deserializing from `&Value` reads the data in place; `from_value` would need a copy
-        // of it first (a replay decodes every event of the stream).
-        E::deserialize(&self.data).map_err(|error| Error::Serialization {
+        match &self.payload {
+            Payload::Typed(event) => match event.as_any().downcast_ref::<E>() {
+                Some(event) => Ok(event.clone()),
+                // Another type under the same name (two domains sharing a store): through
+                // its JSON, as a store that writes bytes would.
+                None => E::deserialize(event.to_json()?).map_err(|error| self.serialization(error)),
+            },
+            Payload::Encoded(text) => {
+                serde_json::from_str(text.get()).map_err(|error| self.serialization(error))
+            }
+        }
+    }
+
+    fn serialization(&self, error: serde_json::Error) -> Error {
+        Error::Serialization {
             what: self.describe(),
             message: error.to_string(),
-        })
+        }
     }
 
     /// `event <type> at <stream> version <v> (position <p>)`, for error messages.
@@ -76,6 +151,55 @@ impl RecordedEvent {
             self.metadata.version,
             self.metadata.global_position
         )
+    }
+}
+
+/// Equal when the metadata and the data (as JSON) are: a typed event equals its encoding.
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        if self.metadata != other.metadata {
+            return false;
+        }
+        if let (Payload::Typed(a), Payload::Typed(b)) = (&self.payload, &other.payload)
+            && Arc::ptr_eq(a, b)
+        {
+            return true;
+        }
+        match (self.data(), other.data()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The serialized form: `{ "metadata": …, "data": … }`, the data as JSON.
+#[derive(Serialize, Deserialize)]
+struct RecordedEventForm<M, D> {
+    metadata: M,
+    data: D,
+}
+
+impl Serialize for RecordedEvent {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let data = self.data().map_err(serde::ser::Error::custom)?;
+        RecordedEventForm {
+            metadata: &self.metadata,
+            data,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordedEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let form =
+            RecordedEventForm::<EventMetadata, serde_json::Value>::deserialize(deserializer)?;
+        Ok(Self::from_json(form.metadata, &form.data))
     }
 }
 
@@ -153,6 +277,8 @@ pub trait AnyEvent: Any + Send + Sync + fmt::Debug {
     fn event_name(&self) -> &'static str;
     /// The event's data as JSON.
     fn to_json(&self) -> Result<serde_json::Value>;
+    /// The event's data as JSON text.
+    fn to_json_text(&self) -> Result<String>;
     /// `self` as `Any`, to downcast.
     fn as_any(&self) -> &dyn Any;
     /// The id of the aggregate it happened to, if the event names it.
@@ -167,6 +293,12 @@ impl<E: DomainEvent> AnyEvent for E {
     }
     fn to_json(&self) -> Result<serde_json::Value> {
         serde_json::to_value(self).map_err(|error| Error::Serialization {
+            what: format!("event {}", E::NAME),
+            message: error.to_string(),
+        })
+    }
+    fn to_json_text(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|error| Error::Serialization {
             what: format!("event {}", E::NAME),
             message: error.to_string(),
         })

@@ -56,7 +56,7 @@ pub use crate::element::{
     InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
-pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, RecordedEvent};
+pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent};
 pub use crate::field::{BasicField, FieldDef, FieldKind, FieldType};
 pub use crate::identifier::Identifier;
 pub use crate::registry::Registry;

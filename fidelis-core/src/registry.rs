@@ -17,7 +17,7 @@ use crate::aggregate;
 use crate::context::{EventHandlerContext, ProjectorContext};
 use crate::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
 use crate::error::{Error, Result};
-use crate::event::{AnyEvent, AnyRecordedEvent, Event, RecordedEvent};
+use crate::event::{AnyEvent, AnyRecordedEvent, Event, Payload, RecordedEvent};
 use crate::field::FieldDef;
 
 /// One auto-registered element, submitted to `inventory` by the macros.
@@ -707,7 +707,12 @@ fn duplicates(
 }
 
 fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<Arc<dyn AnyEvent>> {
-    Ok(Arc::new(recorded.decode::<E>()?))
+    // The one place stored events become typed: a store that kept the typed event lends it
+    // (shared, not copied); text is decoded straight into `E`.
+    match &recorded.payload {
+        Payload::Typed(event) if event.as_any().is::<E>() => Ok(event.clone()),
+        _ => Ok(Arc::new(recorded.decode::<E>()?)),
+    }
 }
 
 fn replay_event<E: DomainEvent>(aggregate: &mut dyn Any, event: &dyn AnyEvent) -> bool {

@@ -3,8 +3,8 @@
 //! `RetryPolicy`; no conflict may reach a caller.
 //!
 //! Runs on a SQLite file and on PostgreSQL (a fresh schema in `FIDELIS_TEST_POSTGRES_URL`;
-//! `SKIPPED: …` is printed when the variable is unset). Memory is left out: one process, one
-//! store lock, and the writers' conflicts are the same code path as SQLite's.
+//! `SKIPPED: …` is printed when the variable is unset). Memory is left out: its commit-time
+//! conflicts are checked in `memory_concurrency.rs`.
 //!
 //! Not deterministic: who wins each commit depends on timing. What it asserts is that, with
 //! the default policy, at most 1% of the deposits (4 of 400) get a conflict back. With the

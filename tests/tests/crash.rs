@@ -76,7 +76,11 @@ async fn kill_writers_mid_commit(backend: &Backend) {
         total_events += events.len();
         let mut balance = 0;
         for event in &events {
-            let amount = event.data.get("amount").and_then(serde_json::Value::as_i64);
+            let amount = event
+                .data()
+                .unwrap()
+                .get("amount")
+                .and_then(serde_json::Value::as_i64);
             if event.metadata.type_name.contains("Credited") {
                 balance += amount.unwrap();
             } else if event.metadata.type_name.contains("Debited") {

@@ -253,7 +253,7 @@ async fn enums_round_trip_through_events_commands_aggregates_and_value_objects(b
         .find(|event| event.metadata.type_name.contains("BookStatusChanged"))
         .expect("the status change is recorded");
     assert_eq!(
-        changed.data["status"],
+        changed.data().unwrap()["status"],
         json!({"OnLoan": {"member": "m-7", "due": "2026-12-24"}})
     );
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fidelis_core::chrono::Utc;
 use fidelis_core::prelude::*;
 use fidelis_core::store::{ExpectedVersion, Storage};
-use fidelis_core::{EventMetadata, RecordedEvent};
+use fidelis_core::{EventMetadata, Payload, RecordedEvent};
 use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 
@@ -49,7 +49,7 @@ fn event(label: &str) -> RecordedEvent {
             correlation_id: Identifier::generate(),
             causation_id: None,
         },
-        data: json!({ "label": label }),
+        payload: Payload::json(&json!({ "label": label })),
     }
 }
 
@@ -70,7 +70,12 @@ async fn labels(storage: &dyn Storage) -> Vec<String> {
     );
     events
         .iter()
-        .map(|e| e.data["label"].as_str().unwrap_or("?").to_owned())
+        .map(|e| {
+            e.data().unwrap()["label"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
         .collect()
 }
 

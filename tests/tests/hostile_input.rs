@@ -8,7 +8,7 @@
 use fidelis_core::prelude::*;
 use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::{ExpectedVersion, Storage};
-use fidelis_core::{EventMetadata, RecordedEvent};
+use fidelis_core::{EventMetadata, Payload, RecordedEvent};
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -92,7 +92,7 @@ fn stored_event(type_name: String, data: Value) -> RecordedEvent {
             correlation_id: Identifier::generate(),
             causation_id: None,
         },
-        data,
+        payload: Payload::json(&data),
     }
 }
 

@@ -216,7 +216,11 @@ async fn consistent(
         }
         let mut balance = 0;
         for event in &events {
-            let amount = event.data.get("amount").and_then(serde_json::Value::as_i64);
+            let amount = event
+                .data()
+                .unwrap()
+                .get("amount")
+                .and_then(serde_json::Value::as_i64);
             match event_kind(&event.metadata.type_name) {
                 "credited" => balance += amount.unwrap_or_default(),
                 "debited" => balance -= amount.unwrap_or_default(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use fidelis_core::prelude::*;
 use fidelis_core::store::{ExpectedVersion, Storage};
-use fidelis_core::{DomainBuilder, EventMetadata, RecordedEvent};
+use fidelis_core::{DomainBuilder, EventMetadata, Payload, RecordedEvent};
 use fidelis_example::account::Account;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
@@ -356,7 +356,7 @@ fn stored_event(type_name: &str, data: serde_json::Value) -> RecordedEvent {
             correlation_id: Identifier::generate(),
             causation_id: None,
         },
-        data,
+        payload: Payload::json(&data),
     }
 }
 

@@ -1,8 +1,35 @@
 //! The in-memory adapter: the default, for tests and laptops. Nothing survives the process.
 //!
-//! Reads share a lock; a transaction holds it exclusively from `begin` to `commit`, so units
-//! of work commit one after another (their handlers still run concurrently, before `begin`).
 //! Streams and categories are indexed, so a command's cost does not grow with the store.
+//! Events are kept as the typed values units of work raised ([`Payload::Typed`]): a replay
+//! shares them, nothing is encoded to or decoded from JSON unless a reader asks for it.
+//!
+//! [`Payload::Typed`]: crate::event::Payload::Typed
+//!
+//! Concurrency: no lock is held while a transaction runs (its unit of work's projectors
+//! included). A transaction records its appends and row writes, reads the committed state
+//! (under a short shared lock) overlaid with its own writes, and at `commit` takes the store's
+//! lock exclusively only to check what it relied on and apply its writes, in one step:
+//!
+//! - an append with an expected version needs the stream still at the version it was appended
+//!   on, else [`Error::VersionConflict`] with the stream's actual version;
+//! - a row written with an expected version (a stored aggregate) needs that version still;
+//! - a row the transaction read and then wrote (a projector's get-and-update) must not have
+//!   been written by another commit since the read, else a version conflict on `table/id`
+//!   (retried like any other; its versions are the store's commit numbers, as projection rows
+//!   carry no version of their own). Rows written without reading them first (and removals)
+//!   are last-writer-wins, as an upsert is in SQL;
+//! - unique values are checked again against the committed ones (below).
+//!
+//! The same checks run early, when the append or write is made, so a doomed unit of work fails
+//! fast; the check at commit is the one that counts. A transaction dropped at any point leaves
+//! nothing behind: it touched nothing shared.
+//!
+//! Global positions are assigned at commit, under the lock, in commit order: positions stay
+//! gapless (a rolled-back transaction takes none) and a reader of the global order never sees
+//! a position before a lower one. The positions (and, for appends without an expected version,
+//! the stream versions) that `append` returns are the ones the events take if no other
+//! transaction commits events first; the events are stored with the final ones.
 //!
 //! `#[field(unique)]` is enforced as SQL enforces a non-deferred `UNIQUE` constraint: each
 //! write is checked against the rows the transaction sees (its own writes included), a row
@@ -13,7 +40,7 @@ use crate::FastMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMetadata, RecordedEvent, category_of};
@@ -38,6 +65,8 @@ struct State {
     fields: FastMap<String, &'static [crate::field::FieldDef]>,
     /// Table → the committed values of its unique fields (tables with such fields only).
     unique: FastMap<String, UniqueIndex>,
+    /// How many transactions have committed: each row records the commit that wrote it.
+    commits: u64,
 }
 
 /// The values of one row's unique fields, in the order of [`UniqueIndex::fields`]: the JSON
@@ -127,6 +156,8 @@ struct PendingUnique {
 /// a projector's get-and-update never goes through JSON.
 struct StoredRow {
     version: i64,
+    /// The commit that wrote it (`State::commits` then); 0 until committed.
+    commit: u64,
     typed: Option<Arc<dyn TypedRow>>,
     json: OnceLock<Map<String, Value>>,
 }
@@ -135,6 +166,7 @@ impl StoredRow {
     fn typed(row: Arc<dyn TypedRow>) -> Self {
         Self {
             version: 0,
+            commit: 0,
             typed: Some(row),
             json: OnceLock::new(),
         }
@@ -143,6 +175,7 @@ impl StoredRow {
     fn document(document: JsonRow) -> Self {
         Self {
             version: document.version,
+            commit: 0,
             typed: None,
             json: OnceLock::from(document.data),
         }
@@ -278,12 +311,11 @@ impl Storage for MemoryStorage {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        let guard = self.state.clone().write_owned().await;
         Ok(Box::new(MemoryTransaction {
-            state: guard,
+            state: self.state.clone(),
             events: Vec::new(),
-            versions: FastMap::default(),
-            documents: FastMap::default(),
+            streams: FastMap::default(),
+            rows: Vec::new(),
             unique: FastMap::default(),
         }))
     }
@@ -399,31 +431,136 @@ impl Storage for MemoryStorage {
     }
 }
 
+/// A transaction: what it wrote and what it relied on, applied at `commit` (see the module
+/// documentation). It holds no lock between calls.
 struct MemoryTransaction {
-    state: OwnedRwLockWriteGuard<State>,
-    /// Appended events, not yet in `state`.
+    state: Arc<RwLock<State>>,
+    /// Appended events, not yet in `state`, in append order.
     events: Vec<RecordedEvent>,
-    /// Stream versions after this transaction's appends.
-    versions: FastMap<String, i64>,
-    /// Written (`Some`) or removed (`None`) rows, by table, then id (nested so that a
-    /// lookup borrows the table and id instead of building an owned key).
-    documents: FastMap<String, FastMap<String, Option<StoredRow>>>,
+    /// The streams appended to.
+    streams: FastMap<String, Appended>,
+    /// The rows read or written, by table, then id. A transaction touches a few tables, so
+    /// they are found by a scan, without building an owned key.
+    rows: Vec<(String, FastMap<String, Touched>)>,
     /// Unique values written, by table (tables with unique fields only).
     unique: FastMap<String, PendingUnique>,
 }
 
+/// A stream a transaction appended to.
+struct Appended {
+    /// The stream's committed version when the transaction first appended to it.
+    base: i64,
+    /// Whether an append expected a version: then the stream must still be at `base` at
+    /// commit.
+    checked: bool,
+    /// Its version after the transaction's appends.
+    version: i64,
+}
+
+/// A row a transaction read or wrote.
+#[derive(Default)]
+struct Touched {
+    /// What the transaction relies on in the committed row, checked again at commit.
+    check: Option<RowCheck>,
+    /// `Some(Some(row))` written, `Some(None)` removed, `None` only read.
+    write: Option<Option<StoredRow>>,
+}
+
+/// What a written row must still be at commit.
+#[derive(Clone, Copy)]
+enum RowCheck {
+    /// The committed row's version (`-1`: no row), for a write with an expected version.
+    Version(i64),
+    /// The commit that wrote the row as read (`None`: there was no row), for a write after a
+    /// read.
+    Unchanged(Option<u64>),
+}
+
+/// The number a commit is reported as in a version conflict (`-1`: no row).
+fn commit_number(commit: Option<u64>) -> i64 {
+    commit.map_or(-1, |commit| i64::try_from(commit).unwrap_or(i64::MAX))
+}
+
+/// Whether a row `id` of a transaction may not hold `value` in unique field `field`: another
+/// row holds it, among the transaction's writes or the committed rows it did not rewrite.
+fn taken(
+    index: &UniqueIndex,
+    pending: &PendingUnique,
+    field: usize,
+    value: &str,
+    id: &str,
+) -> bool {
+    let by_pending = pending
+        .owners
+        .get(field)
+        .and_then(|owners| owners.get(value))
+        .is_some_and(|owner| owner != id);
+    // A committed owner this transaction rewrote holds another value now. (Checked even when
+    // the transaction wrote the value before: another commit may have taken it since.)
+    let by_committed = index
+        .owners
+        .get(field)
+        .and_then(|owners| owners.get(value))
+        .is_some_and(|owner| owner != id && !pending.values.contains_key(owner));
+    by_pending || by_committed
+}
+
 impl MemoryTransaction {
-    fn current(&self, table: &str, id: &str) -> Option<&StoredRow> {
-        match self.documents.get(table).and_then(|rows| rows.get(id)) {
-            Some(written) => written.as_ref(),
-            None => self.state.tables.get(table).and_then(|rows| rows.get(id)),
+    /// The transaction's own write of a row: `Some(None)` when it removed the row, `None`
+    /// when it did not write it.
+    fn written(&self, table: &str, id: &str) -> Option<Option<&StoredRow>> {
+        let (_, rows) = self.rows.iter().find(|(name, _)| name == table)?;
+        rows.get(id)?.write.as_ref().map(Option::as_ref)
+    }
+
+    fn touch(&mut self, table: &str, id: String) -> &mut Touched {
+        let index = match self.rows.iter().position(|(name, _)| name == table) {
+            Some(index) => index,
+            None => {
+                self.rows.push((table.to_owned(), FastMap::default()));
+                self.rows.len() - 1
+            }
+        };
+        self.rows[index].1.entry(id).or_default()
+    }
+
+    /// A row as this transaction sees it, through `convert`; a committed row read is recorded,
+    /// so that writing it later requires it unchanged at commit.
+    async fn read<T>(
+        &mut self,
+        table: &str,
+        id: &str,
+        convert: impl Fn(&StoredRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        if let Some(written) = self.written(table, id) {
+            return written.map(convert).transpose();
         }
+        let (row, commit) = {
+            let state = self.state.read().await;
+            match state.tables.get(table).and_then(|rows| rows.get(id)) {
+                Some(row) => (Some(convert(row)?), Some(row.commit)),
+                None => (None, None),
+            }
+        };
+        self.touch(table, id.to_owned()).check = Some(RowCheck::Unchanged(commit));
+        Ok(row)
+    }
+
+    /// Records a write; `check` is what it relies on in the committed row, unless an earlier
+    /// read or write of the row already relies on something.
+    fn write(&mut self, table: &str, id: String, row: Option<StoredRow>, check: Option<RowCheck>) {
+        let touched = self.touch(table, id);
+        if touched.check.is_none() {
+            touched.check = check;
+        }
+        touched.write = Some(row);
     }
 
     /// Checks a write against the table's unique fields and records its values; a value
     /// another row holds (as this transaction sees it) is the field's validation error.
-    fn check_unique(&mut self, table: &str, id: &str, row: Option<&StoredRow>) -> Result<()> {
-        let Some(index) = self.state.unique.get(table) else {
+    async fn check_unique(&mut self, table: &str, id: &str, row: Option<&StoredRow>) -> Result<()> {
+        let state = self.state.read().await;
+        let Some(index) = state.unique.get(table) else {
             return Ok(());
         };
         let values = index.values_of(row)?;
@@ -435,15 +572,9 @@ impl MemoryTransaction {
                 values: FastMap::default(),
             });
         for (field, value) in values.iter().enumerate() {
-            let Some(value) = value else { continue };
-            let taken = match pending.owners[field].get(value) {
-                Some(owner) => owner != id,
-                // A committed owner this transaction rewrote holds another value now.
-                None => index.owners[field]
-                    .get(value)
-                    .is_some_and(|owner| owner != id && !pending.values.contains_key(owner)),
-            };
-            if taken {
+            if let Some(value) = value
+                && taken(index, pending, field, value, id)
+            {
                 return Err(already_taken(index.element, index.fields[field]));
             }
         }
@@ -465,17 +596,72 @@ impl MemoryTransaction {
         Ok(())
     }
 
-    fn write(&mut self, table: &str, id: String, document: Option<StoredRow>) {
-        match self.documents.get_mut(table) {
-            Some(rows) => {
-                rows.insert(id, document);
-            }
-            None => {
-                self.documents
-                    .insert(table.to_owned(), FastMap::from_iter([(id, document)]));
+    /// Whether committing would change nothing (the transaction only read).
+    fn is_read_only(&self) -> bool {
+        self.events.is_empty()
+            && self
+                .rows
+                .iter()
+                .all(|(_, rows)| rows.values().all(|touched| touched.write.is_none()))
+    }
+}
+
+/// Checks, under the store's exclusive lock, everything a transaction relied on: its appends'
+/// expected versions, its rows' versions or unchanged state, its unique values.
+fn validate(
+    state: &State,
+    streams: &FastMap<String, Appended>,
+    rows: &[(String, FastMap<String, Touched>)],
+    unique: &FastMap<String, PendingUnique>,
+) -> Result<()> {
+    for (stream, appended) in streams {
+        let actual = state.stream_version(stream);
+        if appended.checked && actual != appended.base {
+            return Err(Error::VersionConflict {
+                stream: stream.clone(),
+                expected: appended.base,
+                actual,
+            });
+        }
+    }
+    for (table, touched) in rows {
+        let committed = state.tables.get(table);
+        for (id, touched) in touched {
+            let (Some(_), Some(check)) = (&touched.write, touched.check) else {
+                continue;
+            };
+            let row = committed.and_then(|rows| rows.get(id));
+            let (expected, actual) = match check {
+                RowCheck::Version(expected) => (expected, row.map_or(-1, |row| row.version)),
+                RowCheck::Unchanged(read) => (
+                    commit_number(read),
+                    commit_number(row.map(|row| row.commit)),
+                ),
+            };
+            if expected != actual {
+                return Err(Error::VersionConflict {
+                    stream: format!("{table}/{id}"),
+                    expected,
+                    actual,
+                });
             }
         }
     }
+    for (table, pending) in unique {
+        let Some(index) = state.unique.get(table) else {
+            continue;
+        };
+        for (id, values) in &pending.values {
+            for (field, value) in values.iter().enumerate() {
+                if let Some(value) = value
+                    && taken(index, pending, field, value, id)
+                {
+                    return Err(already_taken(index.element, index.fields[field]));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -486,10 +672,16 @@ impl Transaction for MemoryTransaction {
         expected: ExpectedVersion,
         mut events: Vec<RecordedEvent>,
     ) -> Result<Vec<EventMetadata>> {
-        let current = match self.versions.get(stream) {
-            Some(version) => *version,
-            None => self.state.stream_version(stream),
+        // What the store holds now (a short shared lock): the base of a first append to the
+        // stream, and where the provisional positions start.
+        let (committed_version, committed_events) = {
+            let state = self.state.read().await;
+            (state.stream_version(stream), state.events.len())
         };
+        let current = self
+            .streams
+            .get(stream)
+            .map_or(committed_version, |appended| appended.version);
         if let ExpectedVersion::Exact(expected) = expected
             && expected != current
         {
@@ -499,7 +691,7 @@ impl Transaction for MemoryTransaction {
                 actual: current,
             });
         }
-        let mut position = (self.state.events.len() + self.events.len()) as i64;
+        let mut position = (committed_events + self.events.len()) as i64;
         let mut version = current;
         for event in &mut events {
             position += 1;
@@ -510,10 +702,21 @@ impl Transaction for MemoryTransaction {
                 event.metadata.stream = stream.to_owned();
             }
         }
-        match self.versions.get_mut(stream) {
-            Some(current) => *current = version,
+        let checked = matches!(expected, ExpectedVersion::Exact(_));
+        match self.streams.get_mut(stream) {
+            Some(appended) => {
+                appended.version = version;
+                appended.checked |= checked;
+            }
             None => {
-                self.versions.insert(stream.to_owned(), version);
+                self.streams.insert(
+                    stream.to_owned(),
+                    Appended {
+                        base: current,
+                        checked,
+                        version,
+                    },
+                );
             }
         }
         let metadata = events.iter().map(|event| event.metadata.clone()).collect();
@@ -522,21 +725,17 @@ impl Transaction for MemoryTransaction {
     }
 
     async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
-        self.current(table, id)
-            .map(|row| row.to_document(id))
-            .transpose()
+        self.read(table, id, |row| row.to_document(id)).await
     }
 
     async fn get_row(&mut self, table: &str, id: &str) -> Result<Option<Row>> {
-        self.current(table, id)
-            .map(|row| row.to_row(id))
-            .transpose()
+        self.read(table, id, |row| row.to_row(id)).await
     }
 
     async fn put_row(&mut self, table: &str, id: String, row: Arc<dyn TypedRow>) -> Result<()> {
         let row = StoredRow::typed(row);
-        self.check_unique(table, &id, Some(&row))?;
-        self.write(table, id, Some(row));
+        self.check_unique(table, &id, Some(&row)).await?;
+        self.write(table, id, Some(row), None);
         Ok(())
     }
 
@@ -546,10 +745,22 @@ impl Transaction for MemoryTransaction {
         document: JsonRow,
         expected_version: Option<i64>,
     ) -> Result<()> {
+        let mut check = None;
         if let Some(expected) = expected_version {
-            let actual = self
-                .current(table, &document.id)
-                .map_or(-1, |row| row.version);
+            let actual = match self.written(table, &document.id) {
+                Some(written) => written.map_or(-1, |row| row.version),
+                None => {
+                    let state = self.state.read().await;
+                    // Not written by this transaction: the committed row must keep this
+                    // version until commit.
+                    check = Some(RowCheck::Version(expected));
+                    state
+                        .tables
+                        .get(table)
+                        .and_then(|rows| rows.get(&document.id))
+                        .map_or(-1, |row| row.version)
+                }
+            };
             if actual != expected {
                 return Err(Error::VersionConflict {
                     stream: format!("{table}/{}", document.id),
@@ -560,26 +771,51 @@ impl Transaction for MemoryTransaction {
         }
         let id = document.id.clone();
         let row = StoredRow::document(document);
-        self.check_unique(table, &id, Some(&row))?;
-        self.write(table, id, Some(row));
+        self.check_unique(table, &id, Some(&row)).await?;
+        self.write(table, id, Some(row), check);
         Ok(())
     }
 
     async fn remove_row(&mut self, table: &str, id: &str) -> Result<()> {
-        self.check_unique(table, id, None)?;
-        self.write(table, id.to_owned(), None);
+        self.check_unique(table, id, None).await?;
+        self.write(table, id.to_owned(), None, None);
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
         let MemoryTransaction {
-            mut state,
+            state,
             events,
-            documents,
+            streams,
+            rows,
             unique,
-            ..
         } = *self;
-        for event in events {
+        // From here on nothing awaits but the lock: the checks and writes below happen at
+        // once or (if this future is dropped while waiting) not at all.
+        let mut state = state.write().await;
+        let state = &mut *state;
+        validate(state, &streams, &rows, &unique)?;
+
+        state.commits += 1;
+        let commit = state.commits;
+        // Appends without an expected version run on from the stream's version now, which
+        // other commits may have moved since (those with one were checked unmoved above).
+        let shifts: FastMap<&str, i64> = streams
+            .iter()
+            .filter(|(_, appended)| !appended.checked)
+            .filter_map(|(stream, appended)| {
+                let shift = state.stream_version(stream) - appended.base;
+                (shift != 0).then_some((stream.as_str(), shift))
+            })
+            .collect();
+        for mut event in events {
+            event.metadata.global_position = state.events.len() as i64 + 1;
+            if let Some(shift) = shifts.get(event.metadata.stream.as_str()) {
+                event.metadata.version += shift;
+            }
             state.push(event);
         }
         // Every old value goes before any new one is taken: a row may take a value another
@@ -594,13 +830,25 @@ impl Transaction for MemoryTransaction {
                 }
             }
         }
-        for (table, written) in documents {
-            let rows = state.tables.entry(table).or_default();
-            for (id, document) in written {
-                match document {
-                    Some(document) => rows.insert(id, document),
-                    None => rows.remove(&id),
-                };
+        for (table, touched) in rows {
+            let mut writes = touched
+                .into_iter()
+                .filter_map(|(id, touched)| Some((id, touched.write?)))
+                .peekable();
+            if writes.peek().is_none() {
+                continue;
+            }
+            let stored = state.tables.entry(table).or_default();
+            for (id, row) in writes {
+                match row {
+                    Some(mut row) => {
+                        row.commit = commit;
+                        stored.insert(id, row);
+                    }
+                    None => {
+                        stored.remove(&id);
+                    }
+                }
             }
         }
         Ok(())

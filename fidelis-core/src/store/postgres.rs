@@ -406,7 +406,7 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
         version: row.try_get(3).map_err(|error| column("version", error))?,
         type_name: row.try_get(4).map_err(|error| column("type_name", error))?,
         data: row
-            .try_get::<Json<Value>, _>(5)
+            .try_get::<Json<Box<serde_json::value::RawValue>>, _>(5)
             .map_err(|error| column("data", error))?
             .0,
         metadata: row
@@ -716,6 +716,8 @@ impl Transaction for PostgresTransaction {
             event.metadata.global_position = position;
             event.metadata.version = version;
             event.metadata.stream = stream.to_owned();
+            // The event's JSON text, made here once (the store keeps no typed events).
+            let data = event.encoded()?.into_owned();
             let result = sqlx::query(&format!(
                 "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)"
@@ -727,7 +729,7 @@ impl Transaction for PostgresTransaction {
             .bind(version)
             .bind(&event.metadata.type_name)
             // As text, so that the `json` column keeps it exactly (see `sql::json_text`).
-            .bind(sql::json_text(&event.data))
+            .bind(data)
             .bind(Json(sql::event_metadata(&event.metadata)))
             .bind(event.metadata.time)
             .execute(&mut *self.transaction)

@@ -932,7 +932,7 @@ pub(crate) struct EventRow {
     pub(crate) stream: String,
     pub(crate) version: i64,
     pub(crate) type_name: String,
-    pub(crate) data: Value,
+    pub(crate) data: Box<serde_json::value::RawValue>,
     pub(crate) metadata: Value,
     pub(crate) time: DateTime<Utc>,
 }
@@ -973,7 +973,7 @@ impl EventRow {
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,
             },
-            data: self.data,
+            payload: crate::event::Payload::Encoded(self.data),
         })
     }
 }

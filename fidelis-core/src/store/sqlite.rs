@@ -337,7 +337,11 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent> {
         stream: row.try_get(2).map_err(|error| column("stream", error))?,
         version: row.try_get(3).map_err(|error| column("version", error))?,
         type_name: row.try_get(4).map_err(|error| column("type_name", error))?,
-        data: json("data", 5)?,
+        data: serde_json::value::RawValue::from_string(
+            row.try_get::<String, _>(5)
+                .map_err(|error| column("data", error))?,
+        )
+        .map_err(|error| corrupt(format!("malformed JSON in column `data`: {error}")))?,
         metadata: json("metadata", 6)?,
         time: time.with_timezone(&Utc),
     }
@@ -598,6 +602,8 @@ impl Transaction for SqliteTransaction {
             event.metadata.global_position = position;
             event.metadata.version = version;
             event.metadata.stream = stream.to_owned();
+            // The event's JSON text, made here once (the store keeps no typed events).
+            let data = event.encoded()?.into_owned();
             let result = sqlx::query(&format!(
                 "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -608,7 +614,7 @@ impl Transaction for SqliteTransaction {
             .bind(&category)
             .bind(version)
             .bind(&event.metadata.type_name)
-            .bind(event.data.to_string())
+            .bind(data)
             .bind(sql::event_metadata(&event.metadata).to_string())
             .bind(sql::sqlite_time(&event.metadata.time))
             .execute(&mut *self.transaction)
