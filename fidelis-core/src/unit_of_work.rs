@@ -236,6 +236,7 @@ async fn prepare(ctx: &mut Context) -> Result<Option<Prepared>> {
                     stream: change.stream.clone(),
                     version: change.expected_version + 1 + offset as i64,
                     global_position: 0,
+                    commit: 0,
                     time,
                     correlation_id: ctx.correlation_id.clone(),
                     causation_id: ctx.causation_id.clone(),

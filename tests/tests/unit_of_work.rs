@@ -88,7 +88,12 @@ impl MeddlingProjector {
                     })
                     .await
             }
-            "MEDDLE-EVENTS" => ctx.domain().event_store().read_all(1).await.map(drop),
+            "MEDDLE-EVENTS" => ctx
+                .domain()
+                .event_store()
+                .read_all(fidelis_core::Cursor::START)
+                .await
+                .map(drop),
             "MEDDLE-SAVE" => {
                 let account = Account::open("OTHER", "Someone Else", Decimal::from(1))?;
                 ctx.repository::<Account>().add(account).await
@@ -217,7 +222,11 @@ struct Snapshot {
 
 async fn snapshot(domain: &Domain) -> Snapshot {
     Snapshot {
-        events: domain.event_store().read_all(1).await.unwrap(),
+        events: domain
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap(),
         summaries: domain
             .repository::<AccountSummary>()
             .query()

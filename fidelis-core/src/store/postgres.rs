@@ -1,19 +1,22 @@
 //! The PostgreSQL adapter: for production, and for several processes sharing one store.
 //!
 //! - Transactions run at PostgreSQL's default isolation (READ COMMITTED).
-//! - **Appends are serialized** by a transaction-level advisory lock
-//!   (`pg_advisory_xact_lock`), taken by a transaction's first append and held until it
-//!   commits or rolls back. Global positions are then assigned in the transaction as the
-//!   last position + 1. Why: with a sequence, concurrent transactions take positions in one
-//!   order and commit in another, so a reader that has seen position 12 could later miss a
-//!   position 11 committed after it (a subscription from a checkpoint would skip it forever),
-//!   and rolled-back transactions would leave gaps. Under the lock, positions are gapless
-//!   and become visible in order. The cost is that appends to the store commit one at a time;
-//!   everything before the first append (handlers, loading) still runs concurrently.
+//! - **Writers append concurrently.** An event's global position comes from an identity
+//!   column (rolled-back transactions leave gaps), and each event keeps the id of the
+//!   transaction that wrote it (`transaction_id`, `pg_current_xact_id()`). The global order
+//!   is `(transaction_id, global_position)` (an event's [`Cursor`]), and readers of it only
+//!   read events of transactions older than the oldest one still running
+//!   (`pg_snapshot_xmin(pg_current_snapshot())`). Why: transactions take positions in one
+//!   order and commit in another, so a reader that has read position 12 could otherwise miss
+//!   a position 11 committed after it (a subscription from a checkpoint would skip it
+//!   forever). Below the oldest running transaction nothing can still commit, so a cursor a
+//!   reader has passed is never preceded by a later event. The price: an event is readable in
+//!   global order once every transaction that began before its own has ended
+//!   ([`Storage::settle`] waits for that).
 //! - The unique `(stream, version)` constraint enforces optimistic concurrency in the
-//!   database itself, even against writers that do not take the lock; its violation is a
-//!   [`Error::VersionConflict`], as are deadlocks and serialization failures (they are worth
-//!   retrying).
+//!   database itself; its violation is a [`Error::VersionConflict`], as are deadlocks and
+//!   serialization failures (they are worth retrying). An append is one `INSERT` of all its
+//!   events.
 //! - A stored aggregate's row is locked (`SELECT … FOR UPDATE`) while its version is checked;
 //!   a new row is written with a plain `INSERT`, so that two writers creating it cannot both
 //!   win.
@@ -41,14 +44,23 @@ use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::field::FieldKind;
 use crate::query::QuerySpec;
 use crate::store::sql::{
-    self, Dialect, EVENT_COLUMNS, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue,
-    Statement,
+    self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue, Statement,
 };
-use crate::store::{ExpectedVersion, JsonRow, Storage, TableSchema, Transaction};
+use crate::store::{
+    Cursor, ExpectedVersion, GlobalRead, JsonRow, Storage, TableSchema, Transaction, stream_hash,
+};
 
 const DIALECT: Dialect = Dialect::Postgres;
-/// The advisory lock that serializes appends (`"fidelis"` + 1).
-const APPEND_LOCK: i64 = 0x6669_6465_6c69_7301;
+/// The columns every read of events selects, decoded by [`decode_event`].
+const COLUMNS: &str =
+    "global_position, id, stream, version, type_name, data, metadata, time, transaction_id";
+/// The oldest transaction still running (or the next to start): every transaction before it
+/// has ended, so an event written by one is committed (and visible) or rolled back for good.
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// The condition of events readers of the global order may read (see the module's notes).
+const READABLE: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// How long [`Storage::settle`] waits for older transactions before it fails.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The advisory lock that serializes `setup` (concurrent `CREATE TABLE IF NOT EXISTS` race).
 const SETUP_LOCK: i64 = 0x6669_6465_6c69_7302;
 
@@ -384,7 +396,7 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<JsonRow> {
     Ok(sql::document(table, values, version))
 }
 
-/// Decodes an event row (the columns of [`EVENT_COLUMNS`]).
+/// Decodes an event row (the columns of [`COLUMNS`]).
 fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
     let position = row.try_get::<i64, _>(0).unwrap_or_default();
     let stream = row
@@ -414,8 +426,75 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
             .map_err(|error| column("metadata", error))?
             .0,
         time: row.try_get(7).map_err(|error| column("time", error))?,
+        commit: row
+            .try_get(8)
+            .map_err(|error| column("transaction_id", error))?,
     }
     .into_event()
+}
+
+/// Brings an events table of an earlier version of Fidelis to this one's shape, in the
+/// transaction of `setup`; returns whether it changed anything. Earlier versions assigned
+/// positions under a lock, one transaction at a time: their events keep their order as
+/// commit 0 (before every transaction id), and the position becomes an identity column that
+/// goes on from the last one.
+async fn upgrade_events_table(
+    connection: &mut PgConnection,
+    existing: &[ExistingColumn],
+) -> std::result::Result<bool, sqlx::Error> {
+    let has = |name: &str| existing.iter().any(|column| column.name == name);
+    let mut changed = false;
+    if !has("transaction_id") && has("global_position") {
+        tracing::info!("adding column `transaction_id` to `{EVENTS_TABLE}`");
+        let last = sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COALESCE(MAX(global_position), 0) FROM {EVENTS_TABLE}"
+        ))
+        .fetch_one(&mut *connection)
+        .await?;
+        // `START WITH` takes no parameter; `last` is an integer read above.
+        for statement in [
+            format!(
+                "ALTER TABLE {EVENTS_TABLE} ADD COLUMN transaction_id BIGINT NOT NULL DEFAULT 0"
+            ),
+            format!("ALTER TABLE {EVENTS_TABLE} ALTER COLUMN transaction_id DROP DEFAULT"),
+            format!(
+                "ALTER TABLE {EVENTS_TABLE} ALTER COLUMN global_position ADD GENERATED BY DEFAULT AS IDENTITY (START WITH {})",
+                last + 1
+            ),
+            "DROP INDEX IF EXISTS fidelis_events_category".to_owned(),
+        ] {
+            sqlx::query(&statement).execute(&mut *connection).await?;
+        }
+        changed = true;
+    }
+    if !has("stream_hash") {
+        tracing::info!("adding column `stream_hash` to `{EVENTS_TABLE}`");
+        sqlx::query(&format!(
+            "ALTER TABLE {EVENTS_TABLE} ADD COLUMN stream_hash BIGINT"
+        ))
+        .execute(&mut *connection)
+        .await?;
+        let streams: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT DISTINCT stream FROM {EVENTS_TABLE}"))
+                .fetch_all(&mut *connection)
+                .await?;
+        for stream in streams {
+            sqlx::query(&format!(
+                "UPDATE {EVENTS_TABLE} SET stream_hash = $1 WHERE stream = $2"
+            ))
+            .bind(stream_hash(&stream))
+            .bind(&stream)
+            .execute(&mut *connection)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "ALTER TABLE {EVENTS_TABLE} ALTER COLUMN stream_hash SET NOT NULL"
+        ))
+        .execute(&mut *connection)
+        .await?;
+        changed = true;
+    }
+    Ok(changed)
 }
 
 async fn existing_columns(
@@ -456,26 +535,44 @@ impl Storage for PostgresStorage {
             .await
             .map_err(fail)?;
         let mut problems = Vec::new();
-        let events = existing_columns(&mut transaction, EVENTS_TABLE)
+        let mut events = existing_columns(&mut transaction, EVENTS_TABLE)
             .await
             .map_err(fail)?;
         if events.is_empty() {
-            let statements = [
+            sqlx::query(
                 "CREATE TABLE IF NOT EXISTS fidelis_events (\
-                   global_position BIGINT PRIMARY KEY, \
-                   id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
-                   type_name TEXT NOT NULL, data JSON NOT NULL, metadata JSONB NOT NULL, time TIMESTAMPTZ NOT NULL, \
+                   global_position BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, \
+                   transaction_id BIGINT NOT NULL, \
+                   id TEXT NOT NULL, stream TEXT NOT NULL, stream_hash BIGINT NOT NULL, category TEXT NOT NULL, \
+                   version BIGINT NOT NULL, type_name TEXT NOT NULL, data JSON NOT NULL, metadata JSONB NOT NULL, \
+                   time TIMESTAMPTZ NOT NULL, \
                    UNIQUE (stream, version))",
-                "CREATE INDEX IF NOT EXISTS fidelis_events_category ON fidelis_events (category, global_position)",
-            ];
-            for statement in statements {
+            )
+            .execute(&mut *transaction)
+            .await
+            .map_err(fail)?;
+        } else {
+            if upgrade_events_table(&mut transaction, &events)
+                .await
+                .map_err(fail)?
+            {
+                events = existing_columns(&mut transaction, EVENTS_TABLE)
+                    .await
+                    .map_err(fail)?;
+            }
+            sql::events_drift(DIALECT, &events, &mut problems);
+        }
+        if problems.is_empty() {
+            // The global order, of everything and within a category.
+            for statement in [
+                "CREATE INDEX IF NOT EXISTS fidelis_events_commit ON fidelis_events (transaction_id, global_position)",
+                "CREATE INDEX IF NOT EXISTS fidelis_events_category_commit ON fidelis_events (category, transaction_id, global_position)",
+            ] {
                 sqlx::query(statement)
                     .execute(&mut *transaction)
                     .await
                     .map_err(fail)?;
             }
-        } else {
-            sql::events_drift(&events, &mut problems);
         }
         for table in tables {
             let existing = existing_columns(&mut transaction, table.name)
@@ -513,13 +610,12 @@ impl Storage for PostgresStorage {
             transaction,
             url: self.url.clone(),
             schemas: self.schemas.clone(),
-            last_position: None,
         }))
     }
 
     async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE stream = $1 AND version >= $2 ORDER BY version"
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE stream = $1 AND version >= $2 ORDER BY version"
         ))
         .bind(stream)
         .bind(from_version)
@@ -532,15 +628,17 @@ impl Storage for PostgresStorage {
     async fn read_category(
         &self,
         category: &str,
-        from_position: i64,
+        after: Cursor,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE category = $1 AND global_position >= $2 \
-             ORDER BY global_position LIMIT $3"
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE category = $1 AND {READABLE} \
+             AND (transaction_id, global_position) > ($2, $3) \
+             ORDER BY transaction_id, global_position LIMIT $4"
         ))
         .bind(category)
-        .bind(from_position)
+        .bind(after.commit)
+        .bind(after.position)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
@@ -548,16 +646,97 @@ impl Storage for PostgresStorage {
         rows.iter().map(decode_event).collect()
     }
 
-    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE {READABLE} \
+             AND (transaction_id, global_position) > ($1, $2) \
+             ORDER BY transaction_id, global_position LIMIT $3"
         ))
-        .bind(from_position)
+        .bind(after.commit)
+        .bind(after.position)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(|error| self.error("reading all events", error))?;
         rows.iter().map(decode_event).collect()
+    }
+
+    async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>> {
+        if read.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partition = match &read.partition {
+            Some(partition) => {
+                partition.check()?;
+                format!(" AND {}", sql::partition_condition(partition))
+            }
+            None => String::new(),
+        };
+        let categories: Vec<&str> = read.categories.to_vec();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE category = ANY($1) AND {READABLE} \
+             AND (transaction_id, global_position) > ($2, $3){partition} \
+             ORDER BY transaction_id, global_position LIMIT $4"
+        ))
+        .bind(categories)
+        .bind(read.after.commit)
+        .bind(read.after.position)
+        .bind(i64::try_from(read.limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| self.error("reading categories", error))?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn head(&self) -> Result<Cursor> {
+        let last = sqlx::query_as::<_, (i64, i64)>(&format!(
+            "SELECT transaction_id, global_position FROM {EVENTS_TABLE} WHERE {READABLE} \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| self.error("reading the head of the global order", error))?;
+        Ok(last.map_or(Cursor::START, |(commit, position)| Cursor {
+            commit,
+            position,
+        }))
+    }
+
+    async fn settle(&self) -> Result<()> {
+        let fail = |error| self.error("waiting for older transactions", error);
+        // The newest transaction that wrote events, and the oldest still running: readers
+        // leave the events of the first out until the second is past it.
+        let (newest, horizon) = sqlx::query_as::<_, (Option<i64>, i64)>(&format!(
+            "SELECT MAX(transaction_id), {HORIZON} FROM {EVENTS_TABLE}"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(fail)?;
+        let Some(newest) = newest.filter(|newest| *newest >= horizon) else {
+            return Ok(());
+        };
+        let started = tokio::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            let horizon = sqlx::query_scalar::<_, i64>(&format!("SELECT {HORIZON}"))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(fail)?;
+            if horizon > newest {
+                return Ok(());
+            }
+            if started.elapsed() >= SETTLE_TIMEOUT {
+                return Err(Error::storage(format!(
+                    "waiting for older transactions on `{}`: events of transaction {newest} stay \
+                     unreadable in global order after {SETTLE_TIMEOUT:?}, because transaction \
+                     {horizon}, which began before it, is still running (find it in \
+                     `pg_stat_activity`, column `backend_xid`)",
+                    self.url
+                )));
+            }
+        }
     }
 
     async fn stream_version(&self, stream: &str) -> Result<i64> {
@@ -632,34 +811,11 @@ struct PostgresTransaction {
     transaction: sqlx::Transaction<'static, Postgres>,
     url: Arc<str>,
     schemas: Arc<Schemas>,
-    /// The last global position, once this transaction holds the append lock.
-    last_position: Option<i64>,
 }
 
 impl PostgresTransaction {
     fn error(&self, what: &str, error: sqlx::Error) -> Error {
         db_error(&self.url, what, error)
-    }
-
-    /// Takes the append lock (once) and returns the last global position.
-    async fn lock_appends(&mut self) -> Result<i64> {
-        if let Some(position) = self.last_position {
-            return Ok(position);
-        }
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *self.transaction)
-            .await
-            .map_err(|error| db_error(&self.url, "taking the append lock", error))?;
-        // READ COMMITTED: this statement sees every append committed before the lock was ours.
-        let position = sqlx::query_scalar::<_, i64>(&format!(
-            "SELECT COALESCE(MAX(global_position), 0) FROM {EVENTS_TABLE}"
-        ))
-        .fetch_one(&mut *self.transaction)
-        .await
-        .map_err(|error| db_error(&self.url, "reading the last global position", error))?;
-        self.last_position = Some(position);
-        Ok(position)
     }
 }
 
@@ -671,34 +827,18 @@ impl Transaction for PostgresTransaction {
         expected: ExpectedVersion,
         mut events: Vec<RecordedEvent>,
     ) -> Result<Vec<EventMetadata>> {
-        let conflict = |expected: i64| Error::VersionConflict {
-            stream: stream.to_owned(),
-            expected,
-            actual: expected + 1,
-        };
-        let mut position = match self.lock_appends().await {
-            Ok(position) => position,
-            Err(Error::Storage {
-                source: Some(source),
-                ..
-            }) if source
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_retryable) =>
-            {
-                return Err(conflict(match expected {
-                    ExpectedVersion::Exact(version) => version,
-                    ExpectedVersion::Any => -1,
-                }));
-            }
-            Err(error) => return Err(error),
-        };
-        let current = sqlx::query_scalar::<_, i64>(&format!(
+        let current = match sqlx::query_scalar::<_, i64>(&format!(
             "SELECT COALESCE(MAX(version), -1) FROM {EVENTS_TABLE} WHERE stream = $1"
         ))
         .bind(stream)
         .fetch_one(&mut *self.transaction)
         .await
-        .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))?;
+        {
+            Ok(current) => current,
+            Err(error) => {
+                return Err(self.error(&format!("reading the version of stream `{stream}`"), error));
+            }
+        };
         if let ExpectedVersion::Exact(expected) = expected
             && expected != current
         {
@@ -708,43 +848,81 @@ impl Transaction for PostgresTransaction {
                 actual: current,
             });
         }
-        let category = category_of(stream).to_owned();
         let mut version = current;
+        let mut ids = Vec::with_capacity(events.len());
+        let mut versions = Vec::with_capacity(events.len());
+        let mut type_names = Vec::with_capacity(events.len());
+        let mut data = Vec::with_capacity(events.len());
+        let mut metadata = Vec::with_capacity(events.len());
+        let mut times = Vec::with_capacity(events.len());
         for event in &mut events {
-            position += 1;
             version += 1;
-            event.metadata.global_position = position;
             event.metadata.version = version;
             event.metadata.stream = stream.to_owned();
-            let result = sqlx::query(&format!(
-                "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)"
-            ))
-            .bind(position)
-            .bind(event.metadata.id.as_str())
-            .bind(stream)
-            .bind(&category)
-            .bind(version)
-            .bind(&event.metadata.type_name)
+            ids.push(event.metadata.id.as_str().to_owned());
+            versions.push(version);
+            type_names.push(event.metadata.type_name.clone());
             // As text, so that the `json` column keeps it exactly (see `sql::json_text`).
-            .bind(sql::json_text(&event.data))
-            .bind(Json(sql::event_metadata(&event.metadata)))
-            .bind(event.metadata.time)
-            .execute(&mut *self.transaction)
-            .await;
-            match result {
-                Ok(_) => {}
-                // The unique (stream, version) constraint, or a deadlock: another writer won.
-                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                    return Err(conflict(version - 1));
-                }
-                Err(error) if is_retryable(&error) => return Err(conflict(version - 1)),
-                Err(error) => {
-                    return Err(self.error(&format!("appending to stream `{stream}`"), error));
-                }
-            }
+            data.push(sql::json_text(&event.data));
+            metadata.push(sql::event_metadata(&event.metadata).to_string());
+            times.push(event.metadata.time);
         }
-        self.last_position = Some(position);
+        // One statement for every event; the rows come out of `UNNEST` in order, so their
+        // positions (from the identity column) increase with their versions.
+        let result = sqlx::query_as::<_, (i64, i64, i64)>(&format!(
+            "INSERT INTO {EVENTS_TABLE} \
+               (transaction_id, id, stream, stream_hash, category, version, type_name, data, metadata, time) \
+             SELECT pg_current_xact_id()::text::bigint, e.id, $1, $2, $3, e.version, e.type_name, \
+               e.data::json, e.metadata::jsonb, e.time \
+             FROM UNNEST($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+               AS e(id, version, type_name, data, metadata, time) \
+             RETURNING version, global_position, transaction_id"
+        ))
+        .bind(stream)
+        .bind(stream_hash(stream))
+        .bind(category_of(stream))
+        .bind(ids)
+        .bind(versions)
+        .bind(type_names)
+        .bind(data)
+        .bind(metadata)
+        .bind(times)
+        .fetch_all(&mut *self.transaction)
+        .await;
+        let stored = match result {
+            Ok(stored) => stored,
+            // The unique (stream, version) constraint, or a deadlock: another writer won.
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(Error::VersionConflict {
+                    stream: stream.to_owned(),
+                    expected: current,
+                    actual: current + 1,
+                });
+            }
+            Err(error) if is_retryable(&error) => {
+                return Err(Error::VersionConflict {
+                    stream: stream.to_owned(),
+                    expected: current,
+                    actual: current + 1,
+                });
+            }
+            Err(error) => {
+                return Err(self.error(&format!("appending to stream `{stream}`"), error));
+            }
+        };
+        for (version, position, commit) in stored {
+            let Some(event) = usize::try_from(version - current - 1)
+                .ok()
+                .and_then(|index| events.get_mut(index))
+            else {
+                return Err(Error::storage(format!(
+                    "appending to stream `{stream}` on `{}`: the database returned version {version}, which this append did not write",
+                    self.url
+                )));
+            };
+            event.metadata.global_position = position;
+            event.metadata.commit = commit;
+        }
         Ok(events.into_iter().map(|event| event.metadata).collect())
     }
 

@@ -20,9 +20,28 @@ use crate::store::TableSchema;
 pub(crate) const EVENTS_TABLE: &str = "fidelis_events";
 /// The version column every document table has, besides its fields.
 pub(crate) const VERSION_COLUMN: &str = "_version";
-/// The columns of the events table, as selected by every read.
-pub(crate) const EVENT_COLUMNS: &str =
-    "global_position, id, stream, version, type_name, data, metadata, time";
+
+/// The first position strictly after a cursor where `commit == position` (one writer):
+/// `(p, p) > (c, q)` holds for `p > c`, and for `p == c` when `c > q`.
+#[cfg(feature = "sqlite")]
+pub(crate) fn first_position_after(after: crate::store::Cursor) -> i64 {
+    if after.commit > after.position {
+        after.commit
+    } else {
+        after.commit.saturating_add(1)
+    }
+}
+
+/// The SQL condition of a partition of the streams on the `stream_hash` column, as
+/// [`Partition::contains`](crate::store::Partition::contains) decides it (a non-negative
+/// remainder). The numbers are checked integers, so they are written into the text.
+pub(crate) fn partition_condition(partition: &crate::store::Partition) -> String {
+    let count = i64::from(partition.count);
+    format!(
+        "((stream_hash % {count}) + {count}) % {count} = {}",
+        partition.index
+    )
+}
 
 /// The SQL spoken by an adapter. (A build with one SQL feature constructs one variant.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,9 +421,17 @@ fn is_postgres_unique_name(constraint: &str, table: &str, column: &str) -> bool 
 }
 
 /// The events table's columns and their families, to check an existing events table.
-pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<String>) {
-    let wanted: [(&str, &[Family]); 9] = [
+pub(crate) fn events_drift(
+    dialect: Dialect,
+    existing: &[ExistingColumn],
+    problems: &mut Vec<String>,
+) {
+    if dialect == Dialect::Postgres {
+        check_event_column(existing, "transaction_id", &[Family::Integer], problems);
+    }
+    let wanted: [(&str, &[Family]); 10] = [
         ("global_position", &[Family::Integer]),
+        ("stream_hash", &[Family::Integer]),
         ("id", &[Family::Text]),
         ("stream", &[Family::Text]),
         ("category", &[Family::Text]),
@@ -415,16 +442,25 @@ pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<Strin
         ("time", &[Family::TimestampTz, Family::Text]),
     ];
     for (column, families) in wanted {
-        match existing.iter().find(|c| c.name == column) {
-            None => problems.push(format!(
-                "table `{EVENTS_TABLE}` has no column `{column}`; it was not created by this version of Fidelis"
-            )),
-            Some(found) if !families.contains(&family_of_type(&found.data_type)) => problems.push(format!(
-                "column `{column}` of table `{EVENTS_TABLE}` has the unexpected type {}",
-                found.data_type
-            )),
-            Some(_) => {}
-        }
+        check_event_column(existing, column, families, problems);
+    }
+}
+
+fn check_event_column(
+    existing: &[ExistingColumn],
+    column: &str,
+    families: &[Family],
+    problems: &mut Vec<String>,
+) {
+    match existing.iter().find(|c| c.name == column) {
+        None => problems.push(format!(
+            "table `{EVENTS_TABLE}` has no column `{column}`; it was not created by this version of Fidelis"
+        )),
+        Some(found) if !families.contains(&family_of_type(&found.data_type)) => problems.push(format!(
+            "column `{column}` of table `{EVENTS_TABLE}` has the unexpected type {}",
+            found.data_type
+        )),
+        Some(_) => {}
     }
 }
 
@@ -928,6 +964,7 @@ where
 /// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::event::RecordedEvent).
 pub(crate) struct EventRow {
     pub(crate) position: i64,
+    pub(crate) commit: i64,
     pub(crate) id: String,
     pub(crate) stream: String,
     pub(crate) version: i64,
@@ -969,6 +1006,7 @@ impl EventRow {
                 stream: self.stream,
                 version: self.version,
                 global_position: self.position,
+                commit: self.commit,
                 time: self.time,
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,

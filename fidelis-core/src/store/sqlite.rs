@@ -10,7 +10,8 @@
 //!   transactions also queue on an async mutex, so they wait in order instead of polling the
 //!   busy handler.
 //! - Global positions are assigned in the transaction (the last position + 1) while it holds
-//!   the write lock, so they are gapless and commit in order.
+//!   the write lock, so they are gapless and commit in order: an event's commit (its
+//!   [`Cursor`]) is its position. An append is one multi-row `INSERT`.
 //! - Times are stored as RFC 3339 text with nanoseconds (fixed width, so text order is time
 //!   order), dates as `YYYY-MM-DD`, JSON as text.
 
@@ -34,12 +35,19 @@ use crate::event::{EventMetadata, RecordedEvent, category_of};
 use crate::field::FieldKind;
 use crate::query::QuerySpec;
 use crate::store::sql::{
-    self, Dialect, EVENT_COLUMNS, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue,
-    Statement,
+    self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Schemas, SqlValue, Statement,
 };
-use crate::store::{ExpectedVersion, JsonRow, Storage, TableSchema, Transaction};
+use crate::store::{
+    Cursor, ExpectedVersion, GlobalRead, JsonRow, Storage, TableSchema, Transaction, stream_hash,
+};
 
 const DIALECT: Dialect = Dialect::Sqlite;
+/// The columns every read of events selects, decoded by [`decode_event`]; the last is the
+/// commit, which is the position (one writer commits in position order).
+const COLUMNS: &str =
+    "global_position, id, stream, version, type_name, data, metadata, time, global_position";
+/// Events per `INSERT`: SQLite binds at most 32766 parameters to a statement.
+const EVENTS_PER_INSERT: usize = 1_000;
 
 /// The SQLite storage adapter. Cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -305,7 +313,7 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<JsonRow> {
     Ok(sql::document(table, values, version))
 }
 
-/// Decodes an event row (the columns of [`EVENT_COLUMNS`]).
+/// Decodes an event row (the columns of [`COLUMNS`]).
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent> {
     let position = row.try_get::<i64, _>(0).unwrap_or_default();
     let stream = row
@@ -340,8 +348,38 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent> {
         data: json("data", 5)?,
         metadata: json("metadata", 6)?,
         time: time.with_timezone(&Utc),
+        commit: row
+            .try_get(8)
+            .map_err(|error| column("global_position", error))?,
     }
     .into_event()
+}
+
+/// Adds the `stream_hash` column to an events table of an earlier version of Fidelis, and
+/// fills it for every stream (in the transaction of `setup`).
+async fn add_stream_hash(
+    connection: &mut SqliteConnection,
+) -> std::result::Result<(), sqlx::Error> {
+    tracing::info!("adding column `stream_hash` to `{EVENTS_TABLE}`");
+    sqlx::query(&format!(
+        "ALTER TABLE {EVENTS_TABLE} ADD COLUMN stream_hash BIGINT NOT NULL DEFAULT 0"
+    ))
+    .execute(&mut *connection)
+    .await?;
+    let streams: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT DISTINCT stream FROM {EVENTS_TABLE}"))
+            .fetch_all(&mut *connection)
+            .await?;
+    for stream in streams {
+        sqlx::query(&format!(
+            "UPDATE {EVENTS_TABLE} SET stream_hash = ? WHERE stream = ?"
+        ))
+        .bind(stream_hash(&stream))
+        .bind(&stream)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn existing_columns(
@@ -375,14 +413,14 @@ impl Storage for SqliteStorage {
         let connection = &mut *transaction.transaction;
         let fail = |error| db_error(&self.url, "setting up tables", error);
         let mut problems = Vec::new();
-        let events = existing_columns(connection, EVENTS_TABLE)
+        let mut events = existing_columns(connection, EVENTS_TABLE)
             .await
             .map_err(fail)?;
         if events.is_empty() {
             let statements = [
                 "CREATE TABLE IF NOT EXISTS fidelis_events (\
                    global_position INTEGER PRIMARY KEY, \
-                   id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
+                   id TEXT NOT NULL, stream TEXT NOT NULL, stream_hash BIGINT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
                    type_name TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, time TEXT NOT NULL, \
                    UNIQUE (stream, version))",
                 "CREATE INDEX IF NOT EXISTS fidelis_events_category ON fidelis_events (category, global_position)",
@@ -394,7 +432,13 @@ impl Storage for SqliteStorage {
                     .map_err(fail)?;
             }
         } else {
-            sql::events_drift(&events, &mut problems);
+            if !events.iter().any(|column| column.name == "stream_hash") {
+                add_stream_hash(connection).await.map_err(fail)?;
+                events = existing_columns(connection, EVENTS_TABLE)
+                    .await
+                    .map_err(fail)?;
+            }
+            sql::events_drift(DIALECT, &events, &mut problems);
         }
         for table in tables {
             let existing = existing_columns(connection, table.name)
@@ -432,7 +476,7 @@ impl Storage for SqliteStorage {
 
     async fn read_stream(&self, stream: &str, from_version: i64) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE stream = ? AND version >= ? ORDER BY version"
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE stream = ? AND version >= ? ORDER BY version"
         ))
         .bind(stream)
         .bind(from_version)
@@ -445,15 +489,15 @@ impl Storage for SqliteStorage {
     async fn read_category(
         &self,
         category: &str,
-        from_position: i64,
+        after: Cursor,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE category = ? AND global_position >= ? \
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE category = ? AND global_position >= ? \
              ORDER BY global_position LIMIT ?"
         ))
         .bind(category)
-        .bind(from_position)
+        .bind(sql::first_position_after(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
@@ -461,16 +505,60 @@ impl Storage for SqliteStorage {
         rows.iter().map(decode_event).collect()
     }
 
-    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE global_position >= ? ORDER BY global_position LIMIT ?"
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE global_position >= ? ORDER BY global_position LIMIT ?"
         ))
-        .bind(from_position)
+        .bind(sql::first_position_after(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(|error| self.error("reading all events", error))?;
         rows.iter().map(decode_event).collect()
+    }
+
+    async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>> {
+        if read.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; read.categories.len()].join(", ");
+        let partition = match &read.partition {
+            Some(partition) => {
+                partition.check()?;
+                format!(" AND {}", sql::partition_condition(partition))
+            }
+            None => String::new(),
+        };
+        let statement = format!(
+            "SELECT {COLUMNS} FROM {EVENTS_TABLE} WHERE category IN ({placeholders}) AND global_position >= ?{partition} \
+             ORDER BY global_position LIMIT ?"
+        );
+        let query = read
+            .categories
+            .iter()
+            .fold(sqlx::query(&statement), |query, category| {
+                query.bind(*category)
+            });
+        let rows = query
+            .bind(sql::first_position_after(read.after))
+            .bind(i64::try_from(read.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| self.error("reading categories", error))?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn head(&self) -> Result<Cursor> {
+        let position = sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COALESCE(MAX(global_position), 0) FROM {EVENTS_TABLE}"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| self.error("reading the last global position", error))?;
+        Ok(Cursor {
+            commit: position,
+            position,
+        })
     }
 
     async fn stream_version(&self, stream: &str) -> Result<i64> {
@@ -590,37 +678,45 @@ impl Transaction for SqliteTransaction {
             .await
             .map_err(|error| self.error("reading the last global position", error))?,
         };
-        let category = category_of(stream).to_owned();
+        let category = category_of(stream);
+        let hash = stream_hash(stream);
         let mut version = current;
         for event in &mut events {
             position += 1;
             version += 1;
             event.metadata.global_position = position;
+            event.metadata.commit = position;
             event.metadata.version = version;
             event.metadata.stream = stream.to_owned();
-            let result = sqlx::query(&format!(
-                "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, category, version, type_name, data, metadata, time) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(position)
-            .bind(event.metadata.id.as_str())
-            .bind(stream)
-            .bind(&category)
-            .bind(version)
-            .bind(&event.metadata.type_name)
-            .bind(event.data.to_string())
-            .bind(sql::event_metadata(&event.metadata).to_string())
-            .bind(sql::sqlite_time(&event.metadata.time))
-            .execute(&mut *self.transaction)
-            .await;
-            match result {
+        }
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let statement = format!(
+                "INSERT INTO {EVENTS_TABLE} (global_position, id, stream, stream_hash, category, version, type_name, data, metadata, time) \
+                 VALUES {rows}"
+            );
+            let query = chunk.iter().fold(sqlx::query(&statement), |query, event| {
+                query
+                    .bind(event.metadata.global_position)
+                    .bind(event.metadata.id.as_str())
+                    .bind(stream)
+                    .bind(hash)
+                    .bind(category)
+                    .bind(event.metadata.version)
+                    .bind(&event.metadata.type_name)
+                    .bind(event.data.to_string())
+                    .bind(sql::event_metadata(&event.metadata).to_string())
+                    .bind(sql::sqlite_time(&event.metadata.time))
+            });
+            match query.execute(&mut *self.transaction).await {
                 Ok(_) => {}
                 // The unique (stream, version) constraint: another writer got there first.
                 Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                    let first = chunk.first().map_or(current + 1, |e| e.metadata.version);
                     return Err(Error::VersionConflict {
                         stream: stream.to_owned(),
-                        expected: version - 1,
-                        actual: version,
+                        expected: first - 1,
+                        actual: first,
                     });
                 }
                 Err(error) => {
