@@ -6,12 +6,20 @@
 //! events and rows in one [`Transaction`].
 
 pub mod memory;
-#[cfg(feature = "postgres")]
-pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+
+/// The PostgreSQL adapter (one SQL store over PostgreSQL's dialect, in `store/sql/`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use super::sql::postgres::PostgresStorage;
+}
+
+/// The SQLite adapter (one SQL store over SQLite's dialect, in `store/sql/`).
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub mod sqlite {
+    pub use super::sql::sqlite::SqliteStorage;
+}
 
 use std::any::Any;
 use std::sync::Arc;
