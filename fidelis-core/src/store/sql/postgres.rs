@@ -5,7 +5,6 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::postgres::{
@@ -19,7 +18,7 @@ use crate::config::{PoolOptions, redact};
 use crate::error::{Error, Result};
 use crate::event::{RecordedEvent, category_of};
 use crate::field::FieldKind;
-use crate::store::sql::store::{db_error, sql_storage};
+use crate::store::sql::store::{db_error, dialect, sql_storage};
 use crate::store::sql::{
     self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Failure, On, SqlStore, SqlValue,
     Statement, Syntax,
@@ -145,18 +144,7 @@ pub(crate) struct PostgresDialect;
 /// A transaction; dropping it rolls back (sqlx issues the `ROLLBACK`).
 type PgTransaction = sqlx::Transaction<'static, Postgres>;
 
-/// Runs a query on the pool or in the transaction.
-macro_rules! run {
-    ($on:expr, $query:expr, $method:ident) => {
-        match $on {
-            On::Pool(pool) => $query.$method(pool).await,
-            On::Tx(transaction) => $query.$method(&mut **transaction).await,
-        }
-    };
-}
-
-#[async_trait]
-impl Dialect for PostgresDialect {
+dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **transaction, {
     type Db = Postgres;
     type Tx = PgTransaction;
     const SYNTAX: Syntax = Syntax::Postgres;
@@ -195,49 +183,6 @@ impl Dialect for PostgresDialect {
 
     async fn commit(transaction: PgTransaction) -> std::result::Result<(), sqlx::Error> {
         transaction.commit().await
-    }
-
-    async fn events(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<Vec<RecordedEvent>, Failure> {
-        let rows = run!(on, prepare(&statement), fetch_all)?;
-        rows.iter()
-            .map(decode_event)
-            .collect::<Result<_>>()
-            .map_err(Failure::Data)
-    }
-
-    async fn documents(
-        on: On<'_, Self>,
-        table: &TableSchema,
-        statement: Statement,
-    ) -> std::result::Result<Vec<JsonRow>, Failure> {
-        let rows = run!(on, prepare(&statement), fetch_all)?;
-        rows.iter()
-            .map(|row| decode_document(table, row))
-            .collect::<Result<_>>()
-            .map_err(Failure::Data)
-    }
-
-    async fn integers(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<Option<Vec<Option<i64>>>, sqlx::Error> {
-        let row = run!(on, prepare(&statement), fetch_optional)?;
-        row.map(|row| {
-            (0..row.len())
-                .map(|index| row.try_get::<Option<i64>, _>(index))
-                .collect()
-        })
-        .transpose()
-    }
-
-    async fn execute(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<u64, sqlx::Error> {
-        Ok(run!(on, prepare(&statement), execute)?.rows_affected())
     }
 
     async fn existing_columns(
@@ -398,7 +343,7 @@ impl Dialect for PostgresDialect {
             }
         }
     }
-}
+});
 
 /// Errors PostgreSQL reports while a connection starts that a retry may cure:
 /// `too_many_connections` (53300) and `cannot_connect_now` (57P03, starting up).

@@ -4,7 +4,6 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::query::Query;
@@ -19,7 +18,7 @@ use crate::config::{PoolOptions, redact};
 use crate::error::{Error, Result};
 use crate::event::{RecordedEvent, category_of};
 use crate::field::FieldKind;
-use crate::store::sql::store::{db_error, sql_storage};
+use crate::store::sql::store::{db_error, dialect, sql_storage};
 use crate::store::sql::{
     self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Failure, On, SqlStore, SqlValue,
     Statement, Syntax,
@@ -160,18 +159,7 @@ pub(crate) struct SqliteTransaction {
     last_position: Option<i64>,
 }
 
-/// Runs a query on the pool or in the transaction.
-macro_rules! run {
-    ($on:expr, $query:expr, $method:ident) => {
-        match $on {
-            On::Pool(pool) => $query.$method(pool).await,
-            On::Tx(transaction) => $query.$method(&mut *transaction.transaction).await,
-        }
-    };
-}
-
-#[async_trait]
-impl Dialect for SqliteDialect {
+dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *transaction.transaction, {
     type Db = Sqlite;
     type Tx = SqliteTransaction;
     const SYNTAX: Syntax = Syntax::Sqlite;
@@ -221,49 +209,6 @@ impl Dialect for SqliteDialect {
             ..
         } = transaction;
         transaction.commit().await
-    }
-
-    async fn events(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<Vec<RecordedEvent>, Failure> {
-        let rows = run!(on, prepare(&statement), fetch_all)?;
-        rows.iter()
-            .map(decode_event)
-            .collect::<Result<_>>()
-            .map_err(Failure::Data)
-    }
-
-    async fn documents(
-        on: On<'_, Self>,
-        table: &TableSchema,
-        statement: Statement,
-    ) -> std::result::Result<Vec<JsonRow>, Failure> {
-        let rows = run!(on, prepare(&statement), fetch_all)?;
-        rows.iter()
-            .map(|row| decode_document(table, row))
-            .collect::<Result<_>>()
-            .map_err(Failure::Data)
-    }
-
-    async fn integers(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<Option<Vec<Option<i64>>>, sqlx::Error> {
-        let row = run!(on, prepare(&statement), fetch_optional)?;
-        row.map(|row| {
-            (0..row.len())
-                .map(|index| row.try_get::<Option<i64>, _>(index))
-                .collect()
-        })
-        .transpose()
-    }
-
-    async fn execute(
-        on: On<'_, Self>,
-        statement: Statement,
-    ) -> std::result::Result<u64, sqlx::Error> {
-        Ok(run!(on, prepare(&statement), execute)?.rows_affected())
     }
 
     async fn existing_columns(
@@ -353,7 +298,7 @@ impl Dialect for SqliteDialect {
         let first = statement.param(SqlValue::Int(sql::first_position_after(after)));
         format!("global_position >= {first}")
     }
-}
+});
 
 fn bind<'q>(
     query: Query<'q, Sqlite, SqliteArguments<'q>>,

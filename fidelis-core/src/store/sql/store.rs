@@ -697,3 +697,77 @@ macro_rules! sql_storage {
     };
 }
 pub(crate) use sql_storage;
+
+/// Implements [`Dialect`] for `$dialect` with the items given, plus the statement runners
+/// (`events`, `documents`, `integers`, `execute`), which read the same for every database:
+/// `$decode_event` and `$decode_document` decode rows, and `$tx => $executor` reaches the
+/// connection of a transaction. (One macro for the whole impl: `#[async_trait]` must see the
+/// runners' `async fn`s expanded.)
+macro_rules! dialect {
+    ($dialect:ty, $decode_event:path, $decode_document:path, $tx:ident => $executor:expr, { $($items:tt)* }) => {
+        #[async_trait::async_trait]
+        impl Dialect for $dialect {
+        $($items)*
+        async fn events(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<Vec<RecordedEvent>, Failure> {
+            let query = prepare(&statement);
+            let rows = match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx($tx) => query.fetch_all($executor).await,
+            }?;
+            rows.iter()
+                .map($decode_event)
+                .collect::<Result<_>>()
+                .map_err(Failure::Data)
+        }
+
+        async fn documents(
+            on: On<'_, Self>,
+            table: &TableSchema,
+            statement: Statement,
+        ) -> std::result::Result<Vec<JsonRow>, Failure> {
+            let query = prepare(&statement);
+            let rows = match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx($tx) => query.fetch_all($executor).await,
+            }?;
+            rows.iter()
+                .map(|row| $decode_document(table, row))
+                .collect::<Result<_>>()
+                .map_err(Failure::Data)
+        }
+
+        async fn integers(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<Option<Vec<Option<i64>>>, sqlx::Error> {
+            let query = prepare(&statement);
+            let row = match on {
+                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Tx($tx) => query.fetch_optional($executor).await,
+            }?;
+            row.map(|row| {
+                (0..row.len())
+                    .map(|index| row.try_get::<Option<i64>, _>(index))
+                    .collect()
+            })
+            .transpose()
+        }
+
+        async fn execute(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<u64, sqlx::Error> {
+            let query = prepare(&statement);
+            let done = match on {
+                On::Pool(pool) => query.execute(pool).await,
+                On::Tx($tx) => query.execute($executor).await,
+            }?;
+            Ok(done.rows_affected())
+        }
+        }
+    };
+}
+pub(crate) use dialect;
