@@ -148,6 +148,7 @@ pub(crate) async fn prepare(
                     stream: change.stream.clone(),
                     version: change.expected_version + 1 + offset as i64,
                     global_position: 0,
+                    commit: 0,
                     time,
                     correlation_id: correlation_id.clone(),
                     causation_id: causation_id.clone(),

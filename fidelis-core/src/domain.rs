@@ -22,7 +22,7 @@ use crate::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
 use crate::repository::DomainRepository;
 use crate::retry::RetryPolicy;
-use crate::store::{Storage, TableSchema};
+use crate::store::{Cursor, Storage, TableSchema};
 use crate::unit_of_work;
 
 /// A bounded context: its elements, storage and configuration. Cheap to clone, `Send + Sync`
@@ -400,27 +400,30 @@ impl EventStore<'_> {
         self.domain.storage().read_stream(stream, 0).await
     }
 
-    /// Every event of a category (`fidelis::account`) from a global position on, in order.
-    pub async fn read_category(
-        &self,
-        category: &str,
-        from_position: i64,
-    ) -> Result<Vec<RecordedEvent>> {
+    /// Every event of a category (`fidelis::account`) after a cursor, in global order
+    /// ([`Cursor::START`]: from the first). Every event committed before the call is read
+    /// (see [`Storage::settle`](crate::store::Storage::settle)); go on from the last one's
+    /// [`cursor`](crate::EventMetadata::cursor) to read only newer ones.
+    pub async fn read_category(&self, category: &str, after: Cursor) -> Result<Vec<RecordedEvent>> {
         if !crate::repository::storable(category) {
             return Ok(Vec::new());
         }
         let storage = self.domain.storage();
+        storage.settle().await?;
         read_batches(
-            |from| storage.read_category(category, from, READ_BATCH),
-            from_position,
+            |after| storage.read_category(category, after, READ_BATCH),
+            after,
         )
         .await
     }
 
-    /// Every event from a global position on, in order.
-    pub async fn read_all(&self, from_position: i64) -> Result<Vec<RecordedEvent>> {
+    /// Every event after a cursor, in global order ([`Cursor::START`]: from the first). Every
+    /// event committed before the call is read (see
+    /// [`Storage::settle`](crate::store::Storage::settle)).
+    pub async fn read_all(&self, after: Cursor) -> Result<Vec<RecordedEvent>> {
         let storage = self.domain.storage();
-        read_batches(|from| storage.read_all(from, READ_BATCH), from_position).await
+        storage.settle().await?;
+        read_batches(|after| storage.read_all(after, READ_BATCH), after).await
     }
 
     /// The version of a stream's last event, `-1` when it has none.
@@ -447,16 +450,16 @@ impl EventStore<'_> {
     }
 }
 
-async fn read_batches<F, Fut>(mut read: F, mut from: i64) -> Result<Vec<RecordedEvent>>
+async fn read_batches<F, Fut>(mut read: F, mut after: Cursor) -> Result<Vec<RecordedEvent>>
 where
-    F: FnMut(i64) -> Fut,
+    F: FnMut(Cursor) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RecordedEvent>>>,
 {
     let mut all = Vec::new();
     loop {
-        let batch = read(from).await?;
+        let batch = read(after).await?;
         let Some(last) = batch.last() else { break };
-        from = last.metadata.global_position + 1;
+        after = last.metadata.cursor();
         let full = batch.len() == READ_BATCH;
         all.extend(batch);
         if !full {

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::element::DomainEvent;
 use crate::error::{Error, Result};
 use crate::identifier::Identifier;
+use crate::store::Cursor;
 
 /// Where and when an event was recorded, and what caused it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,8 +26,14 @@ pub struct EventMetadata {
     pub stream: String,
     /// Position in the stream, from 0.
     pub version: i64,
-    /// Position among all events of the store, from 1 (0 until the store assigns it).
+    /// Position among all events of the store, from 1 (0 until the store assigns it). Positions
+    /// increase within a stream; the global order is that of [`cursor`](Self::cursor).
     pub global_position: i64,
+    /// The place of the transaction that recorded the event in the store's commit order (0
+    /// until the store assigns it): the global position on stores with one writer (memory,
+    /// SQLite), the transaction id on PostgreSQL.
+    #[serde(default)]
+    pub commit: i64,
     /// When the event was raised.
     pub time: DateTime<Utc>,
     /// The id shared by every message that one request caused.
@@ -39,6 +46,14 @@ impl EventMetadata {
     /// The stream's category: the part of the stream name before the first `-`.
     pub fn category(&self) -> &str {
         category_of(&self.stream)
+    }
+
+    /// The event's place in the store's global order: read after it to go on from it.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            commit: self.commit,
+            position: self.global_position,
+        }
     }
 }
 

@@ -62,6 +62,7 @@ pub use crate::identifier::Identifier;
 pub use crate::registry::Registry;
 pub use crate::repository::{DomainRepository, Query, Repository};
 pub use crate::retry::RetryPolicy;
+pub use crate::store::Cursor;
 
 /// The examples of the macros' reference pages (`fidelis-macros/docs/*.md`, shown on the
 /// macros above), compiled and run as doctests here: a proc-macro crate's doctests cannot
@@ -104,7 +105,7 @@ pub mod prelude {
 
     pub use crate::query::TextHandle;
     pub use crate::{
-        Aggregate, Command, Context, Domain, DomainError, DomainEvent, Error, Event,
+        Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,
         RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
         event_handler, field, handle, invariant, on, projection, projector, value_object,

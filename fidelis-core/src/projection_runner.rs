@@ -165,6 +165,7 @@ mod tests {
                     stream: stream.clone(),
                     version: version as i64,
                     global_position: version as i64 + 1,
+                    commit: version as i64 + 1,
                     time: Utc::now(),
                     correlation_id: Identifier::generate(),
                     causation_id: None,

@@ -1,17 +1,25 @@
 //! Storage ports: what an adapter (memory, SQLite, PostgreSQL) implements.
 //!
 //! One [`Storage`] holds both the event store (append with expected version, read a stream,
-//! a category, or everything from a global position) and the document store (rows of
-//! projections and state-stored aggregates), because a unit of work must commit events and
-//! rows in one [`Transaction`].
+//! a category, or everything after a [`Cursor`] in the global order) and the document store
+//! (rows of projections and state-stored aggregates), because a unit of work must commit
+//! events and rows in one [`Transaction`].
 
 pub mod memory;
-#[cfg(feature = "postgres")]
-pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+
+/// The PostgreSQL adapter (one SQL store over PostgreSQL's dialect, in `store/sql/`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use super::sql::postgres::PostgresStorage;
+}
+
+/// The SQLite adapter (one SQL store over SQLite's dialect, in `store/sql/`).
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub mod sqlite {
+    pub use super::sql::sqlite::SqliteStorage;
+}
 pub mod system;
 
 use std::any::Any;
@@ -123,6 +131,119 @@ pub(crate) fn already_taken(element: &str, field: &str) -> Error {
     }
 }
 
+/// A place in a store's global order of events, which is the order of `(commit, position)`.
+///
+/// Readers of the global order (subscriptions, projections catching up) keep the cursor of
+/// the last event they handled and read [`after`](Storage::read_all) it. Stores with one
+/// writer at a time (memory, SQLite) commit in position order, so there `commit ==
+/// position`. On PostgreSQL, writers commit concurrently: `commit` is the id of the writing
+/// transaction and `position` a sequence that may have gaps (rolled-back transactions), and
+/// reads return only events no running transaction can still precede, so a reader that
+/// passed a cursor never misses an event committed later.
+///
+/// ```
+/// use fidelis_core::store::Cursor;
+/// let first = Cursor { commit: 1, position: 1 };
+/// assert!(Cursor::START < first);
+/// assert!(first < Cursor { commit: 1, position: 2 });
+/// assert!(Cursor { commit: 1, position: 9 } < Cursor { commit: 2, position: 3 });
+/// ```
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Cursor {
+    /// The committing transaction's place in the store's commit order.
+    pub commit: i64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Before every event: reading after it reads from the beginning.
+    pub const START: Cursor = Cursor {
+        commit: 0,
+        position: 0,
+    };
+}
+
+/// A slice of the streams of a store, for readers that share the global order between
+/// `count` workers: each stream belongs to exactly one partition (by [`stream_hash`]), so
+/// each worker sees every event of its streams, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Partition {
+    /// This partition, from 0 to `count - 1`.
+    pub index: u32,
+    /// How many partitions the streams are split into (at least 1).
+    pub count: u32,
+}
+
+impl Partition {
+    /// Whether a stream belongs to this partition.
+    pub fn contains(&self, stream: &str) -> bool {
+        partition_of(stream_hash(stream), self.count) == i64::from(self.index)
+    }
+
+    /// A usage error unless `index < count`.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.index < self.count {
+            Ok(())
+        } else {
+            Err(Error::usage(format!(
+                "partition {} of {} does not exist: a partition's index runs from 0 to count - 1",
+                self.index, self.count
+            )))
+        }
+    }
+}
+
+/// The partition of a stream hash among `count`: the non-negative remainder, which every
+/// adapter computes the same way (`((hash % count) + count) % count` in SQL).
+pub(crate) fn partition_of(hash: i64, count: u32) -> i64 {
+    hash.rem_euclid(i64::from(count.max(1)))
+}
+
+/// The stable hash of a stream name that [`Partition`]s split streams by: FNV-1a 64 of the
+/// name's UTF-8 bytes, as a signed 64-bit integer (the bits unchanged). Stores keep it beside
+/// each event, so it must never change.
+///
+/// ```
+/// use fidelis_core::store::stream_hash;
+/// assert_eq!(stream_hash(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+/// assert_eq!(stream_hash("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+/// ```
+pub fn stream_hash(stream: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = stream.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// A read of the global order restricted to some categories and, optionally, one partition
+/// of their streams ([`Storage::read_categories`]).
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalRead<'a> {
+    /// The categories to read (`fidelis::account`); none reads nothing.
+    pub categories: &'a [&'a str],
+    /// Events strictly after this cursor.
+    pub after: Cursor,
+    /// At most this many events.
+    pub limit: usize,
+    /// Only the streams of this partition, when given.
+    pub partition: Option<Partition>,
+}
+
 /// What the store must hold for an append to succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedVersion {
@@ -165,16 +286,40 @@ pub trait Storage: Send + Sync + 'static {
         Ok(events.len())
     }
 
-    /// Up to `limit` events of a category with global position ≥ `from_position`, in order.
+    /// Up to `limit` events of a category strictly after `after`, in global order (see
+    /// [`read_all`](Self::read_all)).
     async fn read_category(
         &self,
         category: &str,
-        from_position: i64,
+        after: Cursor,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>>;
 
-    /// Up to `limit` events with global position ≥ `from_position`, in order.
-    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>>;
+    /// Up to `limit` events strictly after `after`, in global order.
+    ///
+    /// Only events no running transaction can still precede are returned, so a reader that
+    /// goes on from the last event's cursor never skips one. Where writers commit
+    /// concurrently (PostgreSQL), an event committed while an older transaction still runs
+    /// is returned once that one ends; [`settle`](Self::settle) waits for that.
+    async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// Up to `limit` events of some categories (of one partition of their streams, if
+    /// given) strictly after a cursor, in global order, with the guarantee of
+    /// [`read_all`](Self::read_all).
+    async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>>;
+
+    /// The cursor of the last event a reader of the global order may read now
+    /// ([`Cursor::START`] when there is none).
+    async fn head(&self) -> Result<Cursor>;
+
+    /// Waits until every event committed before the call can be read in global order. Where
+    /// writers commit concurrently (PostgreSQL), reads leave out events of transactions that
+    /// committed while an older one still runs; this waits for those older transactions (up
+    /// to a bound, then fails with a storage error naming what it waited for). Stores with
+    /// one writer at a time return at once (the default).
+    async fn settle(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// The version of a stream's last event, `-1` when it has none.
     async fn stream_version(&self, stream: &str) -> Result<i64>;

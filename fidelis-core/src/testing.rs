@@ -507,7 +507,11 @@ async fn correlated(
     domain: &Domain,
     correlation_id: &Identifier,
 ) -> Vec<Arc<dyn AnyRecordedEvent>> {
-    let recorded = match domain.event_store().read_all(0).await {
+    let recorded = match domain
+        .event_store()
+        .read_all(crate::store::Cursor::START)
+        .await
+    {
         Ok(recorded) => recorded,
         Err(error) => panic!("reading the scenario's events failed: {error}"),
     };

@@ -216,7 +216,7 @@ async fn a_create_handler_whose_event_sourced_aggregate_raised_nothing_is_refuse
     assert!(
         domain
             .event_store()
-            .read_all(0)
+            .read_all(fidelis_core::Cursor::START)
             .await
             .expect("read")
             .is_empty()
@@ -304,7 +304,7 @@ async fn a_command_naming_no_existing_aggregate_is_not_found() {
     assert!(
         domain
             .event_store()
-            .read_all(0)
+            .read_all(fidelis_core::Cursor::START)
             .await
             .expect("read")
             .is_empty(),

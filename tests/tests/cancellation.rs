@@ -388,7 +388,11 @@ async fn delivery_survives_a_dropped_future(backend: &Backend) {
 /// Everything a failed command must leave as it was.
 async fn snapshot(domain: &Domain) -> (Vec<RecordedEvent>, Vec<AccountSummary>, Vec<DepositLog>) {
     (
-        domain.event_store().read_all(1).await.unwrap(),
+        domain
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap(),
         domain
             .repository::<AccountSummary>()
             .query()

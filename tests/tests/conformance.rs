@@ -22,7 +22,9 @@ use fidelis_core::query::{CompareOp, Condition, Order, QuerySpec, QueryValue};
 use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::postgres::PostgresStorage;
 use fidelis_core::store::sqlite::SqliteStorage;
-use fidelis_core::store::{ExpectedVersion, JsonRow, Row, Storage, TableSchema, TypedRow};
+use fidelis_core::store::{
+    Cursor, ExpectedVersion, GlobalRead, JsonRow, Partition, Row, Storage, TableSchema, TypedRow,
+};
 use fidelis_core::{
     AnyEvent, Error, EventMetadata, FieldDef, FieldKind, Identifier, Payload, RecordedEvent,
 };
@@ -166,7 +168,8 @@ macro_rules! conformance_sql {
 conformance!(
     append_with_expected_version,
     read_stream_from_a_version,
-    positions_are_gapless_and_reads_batch,
+    global_order_and_cursor_paging,
+    read_categories_by_partition,
     documents_put_get_remove,
     document_expected_version,
     query_operators,
@@ -184,7 +187,8 @@ conformance!(
 conformance_sql!(
     drift_is_reported,
     bad_names_are_rejected,
-    corrupt_event_rows_are_serialization_errors
+    corrupt_event_rows_are_serialization_errors,
+    events_table_of_the_previous_version_is_upgraded,
 );
 
 // ---- fixtures --------------------------------------------------------------------------
@@ -239,6 +243,7 @@ fn event(type_name: &str, data: Value) -> RecordedEvent {
             stream: String::new(),
             version: 0,
             global_position: 0,
+            commit: 0,
             time: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             correlation_id: Identifier::new("correlation-1"),
             causation_id: Some(Identifier::new("cause-1")),
@@ -862,10 +867,15 @@ mod suite {
         );
     }
 
-    pub async fn positions_are_gapless_and_reads_batch(h: &Harness) {
-        let storage = h.storage.as_ref();
+    /// The positions of events.
+    fn positions(events: &[RecordedEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.metadata.global_position).collect()
+    }
+
+    /// Interleaved streams of two categories (a stream id with a dash stays in its category)
+    /// and a rolled-back append; returns every event in global order.
+    async fn interleaved(storage: &dyn Storage) -> Vec<RecordedEvent> {
         storage.setup(&[]).await.unwrap();
-        // Interleaved streams of two categories; a stream id with a dash stays in its category.
         let streams = [
             "acme::account-1",
             "acme::ledger-1",
@@ -878,7 +888,6 @@ mod suite {
                 .await
                 .unwrap();
         }
-        // A rolled-back append must not leave a gap.
         {
             let mut transaction = storage.begin().await.unwrap();
             transaction
@@ -889,72 +898,208 @@ mod suite {
         append(storage, "acme::ledger-2", ExpectedVersion::Exact(-1), 1)
             .await
             .unwrap();
+        storage.settle().await.unwrap();
+        storage.read_all(Cursor::START, 1_000).await.unwrap()
+    }
 
-        let all = storage.read_all(1, 1_000).await.unwrap();
-        assert_eq!(
-            all.iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
-            (1..=9).collect::<Vec<_>>()
+    pub async fn global_order_and_cursor_paging(h: &Harness) {
+        let storage = h.storage.as_ref();
+        let all = interleaved(storage).await;
+        assert_eq!(all.len(), 9);
+        let cursors: Vec<Cursor> = all.iter().map(|e| e.metadata.cursor()).collect();
+        assert!(
+            cursors.windows(2).all(|pair| pair[0] < pair[1]),
+            "cursors increase: {cursors:?}"
         );
+        if matches!(h.raw, Raw::Postgres(_)) {
+            // A sequence: the rolled-back append left a gap, and positions still increase
+            // within a transaction.
+            assert!(positions(&all).windows(2).all(|p| p[0] < p[1]));
+        } else {
+            // One writer: positions are gapless, and they are the commit order.
+            assert_eq!(positions(&all), (1..=9).collect::<Vec<_>>());
+            assert!(
+                all.iter()
+                    .all(|e| e.metadata.commit == e.metadata.global_position)
+            );
+        }
+        if matches!(h.raw, Raw::Postgres(_)) {
+            // One transaction's events share its commit, in the order appended.
+            assert_eq!(all[0].metadata.commit, all[1].metadata.commit);
+        }
+        assert!(all[1].metadata.commit < all[2].metadata.commit);
+        assert_eq!(storage.head().await.unwrap(), cursors[8]);
 
         let mut batched = Vec::new();
-        let mut from = 1;
+        let mut after = Cursor::START;
         loop {
-            let batch = storage.read_all(from, 2).await.unwrap();
+            let batch = storage.read_all(after, 2).await.unwrap();
             assert!(batch.len() <= 2);
             let Some(last) = batch.last() else { break };
-            from = last.metadata.global_position + 1;
+            after = last.metadata.cursor();
             batched.extend(batch);
         }
         assert_eq!(batched, all);
-        assert_eq!(storage.read_all(4, 3).await.unwrap(), all[3..6].to_vec());
-        assert!(storage.read_all(10, 5).await.unwrap().is_empty());
+        // Strictly after the cursor.
+        assert_eq!(
+            storage.read_all(cursors[2], 3).await.unwrap(),
+            all[3..6].to_vec()
+        );
+        assert!(storage.read_all(cursors[8], 5).await.unwrap().is_empty());
 
         let accounts = storage
-            .read_category("acme::account", 0, 1_000)
+            .read_category("acme::account", Cursor::START, 1_000)
             .await
             .unwrap();
-        assert_eq!(
-            accounts
-                .iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
-            [1, 2, 5, 6, 7, 8]
-        );
+        let expected: Vec<RecordedEvent> =
+            [0, 1, 4, 5, 6, 7].iter().map(|&i| all[i].clone()).collect();
+        assert_eq!(accounts, expected);
         assert!(
             accounts
                 .iter()
                 .all(|e| e.metadata.category() == "acme::account")
         );
-        let page = storage.read_category("acme::account", 2, 3).await.unwrap();
+        let page = storage
+            .read_category("acme::account", cursors[0], 3)
+            .await
+            .unwrap();
+        assert_eq!(page, expected[1..4].to_vec());
+        let page = storage
+            .read_category("acme::account", cursors[5], 3)
+            .await
+            .unwrap();
+        assert_eq!(page, expected[4..].to_vec());
+        let ledgers = storage
+            .read_category("acme::ledger", Cursor::START, 10)
+            .await
+            .unwrap();
         assert_eq!(
-            page.iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
-            [2, 5, 6]
-        );
-        let page = storage.read_category("acme::account", 7, 3).await.unwrap();
-        assert_eq!(
-            page.iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
-            [7, 8]
-        );
-        let ledgers = storage.read_category("acme::ledger", 1, 10).await.unwrap();
-        assert_eq!(
-            ledgers
-                .iter()
-                .map(|e| e.metadata.global_position)
-                .collect::<Vec<_>>(),
-            [3, 4, 9]
+            ledgers,
+            vec![all[2].clone(), all[3].clone(), all[8].clone()]
         );
         assert!(
             storage
-                .read_category("acme::nothing", 1, 10)
+                .read_category("acme::nothing", Cursor::START, 10)
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    pub async fn read_categories_by_partition(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        assert_eq!(storage.head().await.unwrap(), Cursor::START);
+        for i in 0..24 {
+            let category = ["acme::account", "acme::ledger", "acme::other"][i % 3];
+            append(
+                storage,
+                &format!("{category}-{i}"),
+                ExpectedVersion::Exact(-1),
+                2,
+            )
+            .await
+            .unwrap();
+        }
+        storage.settle().await.unwrap();
+        let all = storage.read_all(Cursor::START, 1_000).await.unwrap();
+        let wanted: Vec<RecordedEvent> = all
+            .iter()
+            .filter(|e| e.metadata.category() != "acme::other")
+            .cloned()
+            .collect();
+        let categories = ["acme::ledger", "acme::account"];
+        let read = |after, limit, partition| GlobalRead {
+            categories: &categories,
+            after,
+            limit,
+            partition,
+        };
+        assert_eq!(
+            storage
+                .read_categories(&read(Cursor::START, 1_000, None))
+                .await
+                .unwrap(),
+            wanted
+        );
+        // Paged by cursor.
+        let mut paged = Vec::new();
+        let mut after = Cursor::START;
+        loop {
+            let page = storage
+                .read_categories(&read(after, 5, None))
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.metadata.cursor();
+            paged.extend(page);
+        }
+        assert_eq!(paged, wanted);
+        // Three partitions: disjoint, each whole streams, together everything, each in order.
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let partition = Partition { index, count: 3 };
+            let part = storage
+                .read_categories(&read(Cursor::START, 1_000, Some(partition)))
+                .await
+                .unwrap();
+            assert!(!part.is_empty(), "24 streams fill each of 3 partitions");
+            assert!(part.iter().all(|e| partition.contains(&e.metadata.stream)));
+            assert!(part.iter().all(|e| {
+                fidelis_core::store::stream_hash(&e.metadata.stream).rem_euclid(3)
+                    == i64::from(index)
+            }));
+            let cursors: Vec<Cursor> = part.iter().map(|e| e.metadata.cursor()).collect();
+            assert!(cursors.windows(2).all(|pair| pair[0] < pair[1]));
+            union.extend(part);
+        }
+        union.sort_by_key(|e| e.metadata.cursor());
+        assert_eq!(
+            union, wanted,
+            "the partitions are disjoint and cover every event"
+        );
+        // One partition is everything.
+        assert_eq!(
+            storage
+                .read_categories(&read(
+                    Cursor::START,
+                    1_000,
+                    Some(Partition { index: 0, count: 1 })
+                ))
+                .await
+                .unwrap(),
+            wanted
+        );
+        assert!(
+            storage
+                .read_categories(&GlobalRead {
+                    categories: &[],
+                    after: Cursor::START,
+                    limit: 10,
+                    partition: None,
+                })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let error = storage
+            .read_categories(&read(
+                Cursor::START,
+                10,
+                Some(Partition { index: 3, count: 3 }),
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Usage { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("partition 3 of 3 does not exist"),
+            "{error}"
+        );
+        assert_eq!(
+            storage.head().await.unwrap(),
+            all.last().unwrap().metadata.cursor()
         );
     }
 
@@ -1505,7 +1650,8 @@ mod suite {
         }
         assert_eq!(storage.stream_version("acme::account-1").await.unwrap(), 0);
         assert_eq!(storage.stream_version("acme::account-2").await.unwrap(), -1);
-        assert_eq!(storage.read_all(1, 100).await.unwrap().len(), 1);
+        storage.settle().await.unwrap();
+        assert_eq!(storage.read_all(Cursor::START, 100).await.unwrap().len(), 1);
         assert!(
             storage
                 .get_json_row(TABLE.name, "new")
@@ -1524,7 +1670,13 @@ mod suite {
         let stored = append(storage, "acme::account-1", ExpectedVersion::Exact(0), 1)
             .await
             .unwrap();
-        assert_eq!((stored[0].version, stored[0].global_position), (1, 2));
+        assert_eq!(stored[0].version, 1);
+        if matches!(h.raw, Raw::Postgres(_)) {
+            // A sequence: the rolled-back positions are not reused.
+            assert!(stored[0].global_position > 1, "{stored:?}");
+        } else {
+            assert_eq!(stored[0].global_position, 2, "{stored:?}");
+        }
     }
 
     pub async fn commit_makes_writes_visible(h: &Harness) {
@@ -1592,7 +1744,8 @@ mod suite {
         .await;
         storage.setup(&[TABLE]).await.unwrap();
         storage.setup(&[TABLE]).await.unwrap();
-        assert_eq!(storage.read_all(1, 10).await.unwrap().len(), 1);
+        storage.settle().await.unwrap();
+        assert_eq!(storage.read_all(Cursor::START, 10).await.unwrap().len(), 1);
         assert!(
             storage
                 .get_json_row(TABLE.name, "r1")
@@ -1702,13 +1855,122 @@ mod suite {
         );
         // Nothing was touched.
         storage.setup(&[]).await.unwrap();
-        assert!(storage.read_all(1, 10).await.unwrap().is_empty());
+        assert!(
+            storage
+                .read_all(Cursor::START, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // A table that was never set up is a configuration error, not an SQL error.
         let error = storage
             .query("never_set_up", &QuerySpec::default())
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Configuration { .. }), "{error}");
+    }
+
+    /// An events table as the previous version made it (no `stream_hash`; on PostgreSQL no
+    /// `transaction_id` either, and positions without a default) is upgraded by `setup`: its
+    /// events keep their order, and new ones follow them.
+    pub async fn events_table_of_the_previous_version_is_upgraded(h: &Harness) {
+        let storage = h.storage.as_ref();
+        let postgres = matches!(h.raw, Raw::Postgres(_));
+        let (table, index) = if postgres {
+            (
+                "CREATE TABLE fidelis_events (global_position BIGINT PRIMARY KEY, \
+                 id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
+                 type_name TEXT NOT NULL, data JSON NOT NULL, metadata JSONB NOT NULL, time TIMESTAMPTZ NOT NULL, \
+                 UNIQUE (stream, version))",
+                "CREATE INDEX fidelis_events_category ON fidelis_events (category, global_position)",
+            )
+        } else {
+            (
+                "CREATE TABLE fidelis_events (global_position INTEGER PRIMARY KEY, \
+                 id TEXT NOT NULL, stream TEXT NOT NULL, category TEXT NOT NULL, version BIGINT NOT NULL, \
+                 type_name TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, time TEXT NOT NULL, \
+                 UNIQUE (stream, version))",
+                "CREATE INDEX fidelis_events_category ON fidelis_events (category, global_position)",
+            )
+        };
+        execute(h, table).await;
+        execute(h, index).await;
+        let time = if postgres {
+            "now()"
+        } else {
+            "'2026-01-01T00:00:00.000000000Z'"
+        };
+        for (position, stream, version) in [
+            (1, "acme::account-1", 0),
+            (2, "acme::ledger-1", 0),
+            (3, "acme::account-1", 1),
+        ] {
+            let category = stream.split('-').next().unwrap();
+            execute(
+                h,
+                &format!(
+                    "INSERT INTO fidelis_events (global_position, id, stream, category, version, type_name, data, metadata, time) \
+                     VALUES ({position}, 'old-{position}', '{stream}', '{category}', {version}, 'Test.Happened.v1', \
+                     '{{\"n\": {position}}}', '{{\"correlation_id\": \"c\"}}', {time})"
+                ),
+            )
+            .await;
+        }
+        storage
+            .setup(&[])
+            .await
+            .expect("setup upgrades the events table");
+        storage
+            .setup(&[])
+            .await
+            .expect("setup is idempotent after an upgrade");
+        let old = storage.read_all(Cursor::START, 10).await.unwrap();
+        assert_eq!(positions(&old), [1, 2, 3]);
+        let commits: Vec<i64> = old.iter().map(|e| e.metadata.commit).collect();
+        assert_eq!(commits, if postgres { [0, 0, 0] } else { [1, 2, 3] });
+        assert_eq!(old[2].data().unwrap(), json!({ "n": 3 }));
+
+        let new = append(storage, "acme::account-1", ExpectedVersion::Exact(1), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            positions_of(&new),
+            [4, 5],
+            "positions go on from the last one"
+        );
+        storage.settle().await.unwrap();
+        let all = storage.read_all(Cursor::START, 10).await.unwrap();
+        assert_eq!(positions(&all), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            storage
+                .read_all(old[2].metadata.cursor(), 10)
+                .await
+                .unwrap(),
+            all[3..].to_vec()
+        );
+        // The old streams' hashes were filled in: partitions still hold whole streams.
+        let categories = ["acme::account", "acme::ledger"];
+        let mut union = Vec::new();
+        for index in 0..2 {
+            let partition = Partition { index, count: 2 };
+            let part = storage
+                .read_categories(&GlobalRead {
+                    categories: &categories,
+                    after: Cursor::START,
+                    limit: 10,
+                    partition: Some(partition),
+                })
+                .await
+                .unwrap();
+            assert!(part.iter().all(|e| partition.contains(&e.metadata.stream)));
+            union.extend(part);
+        }
+        union.sort_by_key(|e| e.metadata.cursor());
+        assert_eq!(union, all);
+    }
+
+    fn positions_of(stored: &[EventMetadata]) -> Vec<i64> {
+        stored.iter().map(|e| e.global_position).collect()
     }
 
     pub async fn corrupt_event_rows_are_serialization_errors(h: &Harness) {
@@ -1728,14 +1990,24 @@ mod suite {
         } else {
             "now()"
         };
+        // On PostgreSQL, under the first event's commit, so it follows it in global order.
+        let (commit_column, commit) = if matches!(h.raw, Raw::Postgres(_)) {
+            (
+                "transaction_id, ",
+                "(SELECT MAX(transaction_id) FROM fidelis_events), ",
+            )
+        } else {
+            ("", "")
+        };
         execute(
             h,
             &format!(
-                "INSERT INTO fidelis_events (global_position, id, stream, category, version, type_name, data, metadata, time) \
-                 VALUES (2, 'e2', 'acme::account-1', 'acme::account', 1, 'Test.Happened.v1', {bad_data}, {bad_metadata}, {time})"
+                "INSERT INTO fidelis_events (global_position, {commit_column}id, stream, stream_hash, category, version, type_name, data, metadata, time) \
+                 VALUES (2, {commit}'e2', 'acme::account-1', 0, 'acme::account', 1, 'Test.Happened.v1', {bad_data}, {bad_metadata}, {time})"
             ),
         )
         .await;
+        storage.settle().await.unwrap();
         let error = storage.read_stream("acme::account-1", 0).await.unwrap_err();
         assert!(matches!(error, Error::Serialization { .. }), "{error:?}");
         let text = error.to_string();
@@ -1744,8 +2016,10 @@ mod suite {
             "{text}"
         );
         for result in [
-            storage.read_all(1, 10).await,
-            storage.read_category("acme::account", 1, 10).await,
+            storage.read_all(Cursor::START, 10).await,
+            storage
+                .read_category("acme::account", Cursor::START, 10)
+                .await,
         ] {
             let text = result.unwrap_err().to_string();
             assert!(
@@ -1754,7 +2028,7 @@ mod suite {
             );
         }
         // Reads before the corrupt row still work.
-        assert_eq!(storage.read_all(1, 1).await.unwrap().len(), 1);
+        assert_eq!(storage.read_all(Cursor::START, 1).await.unwrap().len(), 1);
         if let Raw::Sqlite(_) = h.raw {
             execute(h, "UPDATE fidelis_events SET data = '{}', time = 'yesterday' WHERE global_position = 2").await;
             let text = storage

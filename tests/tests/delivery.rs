@@ -242,7 +242,7 @@ fn builder() -> fidelis_core::DomainBuilder {
 async fn events_named(domain: &Domain, names: &[&str]) -> Vec<RecordedEvent> {
     domain
         .event_store()
-        .read_all(1)
+        .read_all(fidelis_core::Cursor::START)
         .await
         .expect("the events read back")
         .into_iter()

@@ -324,7 +324,7 @@ async fn a_stored_aggregate_round_trips_with_its_events() {
 
     let events = domain
         .event_store()
-        .read_category("crm::customer", 1)
+        .read_category("crm::customer", fidelis_core::Cursor::START)
         .await
         .unwrap();
     assert_eq!(events.len(), 1);
@@ -342,7 +342,15 @@ async fn a_stored_aggregate_round_trips_with_its_events() {
         error.as_validation().unwrap().messages_for("tier"),
         ["GOLD needs a credit of 1000"]
     );
-    assert_eq!(domain.event_store().read_all(1).await.unwrap().len(), 1);
+    assert_eq!(
+        domain
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -246,7 +246,7 @@ async fn enums_round_trip_through_events_commands_aggregates_and_value_objects(b
     assert_eq!(events.len(), 3);
     let changed = domain
         .event_store()
-        .read_all(0)
+        .read_all(fidelis_core::Cursor::START)
         .await
         .unwrap()
         .into_iter()

@@ -1,8 +1,9 @@
 //! The global order of events on PostgreSQL, as readers of `read_all` see it while writers
 //! commit concurrently: a reader never skips an event, i.e. every read in global order is a
-//! prefix of every later one (an event never appears later at a position below one a reader
-//! has already passed); concurrent writers on different streams all commit (their
-//! throughput is printed, not asserted); and units of work that write a state-stored and an
+//! prefix of every later one (an event never appears later at a cursor below one a reader
+//! has already passed), even when a transaction holding a lower position stays open while a
+//! later one commits; concurrent writers on different streams all commit (their throughput
+//! is printed, not asserted); and units of work that write a state-stored and an
 //! event-sourced aggregate in opposite orders all commit (none hangs).
 
 #![allow(missing_docs)]
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fidelis_core::chrono::Utc;
 use fidelis_core::prelude::*;
-use fidelis_core::store::{ExpectedVersion, Storage};
+use fidelis_core::store::{Cursor, ExpectedVersion, Storage};
 use fidelis_core::{EventMetadata, Payload, RecordedEvent};
 use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
@@ -45,6 +46,7 @@ fn event(label: &str) -> RecordedEvent {
             stream: String::new(),
             version: 0,
             global_position: 0,
+            commit: 0,
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
@@ -57,16 +59,16 @@ async fn domain(backend: &Backend) -> Domain {
     backend.build(Domain::builder("order")).await
 }
 
-/// The labels of `read_all(0)`, in global order; checks positions increase.
-async fn labels(storage: &dyn Storage) -> Vec<String> {
+/// The labels of the events after a cursor, in global order; checks cursors increase.
+async fn labels_after(storage: &dyn Storage, after: Cursor) -> Vec<String> {
     let events = storage
-        .read_all(0, usize::MAX)
+        .read_all(after, usize::MAX)
         .await
         .expect("read_all reads");
-    let positions: Vec<i64> = events.iter().map(|e| e.metadata.global_position).collect();
+    let cursors: Vec<Cursor> = events.iter().map(|e| e.metadata.cursor()).collect();
     assert!(
-        positions.windows(2).all(|pair| pair[0] < pair[1]),
-        "global positions increase: {positions:?}"
+        cursors.windows(2).all(|pair| pair[0] < pair[1]),
+        "cursors increase: {cursors:?}"
     );
     events
         .iter()
@@ -77,6 +79,88 @@ async fn labels(storage: &dyn Storage) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// The labels of every event readable now, in global order.
+async fn labels(storage: &dyn Storage) -> Vec<String> {
+    labels_after(storage, Cursor::START).await
+}
+
+/// The labels of every event committed so far, in global order.
+async fn settled_labels(storage: &dyn Storage) -> Vec<String> {
+    storage.settle().await.expect("settle waits");
+    labels(storage).await
+}
+
+async fn append_one(
+    transaction: &mut Box<dyn fidelis_core::store::Transaction>,
+    stream: &str,
+    label: &str,
+) -> EventMetadata {
+    let mut stored = transaction
+        .append(stream, ExpectedVersion::Any, vec![event(label)])
+        .await
+        .unwrap_or_else(|error| panic!("{label} appends: {error}"));
+    stored.remove(0)
+}
+
+/// The two ways a lower position can stay open while a later one commits.
+///
+/// 1. B (the older transaction) appends B0, A appends A1, B appends B2 and commits while A
+///    stays open: A1's position is below B2's. A reader that reached B2 by position would
+///    skip A1 for good; in global order A1 comes after B2 (A's commit is later), so a reader
+///    going on from B2's cursor reads it once A commits.
+/// 2. C (older) appends C0 and stays open; D appends D1 and commits: D1 must not be read
+///    before C0, which precedes it; once C commits, both are read, in order.
+async fn lower_position_open_while_a_later_one_commits(backend: &Backend) {
+    let domain = domain(backend).await;
+    let storage = domain.storage_unchecked().clone();
+
+    let mut b = storage.begin().await.expect("B begins");
+    let b0 = append_one(&mut b, "order::b-1", "B0").await;
+    let mut a = storage.begin().await.expect("A begins");
+    let a1 = append_one(&mut a, "order::a-1", "A1").await;
+    let b2 = append_one(&mut b, "order::b-2", "B2").await;
+    assert!(b0.commit < a1.commit, "B's transaction began first");
+    assert!(
+        a1.global_position < b2.global_position,
+        "A holds a position below B2's: {a1:?} {b2:?}"
+    );
+    b.commit().await.expect("B commits");
+    assert_eq!(settled_labels(storage.as_ref()).await, ["B0", "B2"]);
+    let passed = storage.head().await.expect("head reads");
+    assert_eq!(passed, b2.cursor(), "a reader may go up to B2");
+    a.commit().await.expect("A commits");
+    storage.settle().await.expect("settle waits");
+    assert_eq!(
+        labels_after(storage.as_ref(), passed).await,
+        ["A1"],
+        "a reader that passed B2 still reads A1"
+    );
+
+    let mut c = storage.begin().await.expect("C begins");
+    append_one(&mut c, "order::c-1", "C0").await;
+    let mut d = storage.begin().await.expect("D begins");
+    append_one(&mut d, "order::d-1", "D1").await;
+    d.commit().await.expect("D commits");
+    for _ in 0..5 {
+        assert_eq!(
+            labels_after(storage.as_ref(), passed).await,
+            ["A1"],
+            "D1 is not read while C, which began before D, is open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.commit().await.expect("C commits");
+    storage.settle().await.expect("settle waits");
+    assert_eq!(
+        labels_after(storage.as_ref(), passed).await,
+        ["A1", "C0", "D1"]
+    );
+    assert_eq!(
+        labels(storage.as_ref()).await,
+        ["B0", "B2", "A1", "C0", "D1"]
+    );
 }
 
 /// Whether a backend of this database waits for a lock (a writer blocked by another).
@@ -146,7 +230,7 @@ async fn open_lower_position_is_never_skipped(backend: &Backend) {
     commit_tx.send(()).expect("X waits for its commit");
     x.await.expect("X's task succeeds");
 
-    let last = labels(storage.as_ref()).await;
+    let last = settled_labels(storage.as_ref()).await;
     let mut sorted = last.clone();
     sorted.sort();
     assert_eq!(sorted, ["X1", "Y1", "Y2"], "every committed event is read");
@@ -198,7 +282,7 @@ async fn concurrent_writers_all_commit(backend: &Backend) {
         storage.kind(),
         total as f64 / elapsed.as_secs_f64()
     );
-    let read = labels(storage.as_ref()).await;
+    let read = settled_labels(storage.as_ref()).await;
     assert_eq!(read.len(), total, "every commit is read");
     for writer in 0..WRITERS {
         let stream = storage
@@ -342,6 +426,19 @@ async fn postgres_open_lower_position_is_never_skipped() {
     on_postgres(
         "global_order::postgres_open_lower_position_is_never_skipped",
         |backend| async move { open_lower_position_is_never_skipped(&backend).await },
+    )
+    .await;
+}
+
+#[cfg_attr(
+    not(fidelis_postgres),
+    ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lower_position_open_while_a_later_one_commits() {
+    on_postgres(
+        "global_order::postgres_lower_position_open_while_a_later_one_commits",
+        |backend| async move { lower_position_open_while_a_later_one_commits(&backend).await },
     )
     .await;
 }

@@ -88,6 +88,7 @@ fn stored_event(type_name: String, data: Value) -> RecordedEvent {
             stream: String::new(),
             version: 0,
             global_position: 0,
+            commit: 0,
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
@@ -146,7 +147,10 @@ fn stored_events_never_panic(backend: Backend, cases: u32) {
                         amount: 1,
                     })
                     .await;
-                let _ = domain.event_store().read_all(0).await;
+                let _ = domain
+                    .event_store()
+                    .read_all(fidelis_core::Cursor::START)
+                    .await;
                 domain
                     .process(Credit {
                         ledger_id: healthy.clone(),

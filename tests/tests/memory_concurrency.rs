@@ -63,6 +63,7 @@ fn events(n: usize) -> Vec<RecordedEvent> {
                 stream: String::new(),
                 version: 0,
                 global_position: 0,
+                commit: 0,
                 time: fidelis_core::chrono::Utc::now(),
                 correlation_id: Identifier::generate(),
                 causation_id: None,
@@ -90,7 +91,7 @@ async fn begin(storage: &MemoryStorage) -> Box<dyn Transaction> {
 /// `(stream, version, position)` of every stored event, in global order.
 async fn log(storage: &MemoryStorage) -> Vec<(String, i64, i64)> {
     storage
-        .read_all(1, usize::MAX)
+        .read_all(Cursor::START, usize::MAX)
         .await
         .expect("read_all")
         .into_iter()
@@ -204,7 +205,13 @@ async fn an_open_transaction_blocks_no_reader_and_no_other_writer() {
         .await
         .unwrap();
     let others = async {
-        assert!(storage.read_all(1, 10).await.unwrap().is_empty());
+        assert!(
+            storage
+                .read_all(Cursor::START, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(storage.stream_version("t::a-1").await.unwrap(), -1);
         assert!(
             storage
@@ -518,7 +525,15 @@ async fn a_projector_parked_in_its_transaction_blocks_no_other_command() {
         domain.process(deposit(&b, 5, "plain")).await.unwrap();
         let summary = domain.repository::<AccountSummary>().get(&b).await.unwrap();
         assert_eq!(summary.balance, Decimal::from(105));
-        assert_eq!(domain.event_store().read_all(1).await.unwrap().len(), 3);
+        assert_eq!(
+            domain
+                .event_store()
+                .read_all(Cursor::START)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
     })
     .await
     .expect("a parked unit of work blocked another");
@@ -568,7 +583,7 @@ async fn concurrent_commands_all_commit_with_gapless_positions() {
 
     let positions: Vec<i64> = domain
         .event_store()
-        .read_all(1)
+        .read_all(Cursor::START)
         .await
         .unwrap()
         .iter()

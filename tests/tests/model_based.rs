@@ -182,7 +182,12 @@ async fn sequence_matches_model(domain: &Domain, ops: Vec<Op>) -> Result<(), Tes
 async fn settle(fresh: &Domain) {
     let mut seen = usize::MAX;
     for _ in 0..250 {
-        let now = fresh.event_store().read_all(0).await.unwrap().len();
+        let now = fresh
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()
+            .len();
         if now == seen {
             return;
         }

@@ -365,7 +365,9 @@ fn extreme_floats_round_trip_bit_exact(runtime: &tokio::runtime::Runtime, backen
         .block_on(round_trip(&writer, &reader, &all))
         .unwrap();
     // Every event still reads, f64::MAX included (PostgreSQL's JSONB wrote it out in full).
-    let events = runtime.block_on(reader.event_store().read_all(0)).unwrap();
+    let events = runtime
+        .block_on(reader.event_store().read_all(fidelis_core::Cursor::START))
+        .unwrap();
     assert!(events.len() > EXTREMES.len());
 }
 

@@ -222,7 +222,7 @@ async fn a_stateful_handler_instance_is_registered_explicitly() {
     assert_eq!(
         domain
             .event_store()
-            .read_category("loans::loan", 1)
+            .read_category("loans::loan", fidelis_core::Cursor::START)
             .await
             .unwrap()
             .len(),
@@ -281,10 +281,30 @@ async fn two_domains_in_one_process_are_isolated() {
     );
 
     scenario::run(&ledger).await.unwrap();
-    assert_eq!(ledger.event_store().read_all(1).await.unwrap().len(), 2);
-    assert_eq!(loans.event_store().read_all(1).await.unwrap().len(), 1);
     assert_eq!(
-        loans.event_store().read_all(1).await.unwrap()[0]
+        ledger
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        loans
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        loans
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()[0]
             .metadata
             .type_name,
         "Loans.LoanGranted.v1"

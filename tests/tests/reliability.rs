@@ -34,7 +34,12 @@ fn messages(error: &Error, field: &str) -> Vec<String> {
 }
 
 async fn stored_events(domain: &Domain) -> usize {
-    domain.event_store().read_all(0).await.unwrap().len()
+    domain
+        .event_store()
+        .read_all(fidelis_core::Cursor::START)
+        .await
+        .unwrap()
+        .len()
 }
 
 // ---- NUL characters: one behaviour on every adapter ---------------------------------------

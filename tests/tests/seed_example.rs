@@ -70,9 +70,19 @@ async fn the_walkthrough_records_two_events_in_the_account_stream() {
     assert_ne!(meta[0].correlation_id, meta[1].correlation_id);
     assert!(meta.iter().all(|m| m.causation_id.is_some()));
 
-    let category = store.read_category("fidelis::account", 2).await.unwrap();
+    let category = store
+        .read_category("fidelis::account", meta[0].cursor())
+        .await
+        .unwrap();
     assert_eq!(category.len(), 1);
-    assert_eq!(store.read_all(1).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let summaries = domain
         .repository::<AccountSummary>()
         .query()

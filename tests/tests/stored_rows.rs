@@ -192,7 +192,12 @@ async fn cards(domain: &Domain) -> u64 {
 }
 
 async fn events(domain: &Domain) -> usize {
-    domain.event_store().read_all(1).await.unwrap().len()
+    domain
+        .event_store()
+        .read_all(fidelis_core::Cursor::START)
+        .await
+        .unwrap()
+        .len()
 }
 
 async fn taken_email_is_a_validation_error(backend: &Backend) {

@@ -169,7 +169,11 @@ struct Snapshot {
 
 async fn snapshot(domain: &Domain) -> Snapshot {
     Snapshot {
-        events: domain.event_store().read_all(1).await.unwrap(),
+        events: domain
+            .event_store()
+            .read_all(fidelis_core::Cursor::START)
+            .await
+            .unwrap(),
         summaries: domain
             .repository::<AccountSummary>()
             .query()

@@ -48,7 +48,8 @@ use crate::query::{QuerySpec, eval};
 use serde_json::{Map, Value};
 
 use crate::store::{
-    ExpectedVersion, JsonRow, Row, Storage, TableSchema, Transaction, TypedRow, already_taken,
+    Cursor, ExpectedVersion, GlobalRead, JsonRow, Row, Storage, TableSchema, Transaction, TypedRow,
+    already_taken,
 };
 
 #[derive(Default)]
@@ -256,16 +257,34 @@ impl State {
         self.events.push(event);
     }
 
-    fn after(&self, indices: &[usize], from_position: i64, limit: usize) -> Vec<RecordedEvent> {
-        // Positions are index + 1, so the first index at or after `from_position` is found by
-        // binary search over the (sorted) index list.
-        let first = usize::try_from(from_position.max(1) - 1).unwrap_or(0);
-        let start = indices.partition_point(|&index| index < first);
+    /// The indices (sorted) of the events strictly after `after`, at most `limit`, that
+    /// `keep` accepts.
+    fn after<'i>(
+        &'i self,
+        indices: &'i [usize],
+        after: Cursor,
+        limit: usize,
+        keep: impl Fn(&RecordedEvent) -> bool + 'i,
+    ) -> impl Iterator<Item = usize> + 'i {
+        // One writer: an event's cursor is (position, position) and position is index + 1, so
+        // cursors increase with the index and the first one after `after` is found by binary
+        // search over the (sorted) index list.
+        let start = indices.partition_point(|&index| cursor_at(index) <= after);
+        let events = &self.events;
         indices[start..]
             .iter()
+            .copied()
+            .filter(move |&index| keep(&events[index]))
             .take(limit)
-            .map(|&index| self.events[index].clone())
-            .collect()
+    }
+}
+
+/// The cursor of the event at `index` in [`State::events`].
+fn cursor_at(index: usize) -> Cursor {
+    let position = index as i64 + 1;
+    Cursor {
+        commit: position,
+        position,
     }
 }
 
@@ -356,28 +375,61 @@ impl Storage for MemoryStorage {
     async fn read_category(
         &self,
         category: &str,
-        from_position: i64,
+        after: Cursor,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let state = self.state.read().await;
+        let Some(indices) = state.categories.get(category) else {
+            return Ok(Vec::new());
+        };
         Ok(state
-            .categories
-            .get(category)
-            .map_or_else(Vec::new, |indices| {
-                state.after(indices, from_position, limit)
-            }))
+            .after(indices, after, limit, |_| true)
+            .map(|index| state.events[index].clone())
+            .collect())
     }
 
-    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>> {
         let state = self.state.read().await;
-        let first = usize::try_from(from_position.max(1) - 1).unwrap_or(0);
+        let first = state
+            .events
+            .partition_point(|event| event.metadata.cursor() <= after);
+        Ok(state.events[first..].iter().take(limit).cloned().collect())
+    }
+
+    async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>> {
+        if let Some(partition) = &read.partition {
+            partition.check()?;
+        }
+        let keep = |event: &RecordedEvent| {
+            read.partition
+                .is_none_or(|partition| partition.contains(&event.metadata.stream))
+        };
+        let state = self.state.read().await;
+        // The first `limit` of each category, merged: the first `limit` of all are among them.
+        let mut indices: Vec<usize> = Vec::new();
+        for category in read
+            .categories
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if let Some(of_category) = state.categories.get(*category) {
+                indices.extend(state.after(of_category, read.after, read.limit, keep));
+            }
+        }
+        indices.sort_unstable();
+        indices.truncate(read.limit);
+        Ok(indices
+            .into_iter()
+            .map(|index| state.events[index].clone())
+            .collect())
+    }
+
+    async fn head(&self) -> Result<Cursor> {
+        let state = self.state.read().await;
         Ok(state
             .events
-            .iter()
-            .skip(first)
-            .take(limit)
-            .cloned()
-            .collect())
+            .last()
+            .map_or(Cursor::START, |event| event.metadata.cursor()))
     }
 
     async fn stream_version(&self, stream: &str) -> Result<i64> {
@@ -697,6 +749,7 @@ impl Transaction for MemoryTransaction {
             position += 1;
             version += 1;
             event.metadata.global_position = position;
+            event.metadata.commit = position;
             event.metadata.version = version;
             if event.metadata.stream != stream {
                 event.metadata.stream = stream.to_owned();
@@ -813,6 +866,7 @@ impl Transaction for MemoryTransaction {
             .collect();
         for mut event in events {
             event.metadata.global_position = state.events.len() as i64 + 1;
+            event.metadata.commit = event.metadata.global_position;
             if let Some(shift) = shifts.get(event.metadata.stream.as_str()) {
                 event.metadata.version += shift;
             }

@@ -1,12 +1,17 @@
-//! What the SQL adapters share: identifier checks, column types, table DDL, schema drift,
-//! and the translation of a [`QuerySpec`] into one parameterized statement.
+//! One SQL store for SQLite and PostgreSQL: [`SqlStore`] (in `sql/store.rs`) implements the
+//! storage port once over a [`Dialect`]; `sql/sqlite.rs` and `sql/postgres.rs` hold only what
+//! differs (connecting, binding and decoding, the events table and appends, how a write
+//! transaction starts, the global order's read condition). This module holds what the
+//! statements share: identifier checks, column types, table DDL, schema drift, the per-table
+//! statements built once at `setup` ([`TableStatements`]), and the translation of a
+//! [`QuerySpec`] into one parameterized statement.
 //!
 //! Values never enter SQL text: every value becomes a bind parameter ([`SqlValue`]).
 //! Identifiers (table and column names) come from field definitions; they are checked
 //! against `[a-z_][a-z0-9_]*` and quoted, so a name can neither break nor inject SQL.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
@@ -16,18 +21,45 @@ use crate::field::{FieldDef, FieldKind};
 use crate::query::{CompareOp, Condition, QuerySpec, QueryValue};
 use crate::store::TableSchema;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+mod store;
+
+pub(crate) use store::{Dialect, Failure, On, SqlStore};
+
 /// The events table of both adapters.
 pub(crate) const EVENTS_TABLE: &str = "fidelis_events";
 /// The version column every document table has, besides its fields.
 pub(crate) const VERSION_COLUMN: &str = "_version";
-/// The columns of the events table, as selected by every read.
-pub(crate) const EVENT_COLUMNS: &str =
-    "global_position, id, stream, version, type_name, data, metadata, time";
+
+/// The first position strictly after a cursor where `commit == position` (one writer):
+/// `(p, p) > (c, q)` holds for `p > c`, and for `p == c` when `c > q`.
+#[cfg(feature = "sqlite")]
+pub(crate) fn first_position_after(after: crate::store::Cursor) -> i64 {
+    if after.commit > after.position {
+        after.commit
+    } else {
+        after.commit.saturating_add(1)
+    }
+}
+
+/// The SQL condition of a partition of the streams on the `stream_hash` column, as
+/// [`Partition::contains`](crate::store::Partition::contains) decides it (a non-negative
+/// remainder). The numbers are checked integers, so they are written into the text.
+pub(crate) fn partition_condition(partition: &crate::store::Partition) -> String {
+    let count = i64::from(partition.count);
+    format!(
+        "((stream_hash % {count}) + {count}) % {count} = {}",
+        partition.index
+    )
+}
 
 /// The SQL spoken by an adapter. (A build with one SQL feature constructs one variant.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) enum Dialect {
+pub(crate) enum Syntax {
     Sqlite,
     Postgres,
 }
@@ -109,31 +141,34 @@ pub(crate) fn check_schemas(tables: &[TableSchema]) -> Result<()> {
     }
 }
 
-/// The tables an adapter was set up with: queries and writes need their field kinds.
+/// The tables an adapter was set up with, and their statements.
 #[derive(Default)]
 pub(crate) struct Schemas {
-    tables: RwLock<HashMap<String, TableSchema>>,
+    tables: RwLock<HashMap<String, Arc<TableStatements>>>,
 }
 
 impl Schemas {
-    /// Remembers the tables (after [`check_schemas`]).
-    pub(crate) fn insert(&self, tables: &[TableSchema]) {
+    /// Remembers the tables (after [`check_schemas`]) and builds their statements.
+    pub(crate) fn insert(&self, syntax: Syntax, tables: &[TableSchema]) {
         let mut known = self
             .tables
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for table in tables {
-            known.insert(table.name.to_owned(), *table);
+            known.insert(
+                table.name.to_owned(),
+                Arc::new(TableStatements::new(syntax, table)),
+            );
         }
     }
 
-    /// The schema of a table, or a configuration error when `setup` has not seen it.
-    pub(crate) fn get(&self, table: &str) -> Result<TableSchema> {
+    /// The statements of a table, or a configuration error when `setup` has not seen it.
+    pub(crate) fn get(&self, table: &str) -> Result<Arc<TableStatements>> {
         let known = self
             .tables
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        known.get(table).copied().ok_or_else(|| {
+        known.get(table).cloned().ok_or_else(|| {
             Error::configuration(format!(
                 "table `{table}` is not set up: call `domain.setup_database()` (or `Storage::setup`) with its schema first"
             ))
@@ -142,54 +177,54 @@ impl Schemas {
 }
 
 /// The column type of a field.
-pub(crate) fn column_type(dialect: Dialect, field: &FieldDef) -> String {
+pub(crate) fn column_type(syntax: Syntax, field: &FieldDef) -> String {
     let text = || match field.max_length {
         Some(n) => format!("VARCHAR({n})"),
         None => "TEXT".to_owned(),
     };
-    match (dialect, field.kind) {
+    match (syntax, field.kind) {
         (_, FieldKind::Identifier | FieldKind::String) => text(),
         // The variant's name. No CHECK constraint: `CREATE TABLE IF NOT EXISTS` would keep the
         // first list of variants, and writes of a variant added later would fail; a row is
         // checked against the current variants when it is read instead.
         (_, FieldKind::Enum) => "TEXT".to_owned(),
         (_, FieldKind::Integer) => "BIGINT".to_owned(),
-        (Dialect::Postgres, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
+        (Syntax::Postgres, FieldKind::Float) => "DOUBLE PRECISION".to_owned(),
         // SQLite writes a REAL column's whole numbers as integers, so -0.0 would read back as
         // 0.0. `BLOB` in the declared type gives the column no affinity: every double is kept
         // as the 8 bytes it was bound as (and still compares and orders as a number).
-        (Dialect::Sqlite, FieldKind::Float) => "DOUBLE PRECISION BLOB".to_owned(),
+        (Syntax::Sqlite, FieldKind::Float) => "DOUBLE PRECISION BLOB".to_owned(),
         // A decimal's text is exact and keeps its scale (`1500.00`); SQLite has no exact
         // numeric type (its NUMERIC affinity turns `0.1` into a REAL).
-        (Dialect::Postgres, FieldKind::Decimal) => "NUMERIC".to_owned(),
-        (Dialect::Sqlite, FieldKind::Decimal) => "TEXT".to_owned(),
+        (Syntax::Postgres, FieldKind::Decimal) => "NUMERIC".to_owned(),
+        (Syntax::Sqlite, FieldKind::Decimal) => "TEXT".to_owned(),
         (_, FieldKind::Boolean) => "BOOLEAN".to_owned(),
         // SQLite has no time, date or JSON types: a fixed-width RFC 3339 text orders like
         // the time it spells, and JSON is kept as its text.
-        (Dialect::Sqlite, FieldKind::DateTime | FieldKind::Date) => "TEXT".to_owned(),
+        (Syntax::Sqlite, FieldKind::DateTime | FieldKind::Date) => "TEXT".to_owned(),
         (
-            Dialect::Sqlite,
+            Syntax::Sqlite,
             FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
         ) => "TEXT".to_owned(),
-        (Dialect::Postgres, FieldKind::DateTime) => "TIMESTAMPTZ".to_owned(),
-        (Dialect::Postgres, FieldKind::Date) => "DATE".to_owned(),
+        (Syntax::Postgres, FieldKind::DateTime) => "TIMESTAMPTZ".to_owned(),
+        (Syntax::Postgres, FieldKind::Date) => "DATE".to_owned(),
         // `JSON` keeps the text Fidelis wrote, so every f64 in it reads back with the same
         // bits; `JSONB` keeps numbers as NUMERIC, which has no -0.0. A unique column needs
         // JSONB's equality.
         (
-            Dialect::Postgres,
+            Syntax::Postgres,
             FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
         ) => if field.unique { "JSONB" } else { "JSON" }.to_owned(),
     }
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for a document table (names already checked).
-pub(crate) fn create_table(dialect: Dialect, table: &TableSchema) -> String {
+pub(crate) fn create_table(syntax: Syntax, table: &TableSchema) -> String {
     let mut columns: Vec<String> = table
         .fields
         .iter()
         .map(|field| {
-            let mut column = format!("{} {}", quote(field.name), column_type(dialect, field));
+            let mut column = format!("{} {}", quote(field.name), column_type(syntax, field));
             if field.required || field.name == table.identifier {
                 column.push_str(" NOT NULL");
             }
@@ -255,13 +290,13 @@ fn family_of_type(data_type: &str) -> Family {
     }
 }
 
-fn family_of_field(dialect: Dialect, field: &FieldDef) -> Family {
-    family_of_type(&column_type(dialect, field))
+fn family_of_field(syntax: Syntax, field: &FieldDef) -> Family {
+    family_of_type(&column_type(syntax, field))
 }
 
 /// Compares an existing table with its schema; adds one sentence per mismatch.
 pub(crate) fn drift(
-    dialect: Dialect,
+    syntax: Syntax,
     table: &TableSchema,
     existing: &[ExistingColumn],
     problems: &mut Vec<String>,
@@ -277,7 +312,7 @@ pub(crate) fn drift(
             ));
             continue;
         };
-        let expected = family_of_field(dialect, field);
+        let expected = family_of_field(syntax, field);
         if family_of_type(&column.data_type) != expected {
             problems.push(format!(
                 "column `{}` of table `{name}` is {}, but field `{}: {}` needs {}; alter the column or drop the table",
@@ -285,7 +320,7 @@ pub(crate) fn drift(
                 column.data_type,
                 field.name,
                 field.rust_type,
-                column_type(dialect, field)
+                column_type(syntax, field)
             ));
         } else if column.not_null && !field.required && field.name != table.identifier {
             problems.push(format!(
@@ -320,7 +355,7 @@ pub(crate) fn drift(
 /// prefix is there with the same columns, the sentence that says how to rename it: starting
 /// with an empty new table would silently hide every existing row.
 pub(crate) fn former_table(
-    dialect: Dialect,
+    syntax: Syntax,
     table: &TableSchema,
     former: &[ExistingColumn],
 ) -> Option<String> {
@@ -332,9 +367,9 @@ pub(crate) fn former_table(
     if !same_columns {
         return None;
     }
-    let schema_note = match dialect {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " (in the connection's schema)",
+    let schema_note = match syntax {
+        Syntax::Sqlite => "",
+        Syntax::Postgres => " (in the connection's schema)",
     };
     Some(format!(
         "table `{former_name}`{schema_note} holds the rows of `{}` under the name Fidelis used before tables were prefixed with their domain; rename it before starting: `ALTER TABLE {} RENAME TO {}`",
@@ -402,9 +437,17 @@ fn is_postgres_unique_name(constraint: &str, table: &str, column: &str) -> bool 
 }
 
 /// The events table's columns and their families, to check an existing events table.
-pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<String>) {
-    let wanted: [(&str, &[Family]); 9] = [
+pub(crate) fn events_drift(
+    syntax: Syntax,
+    existing: &[ExistingColumn],
+    problems: &mut Vec<String>,
+) {
+    if syntax == Syntax::Postgres {
+        check_event_column(existing, "transaction_id", &[Family::Integer], problems);
+    }
+    let wanted: [(&str, &[Family]); 10] = [
         ("global_position", &[Family::Integer]),
+        ("stream_hash", &[Family::Integer]),
         ("id", &[Family::Text]),
         ("stream", &[Family::Text]),
         ("category", &[Family::Text]),
@@ -415,16 +458,25 @@ pub(crate) fn events_drift(existing: &[ExistingColumn], problems: &mut Vec<Strin
         ("time", &[Family::TimestampTz, Family::Text]),
     ];
     for (column, families) in wanted {
-        match existing.iter().find(|c| c.name == column) {
-            None => problems.push(format!(
-                "table `{EVENTS_TABLE}` has no column `{column}`; it was not created by this version of Fidelis"
-            )),
-            Some(found) if !families.contains(&family_of_type(&found.data_type)) => problems.push(format!(
-                "column `{column}` of table `{EVENTS_TABLE}` has the unexpected type {}",
-                found.data_type
-            )),
-            Some(_) => {}
-        }
+        check_event_column(existing, column, families, problems);
+    }
+}
+
+fn check_event_column(
+    existing: &[ExistingColumn],
+    column: &str,
+    families: &[Family],
+    problems: &mut Vec<String>,
+) {
+    match existing.iter().find(|c| c.name == column) {
+        None => problems.push(format!(
+            "table `{EVENTS_TABLE}` has no column `{column}`; it was not created by this version of Fidelis"
+        )),
+        Some(found) if !families.contains(&family_of_type(&found.data_type)) => problems.push(format!(
+            "column `{column}` of table `{EVENTS_TABLE}` has the unexpected type {}",
+            found.data_type
+        )),
+        Some(_) => {}
     }
 }
 
@@ -582,17 +634,26 @@ pub(crate) fn document(
 
 /// A statement under construction: SQL text with placeholders, and the values they bind.
 pub(crate) struct Statement {
-    dialect: Dialect,
+    syntax: Syntax,
     pub(crate) sql: String,
     pub(crate) params: Vec<SqlValue>,
 }
 
 impl Statement {
-    pub(crate) fn new(dialect: Dialect, sql: impl Into<String>) -> Self {
+    pub(crate) fn new(syntax: Syntax, sql: impl Into<String>) -> Self {
         Self {
-            dialect,
+            syntax,
             sql: sql.into(),
             params: Vec::new(),
+        }
+    }
+
+    /// A statement whose placeholders are already written (a cached one).
+    pub(crate) fn with(syntax: Syntax, sql: &str, params: Vec<SqlValue>) -> Self {
+        Self {
+            syntax,
+            sql: sql.to_owned(),
+            params,
         }
     }
 
@@ -601,28 +662,103 @@ impl Statement {
     pub(crate) fn param(&mut self, value: SqlValue) -> String {
         let json = matches!(value, SqlValue::Json(_));
         self.params.push(value);
-        match self.dialect {
-            Dialect::Sqlite => "?".to_owned(),
-            Dialect::Postgres if json => format!("${}::json", self.params.len()),
-            Dialect::Postgres => format!("${}", self.params.len()),
+        match self.syntax {
+            Syntax::Sqlite => "?".to_owned(),
+            Syntax::Postgres if json => format!("${}::json", self.params.len()),
+            Syntax::Postgres => format!("${}", self.params.len()),
         }
     }
 }
 
-/// `INSERT … ON CONFLICT (id) DO UPDATE`: writes a document's fields and version. With
-/// `insert_only`, a plain `INSERT`, which fails on an existing row (a new row whose
-/// existence two writers race for must not be silently overwritten by the second).
-pub(crate) fn upsert(
-    dialect: Dialect,
+/// The statements of one table, built once at `setup` and reused by every read and write of
+/// its rows (only their values change).
+pub(crate) struct TableStatements {
+    pub(crate) schema: TableSchema,
+    /// Every column of the row with key `1`.
+    pub(crate) select_by_id: String,
+    /// The version of the row with key `1`, locked until the transaction ends where the
+    /// database locks rows (`FOR UPDATE` on PostgreSQL; SQLite's one writer holds them all).
+    pub(crate) version_by_id: String,
+    /// `INSERT … ON CONFLICT (id) DO UPDATE` of [`row_values`].
+    pub(crate) upsert: String,
+    /// A plain `INSERT` of [`row_values`], which fails on an existing row (a new row whose
+    /// existence two writers race for must not be silently overwritten by the second).
+    pub(crate) insert: String,
+    /// Deletes the row with key `1`.
+    pub(crate) delete: String,
+}
+
+impl TableStatements {
+    pub(crate) fn new(syntax: Syntax, table: &TableSchema) -> Self {
+        let name = quote(table.name);
+        let key = quote(table.identifier);
+        let mut columns: Vec<String> = table.fields.iter().map(|field| quote(field.name)).collect();
+        columns.push(quote(VERSION_COLUMN));
+        // JSON is bound as text and cast to `json` on PostgreSQL (see `json_text`).
+        let placeholders: Vec<String> = table
+            .fields
+            .iter()
+            .map(|field| {
+                matches!(
+                    field.kind,
+                    FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict
+                )
+            })
+            .chain([false])
+            .enumerate()
+            .map(|(index, json)| match (syntax, json) {
+                (Syntax::Sqlite, _) => "?".to_owned(),
+                (Syntax::Postgres, true) => format!("${}::json", index + 1),
+                (Syntax::Postgres, false) => format!("${}", index + 1),
+            })
+            .collect();
+        let first = match syntax {
+            Syntax::Sqlite => "?",
+            Syntax::Postgres => "$1",
+        };
+        let insert = format!(
+            "INSERT INTO {name} ({}) VALUES ({})",
+            columns.join(", "),
+            placeholders.join(", ")
+        );
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|column| **column != key)
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
+        let lock = match syntax {
+            Syntax::Sqlite => "",
+            Syntax::Postgres => " FOR UPDATE",
+        };
+        Self {
+            schema: *table,
+            select_by_id: format!(
+                "SELECT {} FROM {name} WHERE {key} = {first}",
+                select_columns(table)
+            ),
+            version_by_id: format!(
+                "SELECT {} FROM {name} WHERE {key} = {first}{lock}",
+                quote(VERSION_COLUMN)
+            ),
+            upsert: format!(
+                "{insert} ON CONFLICT ({key}) DO UPDATE SET {}",
+                updates.join(", ")
+            ),
+            insert,
+            delete: format!("DELETE FROM {name} WHERE {key} = {first}"),
+        }
+    }
+}
+
+/// The values of a document in the column order of [`TableStatements::upsert`]: its fields,
+/// then its version.
+pub(crate) fn row_values(
     table: &TableSchema,
     document: &crate::store::JsonRow,
-    insert_only: bool,
-) -> Result<Statement> {
-    let mut statement = Statement::new(dialect, "");
-    let mut columns = Vec::new();
-    let mut placeholders = Vec::new();
+) -> Result<Vec<SqlValue>> {
+    let mut values = Vec::with_capacity(table.fields.len() + 1);
     for field in table.fields {
-        let value = if field.name == table.identifier {
+        values.push(if field.name == table.identifier {
             key_value(table, &document.id).ok_or_else(|| {
                 serialization(
                     table.name,
@@ -638,36 +774,15 @@ pub(crate) fn upsert(
                 field,
                 document.data.get(field.name),
             )?
-        };
-        columns.push(quote(field.name));
-        placeholders.push(statement.param(value));
+        });
     }
-    columns.push(quote(VERSION_COLUMN));
-    placeholders.push(statement.param(SqlValue::Int(document.version)));
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|column| **column != quote(table.identifier))
-        .map(|column| format!("{column} = excluded.{column}"))
-        .collect();
-    statement.sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quote(table.name),
-        columns.join(", "),
-        placeholders.join(", ")
-    );
-    if !insert_only {
-        statement.sql.push_str(&format!(
-            " ON CONFLICT ({}) DO UPDATE SET {}",
-            quote(table.identifier),
-            updates.join(", ")
-        ));
-    }
-    Ok(statement)
+    values.push(SqlValue::Int(document.version));
+    Ok(values)
 }
 
 /// A `SELECT` of matching rows (ordered and paged), or their `COUNT(*)`.
 pub(crate) fn select(
-    dialect: Dialect,
+    syntax: Syntax,
     table: &TableSchema,
     query: &QuerySpec,
     count: bool,
@@ -681,7 +796,7 @@ pub(crate) fn select(
             quote(table.name)
         )
     };
-    let mut statement = Statement::new(dialect, head);
+    let mut statement = Statement::new(syntax, head);
     let mut conditions = Vec::new();
     for condition in &query.filters {
         conditions.push(translate(&mut statement, table, condition)?);
@@ -699,25 +814,25 @@ pub(crate) fn select(
         let direction = if order.descending { "DESC" } else { "ASC" };
         keys.push(format!(
             "{} {direction} NULLS LAST",
-            column_expr(dialect, field)
+            column_expr(syntax, field)
         ));
     }
     // Ties are broken by the primary key, so that paging is stable.
     let key = field(table, table.identifier)?;
-    keys.push(format!("{} ASC", column_expr(dialect, key)));
+    keys.push(format!("{} ASC", column_expr(syntax, key)));
     statement.sql.push_str(" ORDER BY ");
     statement.sql.push_str(&keys.join(", "));
     let limit = query
         .limit
         .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-    match (dialect, limit) {
+    match (syntax, limit) {
         (_, Some(limit)) => {
             let placeholder = statement.param(SqlValue::Int(limit));
             statement.sql.push_str(&format!(" LIMIT {placeholder}"));
         }
         // SQLite accepts OFFSET only after a LIMIT; -1 means none.
-        (Dialect::Sqlite, None) if offset > 0 => statement.sql.push_str(" LIMIT -1"),
+        (Syntax::Sqlite, None) if offset > 0 => statement.sql.push_str(" LIMIT -1"),
         _ => {}
     }
     if offset > 0 {
@@ -742,18 +857,18 @@ fn field<'a>(table: &'a TableSchema, name: &str) -> Result<&'a FieldDef> {
 
 /// The column as compared and ordered: PostgreSQL text uses the "C" collation, so that text
 /// compares by code point on every adapter (as in memory), whatever the database's locale.
-fn column_expr(dialect: Dialect, field: &FieldDef) -> String {
-    match (dialect, field.kind) {
-        (Dialect::Postgres, FieldKind::Identifier | FieldKind::String | FieldKind::Enum) => {
+fn column_expr(syntax: Syntax, field: &FieldDef) -> String {
+    match (syntax, field.kind) {
+        (Syntax::Postgres, FieldKind::Identifier | FieldKind::String | FieldKind::Enum) => {
             format!("{} COLLATE \"C\"", quote(field.name))
         }
         // SQLite keeps decimals as text: compared and ordered by value, not by text.
-        (Dialect::Sqlite, FieldKind::Decimal) => {
+        (Syntax::Sqlite, FieldKind::Decimal) => {
             format!("{} COLLATE {DECIMAL_COLLATION}", quote(field.name))
         }
         // `json` has no ordering: order as `jsonb` did.
         (
-            Dialect::Postgres,
+            Syntax::Postgres,
             FieldKind::List | FieldKind::Embedded | FieldKind::DataEnum | FieldKind::Dict,
         ) => format!("{}::jsonb", quote(field.name)),
         _ => quote(field.name),
@@ -790,7 +905,7 @@ fn translate(
     table: &TableSchema,
     condition: &Condition,
 ) -> Result<String> {
-    let dialect = statement.dialect;
+    let syntax = statement.syntax;
     Ok(match condition {
         Condition::Compare {
             field: name,
@@ -810,7 +925,7 @@ fn translate(
                 CompareOp::Ge => ">=",
             };
             let placeholder = statement.param(value);
-            format!("{} {op} {placeholder}", column_expr(dialect, field))
+            format!("{} {op} {placeholder}", column_expr(syntax, field))
         }
         Condition::In {
             field: name,
@@ -830,7 +945,7 @@ fn translate(
                 .collect();
             format!(
                 "{} IN ({})",
-                column_expr(dialect, field),
+                column_expr(syntax, field),
                 placeholders.join(", ")
             )
         }
@@ -853,19 +968,19 @@ fn translate(
             if !matches!(field.kind, FieldKind::Identifier | FieldKind::String) {
                 return Ok("1 = 0".to_owned());
             }
-            match dialect {
+            match syntax {
                 // The prefix is matched literally: LIKE's wildcards and the escape character
                 // are escaped.
-                Dialect::Postgres => {
+                Syntax::Postgres => {
                     let pattern = format!("{}%", escape_like(prefix));
                     let placeholder = statement.param(SqlValue::Text(pattern));
                     format!(
                         "{} LIKE {placeholder} ESCAPE '\\'",
-                        column_expr(dialect, field)
+                        column_expr(syntax, field)
                     )
                 }
                 // SQLite's LIKE ignores ASCII case, so the prefix is compared exactly instead.
-                Dialect::Sqlite => {
+                Syntax::Sqlite => {
                     let length = statement.param(SqlValue::Int(
                         i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX),
                     ));
@@ -928,6 +1043,7 @@ where
 /// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::event::RecordedEvent).
 pub(crate) struct EventRow {
     pub(crate) position: i64,
+    pub(crate) commit: i64,
     pub(crate) id: String,
     pub(crate) stream: String,
     pub(crate) version: i64,
@@ -969,6 +1085,7 @@ impl EventRow {
                 stream: self.stream,
                 version: self.version,
                 global_position: self.position,
+                commit: self.commit,
                 time: self.time,
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,

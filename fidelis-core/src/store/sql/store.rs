@@ -1,0 +1,798 @@
+//! The SQL store, written once over a [`Dialect`]: reads, documents, the transaction logic
+//! (version checks, conflicts, unique violations) and setup. A dialect holds only what
+//! differs between databases: how a transaction starts, how values bind and rows decode, the
+//! events table and how events are appended, and the global order's read condition.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{EVENTS_TABLE, ExistingColumn, Schemas, SqlValue, Statement, Syntax, TableStatements};
+use crate::error::{Error, Result};
+use crate::event::{EventMetadata, RecordedEvent};
+use crate::query::QuerySpec;
+use crate::store::{Cursor, ExpectedVersion, GlobalRead, JsonRow, TableSchema};
+
+/// Where a dialect runs a statement: on the pool (reads outside transactions) or in a
+/// transaction.
+pub(crate) enum On<'a, D: Dialect> {
+    Pool(&'a sqlx::Pool<D::Db>),
+    Tx(&'a mut D::Tx),
+}
+
+/// Why a statement failed: the database refused it, or a row it read does not decode.
+pub(crate) enum Failure {
+    Sql(sqlx::Error),
+    Data(Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+/// What differs between the SQL databases.
+#[async_trait]
+pub(crate) trait Dialect: Send + Sync + Sized + 'static {
+    /// sqlx's database.
+    type Db: sqlx::Database;
+    /// A write transaction.
+    type Tx: Send;
+    /// How statements are spelled (placeholders, column types).
+    const SYNTAX: Syntax;
+    /// [`Storage::kind`](crate::store::Storage::kind).
+    const KIND: &'static str;
+    /// The columns reads of events select, as [`events`](Self::events) decodes them.
+    const EVENT_COLUMNS: &'static str;
+    /// The `ORDER BY` of the global order.
+    const GLOBAL_ORDER: &'static str;
+    /// `SELECT commit, position` of the last event readers may reach (no row: none).
+    const HEAD: &'static str;
+
+    /// Starts a write transaction (cancel-safe: see the dialects).
+    async fn begin(&self, pool: &sqlx::Pool<Self::Db>, url: &Arc<str>) -> Result<Self::Tx>;
+    /// Commits it.
+    async fn commit(transaction: Self::Tx) -> std::result::Result<(), sqlx::Error>;
+    /// Runs a statement and decodes its rows as events.
+    async fn events(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> std::result::Result<Vec<RecordedEvent>, Failure>;
+    /// Runs a statement and decodes its rows as documents of a table.
+    async fn documents(
+        on: On<'_, Self>,
+        table: &TableSchema,
+        statement: Statement,
+    ) -> std::result::Result<Vec<JsonRow>, Failure>;
+    /// Runs a statement and reads the integer columns of its first row, if any.
+    async fn integers(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> std::result::Result<Option<Vec<Option<i64>>>, sqlx::Error>;
+    /// Runs a statement; returns how many rows it changed.
+    async fn execute(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> std::result::Result<u64, sqlx::Error>;
+    /// The columns of a table, empty when there is no such table.
+    async fn existing_columns(
+        transaction: &mut Self::Tx,
+        table: &str,
+    ) -> std::result::Result<Vec<ExistingColumn>, sqlx::Error>;
+    /// Creates the events table, or upgrades and checks an existing one (in `setup`'s
+    /// transaction, after [`lock_setup`](Self::lock_setup)).
+    async fn setup_events(
+        transaction: &mut Self::Tx,
+        problems: &mut Vec<String>,
+    ) -> std::result::Result<(), sqlx::Error>;
+    /// Keeps the transactions that read a row (present or not) to write it one after another,
+    /// where the transaction does not already: without it, two projectors reading the same
+    /// row at once would each write their own update over the other's (a lost update).
+    async fn lock_row(
+        _transaction: &mut Self::Tx,
+        _table: &str,
+        _id: &str,
+    ) -> std::result::Result<(), sqlx::Error> {
+        Ok(())
+    }
+    /// Keeps concurrent `setup`s apart, where the transaction does not already.
+    async fn lock_setup(_transaction: &mut Self::Tx) -> std::result::Result<(), sqlx::Error> {
+        Ok(())
+    }
+    /// Inserts a stream's events (their stream and versions set) in one statement and sets
+    /// their positions and commit.
+    async fn insert_events(
+        transaction: &mut Self::Tx,
+        stream: &str,
+        events: &mut [RecordedEvent],
+    ) -> std::result::Result<(), Failure>;
+    /// The condition of events strictly after a cursor that readers of the global order may
+    /// read now (with its parameters added to `statement`).
+    fn after(statement: &mut Statement, after: Cursor) -> String;
+    /// Deadlocks and serialization failures: another transaction won; retrying may succeed.
+    fn is_retryable(_error: &sqlx::Error) -> bool {
+        false
+    }
+    /// [`Storage::settle`](crate::store::Storage::settle).
+    async fn settle(&self, _pool: &sqlx::Pool<Self::Db>, _url: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The storage adapter of a dialect; the public adapters wrap it.
+pub(crate) struct SqlStore<D: Dialect> {
+    pub(crate) pool: sqlx::Pool<D::Db>,
+    /// The URL without password, for messages.
+    pub(crate) url: Arc<str>,
+    pub(crate) dialect: Arc<D>,
+    schemas: Arc<Schemas>,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            url: self.url.clone(),
+            dialect: self.dialect.clone(),
+            schemas: self.schemas.clone(),
+        }
+    }
+}
+
+/// `<what> on <url>: <error>`, with a pool timeout said in plain words.
+pub(crate) fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {
+    match error {
+        sqlx::Error::PoolTimedOut => Error::storage(format!(
+            "{what} on `{url}`: timed out waiting for a connection; raise the pool size or the acquire timeout"
+        )),
+        error => Error::storage_with(format!("{what} on `{url}`: {error}"), error),
+    }
+}
+
+fn failed(url: &str, what: &str, failure: Failure) -> Error {
+    match failure {
+        Failure::Sql(error) => db_error(url, what, error),
+        Failure::Data(error) => error,
+    }
+}
+
+fn limit(limit: usize) -> SqlValue {
+    SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+fn first_integer(row: Option<Vec<Option<i64>>>) -> Option<i64> {
+    row.and_then(|columns| columns.into_iter().next().flatten())
+}
+
+fn read_stream_statement<D: Dialect>(stream: &str, from_version: i64) -> Statement {
+    let mut statement = Statement::new(D::SYNTAX, "");
+    let stream = statement.param(SqlValue::Text(stream.to_owned()));
+    let version = statement.param(SqlValue::Int(from_version));
+    statement.sql = format!(
+        "SELECT {} FROM {EVENTS_TABLE} WHERE stream = {stream} AND version >= {version} ORDER BY version",
+        D::EVENT_COLUMNS
+    );
+    statement
+}
+
+fn stream_version_statement<D: Dialect>(stream: &str) -> Statement {
+    let mut statement = Statement::new(D::SYNTAX, "");
+    let stream = statement.param(SqlValue::Text(stream.to_owned()));
+    statement.sql =
+        format!("SELECT COALESCE(MAX(version), -1) FROM {EVENTS_TABLE} WHERE stream = {stream}");
+    statement
+}
+
+/// A read of the global order: events strictly after `after`, of some categories (all when
+/// `None`), of one partition of the streams, at most `limit`.
+fn global_read<D: Dialect>(
+    categories: Option<&[&str]>,
+    after: Cursor,
+    limit_to: usize,
+    partition: Option<&crate::store::Partition>,
+) -> Statement {
+    let mut statement = Statement::new(D::SYNTAX, "");
+    let mut conditions = Vec::new();
+    if let Some(categories) = categories {
+        let placeholders: Vec<String> = categories
+            .iter()
+            .map(|category| statement.param(SqlValue::Text((*category).to_owned())))
+            .collect();
+        conditions.push(match placeholders.as_slice() {
+            [one] => format!("category = {one}"),
+            many => format!("category IN ({})", many.join(", ")),
+        });
+    }
+    conditions.push(D::after(&mut statement, after));
+    if let Some(partition) = partition {
+        conditions.push(super::partition_condition(partition));
+    }
+    let limit = statement.param(limit(limit_to));
+    statement.sql = format!(
+        "SELECT {} FROM {EVENTS_TABLE} WHERE {} ORDER BY {} LIMIT {limit}",
+        D::EVENT_COLUMNS,
+        conditions.join(" AND "),
+        D::GLOBAL_ORDER
+    );
+    statement
+}
+
+/// A cached statement of one row, by its key.
+fn by_key<D: Dialect>(statements: &TableStatements, sql: &str, id: &str) -> Option<Statement> {
+    let key = super::key_value(&statements.schema, id)?;
+    Some(Statement::with(D::SYNTAX, sql, vec![key]))
+}
+
+impl<D: Dialect> SqlStore<D> {
+    pub(crate) fn new(pool: sqlx::Pool<D::Db>, url: Arc<str>, dialect: D) -> Self {
+        Self {
+            pool,
+            url,
+            dialect: Arc::new(dialect),
+            schemas: Arc::default(),
+        }
+    }
+
+    fn on(&self) -> On<'_, D> {
+        On::Pool(&self.pool)
+    }
+
+    pub(crate) async fn setup(&self, tables: &[TableSchema]) -> Result<()> {
+        super::check_schemas(tables)?;
+        let mut transaction = self.dialect.begin(&self.pool, &self.url).await?;
+        let fail = |error| db_error(&self.url, "setting up tables", error);
+        D::lock_setup(&mut transaction).await.map_err(fail)?;
+        let mut problems = Vec::new();
+        D::setup_events(&mut transaction, &mut problems)
+            .await
+            .map_err(fail)?;
+        for table in tables {
+            let existing = D::existing_columns(&mut transaction, table.name)
+                .await
+                .map_err(fail)?;
+            if existing.is_empty() {
+                if let Some(former_name) = table.former_name {
+                    let former = D::existing_columns(&mut transaction, former_name)
+                        .await
+                        .map_err(fail)?;
+                    if let Some(problem) = super::former_table(D::SYNTAX, table, &former) {
+                        problems.push(problem);
+                        continue;
+                    }
+                }
+                let create = Statement::new(D::SYNTAX, super::create_table(D::SYNTAX, table));
+                D::execute(On::Tx(&mut transaction), create)
+                    .await
+                    .map_err(fail)?;
+            } else {
+                super::drift(D::SYNTAX, table, &existing, &mut problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Configuration { problems });
+        }
+        D::commit(transaction).await.map_err(fail)?;
+        self.schemas.insert(D::SYNTAX, tables);
+        Ok(())
+    }
+
+    pub(crate) async fn begin(&self) -> Result<SqlTransaction<D>> {
+        Ok(SqlTransaction {
+            transaction: self.dialect.begin(&self.pool, &self.url).await?,
+            url: self.url.clone(),
+            schemas: self.schemas.clone(),
+        })
+    }
+
+    pub(crate) async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+    ) -> Result<Vec<RecordedEvent>> {
+        D::events(self.on(), read_stream_statement::<D>(stream, from_version))
+            .await
+            .map_err(|failure| failed(&self.url, &format!("reading stream `{stream}`"), failure))
+    }
+
+    pub(crate) async fn read_category(
+        &self,
+        category: &str,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let statement = global_read::<D>(Some(&[category]), after, limit, None);
+        D::events(self.on(), statement).await.map_err(|failure| {
+            failed(
+                &self.url,
+                &format!("reading category `{category}`"),
+                failure,
+            )
+        })
+    }
+
+    pub(crate) async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let statement = global_read::<D>(None, after, limit, None);
+        D::events(self.on(), statement)
+            .await
+            .map_err(|failure| failed(&self.url, "reading all events", failure))
+    }
+
+    pub(crate) async fn read_categories(
+        &self,
+        read: &GlobalRead<'_>,
+    ) -> Result<Vec<RecordedEvent>> {
+        if let Some(partition) = &read.partition {
+            partition.check()?;
+        }
+        if read.categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = global_read::<D>(
+            Some(read.categories),
+            read.after,
+            read.limit,
+            read.partition.as_ref(),
+        );
+        D::events(self.on(), statement)
+            .await
+            .map_err(|failure| failed(&self.url, "reading categories", failure))
+    }
+
+    pub(crate) async fn head(&self) -> Result<Cursor> {
+        let row = D::integers(self.on(), Statement::new(D::SYNTAX, D::HEAD))
+            .await
+            .map_err(|error| db_error(&self.url, "reading the head of the global order", error))?;
+        Ok(match row.as_deref() {
+            Some([Some(commit), Some(position)]) => Cursor {
+                commit: *commit,
+                position: *position,
+            },
+            _ => Cursor::START,
+        })
+    }
+
+    pub(crate) async fn settle(&self) -> Result<()> {
+        self.dialect.settle(&self.pool, &self.url).await
+    }
+
+    pub(crate) async fn stream_version(&self, stream: &str) -> Result<i64> {
+        let row = D::integers(self.on(), stream_version_statement::<D>(stream))
+            .await
+            .map_err(|error| {
+                db_error(
+                    &self.url,
+                    &format!("reading the version of stream `{stream}`"),
+                    error,
+                )
+            })?;
+        Ok(first_integer(row).unwrap_or(-1))
+    }
+
+    pub(crate) async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>> {
+        get_json_row(self.on(), &self.schemas, &self.url, table, id).await
+    }
+
+    pub(crate) async fn query(&self, table: &str, query: &QuerySpec) -> Result<Vec<JsonRow>> {
+        let statements = self.schemas.get(table)?;
+        let statement = super::select(D::SYNTAX, &statements.schema, query, false)?;
+        D::documents(self.on(), &statements.schema, statement)
+            .await
+            .map_err(|failure| failed(&self.url, &format!("querying table `{table}`"), failure))
+    }
+
+    pub(crate) async fn count(&self, table: &str, query: &QuerySpec) -> Result<u64> {
+        let statements = self.schemas.get(table)?;
+        let statement = super::select(D::SYNTAX, &statements.schema, query, true)?;
+        let row = D::integers(self.on(), statement).await.map_err(|error| {
+            db_error(
+                &self.url,
+                &format!("counting rows of table `{table}`"),
+                error,
+            )
+        })?;
+        Ok(u64::try_from(first_integer(row).unwrap_or_default()).unwrap_or_default())
+    }
+}
+
+async fn get_json_row<D: Dialect>(
+    on: On<'_, D>,
+    schemas: &Schemas,
+    url: &str,
+    table: &str,
+    id: &str,
+) -> Result<Option<JsonRow>> {
+    let statements = schemas.get(table)?;
+    let Some(statement) = by_key::<D>(&statements, &statements.select_by_id, id) else {
+        return Ok(None);
+    };
+    let mut rows = D::documents(on, &statements.schema, statement)
+        .await
+        .map_err(|failure| {
+            failed(
+                url,
+                &format!("reading row `{id}` of table `{table}`"),
+                failure,
+            )
+        })?;
+    Ok(rows.pop())
+}
+
+/// A transaction of a [`SqlStore`]; dropping it rolls back.
+pub(crate) struct SqlTransaction<D: Dialect> {
+    transaction: D::Tx,
+    url: Arc<str>,
+    schemas: Arc<Schemas>,
+}
+
+impl<D: Dialect> SqlTransaction<D> {
+    fn error(&self, what: &str, error: sqlx::Error) -> Error {
+        db_error(&self.url, what, error)
+    }
+
+    pub(crate) async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<EventMetadata>> {
+        let current = D::integers(
+            On::Tx(&mut self.transaction),
+            stream_version_statement::<D>(stream),
+        )
+        .await
+        .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))?;
+        let current = first_integer(current).unwrap_or(-1);
+        if let ExpectedVersion::Exact(expected) = expected
+            && expected != current
+        {
+            return Err(Error::VersionConflict {
+                stream: stream.to_owned(),
+                expected,
+                actual: current,
+            });
+        }
+        let mut version = current;
+        for event in &mut events {
+            version += 1;
+            event.metadata.version = version;
+            if event.metadata.stream != stream {
+                event.metadata.stream = stream.to_owned();
+            }
+        }
+        match D::insert_events(&mut self.transaction, stream, &mut events).await {
+            Ok(()) => Ok(events.into_iter().map(|event| event.metadata).collect()),
+            // The unique (stream, version) constraint, or a deadlock: another writer won.
+            Err(Failure::Sql(sqlx::Error::Database(error))) if error.is_unique_violation() => {
+                Err(Error::VersionConflict {
+                    stream: stream.to_owned(),
+                    expected: current,
+                    actual: current + 1,
+                })
+            }
+            Err(Failure::Sql(error)) if D::is_retryable(&error) => Err(Error::VersionConflict {
+                stream: stream.to_owned(),
+                expected: current,
+                actual: current + 1,
+            }),
+            Err(failure) => Err(failed(
+                &self.url,
+                &format!("appending to stream `{stream}`"),
+                failure,
+            )),
+        }
+    }
+
+    pub(crate) async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
+        // Locked before it is read, so the read sees the last committed write of whoever held
+        // the lock before (each statement reads the latest committed data).
+        match D::lock_row(&mut self.transaction, table, id).await {
+            Ok(()) => {}
+            Err(error) if D::is_retryable(&error) => {
+                return Err(Error::VersionConflict {
+                    stream: format!("{table}/{id}"),
+                    expected: -1,
+                    actual: -1,
+                });
+            }
+            Err(error) => {
+                return Err(self.error(&format!("locking row `{id}` of table `{table}`"), error));
+            }
+        }
+        get_json_row::<D>(
+            On::Tx(&mut self.transaction),
+            &self.schemas,
+            &self.url,
+            table,
+            id,
+        )
+        .await
+    }
+
+    pub(crate) async fn put_json_row(
+        &mut self,
+        table: &str,
+        document: JsonRow,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        let statements = self.schemas.get(table)?;
+        let conflict = |expected: i64, actual: i64| Error::VersionConflict {
+            stream: format!("{table}/{}", document.id),
+            expected,
+            actual,
+        };
+        if let Some(expected) = expected_version {
+            // The row stays locked until the transaction ends (PostgreSQL: `FOR UPDATE`;
+            // SQLite: the one writer), so its version cannot change between this check and
+            // the write.
+            let actual = match by_key::<D>(&statements, &statements.version_by_id, &document.id) {
+                None => -1,
+                Some(statement) => {
+                    match D::integers(On::Tx(&mut self.transaction), statement).await {
+                        Ok(row) => first_integer(row).unwrap_or(-1),
+                        Err(error) if D::is_retryable(&error) => {
+                            return Err(conflict(expected, expected + 1));
+                        }
+                        Err(error) => {
+                            return Err(self.error(
+                                &format!("reading row `{}` of table `{table}`", document.id),
+                                error,
+                            ));
+                        }
+                    }
+                }
+            };
+            if actual != expected {
+                return Err(conflict(expected, actual));
+            }
+        }
+        let insert_only = expected_version == Some(-1);
+        let sql = if insert_only {
+            &statements.insert
+        } else {
+            &statements.upsert
+        };
+        let values = super::row_values(&statements.schema, &document)?;
+        let statement = Statement::with(D::SYNTAX, sql, values);
+        match D::execute(On::Tx(&mut self.transaction), statement).await {
+            Ok(_) => Ok(()),
+            // Another writer created the row since the check above.
+            Err(sqlx::Error::Database(error))
+                if insert_only
+                    && error.is_unique_violation()
+                    && error.constraint().is_some_and(|c| c.ends_with("_pkey")) =>
+            {
+                Err(conflict(-1, 0))
+            }
+            Err(error) if D::is_retryable(&error) => {
+                let expected = expected_version.unwrap_or(document.version - 1);
+                Err(conflict(expected, expected + 1))
+            }
+            // Another row holds a `#[field(unique)]` value (committed, or written by a
+            // transaction this write waited for): the field's validation error.
+            Err(error) => Err(
+                super::unique_violation(&statements.schema, &error).unwrap_or_else(|| {
+                    self.error(
+                        &format!("writing row `{}` of table `{table}`", document.id),
+                        error,
+                    )
+                }),
+            ),
+        }
+    }
+
+    pub(crate) async fn remove_row(&mut self, table: &str, id: &str) -> Result<()> {
+        let statements = self.schemas.get(table)?;
+        let Some(statement) = by_key::<D>(&statements, &statements.delete, id) else {
+            return Ok(());
+        };
+        D::execute(On::Tx(&mut self.transaction), statement)
+            .await
+            .map_err(|error| {
+                self.error(&format!("removing row `{id}` of table `{table}`"), error)
+            })?;
+        Ok(())
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        let SqlTransaction {
+            transaction, url, ..
+        } = self;
+        D::commit(transaction)
+            .await
+            .map_err(|error| db_error(&url, "committing", error))
+    }
+}
+
+/// Implements [`Storage`](crate::store::Storage) for a public adapter `$storage` that wraps a
+/// [`SqlStore`] in its field `store`, and [`Transaction`](crate::store::Transaction) for
+/// [`SqlTransaction`] of its dialect.
+macro_rules! sql_storage {
+    ($storage:ty, $dialect:ty) => {
+        #[async_trait::async_trait]
+        impl crate::store::Storage for $storage {
+            fn kind(&self) -> &'static str {
+                <$dialect as crate::store::sql::Dialect>::KIND
+            }
+            async fn setup(&self, tables: &[crate::store::TableSchema]) -> crate::Result<()> {
+                self.store.setup(tables).await
+            }
+            async fn begin(&self) -> crate::Result<Box<dyn crate::store::Transaction>> {
+                Ok(Box::new(self.store.begin().await?))
+            }
+            async fn read_stream(
+                &self,
+                stream: &str,
+                from_version: i64,
+            ) -> crate::Result<Vec<crate::RecordedEvent>> {
+                self.store.read_stream(stream, from_version).await
+            }
+            async fn read_category(
+                &self,
+                category: &str,
+                after: crate::store::Cursor,
+                limit: usize,
+            ) -> crate::Result<Vec<crate::RecordedEvent>> {
+                self.store.read_category(category, after, limit).await
+            }
+            async fn read_all(
+                &self,
+                after: crate::store::Cursor,
+                limit: usize,
+            ) -> crate::Result<Vec<crate::RecordedEvent>> {
+                self.store.read_all(after, limit).await
+            }
+            async fn read_categories(
+                &self,
+                read: &crate::store::GlobalRead<'_>,
+            ) -> crate::Result<Vec<crate::RecordedEvent>> {
+                self.store.read_categories(read).await
+            }
+            async fn head(&self) -> crate::Result<crate::store::Cursor> {
+                self.store.head().await
+            }
+            async fn settle(&self) -> crate::Result<()> {
+                self.store.settle().await
+            }
+            async fn stream_version(&self, stream: &str) -> crate::Result<i64> {
+                self.store.stream_version(stream).await
+            }
+            async fn get_json_row(
+                &self,
+                table: &str,
+                id: &str,
+            ) -> crate::Result<Option<crate::store::JsonRow>> {
+                self.store.get_json_row(table, id).await
+            }
+            async fn query(
+                &self,
+                table: &str,
+                query: &crate::query::QuerySpec,
+            ) -> crate::Result<Vec<crate::store::JsonRow>> {
+                self.store.query(table, query).await
+            }
+            async fn count(
+                &self,
+                table: &str,
+                query: &crate::query::QuerySpec,
+            ) -> crate::Result<u64> {
+                self.store.count(table, query).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::Transaction for crate::store::sql::store::SqlTransaction<$dialect> {
+            async fn append(
+                &mut self,
+                stream: &str,
+                expected: crate::store::ExpectedVersion,
+                events: Vec<crate::RecordedEvent>,
+            ) -> crate::Result<Vec<crate::EventMetadata>> {
+                crate::store::sql::store::SqlTransaction::append(self, stream, expected, events)
+                    .await
+            }
+            async fn get_json_row(
+                &mut self,
+                table: &str,
+                id: &str,
+            ) -> crate::Result<Option<crate::store::JsonRow>> {
+                crate::store::sql::store::SqlTransaction::get_json_row(self, table, id).await
+            }
+            async fn put_json_row(
+                &mut self,
+                table: &str,
+                row: crate::store::JsonRow,
+                expected_version: Option<i64>,
+            ) -> crate::Result<()> {
+                crate::store::sql::store::SqlTransaction::put_json_row(
+                    self,
+                    table,
+                    row,
+                    expected_version,
+                )
+                .await
+            }
+            async fn remove_row(&mut self, table: &str, id: &str) -> crate::Result<()> {
+                crate::store::sql::store::SqlTransaction::remove_row(self, table, id).await
+            }
+            async fn commit(self: Box<Self>) -> crate::Result<()> {
+                crate::store::sql::store::SqlTransaction::commit(*self).await
+            }
+        }
+    };
+}
+pub(crate) use sql_storage;
+
+/// Implements [`Dialect`] for `$dialect` with the items given, plus the statement runners
+/// (`events`, `documents`, `integers`, `execute`), which read the same for every database:
+/// `$decode_event` and `$decode_document` decode rows, and `$tx => $executor` reaches the
+/// connection of a transaction. (One macro for the whole impl: `#[async_trait]` must see the
+/// runners' `async fn`s expanded.)
+macro_rules! dialect {
+    ($dialect:ty, $decode_event:path, $decode_document:path, $tx:ident => $executor:expr, { $($items:tt)* }) => {
+        #[async_trait::async_trait]
+        impl Dialect for $dialect {
+        $($items)*
+        async fn events(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<Vec<RecordedEvent>, Failure> {
+            let query = prepare(&statement);
+            let rows = match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx($tx) => query.fetch_all($executor).await,
+            }?;
+            rows.iter()
+                .map($decode_event)
+                .collect::<Result<_>>()
+                .map_err(Failure::Data)
+        }
+
+        async fn documents(
+            on: On<'_, Self>,
+            table: &TableSchema,
+            statement: Statement,
+        ) -> std::result::Result<Vec<JsonRow>, Failure> {
+            let query = prepare(&statement);
+            let rows = match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx($tx) => query.fetch_all($executor).await,
+            }?;
+            rows.iter()
+                .map(|row| $decode_document(table, row))
+                .collect::<Result<_>>()
+                .map_err(Failure::Data)
+        }
+
+        async fn integers(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<Option<Vec<Option<i64>>>, sqlx::Error> {
+            let query = prepare(&statement);
+            let row = match on {
+                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Tx($tx) => query.fetch_optional($executor).await,
+            }?;
+            row.map(|row| {
+                (0..row.len())
+                    .map(|index| row.try_get::<Option<i64>, _>(index))
+                    .collect()
+            })
+            .transpose()
+        }
+
+        async fn execute(
+            on: On<'_, Self>,
+            statement: Statement,
+        ) -> std::result::Result<u64, sqlx::Error> {
+            let query = prepare(&statement);
+            let done = match on {
+                On::Pool(pool) => query.execute(pool).await,
+                On::Tx($tx) => query.execute($executor).await,
+            }?;
+            Ok(done.rows_affected())
+        }
+        }
+    };
+}
+pub(crate) use dialect;
