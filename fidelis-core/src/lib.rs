@@ -7,27 +7,25 @@
 // adapter runs), `store` (for adapter authors) and `testing` (the scenario DSL). The other
 // modules are private; what users need of them is re-exported at the root, and what only the
 // macros' generated code needs is in `__private`. See the README, "Public API".
-mod aggregate;
-mod commit;
-pub mod config;
-mod context;
-mod dispatch;
-mod domain;
-mod element;
-mod error;
-mod event;
-mod field;
-mod identifier;
-mod projection_runner;
-pub mod query;
+//
+// The layout, lowest layer first (a module imports only from the layers above it in this
+// list): `model` (identifiers, errors, fields, queries, events, elements: nothing of ours),
+// `registry` (what a domain is made of), `store` (the storage ports, the system tables and the
+// adapters), `runtime` (configuration, contexts, repositories, commit, dispatch, the domain),
+// `testing`. The exceptions, by design, are the contracts between an element and the
+// runtime: `model::element`'s traits name the registrar an element registers itself with and
+// the contexts its handlers receive (`runtime::context`), and the registry's listener thunks
+// name those contexts too. `task` (running a future to completion) is a
+// utility of every layer.
+mod model;
 mod registry;
-mod repository;
-mod retry;
+mod runtime;
 pub mod store;
-mod strict_json;
 mod task;
 pub mod testing;
-mod unit_of_work;
+
+pub use model::query;
+pub use runtime::config;
 
 /// The runtime's internal hash map: foldhash, seeded per process, is several times faster than
 /// SipHash on the short keys the runtime hashes on every command.
@@ -47,21 +45,25 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
-pub use crate::context::{Context, EventHandlerContext, ProjectionRepository, ProjectorContext};
-pub use crate::domain::{
-    DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
-};
-pub use crate::element::{
+pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
     InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
 };
-pub use crate::error::{DomainError, Error, Result, ValidationError};
-pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent};
-pub use crate::field::{BasicField, FieldDef, FieldKind, FieldType};
-pub use crate::identifier::Identifier;
+pub use crate::model::error::{DomainError, Error, Result, ValidationError};
+pub use crate::model::event::{
+    AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent,
+};
+pub use crate::model::field::{BasicField, FieldDef, FieldKind, FieldType};
+pub use crate::model::identifier::Identifier;
 pub use crate::registry::Registry;
-pub use crate::repository::{DomainRepository, Query, Repository};
-pub use crate::retry::RetryPolicy;
+pub use crate::runtime::context::{
+    Context, EventHandlerContext, ProjectionRepository, ProjectorContext,
+};
+pub use crate::runtime::domain::{
+    DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
+};
+pub use crate::runtime::repository::{DomainRepository, Query, Repository};
+pub use crate::runtime::retry::RetryPolicy;
 pub use crate::store::Cursor;
 
 /// The examples of the macros' reference pages (`fidelis-macros/docs/*.md`, shown on the
@@ -103,7 +105,7 @@ pub mod prelude {
     #[cfg(feature = "decimal")]
     pub use rust_decimal::Decimal;
 
-    pub use crate::query::TextHandle;
+    pub use crate::model::query::TextHandle;
     pub use crate::{
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,

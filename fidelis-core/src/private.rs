@@ -11,28 +11,28 @@ pub use inventory;
 pub use serde;
 pub use serde_json;
 
-pub use crate::aggregate::AggregateMeta;
-pub use crate::context::{Context, EventHandlerContext, ProjectorContext};
-pub use crate::element::{
+pub use crate::model::aggregate::AggregateMeta;
+pub use crate::model::element::{
     Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
     CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
     HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection, Projector, Queryable,
     Stateless, StorageKind, ValueObject,
 };
-pub use crate::error::{Error, Result, ValidationError};
-pub use crate::event::Event;
-pub use crate::field::{
+pub use crate::model::error::{Error, Result, ValidationError};
+pub use crate::model::event::Event;
+pub use crate::model::field::{
     BasicField, DecimalField, FieldDef, FieldKind, FieldType, IdentityField, LengthField,
     NumericField, TextField,
 };
+pub use crate::runtime::context::{Context, EventHandlerContext, ProjectorContext};
 
 /// `#[serde(with = …)]` and `from_json` support for `#[field(allow_non_finite)]` floats.
 pub mod non_finite {
-    pub use crate::field::non_finite::{NonFiniteFloat, deserialize, from_value, serialize};
+    pub use crate::model::field::non_finite::{NonFiniteFloat, deserialize, from_value, serialize};
 }
-pub use crate::field::{check_variant_field, enum_query_value, variant_names};
-pub use crate::identifier::Identifier;
-pub use crate::query::{FieldHandle, IntoQueryValue, QueryValue};
+pub use crate::model::field::{check_variant_field, enum_query_value, variant_names};
+pub use crate::model::identifier::Identifier;
+pub use crate::model::query::{FieldHandle, IntoQueryValue, QueryValue};
 pub use crate::registry::{
     AggregateInfo, AggregateRef, AutoRegistration, CommandInfo, CommandRoute, EventHandlerThunk,
     EventInfo, ListenerRoute, ProjectionInfo, ProjectorThunk, Registrar,
@@ -44,7 +44,7 @@ where
     A: Aggregate,
     E: BelongsTo<A>,
 {
-    crate::aggregate::raise(aggregate, event)
+    crate::model::aggregate::raise(aggregate, event)
 }
 
 /// `A::create_new()`: a fresh id, defaults elsewhere.
@@ -54,22 +54,26 @@ pub fn create_new<A: Aggregate>() -> A {
 
 /// Checks one field's value against its definition.
 pub fn check_field<T: FieldType>(value: &T, def: &FieldDef, errors: &mut ValidationError) {
-    crate::field::check_field(value, def, errors);
+    crate::model::field::check_field(value, def, errors);
 }
 
 /// Parses the JSON text given to `from_json`: malformed text is a serialization error, a key
 /// given twice a validation error on that key.
 pub fn parse_json_input(json: &str, element: &'static str) -> Result<Value> {
-    match crate::strict_json::parse(json) {
+    match crate::model::strict_json::parse(json) {
         Ok(value) => Ok(value),
-        Err(crate::strict_json::StrictJsonError::DuplicateKey(path)) => Err(Error::Validation {
-            element: element.to_owned(),
-            errors: ValidationError::field(path, "is given twice"),
-        }),
-        Err(crate::strict_json::StrictJsonError::Syntax(error)) => Err(Error::Serialization {
-            what: format!("{element} from JSON"),
-            message: error.to_string(),
-        }),
+        Err(crate::model::strict_json::StrictJsonError::DuplicateKey(path)) => {
+            Err(Error::Validation {
+                element: element.to_owned(),
+                errors: ValidationError::field(path, "is given twice"),
+            })
+        }
+        Err(crate::model::strict_json::StrictJsonError::Syntax(error)) => {
+            Err(Error::Serialization {
+                what: format!("{element} from JSON"),
+                message: error.to_string(),
+            })
+        }
     }
 }
 
@@ -288,7 +292,7 @@ impl<T> InvariantsFallback<T> for &InvariantProbe<T> {
     }
 }
 
-pub use crate::repository::{
+pub use crate::runtime::repository::{
     load_aggregate, load_projection, loaded_aggregate_row, save_aggregate, save_projection,
 };
 

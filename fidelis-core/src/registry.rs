@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::aggregate;
-use crate::context::{EventHandlerContext, ProjectorContext};
-use crate::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
-use crate::error::{Error, Result};
-use crate::event::{AnyEvent, AnyRecordedEvent, Event, Payload, RecordedEvent};
-use crate::field::FieldDef;
+use crate::model::aggregate;
+use crate::model::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
+use crate::model::error::{Error, Result};
+use crate::model::event::{AnyEvent, AnyRecordedEvent, Event, Payload, RecordedEvent};
+use crate::model::field::FieldDef;
+use crate::runtime::context::{EventHandlerContext, ProjectorContext};
 
 /// One auto-registered element, submitted to `inventory` by the macros.
 #[doc(hidden)]
@@ -393,8 +393,8 @@ impl Registrar {
     /// handler [`AggregateHandler<A>`](crate::AggregateHandler) (which needs no instance of
     /// its own).
     pub fn aggregate_commands<A: Aggregate>(&mut self, commands: Vec<CommandRoute>) {
-        self.command_handler::<crate::element::AggregateHandler<A>>(
-            Some(crate::element::AggregateHandler::new),
+        self.command_handler::<crate::model::element::AggregateHandler<A>>(
+            Some(crate::model::element::AggregateHandler::new),
             commands,
         );
     }
@@ -450,7 +450,8 @@ impl Registrar {
     }
 
     /// Checks that the domain is whole and computes names; every problem is reported at once.
-    pub(crate) fn build(mut self, domain: &str) -> Result<Registry> {
+    /// `reserved_tables`: names the stores keep for themselves, which no element may take.
+    pub(crate) fn build(mut self, domain: &str, reserved_tables: &[&str]) -> Result<Registry> {
         let mut problems = Vec::new();
         let domain_snake = snake_case(domain);
         let domain_pascal = pascal_case(domain);
@@ -469,7 +470,7 @@ impl Registrar {
                 .map(|a| (a.name, &a.table)),
         );
         for (element, table) in tables {
-            if crate::store::system::RESERVED_TABLES.contains(&table.as_str()) {
+            if reserved_tables.contains(&table.as_str()) {
                 problems.push(format!(
                     "`{element}`'s table would be `{table}`, a table Fidelis keeps for itself in every database; rename the element or the domain"
                 ));

@@ -5,6 +5,7 @@
 //! (rows of projections and state-stored aggregates), because a unit of work must commit
 //! events and rows in one [`Transaction`].
 
+pub(crate) mod connection;
 pub mod memory;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
@@ -28,10 +29,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::event::{EventMetadata, RecordedEvent};
-use crate::field::FieldDef;
-use crate::query::QuerySpec;
+use crate::model::error::{Error, Result};
+use crate::model::event::{EventMetadata, RecordedEvent};
+use crate::model::field::FieldDef;
+use crate::model::query::QuerySpec;
 
 /// A row of a projection or state-stored aggregate as JSON: its identity, version and
 /// fields. Every adapter stores and reads rows in this form; see [`Row`] for the typed form.
@@ -127,54 +128,11 @@ pub const ALREADY_TAKEN: &str = "is already taken";
 pub(crate) fn already_taken(element: &str, field: &str) -> Error {
     Error::Validation {
         element: element.to_owned(),
-        errors: crate::error::ValidationError::field(field, ALREADY_TAKEN),
+        errors: crate::model::error::ValidationError::field(field, ALREADY_TAKEN),
     }
 }
 
-/// A place in a store's global order of events, which is the order of `(commit, position)`.
-///
-/// Readers of the global order (subscriptions, projections catching up) keep the cursor of
-/// the last event they handled and read [`after`](Storage::read_all) it. Stores with one
-/// writer at a time (memory, SQLite) commit in position order, so there `commit ==
-/// position`. On PostgreSQL, writers commit concurrently: `commit` is the id of the writing
-/// transaction and `position` a sequence that may have gaps (rolled-back transactions), and
-/// reads return only events no running transaction can still precede, so a reader that
-/// passed a cursor never misses an event committed later.
-///
-/// ```
-/// use fidelis_core::store::Cursor;
-/// let first = Cursor { commit: 1, position: 1 };
-/// assert!(Cursor::START < first);
-/// assert!(first < Cursor { commit: 1, position: 2 });
-/// assert!(Cursor { commit: 1, position: 9 } < Cursor { commit: 2, position: 3 });
-/// ```
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub struct Cursor {
-    /// The committing transaction's place in the store's commit order.
-    pub commit: i64,
-    /// The event's global position.
-    pub position: i64,
-}
-
-impl Cursor {
-    /// Before every event: reading after it reads from the beginning.
-    pub const START: Cursor = Cursor {
-        commit: 0,
-        position: 0,
-    };
-}
+pub use crate::model::event::Cursor;
 
 /// A slice of the streams of a store, for readers that share the global order between
 /// `count` workers: each stream belongs to exactly one partition (by [`stream_hash`]), so

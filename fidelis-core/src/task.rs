@@ -92,12 +92,12 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// inside stays findable), or its panic as a handler error.
 pub(crate) fn handler_failure(
     handler: &str,
-    outcome: std::thread::Result<crate::error::Result<()>>,
-) -> Option<crate::error::Error> {
+    outcome: std::thread::Result<crate::model::error::Result<()>>,
+) -> Option<crate::model::error::Error> {
     match outcome {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error),
-        Err(panic) => Some(crate::error::Error::handler(
+        Err(panic) => Some(crate::model::error::Error::handler(
             handler,
             format!("panicked: {}", panic_message(&*panic)),
         )),

@@ -71,11 +71,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::domain::{Domain, DomainBuilder};
-use crate::element::{Aggregate, BelongsTo, DomainEvent, Element, Handled, Projection};
-use crate::error::{Error, Result};
-use crate::event::{AnyEvent, AnyRecordedEvent, Event};
-use crate::identifier::Identifier;
+use crate::model::element::{Aggregate, BelongsTo, DomainEvent, Element, Handled, Projection};
+use crate::model::error::{Error, Result};
+use crate::model::event::{AnyEvent, AnyRecordedEvent, Event};
+use crate::model::identifier::Identifier;
+use crate::runtime::domain::{Domain, DomainBuilder};
 
 /// Starts a scenario for aggregate `A` in a fresh in-memory domain of every linked element,
 /// named `test` (projectors left out unless [`Given::with_projections`]). It is always in
@@ -243,11 +243,11 @@ async fn replay_into<A: Aggregate>(
         None => A::blank(id),
     };
     for event in &events {
-        crate::aggregate::replay_erased(domain.registry(), &mut aggregate, event.as_ref())?;
+        crate::model::aggregate::replay_erased(domain.registry(), &mut aggregate, event.as_ref())?;
     }
-    crate::aggregate::push_pending(&mut aggregate, events);
+    crate::model::aggregate::push_pending(&mut aggregate, events);
     ctx.repository::<A>().add(aggregate).await?;
-    crate::unit_of_work::commit_history(ctx).await
+    crate::runtime::unit_of_work::commit_history(ctx).await
 }
 
 /// The history of a scenario: events that already happened.

@@ -4,7 +4,7 @@
 //! Events are kept as the typed values units of work raised ([`Payload::Typed`]): a replay
 //! shares them, nothing is encoded to or decoded from JSON unless a reader asks for it.
 //!
-//! [`Payload::Typed`]: crate::event::Payload::Typed
+//! [`Payload::Typed`]: crate::model::event::Payload::Typed
 //!
 //! Concurrency: no lock is held while a transaction runs (its unit of work's projectors
 //! included). A transaction records its appends and row writes, reads the committed state
@@ -42,9 +42,9 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use crate::error::{Error, Result};
-use crate::event::{EventMetadata, RecordedEvent, category_of};
-use crate::query::{QuerySpec, eval};
+use crate::model::error::{Error, Result};
+use crate::model::event::{EventMetadata, RecordedEvent, category_of};
+use crate::model::query::{QuerySpec, eval};
 use serde_json::{Map, Value};
 
 use crate::store::{
@@ -63,7 +63,7 @@ struct State {
     /// Table → id → row.
     tables: FastMap<String, FastMap<String, StoredRow>>,
     /// Table → its fields, for the order of decimal fields (kept as text).
-    fields: FastMap<String, &'static [crate::field::FieldDef]>,
+    fields: FastMap<String, &'static [crate::model::field::FieldDef]>,
     /// Table → the committed values of its unique fields (tables with such fields only).
     unique: FastMap<String, UniqueIndex>,
     /// How many transactions have committed: each row records the commit that wrote it.
@@ -213,7 +213,7 @@ impl StoredRow {
 /// would in SQL), paged.
 fn select<'a>(
     rows: impl Iterator<Item = (&'a String, &'a StoredRow)>,
-    fields: &[crate::field::FieldDef],
+    fields: &[crate::model::field::FieldDef],
     query: &QuerySpec,
 ) -> Result<Vec<(&'a String, &'a Map<String, Value>)>> {
     let mut found = Vec::new();

@@ -16,9 +16,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::field::{FieldDef, FieldKind};
-use crate::query::{CompareOp, Condition, QuerySpec, QueryValue};
+use crate::model::error::{Error, Result};
+use crate::model::field::{FieldDef, FieldKind};
+use crate::model::query::{CompareOp, Condition, QuerySpec, QueryValue};
 use crate::store::TableSchema;
 
 #[cfg(feature = "postgres")]
@@ -533,7 +533,7 @@ pub(crate) fn field_value(
         FieldKind::Float => SqlValue::Float(match value {
             // `allow_non_finite` fields write NaN and infinities by name.
             Value::String(name) if field.allow_non_finite => {
-                crate::field::non_finite::parse_name(name)
+                crate::model::field::non_finite::parse_name(name)
                     .ok_or_else(|| wrong("a number, or \"NaN\", \"inf\" or \"-inf\""))?
             }
             value => value.as_f64().ok_or_else(|| wrong("a number"))?,
@@ -577,7 +577,7 @@ pub(crate) fn no_decimal_feature() -> Error {
 /// The JSON of a float read from a column: a number, or the name of a non-finite value
 /// (which only an `allow_non_finite` field can have written).
 pub(crate) fn float_json(value: f64) -> Value {
-    crate::field::non_finite::to_json(value)
+    crate::model::field::non_finite::to_json(value)
 }
 
 /// JSON as PostgreSQL receives it: as text, cast to `json`, so that a `json` column keeps
@@ -1013,7 +1013,7 @@ pub(crate) fn corrupt_event(stream: &str, position: i64, message: impl Into<Stri
 }
 
 /// The metadata column of an event: what is not a column of its own.
-pub(crate) fn event_metadata(metadata: &crate::event::EventMetadata) -> Value {
+pub(crate) fn event_metadata(metadata: &crate::model::event::EventMetadata) -> Value {
     serde_json::json!({
         "correlation_id": metadata.correlation_id.as_str(),
         "causation_id": metadata.causation_id.as_ref().map(|id| id.as_str()),
@@ -1040,7 +1040,7 @@ where
     id.map_or_else(|| "a row".to_owned(), |id| format!("row `{id}`"))
 }
 
-/// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::event::RecordedEvent).
+/// The raw columns of an event row, decoded into a [`RecordedEvent`](crate::model::event::RecordedEvent).
 pub(crate) struct EventRow {
     pub(crate) position: i64,
     pub(crate) commit: i64,
@@ -1054,8 +1054,8 @@ pub(crate) struct EventRow {
 }
 
 impl EventRow {
-    pub(crate) fn into_event(self) -> Result<crate::event::RecordedEvent> {
-        use crate::identifier::Identifier;
+    pub(crate) fn into_event(self) -> Result<crate::model::event::RecordedEvent> {
+        use crate::model::identifier::Identifier;
         let correlation = self
             .metadata
             .get("correlation_id")
@@ -1078,8 +1078,8 @@ impl EventRow {
                 ));
             }
         };
-        Ok(crate::event::RecordedEvent {
-            metadata: crate::event::EventMetadata {
+        Ok(crate::model::event::RecordedEvent {
+            metadata: crate::model::event::EventMetadata {
                 id: Identifier::new(self.id),
                 type_name: self.type_name,
                 stream: self.stream,
@@ -1090,7 +1090,7 @@ impl EventRow {
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,
             },
-            payload: crate::event::Payload::Encoded(self.data),
+            payload: crate::model::event::Payload::Encoded(self.data),
         })
     }
 }

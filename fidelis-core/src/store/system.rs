@@ -20,9 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::field::{FieldDef, FieldKind};
-use crate::query::{CompareOp, Condition, IntoQueryValue, Order, QuerySpec};
+use crate::model::error::{Error, Result};
+use crate::model::field::{FieldDef, FieldKind};
+use crate::model::query::{CompareOp, Condition, IntoQueryValue, Order, QuerySpec};
 use crate::store::{JsonRow, Row, Storage, TableSchema, Transaction};
 
 /// A row of a system table: a typed value with its table's schema.

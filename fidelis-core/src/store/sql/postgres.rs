@@ -14,10 +14,10 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection, Row};
 
-use crate::config::{PoolOptions, redact};
-use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, category_of};
-use crate::field::FieldKind;
+use crate::model::error::{Error, Result};
+use crate::model::event::{RecordedEvent, category_of};
+use crate::model::field::FieldKind;
+use crate::store::connection::{PoolOptions, redact};
 use crate::store::sql::store::{db_error, dialect, sql_storage};
 use crate::store::sql::{
     self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Failure, On, SqlStore, SqlValue,
@@ -516,7 +516,7 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<JsonRow> {
                 .map_or(Value::Null, Value::String),
             FieldKind::Enum => match row.try_get::<Option<String>, _>(index).map_err(read)? {
                 None => Value::Null,
-                Some(text) => match crate::field::unknown_variant(&text, field) {
+                Some(text) => match crate::model::field::unknown_variant(&text, field) {
                     Some(message) => {
                         return Err(Error::Serialization {
                             what: format!(

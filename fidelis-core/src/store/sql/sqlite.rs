@@ -14,10 +14,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::{PoolOptions, redact};
-use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, category_of};
-use crate::field::FieldKind;
+use crate::model::error::{Error, Result};
+use crate::model::event::{RecordedEvent, category_of};
+use crate::model::field::FieldKind;
+use crate::store::connection::{PoolOptions, redact};
 use crate::store::sql::store::{db_error, dialect, sql_storage};
 use crate::store::sql::{
     self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Failure, On, SqlStore, SqlValue,
@@ -86,7 +86,10 @@ impl SqliteStorage {
                 Error::configuration(format!("invalid SQLite URL `{shown}`: {error}"))
             })?
             .create_if_missing(true)
-            .collation(sql::DECIMAL_COLLATION, crate::query::compare_decimal_text)
+            .collation(
+                sql::DECIMAL_COLLATION,
+                crate::model::query::compare_decimal_text,
+            )
             .busy_timeout(pool.acquire_timeout)
             .foreign_keys(false);
         let options = if memory {
@@ -355,7 +358,7 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<JsonRow> {
                 .map_or(Value::Null, Value::String),
             FieldKind::Enum => match row.try_get::<Option<String>, _>(index).map_err(read)? {
                 None => Value::Null,
-                Some(text) => match crate::field::unknown_variant(&text, field) {
+                Some(text) => match crate::model::field::unknown_variant(&text, field) {
                     Some(message) => return Err(corrupt(message)),
                     None => Value::String(text),
                 },

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{EVENTS_TABLE, ExistingColumn, Schemas, SqlValue, Statement, Syntax, TableStatements};
-use crate::error::{Error, Result};
-use crate::event::{EventMetadata, RecordedEvent};
-use crate::query::QuerySpec;
+use crate::model::error::{Error, Result};
+use crate::model::event::{EventMetadata, RecordedEvent};
+use crate::model::query::QuerySpec;
 use crate::store::{Cursor, ExpectedVersion, GlobalRead, JsonRow, TableSchema};
 
 /// Where a dialect runs a statement: on the pool (reads outside transactions) or in a
@@ -667,14 +667,14 @@ macro_rules! sql_storage {
             async fn query(
                 &self,
                 table: &str,
-                query: &crate::query::QuerySpec,
+                query: &crate::model::query::QuerySpec,
             ) -> crate::Result<Vec<crate::store::JsonRow>> {
                 self.store.query(table, query).await
             }
             async fn count(
                 &self,
                 table: &str,
-                query: &crate::query::QuerySpec,
+                query: &crate::model::query::QuerySpec,
             ) -> crate::Result<u64> {
                 self.store.count(table, query).await
             }

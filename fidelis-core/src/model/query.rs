@@ -45,7 +45,7 @@ use std::marker::PhantomData;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::identifier::Identifier;
+use crate::model::identifier::Identifier;
 
 /// A value in a filter.
 #[derive(Clone, Debug, PartialEq)]
@@ -352,7 +352,7 @@ text_handle!(String, Option<String>, Identifier, Option<Identifier>);
 pub(crate) mod eval {
     use super::*;
 
-    use crate::field::{FieldDef, FieldKind};
+    use crate::model::field::{FieldDef, FieldKind};
 
     /// Whether a row satisfies every filter of the query.
     pub fn matches(row: &Map<String, Value>, query: &QuerySpec) -> bool {

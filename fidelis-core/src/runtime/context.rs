@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::domain::Domain;
-use crate::element::{Handled, Persisted, ProjectionRow};
-use crate::error::{Error, Result};
-use crate::event::{AnyEvent, AnyRecordedEvent};
-use crate::identifier::Identifier;
+use crate::model::element::{Handled, Persisted, ProjectionRow};
+use crate::model::error::{Error, Result};
+use crate::model::event::{AnyEvent, AnyRecordedEvent};
+use crate::model::identifier::Identifier;
 use crate::registry::Registry;
-use crate::repository::Repository;
+use crate::runtime::domain::Domain;
+use crate::runtime::repository::Repository;
 use crate::store::{JsonRow, Row, Transaction, TypedRow};
 
 /// The context of a command handler: one unit of work.
@@ -172,7 +172,7 @@ impl Context {
     /// commits its own), then runs the event handlers of the new events (in an event
     /// handler: queues them behind the events being delivered).
     pub async fn commit(self) -> Result<()> {
-        crate::unit_of_work::commit(self).await.map(drop)
+        crate::runtime::unit_of_work::commit(self).await.map(drop)
     }
 
     /// The events this context will commit, oldest first (for inspection before a commit).
@@ -318,7 +318,7 @@ impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
     /// The row with this id, if there is one.
     pub async fn find(&mut self, id: impl AsRef<str>) -> Result<Option<P>> {
         let id = id.as_ref();
-        if !crate::repository::storable(id) {
+        if !crate::runtime::repository::storable(id) {
             return Ok(None);
         }
         let table = self.table()?;
@@ -326,13 +326,13 @@ impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
             Some(written) => written.clone().map(Row::Typed),
             None => self.ctx.transaction.get_row(table, id).await?,
         };
-        row.map(|row| crate::repository::decode_row::<P>(table, id, row))
+        row.map(|row| crate::runtime::repository::decode_row::<P>(table, id, row))
             .transpose()
     }
 
     /// Adds or replaces the row (it is validated first).
     pub async fn add(&mut self, value: P) -> Result<()> {
-        crate::repository::validate_projection(&value)?;
+        crate::runtime::repository::validate_projection(&value)?;
         let table = self.table()?.to_owned();
         let id = value.identity().into_string();
         self.ctx.rows.put(&table, id, Some(Arc::new(value)));

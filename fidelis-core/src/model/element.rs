@@ -8,12 +8,12 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aggregate::AggregateMeta;
-use crate::context::Context;
-use crate::error::{Result, ValidationError};
-use crate::field::FieldDef;
-use crate::identifier::Identifier;
+use crate::model::aggregate::AggregateMeta;
+use crate::model::error::{Result, ValidationError};
+use crate::model::field::FieldDef;
+use crate::model::identifier::Identifier;
 use crate::registry::{CommandRoute, Registrar};
+use crate::runtime::context::Context;
 
 /// What kind of element a type is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -49,7 +49,7 @@ impl Identifier {
     /// Whether the identifier shows nothing: empty, or only whitespace and invisible
     /// characters such as zero-width spaces (a required identifier must not be).
     pub fn is_blank(&self) -> bool {
-        crate::field::is_blank(&self.0)
+        crate::model::field::is_blank(&self.0)
     }
 }
 

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::element::{Aggregate, BelongsTo, DomainEvent, InvariantStage};
-use crate::error::{Error, Result, ValidationError};
-use crate::event::AnyEvent;
+use crate::model::element::{Aggregate, BelongsTo, DomainEvent, InvariantStage};
+use crate::model::error::{Error, Result, ValidationError};
+use crate::model::event::AnyEvent;
 
 /// The version of an aggregate and the events raised since it was loaded.
 ///

@@ -10,10 +10,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
-use crate::context::{Context, EventHandlerContext};
-use crate::domain::Domain;
-use crate::event::AnyRecordedEvent;
-use crate::identifier::Identifier;
+use crate::model::event::AnyRecordedEvent;
+use crate::model::identifier::Identifier;
+use crate::runtime::context::{Context, EventHandlerContext};
+use crate::runtime::domain::Domain;
 
 /// Delivers the events of a commit to their listeners. The commit runs the returned future
 /// to its end even if its caller stops waiting (see `task::run_to_completion`), so a
@@ -223,7 +223,9 @@ async fn run_event_handlers(queue: &Arc<DeliveryQueue>, batch: Queued) {
                     .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                     .await?;
                 // Commits, and queues its events behind the ones being delivered.
-                crate::unit_of_work::commit(ctx.unit).await.map(drop)
+                crate::runtime::unit_of_work::commit(ctx.unit)
+                    .await
+                    .map(drop)
             }))
             .catch_unwind()
             .instrument(span)

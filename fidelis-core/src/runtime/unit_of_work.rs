@@ -1,13 +1,13 @@
-//! A unit of work's end: commit it ([`crate::commit`]) with the domain's commit hooks, fill
+//! A unit of work's end: commit it ([`crate::runtime::commit`]) with the domain's commit hooks, fill
 //! the aggregate cache, then hand its events to the domain's dispatcher
-//! ([`crate::dispatch`]).
+//! ([`crate::runtime::dispatch`]).
 
 use std::sync::Arc;
 
-use crate::context::Context;
-use crate::dispatch::{Batch, Origin};
-use crate::error::Result;
-use crate::event::AnyRecordedEvent;
+use crate::model::error::Result;
+use crate::model::event::AnyRecordedEvent;
+use crate::runtime::context::Context;
+use crate::runtime::dispatch::{Batch, Origin};
 
 /// Commits a unit of work, then delivers its events to their listeners; returns the events
 /// as recorded.
@@ -37,7 +37,7 @@ enum Dispatch {
 async fn commit_and(unit: Context, dispatch: Dispatch) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
     let domain = unit.domain.clone();
     let correlation_id = unit.correlation_id.clone();
-    let Some(prepared) = crate::commit::prepare(unit, domain.commit_hooks()).await? else {
+    let Some(prepared) = crate::runtime::commit::prepare(unit, domain.commit_hooks()).await? else {
         return Ok(Vec::new());
     };
     // Read here, in the caller's task: the work below may finish in a task of its own.

@@ -10,10 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::element::DomainEvent;
-use crate::error::{Error, Result};
-use crate::identifier::Identifier;
-use crate::store::Cursor;
+use crate::model::element::DomainEvent;
+use crate::model::error::{Error, Result};
+use crate::model::identifier::Identifier;
 
 /// Where and when an event was recorded, and what caused it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -356,4 +355,49 @@ impl dyn AnyRecordedEvent {
     pub fn downcast<E: DomainEvent>(&self) -> Option<&Event<E>> {
         self.as_any().downcast_ref::<Event<E>>()
     }
+}
+
+/// A place in a store's global order of events, which is the order of `(commit, position)`.
+///
+/// Readers of the global order (subscriptions, projections catching up) keep the cursor of
+/// the last event they handled and read [`after`](crate::store::Storage::read_all) it. Stores with one
+/// writer at a time (memory, SQLite) commit in position order, so there `commit ==
+/// position`. On PostgreSQL, writers commit concurrently: `commit` is the id of the writing
+/// transaction and `position` a sequence that may have gaps (rolled-back transactions), and
+/// reads return only events no running transaction can still precede, so a reader that
+/// passed a cursor never misses an event committed later.
+///
+/// ```
+/// use fidelis_core::store::Cursor;
+/// let first = Cursor { commit: 1, position: 1 };
+/// assert!(Cursor::START < first);
+/// assert!(first < Cursor { commit: 1, position: 2 });
+/// assert!(Cursor { commit: 1, position: 9 } < Cursor { commit: 2, position: 3 });
+/// ```
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Cursor {
+    /// The committing transaction's place in the store's commit order.
+    pub commit: i64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Before every event: reading after it reads from the beginning.
+    pub const START: Cursor = Cursor {
+        commit: 0,
+        position: 0,
+    };
 }

@@ -1,7 +1,7 @@
 //! Committing a unit of work: its aggregate rows, events and projection rows, plus what the
 //! commit hooks add, in one storage transaction.
 //!
-//! A commit knows nothing of who is told afterwards (that is [`crate::dispatch`]): it writes,
+//! A commit knows nothing of who is told afterwards (that is [`crate::runtime::dispatch`]): it writes,
 //! runs the hooks, commits and returns what it committed. Each hook adds writes to the same
 //! transaction: inline projectors today; checkpoints, the command log, outbox rows,
 //! snapshots and process-manager state fit the same trait without changing the commit.
@@ -12,11 +12,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::context::Context;
-use crate::domain::Domain;
-use crate::error::Result;
-use crate::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
-use crate::identifier::Identifier;
+use crate::model::error::Result;
+use crate::model::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
+use crate::model::identifier::Identifier;
+use crate::runtime::context::Context;
+use crate::runtime::domain::Domain;
 use crate::store::{ExpectedVersion, JsonRow, Transaction};
 
 /// What a commit hook is told about the commit it joins. (Hooks to come add what they need
@@ -55,7 +55,7 @@ impl CommitHook for InlineProjectors {
         commit: &Commit<'_>,
         transaction: &mut dyn Transaction,
     ) -> Result<()> {
-        crate::projection_runner::run_projectors(
+        crate::runtime::projection_runner::run_projectors(
             commit.domain.registry(),
             transaction,
             commit.events,
@@ -204,7 +204,7 @@ pub(crate) async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
+    use crate::model::error::Error;
     use crate::store::Row;
 
     /// Writes a row of its own, after checking that the rows written before it are in the

@@ -13,8 +13,8 @@ pub use enums::{check_variant_field, enum_query_value, variant_names};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::error::ValidationError;
-use crate::identifier::Identifier;
+use crate::model::error::ValidationError;
+use crate::model::identifier::Identifier;
 
 pub(crate) mod non_finite;
 
@@ -321,7 +321,7 @@ mod decimal {
     use rust_decimal::Decimal;
 
     use super::{FieldDef, FieldKind, FieldType, check_number};
-    use crate::error::ValidationError;
+    use crate::model::error::ValidationError;
 
     /// A bound as written in the attribute, read exactly (`0.01`, `1e3`, `-5`).
     fn parse_literal(text: &str) -> Option<Decimal> {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::context::{AggregateChange, Context};
-use crate::domain::Domain;
-use crate::element::{Aggregate, InvariantStage, Persisted, Projection, Queryable};
-use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
-use crate::identifier::Identifier;
-use crate::query::{Filter, OrderBy, QuerySpec};
+use crate::model::element::{Aggregate, InvariantStage, Persisted, Projection, Queryable};
+use crate::model::error::{Error, Result};
+use crate::model::event::RecordedEvent;
+use crate::model::identifier::Identifier;
+use crate::model::query::{Filter, OrderBy, QuerySpec};
 use crate::registry::EventInfo;
+use crate::runtime::context::{AggregateChange, Context};
+use crate::runtime::domain::Domain;
 use crate::store::{JsonRow, Row};
 
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;

@@ -12,18 +12,18 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
-use crate::commit::{CommitHook, InlineProjectors};
-use crate::context::{Context, Processed};
-use crate::dispatch::{Dispatcher, SyncDispatcher};
-use crate::element::{Aggregate, Element, Handled, Persisted};
-use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
-use crate::identifier::Identifier;
+use crate::model::element::{Aggregate, Element, Handled, Persisted};
+use crate::model::error::{Error, Result};
+use crate::model::event::RecordedEvent;
+use crate::model::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
-use crate::repository::DomainRepository;
-use crate::retry::RetryPolicy;
+use crate::runtime::commit::{CommitHook, InlineProjectors};
+use crate::runtime::context::{Context, Processed};
+use crate::runtime::dispatch::{Dispatcher, SyncDispatcher};
+use crate::runtime::repository::DomainRepository;
+use crate::runtime::retry::RetryPolicy;
+use crate::runtime::unit_of_work;
 use crate::store::{Cursor, Storage, TableSchema};
-use crate::unit_of_work;
 
 /// A bounded context: its elements, storage and configuration. Cheap to clone, `Send + Sync`
 /// (share it as axum state).
@@ -394,7 +394,7 @@ const READ_BATCH: usize = 1_000;
 impl EventStore<'_> {
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
-        if !crate::repository::storable(stream) {
+        if !crate::runtime::repository::storable(stream) {
             return Ok(Vec::new());
         }
         self.domain.storage().read_stream(stream, 0).await
@@ -405,7 +405,7 @@ impl EventStore<'_> {
     /// (see [`Storage::settle`](crate::store::Storage::settle)); go on from the last one's
     /// [`cursor`](crate::EventMetadata::cursor) to read only newer ones.
     pub async fn read_category(&self, category: &str, after: Cursor) -> Result<Vec<RecordedEvent>> {
-        if !crate::repository::storable(category) {
+        if !crate::runtime::repository::storable(category) {
             return Ok(Vec::new());
         }
         let storage = self.domain.storage();
@@ -428,7 +428,7 @@ impl EventStore<'_> {
 
     /// The version of a stream's last event, `-1` when it has none.
     pub async fn stream_version(&self, stream: &str) -> Result<i64> {
-        if !crate::repository::storable(stream) {
+        if !crate::runtime::repository::storable(stream) {
             return Ok(-1);
         }
         self.domain.storage().stream_version(stream).await
@@ -556,7 +556,7 @@ pub struct DomainBuilder {
     retry: RetryPolicy,
     storage: Option<Arc<dyn Storage>>,
     database: Option<String>,
-    pool: crate::config::PoolOverrides,
+    pool: crate::runtime::config::PoolOverrides,
     cache_capacity: usize,
     projectors: bool,
     event_handler_depth_limit: usize,
@@ -577,7 +577,7 @@ impl DomainBuilder {
             retry: RetryPolicy::default(),
             storage: None,
             database: None,
-            pool: crate::config::PoolOverrides::default(),
+            pool: crate::runtime::config::PoolOverrides::default(),
             cache_capacity: 100_000,
             projectors: true,
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
@@ -640,7 +640,7 @@ impl DomainBuilder {
     }
 
     /// Selects the database by URL: `memory`, `sqlite://fidelis.db`, `postgres://…`. Without
-    /// it, `FIDELIS_DATABASE_URL`, then `fidelis.toml`, then `memory` (see [`crate::config`]).
+    /// it, `FIDELIS_DATABASE_URL`, then `fidelis.toml`, then `memory` (see [`crate::runtime::config`]).
     pub fn database(mut self, url: impl Into<String>) -> Self {
         self.database = Some(url.into());
         self
@@ -728,7 +728,8 @@ impl DomainBuilder {
         for registration in self.registrations {
             registration(&mut registrar);
         }
-        let registry = match (registrar.build(&self.name), problems.is_empty()) {
+        let built = registrar.build(&self.name, crate::store::system::RESERVED_TABLES);
+        let registry = match (built, problems.is_empty()) {
             (registry, true) => registry?,
             (Err(Error::Configuration { problems: more }), false) => {
                 problems.extend(more);
@@ -742,7 +743,10 @@ impl DomainBuilder {
         }
         let storage = match self.storage {
             Some(storage) => storage,
-            None => crate::config::connect_configured(self.database.as_deref(), self.pool).await?,
+            None => {
+                crate::runtime::config::connect_configured(self.database.as_deref(), self.pool)
+                    .await?
+            }
         };
         tracing::debug!(domain = %self.name, storage = storage.kind(), "domain built");
         let domain = Domain {

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{FieldDef, FieldType};
-use crate::error::ValidationError;
-use crate::query::QueryValue;
+use crate::model::error::ValidationError;
+use crate::model::query::QueryValue;
 
 /// The names of a unit-only enum's variants as serde writes them (`rename` and `rename_all`
 /// applied), from one value of each. Called once per enum type (the generated code keeps the

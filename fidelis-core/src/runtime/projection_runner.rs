@@ -9,10 +9,10 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use crate::context::ProjectorContext;
-use crate::error::{Error, Result};
-use crate::event::AnyRecordedEvent;
+use crate::model::error::{Error, Result};
+use crate::model::event::AnyRecordedEvent;
 use crate::registry::Registry;
+use crate::runtime::context::ProjectorContext;
 use crate::store::Transaction;
 
 /// Runs the projectors of `events`, in event order and, per event, in registration order,

@@ -1,0 +1,12 @@
+//! Running a domain: configuration, the contexts handlers see, repositories, the commit of a
+//! unit of work with its hooks, the dispatch of committed events, and the `Domain` itself.
+
+pub(crate) mod commit;
+pub mod config;
+pub(crate) mod context;
+pub(crate) mod dispatch;
+pub(crate) mod domain;
+pub(crate) mod projection_runner;
+pub(crate) mod repository;
+pub(crate) mod retry;
+pub(crate) mod unit_of_work;
