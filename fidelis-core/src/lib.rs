@@ -14,6 +14,7 @@ mod context;
 mod dispatch;
 mod domain;
 mod element;
+mod engine;
 mod error;
 mod event;
 mod field;
@@ -47,6 +48,7 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
+pub use crate::config::Processing;
 pub use crate::context::{Context, EventHandlerContext, ProjectionRepository, ProjectorContext};
 pub use crate::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
@@ -54,6 +56,9 @@ pub use crate::domain::{
 pub use crate::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
     InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
+};
+pub use crate::engine::{
+    DeadLetters, Engine, HandlerRetry, LAG_CAP, ReplaySummary, SubscriptionStatus,
 };
 pub use crate::error::{DomainError, Error, Result, ValidationError};
 pub use crate::event::{AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent};
