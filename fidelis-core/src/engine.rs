@@ -11,9 +11,11 @@
 //! later events of its stream wait behind it for that subscription, other streams go on, and
 //! [`DeadLetters`](crate::DeadLetters) replays or purges it.
 //!
-//! Wake-ups: a commit made through a domain of this process wakes the engine at once (on
-//! every adapter); commits of other processes are found by polling, with a backoff from
-//! 20 ms to 1 s while nothing comes.
+//! Wake-ups: a commit made through any domain of this process wakes the engines at once (on
+//! every adapter); on PostgreSQL, commits of other processes wake them through
+//! `LISTEN`/`NOTIFY` (each append notifies in its transaction, so the notification arrives at
+//! commit). Besides, and in place of a lost listener, subscriptions poll with a backoff from
+//! 20 ms to 1 s while nothing comes (SQLite's only signal across processes).
 
 mod dead_letters;
 mod subscription;
@@ -108,12 +110,22 @@ impl HandlerRetry {
     }
 }
 
-/// What the engine shares with the domain: the subscriptions (each run by one task at a time
-/// in this process) and the wake-up signal commits send.
+/// What the engine shares with the domain: the subscriptions, each run by one task at a time
+/// in this process.
 pub(crate) struct EngineShared {
     subscriptions: Vec<Arc<Subscription>>,
-    /// Bumped on every commit of this process: subscriptions waiting for work wake up.
-    wake: watch::Sender<u64>,
+}
+
+/// Bumped on every commit of events in this process: waiting subscriptions wake up. One for
+/// the process rather than per domain, because a web domain and an engine domain of one
+/// process may share a database; a wake-up that finds nothing new costs one read.
+fn commits() -> &'static watch::Sender<u64> {
+    static COMMITS: std::sync::OnceLock<watch::Sender<u64>> = std::sync::OnceLock::new();
+    COMMITS.get_or_init(|| watch::Sender::new(0))
+}
+
+fn wake_all() {
+    commits().send_modify(|count| *count = count.wrapping_add(1));
 }
 
 impl EngineShared {
@@ -124,13 +136,7 @@ impl EngineShared {
                 .iter()
                 .map(|info| Arc::new(Subscription::new(info.clone())))
                 .collect(),
-            wake: watch::Sender::new(0),
         }
-    }
-
-    pub(crate) fn wake(&self) {
-        self.wake
-            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     pub(crate) fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
@@ -144,7 +150,8 @@ pub(crate) struct AsyncDispatcher;
 
 impl Dispatcher for AsyncDispatcher {
     fn dispatch(&self, batch: Batch) -> BoxFuture<'static, ()> {
-        batch.domain.engine_shared().wake();
+        drop(batch);
+        wake_all();
         Box::pin(async {})
     }
 }
@@ -246,10 +253,12 @@ impl Engine {
                 ))
             })
             .collect();
+        let listener = tokio::spawn(listen(self.domain.clone(), stopped.clone()));
         tracing::info!(domain = %self.domain.name(), subscriptions = tasks.len(), "engine running");
         shutdown.await;
         tracing::info!(domain = %self.domain.name(), "engine stopping: draining in-flight work");
         let _ = stop.send(true);
+        listener.abort();
         for task in tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a subscription task ended abnormally");
@@ -331,13 +340,44 @@ pub struct SubscriptionStatus {
     pub last_error: Option<String>,
 }
 
+/// Forwards the store's commit signal (other processes' commits) to the subscriptions, for
+/// as long as the engine runs; listens again after a lost connection.
+async fn listen(domain: Domain, mut stopped: watch::Receiver<bool>) {
+    use futures::StreamExt;
+    let mut failures = 0_u32;
+    while !*stopped.borrow() {
+        match domain.storage().commit_signal().await {
+            Ok(None) => return,
+            Ok(Some(mut signal)) => {
+                failures = 0;
+                tracing::debug!(domain = %domain.name(), "listening for commits");
+                while signal.next().await.is_some() {
+                    wake_all();
+                }
+                tracing::warn!(domain = %domain.name(), "commit listener lost its connection; polling until it is back");
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(domain = %domain.name(), %error, "cannot listen for commits; polling");
+            }
+        }
+        let delay = HandlerRetry::default()
+            .with_max_delay(Duration::from_secs(30))
+            .delay(failures.max(1));
+        tokio::select! {
+            _ = stopped.changed() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
 /// One subscription's loop in [`Engine::run`].
 async fn run_subscription(
     domain: Domain,
     subscription: Arc<Subscription>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut wake = domain.engine_shared().wake.subscribe();
+    let mut wake = commits().subscribe();
     let mut idle = POLL_MIN;
     let mut failures = 0_u32;
     while !*stopped.borrow() {

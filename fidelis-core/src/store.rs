@@ -244,6 +244,9 @@ pub struct GlobalRead<'a> {
     pub partition: Option<Partition>,
 }
 
+/// Wake-ups after commits ([`Storage::commit_signal`]).
+pub type CommitSignal = futures::stream::BoxStream<'static, ()>;
+
 /// What the store must hold for an append to succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedVersion {
@@ -323,6 +326,15 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The version of a stream's last event, `-1` when it has none.
     async fn stream_version(&self, stream: &str) -> Result<i64>;
+
+    /// A signal of commits of events made by any process on this database (PostgreSQL:
+    /// `LISTEN`, the commits sending `NOTIFY` in their transaction), so readers of the global
+    /// order wake at once instead of polling. It may fire spuriously and fold several commits
+    /// into one; it ends when the connection is lost. `None` (the default): the adapter has
+    /// none, and readers poll.
+    async fn commit_signal(&self) -> Result<Option<CommitSignal>> {
+        Ok(None)
+    }
 
     /// One row.
     async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>>;

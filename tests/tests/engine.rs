@@ -603,3 +603,64 @@ async fn a_subscription_never_passes_an_open_transaction() {
     assert_eq!(tally(&domain, &late).await, Some((1, 2)));
     backend.finish().await;
 }
+
+/// On PostgreSQL, the store's commit signal (`LISTEN`) fires when a transaction that appended
+/// events commits, not before; memory and SQLite have none (their engines are woken in
+/// process, and poll).
+#[cfg_attr(
+    not(fidelis_postgres),
+    ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_listeners_when_events_commit() {
+    use futures::StreamExt;
+    let Some(backend) = Backend::postgres("engine::notify").await else {
+        return;
+    };
+    let journal = Journal::default();
+    let domain = async_domain(&backend, &journal).await;
+    let mut signal = domain
+        .storage_unchecked()
+        .commit_signal()
+        .await
+        .unwrap()
+        .expect("PostgreSQL has a commit signal");
+    // Another connection pool, as another process would have.
+    let writer = fidelis_core::config::connect(&backend.url()).await.unwrap();
+    let ledger = Identifier::generate();
+    let stream = domain.event_store().stream_of::<Ledger>(&ledger).unwrap();
+    let mut transaction = writer.begin().await.unwrap();
+    transaction
+        .append(
+            &stream,
+            ExpectedVersion::Exact(-1),
+            vec![stranger(&ledger, "Engine.Any.v1", 1)],
+        )
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), signal.next()).await;
+    assert!(early.is_err(), "no signal before the commit");
+    transaction.commit().await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(10), signal.next()).await;
+    assert!(
+        matches!(woken, Ok(Some(()))),
+        "the commit wakes the listener"
+    );
+    for (backend, name) in [
+        (Backend::memory().await.unwrap(), "memory"),
+        (Backend::sqlite().await.unwrap(), "sqlite"),
+    ] {
+        let domain = async_domain(&backend, &journal).await;
+        assert!(
+            domain
+                .storage_unchecked()
+                .commit_signal()
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        backend.finish().await;
+    }
+    backend.finish().await;
+}

@@ -118,6 +118,14 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     async fn settle(&self, _pool: &sqlx::Pool<Self::Db>, _url: &str) -> Result<()> {
         Ok(())
     }
+    /// [`Storage::commit_signal`](crate::store::Storage::commit_signal).
+    async fn commit_signal(
+        &self,
+        _pool: &sqlx::Pool<Self::Db>,
+        _url: &str,
+    ) -> Result<Option<crate::store::CommitSignal>> {
+        Ok(None)
+    }
 }
 
 /// The storage adapter of a dialect; the public adapters wrap it.
@@ -653,6 +661,12 @@ macro_rules! sql_storage {
             }
             async fn settle(&self) -> crate::Result<()> {
                 self.store.settle().await
+            }
+            async fn commit_signal(&self) -> crate::Result<Option<crate::store::CommitSignal>> {
+                self.store
+                    .dialect
+                    .commit_signal(&self.store.pool, &self.store.url)
+                    .await
             }
             async fn stream_version(&self, stream: &str) -> crate::Result<i64> {
                 self.store.stream_version(stream).await
