@@ -156,9 +156,19 @@ impl Dispatcher for AsyncDispatcher {
     }
 }
 
-/// The driver of a domain's subscriptions (see the [module docs](self)). Cheap to clone;
-/// every clone and every `domain.engine()` of one domain share the subscriptions, so two
-/// runs in one process never handle a subscription at the same time.
+/// The driver of a domain's subscriptions, in
+/// [asynchronous processing](crate::Processing::Async). Cheap to clone; every clone and every
+/// `domain.engine()` of one domain share the subscriptions, so two runs in one process never
+/// handle a subscription at the same time.
+///
+/// Each projector and event handler is a subscription named after it, reading the categories
+/// of its aggregates in global order, in batches, from its checkpoint: a projector's rows
+/// and checkpoint commit in one transaction (exactly once); an event handler's checkpoint
+/// moves after its unit of work commits (at least once, the event id stable). A failing
+/// event is retried ([`HandlerRetry`]), then dead-lettered, holding back the later events of
+/// its stream in that subscription only ([`DeadLetters`]). Commits of this process wake the
+/// engine at once, PostgreSQL's `NOTIFY` wakes it for other processes' commits, and it polls
+/// besides (20 ms to 1 s).
 ///
 /// ```rust,standalone_crate
 /// use fidelis_core::prelude::*;
@@ -298,6 +308,11 @@ impl Engine {
                 })
                 .await?;
             let head = waiting.last().map_or(position, |e| e.metadata.cursor());
+            let behind = waiting.first().map_or(Duration::ZERO, |oldest| {
+                (chrono::Utc::now() - oldest.metadata.time)
+                    .to_std()
+                    .unwrap_or_default()
+            });
             statuses.push(SubscriptionStatus {
                 name: subscription.name().to_owned(),
                 projector: subscription.is_projector(),
@@ -305,6 +320,7 @@ impl Engine {
                 position,
                 head,
                 lag: waiting.len() as u64,
+                behind,
                 dead_letters: dead_letters
                     .get(subscription.name())
                     .copied()
@@ -334,6 +350,8 @@ pub struct SubscriptionStatus {
     pub head: Cursor,
     /// How many events of its categories it has still to read (at most [`LAG_CAP`]).
     pub lag: u64,
+    /// How long ago the oldest of those was committed (zero when it is caught up).
+    pub behind: Duration,
     /// Its dead letters.
     pub dead_letters: u64,
     /// The last error this process saw it fail with (a handler's, or the store's).

@@ -588,6 +588,15 @@ impl Registrar {
             }
         }
 
+        // A subscription (its checkpoint, its dead letters) is named after its element.
+        duplicates(
+            &mut problems,
+            "projector or event handler name",
+            self.handlers
+                .values()
+                .filter(|h| matches!(h.kind, ElementKind::Projector | ElementKind::EventHandler))
+                .map(|h| (h.name.to_owned(), h.name)),
+        );
         duplicates(
             &mut problems,
             "event type name",

@@ -280,6 +280,7 @@ async fn a_restarted_engine_resumes_from_its_checkpoints(backend: &Backend) {
         assert_eq!(subscription.lag, 0, "{subscription:?}");
         assert_eq!(subscription.position, subscription.head, "{subscription:?}");
         assert_eq!(subscription.dead_letters, 0, "{subscription:?}");
+        assert_eq!(subscription.behind, Duration::ZERO, "{subscription:?}");
     }
 }
 
