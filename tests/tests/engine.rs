@@ -320,6 +320,7 @@ async fn a_failing_handler_is_dead_lettered_its_stream_waits_and_replay_reaches_
         domain.event_store().stream_of::<Ledger>(&frozen).unwrap()
     );
     assert_eq!(letter.version, 1);
+    assert_eq!(domain.metrics().failed_event_handlers, 1);
     // The other stream went on; the frozen stream's later event waits.
     assert_eq!(journal.amounts_of(&other), vec![5]);
     assert!(journal.amounts_of(&frozen).is_empty());

@@ -266,6 +266,10 @@ impl Subscription {
                 Ok(None) => return Ok(read),
                 Err(failure) => {
                     waiting.insert(metadata.stream.clone());
+                    if !self.info.projector {
+                        // Counted as sync processing counts a failed event handler.
+                        domain.count_event_handler_failure();
+                    }
                     self.dead_letter(storage, position, &metadata, failure)
                         .await?
                 }
