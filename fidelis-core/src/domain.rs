@@ -17,7 +17,9 @@ use crate::config::Processing;
 use crate::context::{Context, Processed};
 use crate::dispatch::{Dispatcher, SyncDispatcher};
 use crate::element::{Aggregate, Element, Handled, Persisted};
-use crate::engine::{AsyncDispatcher, DeadLetters, Engine, EngineShared, HandlerRetry};
+use crate::engine::{
+    AsyncDispatcher, DeadLetters, Engine, EngineShared, HandlerRetry, NotifyEngines,
+};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::identifier::Identifier;
@@ -826,7 +828,7 @@ impl DomainBuilder {
                 event_handler_depth_limit: self.event_handler_depth_limit,
                 commit_hooks: match processing {
                     Processing::Sync => vec![Arc::new(InlineProjectors)],
-                    Processing::Async => Vec::new(),
+                    Processing::Async => vec![Arc::new(NotifyEngines)],
                 },
                 dispatcher: match processing {
                     Processing::Sync => Arc::new(SyncDispatcher),

@@ -13,8 +13,8 @@
 //!
 //! Wake-ups: a commit made through any domain of this process wakes the engines at once (on
 //! every adapter); on PostgreSQL, commits of other processes wake them through
-//! `LISTEN`/`NOTIFY` (each append notifies in its transaction, so the notification arrives at
-//! commit). Besides, and in place of a lost listener, subscriptions poll with a backoff from
+//! `LISTEN`/`NOTIFY` (each commit of an asynchronous domain notifies in its transaction, so
+//! the notification arrives at commit). Besides, and in place of a lost listener, subscriptions poll with a backoff from
 //! 20 ms to 1 s while nothing comes (SQLite's only signal across processes).
 
 mod dead_letters;
@@ -29,13 +29,14 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use tokio::sync::watch;
 
+use crate::commit::{Commit, CommitHook};
 use crate::config::Processing;
 use crate::dispatch::{Batch, Dispatcher};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::store::system::{self, Checkpoint, DeadLetter};
-use crate::store::{Cursor, GlobalRead};
+use crate::store::{Cursor, GlobalRead, Transaction};
 
 pub use dead_letters::{DeadLetters, ReplaySummary};
 pub(crate) use subscription::Subscription;
@@ -153,6 +154,28 @@ impl Dispatcher for AsyncDispatcher {
         drop(batch);
         wake_all();
         Box::pin(async {})
+    }
+}
+
+/// The commit hook of asynchronous processing: a commit with events asks the store to wake
+/// the engines listening on it (other processes' included) when it commits.
+pub(crate) struct NotifyEngines;
+
+#[async_trait::async_trait]
+impl CommitHook for NotifyEngines {
+    fn name(&self) -> &'static str {
+        "notify engines"
+    }
+
+    async fn on_commit(
+        &self,
+        commit: &Commit<'_>,
+        transaction: &mut dyn Transaction,
+    ) -> Result<()> {
+        if commit.events.is_empty() {
+            return Ok(());
+        }
+        transaction.notify_commit().await
     }
 }
 

@@ -404,6 +404,14 @@ pub trait Transaction: Send {
     /// Deletes a row (no error when it does not exist).
     async fn remove_row(&mut self, table: &str, id: &str) -> Result<()>;
 
+    /// Asks the store to wake the readers listening for commits
+    /// ([`Storage::commit_signal`]) once this transaction commits (PostgreSQL: `NOTIFY`,
+    /// delivered at commit, and only if it commits). The engine's commits ask for it in
+    /// asynchronous processing; the default does nothing (an adapter without a signal).
+    async fn notify_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Makes every write of the transaction durable and visible.
     async fn commit(self: Box<Self>) -> Result<()>;
 }

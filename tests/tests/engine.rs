@@ -606,9 +606,9 @@ async fn a_subscription_never_passes_an_open_transaction() {
     backend.finish().await;
 }
 
-/// On PostgreSQL, the store's commit signal (`LISTEN`) fires when a transaction that appended
-/// events commits, not before; memory and SQLite have none (their engines are woken in
-/// process, and poll).
+/// On PostgreSQL, the store's commit signal (`LISTEN`) fires when a transaction that asked
+/// for it commits, not before; an asynchronous domain's commits ask, a synchronous one's do
+/// not; memory and SQLite have none (their engines are woken in process, and poll).
 #[cfg_attr(
     not(fidelis_postgres),
     ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests"
@@ -640,6 +640,7 @@ async fn postgres_wakes_listeners_when_events_commit() {
         )
         .await
         .unwrap();
+    transaction.notify_commit().await.unwrap();
     let early = tokio::time::timeout(Duration::from_millis(300), signal.next()).await;
     assert!(early.is_err(), "no signal before the commit");
     transaction.commit().await.unwrap();
@@ -647,6 +648,19 @@ async fn postgres_wakes_listeners_when_events_commit() {
     assert!(
         matches!(woken, Ok(Some(()))),
         "the commit wakes the listener"
+    );
+
+    // A command of an asynchronous domain (another pool) notifies; a synchronous one does not.
+    let sync = backend.build(builder(Processing::Sync, &journal)).await;
+    open(&sync, "Quiet").await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), signal.next()).await;
+    assert!(quiet.is_err(), "sync processing sends no NOTIFY");
+    let other = async_domain(&backend, &journal).await;
+    open(&other, "Loud").await;
+    let woken = tokio::time::timeout(Duration::from_secs(10), signal.next()).await;
+    assert!(
+        matches!(woken, Ok(Some(()))),
+        "an async commit wakes the listener"
     );
     for (backend, name) in [
         (Backend::memory().await.unwrap(), "memory"),
