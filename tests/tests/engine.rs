@@ -50,10 +50,41 @@ impl Tallies {
             credits: 0,
             total: 0,
         });
+        if cursed(&event.ledger_id, event.amount) {
+            return Err(Error::handler(
+                "Tallies",
+                format!(
+                    "credit of {} to ledger {} is cursed",
+                    event.amount, event.ledger_id
+                ),
+            ));
+        }
         row.credits += 1;
         row.total += event.amount;
         rows.add(row).await
     }
+}
+
+/// Credits the projector refuses, by ledger and amount (ledger ids are unique to each test,
+/// so tests running at once do not see each other's curses).
+static CURSES: Mutex<Vec<(Identifier, i64)>> = Mutex::new(Vec::new());
+
+fn curses() -> std::sync::MutexGuard<'static, Vec<(Identifier, i64)>> {
+    CURSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn cursed(ledger: &Identifier, amount: i64) -> bool {
+    curses().iter().any(|(l, a)| l == ledger && *a == amount)
+}
+
+fn curse(ledger: &Identifier, amount: i64) {
+    curses().push((ledger.clone(), amount));
+}
+
+fn lift(ledger: &Identifier, amount: i64) {
+    curses().retain(|(l, a)| !(l == ledger && *a == amount));
 }
 
 /// What the auditor was given, and how it is told to fail.
@@ -407,6 +438,77 @@ async fn a_panicking_handler_is_dead_lettered_and_a_purge_lets_its_stream_flow(b
     assert!(error.to_string().contains("no dead letter"), "{error}");
 }
 
+async fn a_failing_projector_is_dead_lettered_and_a_replay_applies_each_event_once(
+    backend: &Backend,
+) {
+    let journal = Journal::default();
+    let domain = async_domain(backend, &journal).await;
+    let ledger = open(&domain, "Cursed").await;
+    let other = open(&domain, "Blessed").await;
+    curse(&ledger, 1);
+    curse(&ledger, 2);
+    for amount in [1, 2, 3] {
+        credit(&domain, &ledger, amount).await;
+    }
+    credit(&domain, &other, 9).await;
+    domain.settle().await.unwrap();
+    let letters = domain.dead_letters().list_of("Tallies").await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].error.contains("credit of 1 to ledger"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(tally(&domain, &ledger).await, None, "the stream waits");
+    assert_eq!(
+        tally(&domain, &other).await,
+        Some((1, 9)),
+        "other streams go on"
+    );
+    assert_eq!(
+        journal.amounts_of(&ledger),
+        vec![1, 2, 3],
+        "other subscriptions go on"
+    );
+
+    // The letter's event now passes, the next waiting one fails: it takes the letter's place.
+    lift(&ledger, 1);
+    let error = domain
+        .dead_letters()
+        .replay(&letters[0].id)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("credit of 2 to ledger"),
+        "{error}"
+    );
+    let letters = domain.dead_letters().list_of("Tallies").await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].version, letters[0].attempts), (2, 1));
+    assert_eq!(tally(&domain, &ledger).await, Some((1, 1)));
+
+    lift(&ledger, 2);
+    let summary = domain.dead_letters().replay_all("Tallies").await.unwrap();
+    assert_eq!((summary.replayed, summary.failed), (1, 0));
+    assert_eq!(
+        tally(&domain, &ledger).await,
+        Some((3, 6)),
+        "each event applied once"
+    );
+    domain.settle().await.unwrap();
+    assert_eq!(
+        tally(&domain, &ledger).await,
+        Some((3, 6)),
+        "and not again by the engine"
+    );
+    assert_eq!(
+        journal.amounts_of(&ledger),
+        vec![1, 2, 3],
+        "the handler was not replayed to"
+    );
+}
+
 /// An event of a type no element declares, in the ledgers' category.
 fn stranger(ledger: &Identifier, type_name: &str, amount: i64) -> RecordedEvent {
     RecordedEvent {
@@ -521,6 +623,7 @@ on_every_adapter!(
     a_restarted_engine_resumes_from_its_checkpoints,
     a_failing_handler_is_dead_lettered_its_stream_waits_and_replay_reaches_it_alone,
     a_panicking_handler_is_dead_lettered_and_a_purge_lets_its_stream_flow,
+    a_failing_projector_is_dead_lettered_and_a_replay_applies_each_event_once,
     unknown_event_types_are_dead_lettered_with_the_reason,
     a_graceful_shutdown_drains_and_saves_checkpoints,
 );
