@@ -12,11 +12,13 @@
 // list): `model` (identifiers, errors, fields, queries, events, elements: nothing of ours),
 // `registry` (what a domain is made of), `store` (the storage ports, the system tables and the
 // adapters), `runtime` (configuration, contexts, repositories, commit, dispatch, the domain),
-// `testing`. The exceptions, by design, are the contracts between an element and the
-// runtime: `model::element`'s traits name the registrar an element registers itself with and
-// the contexts its handlers receive (`runtime::context`), and the registry's listener thunks
-// name those contexts too. `task` (running a future to completion) is a
-// utility of every layer.
+// `engine` (the subscriptions that process stored events in async mode), `testing`. The
+// exceptions, by design, are the contracts between an element and the runtime:
+// `model::element`'s traits name the registrar an element registers itself with and the
+// contexts its handlers receive (`runtime::context`), and the registry's listener thunks name
+// those contexts too; and the runtime starts the engine's wake-ups from its commit. `task`
+// (running a future to completion) is a utility of every layer.
+mod engine;
 mod model;
 mod registry;
 mod runtime;
@@ -45,6 +47,9 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
+pub use crate::engine::{
+    DeadLetters, Engine, HandlerRetry, LAG_CAP, ReplaySummary, SubscriptionStatus,
+};
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
     InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
@@ -56,6 +61,7 @@ pub use crate::model::event::{
 pub use crate::model::field::{BasicField, FieldDef, FieldKind, FieldType};
 pub use crate::model::identifier::Identifier;
 pub use crate::registry::Registry;
+pub use crate::runtime::config::Processing;
 pub use crate::runtime::context::{
     Context, EventHandlerContext, ProjectionRepository, ProjectorContext,
 };

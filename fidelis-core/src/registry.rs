@@ -589,6 +589,15 @@ impl Registrar {
             }
         }
 
+        // A subscription (its checkpoint, its dead letters) is named after its element.
+        duplicates(
+            &mut problems,
+            "projector or event handler name",
+            self.handlers
+                .values()
+                .filter(|h| matches!(h.kind, ElementKind::Projector | ElementKind::EventHandler))
+                .map(|h| (h.name.to_owned(), h.name)),
+        );
         duplicates(
             &mut problems,
             "event type name",
@@ -662,6 +671,30 @@ impl Registrar {
                 }
             }
         }
+        // One subscription per projector and event handler with an instance, reading the
+        // categories of the aggregates it listens to (sorted, so the engine's order is stable).
+        let mut subscribers: Vec<SubscriberInfo> = self
+            .handlers
+            .values()
+            .filter(|h| h.instance.is_some())
+            .filter(|h| matches!(h.kind, ElementKind::Projector | ElementKind::EventHandler))
+            .map(|h| {
+                let mut categories: Vec<String> = h
+                    .aggregates
+                    .iter()
+                    .filter_map(|a| self.aggregates.get(&a.type_id))
+                    .map(|a| a.category.clone())
+                    .collect();
+                categories.sort();
+                categories.dedup();
+                SubscriberInfo {
+                    name: h.name,
+                    projector: h.kind == ElementKind::Projector,
+                    categories,
+                }
+            })
+            .collect();
+        subscribers.sort_by_key(|s| s.name);
         let command_routes = self
             .handlers
             .values()
@@ -684,6 +717,7 @@ impl Registrar {
             command_routes,
             projectors: listeners,
             event_handlers,
+            subscribers,
         })
     }
 }
@@ -748,6 +782,19 @@ pub struct Registry {
     pub(crate) command_routes: FastMap<TypeId, (&'static str, &'static str)>,
     pub(crate) projectors: FastMap<TypeId, Vec<Listener<dyn ProjectorCall>>>,
     pub(crate) event_handlers: FastMap<TypeId, Vec<Listener<dyn EventHandlerCall>>>,
+    /// The projectors and event handlers, by name: the engine's subscriptions.
+    pub(crate) subscribers: Vec<SubscriberInfo>,
+}
+
+/// A projector or event handler as the engine subscribes it.
+#[derive(Clone, Debug)]
+pub(crate) struct SubscriberInfo {
+    /// The element's name, which names its subscription.
+    pub(crate) name: &'static str,
+    /// A projector (else an event handler).
+    pub(crate) projector: bool,
+    /// The stream categories of the aggregates it listens to.
+    pub(crate) categories: Vec<String>,
 }
 
 impl Registry {

@@ -202,6 +202,9 @@ pub struct GlobalRead<'a> {
     pub partition: Option<Partition>,
 }
 
+/// Wake-ups after commits ([`Storage::commit_signal`]).
+pub type CommitSignal = futures::stream::BoxStream<'static, ()>;
+
 /// What the store must hold for an append to succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedVersion {
@@ -282,6 +285,15 @@ pub trait Storage: Send + Sync + 'static {
     /// The version of a stream's last event, `-1` when it has none.
     async fn stream_version(&self, stream: &str) -> Result<i64>;
 
+    /// A signal of commits of events made by any process on this database (PostgreSQL:
+    /// `LISTEN`, the commits sending `NOTIFY` in their transaction), so readers of the global
+    /// order wake at once instead of polling. It may fire spuriously and fold several commits
+    /// into one; it ends when the connection is lost. `None` (the default): the adapter has
+    /// none, and readers poll.
+    async fn commit_signal(&self) -> Result<Option<CommitSignal>> {
+        Ok(None)
+    }
+
     /// One row.
     async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>>;
 
@@ -349,6 +361,14 @@ pub trait Transaction: Send {
 
     /// Deletes a row (no error when it does not exist).
     async fn remove_row(&mut self, table: &str, id: &str) -> Result<()>;
+
+    /// Asks the store to wake the readers listening for commits
+    /// ([`Storage::commit_signal`]) once this transaction commits (PostgreSQL: `NOTIFY`,
+    /// delivered at commit, and only if it commits). The engine's commits ask for it in
+    /// asynchronous processing; the default does nothing (an adapter without a signal).
+    async fn notify_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// Makes every write of the transaction durable and visible.
     async fn commit(self: Box<Self>) -> Result<()>;

@@ -81,7 +81,16 @@ use crate::runtime::domain::{Domain, DomainBuilder};
 /// named `test` (projectors left out unless [`Given::with_projections`]). It is always in
 /// memory, whatever `FIDELIS_DATABASE_URL` or `fidelis.toml` say.
 pub fn given<A: Aggregate>() -> Given<A> {
-    given_in(Domain::builder("test").database("memory"))
+    given_in(scenario_domain())
+}
+
+/// The domain of [`given`] and [`given_events`]: in memory, and synchronous whatever
+/// `FIDELIS_PROCESSING` says, since a scenario asserts on the read side right after the
+/// command.
+fn scenario_domain() -> DomainBuilder {
+    Domain::builder("test")
+        .database("memory")
+        .processing(crate::runtime::config::Processing::Sync)
 }
 
 /// Starts a scenario in a domain built from this builder (for a name, resources, or
@@ -100,7 +109,7 @@ pub fn given_in<A: Aggregate>(builder: DomainBuilder) -> Given<A> {
 /// `given(*events).then(Projection, id)`). A fresh in-memory domain of every linked element,
 /// named `test`.
 pub fn given_events() -> GivenEvents {
-    given_events_in(Domain::builder("test").database("memory"))
+    given_events_in(scenario_domain())
 }
 
 /// [`given_events`] in a domain built from this builder. Its storage should be fresh.

@@ -30,6 +30,19 @@
 //!    ```
 //! 4. `memory`.
 //!
+//! # Processing mode
+//!
+//! [`Processing::Sync`] (the default) runs projectors in the commit and event handlers before
+//! `process` returns; [`Processing::Async`] commits the events and leaves both to the engine
+//! (`domain.engine()`). The first of these that is set wins: the builder's
+//! [`processing`](crate::DomainBuilder::processing), the environment variable
+//! `FIDELIS_PROCESSING` (`sync` or `async`), `fidelis.toml`'s
+//! ```toml
+//! [processing]
+//! mode = "async"
+//! ```
+//! and `sync`.
+//!
 //! Pool settings given to the builder ([`DomainBuilder::pool_size`](crate::DomainBuilder::pool_size),
 //! [`connect_timeout`](crate::DomainBuilder::connect_timeout),
 //! [`acquire_timeout`](crate::DomainBuilder::acquire_timeout)) win over `fidelis.toml`, which
@@ -58,8 +71,72 @@ use crate::store::memory::MemoryStorage;
 
 /// The environment variable naming the database URL.
 pub const DATABASE_URL_VAR: &str = "FIDELIS_DATABASE_URL";
+/// The environment variable naming the processing mode (`sync` or `async`).
+pub const PROCESSING_VAR: &str = "FIDELIS_PROCESSING";
 /// The configuration file read from the current directory.
 pub const CONFIG_FILE: &str = "fidelis.toml";
+
+/// When a domain's projectors and event handlers run (see the module docs for where the mode
+/// is configured).
+///
+/// ```
+/// use fidelis_core::config::Processing;
+/// assert_eq!(Processing::default(), Processing::Sync);
+/// assert_eq!("async".parse::<Processing>().unwrap(), Processing::Async);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Processing {
+    /// In the command: projectors in the commit's transaction, event handlers before
+    /// `process` returns (read-your-writes).
+    #[default]
+    Sync,
+    /// After the command: `process` returns once the events are committed, and the engine
+    /// (`domain.engine()`) runs projectors and event handlers from the stored events.
+    Async,
+}
+
+impl std::str::FromStr for Processing {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "sync" => Ok(Self::Sync),
+            "async" => Ok(Self::Async),
+            _ => Err(Error::configuration(format!(
+                "unknown processing mode `{text}`: expected `sync` or `async`"
+            ))),
+        }
+    }
+}
+
+/// Resolves the processing mode: `explicit` (the builder's) > `FIDELIS_PROCESSING` >
+/// `fidelis.toml`'s `[processing] mode` > [`Processing::Sync`]. An unknown mode is a
+/// configuration error naming where it came from.
+pub fn resolve_processing(explicit: Option<Processing>) -> Result<Processing> {
+    resolve_processing_with(
+        explicit,
+        std::env::var(PROCESSING_VAR).ok(),
+        Path::new(CONFIG_FILE),
+    )
+}
+
+pub(crate) fn resolve_processing_with(
+    explicit: Option<Processing>,
+    env: Option<String>,
+    file: &Path,
+) -> Result<Processing> {
+    if let Some(mode) = explicit {
+        return Ok(mode);
+    }
+    if let Some(text) = env.filter(|text| !text.trim().is_empty()) {
+        return text.parse().map_err(|_| {
+            Error::configuration(format!(
+                "`{PROCESSING_VAR}={text}`: unknown processing mode, expected `sync` or `async`"
+            ))
+        });
+    }
+    Ok(read_file(file)?.processing.unwrap_or_default())
+}
 
 /// Pool settings given explicitly (builder methods): unset ones fall back to `fidelis.toml`,
 /// then to [`PoolOptions::default`].
@@ -111,6 +188,8 @@ struct FileSettings {
     pool_size: Option<u32>,
     connect_timeout: Option<Duration>,
     acquire_timeout: Option<Duration>,
+    /// `[processing] mode`.
+    processing: Option<Processing>,
 }
 
 /// Resolves the database settings: `explicit` (the builder's URL) > `FIDELIS_DATABASE_URL` >
@@ -182,13 +261,31 @@ fn parse_file(text: &str) -> std::result::Result<FileSettings, String> {
     let document: toml::Table = text
         .parse()
         .map_err(|error: toml::de::Error| error.to_string())?;
+    let mut settings = FileSettings::default();
+    if let Some(processing) = document.get("processing") {
+        let processing = processing
+            .as_table()
+            .ok_or("`processing` must be a table: `[processing]`")?;
+        for (key, value) in processing {
+            match key.as_str() {
+                "mode" => {
+                    let mode = value
+                        .as_str()
+                        .ok_or("`processing.mode` must be a string: \"sync\" or \"async\"")?;
+                    settings.processing = Some(mode.parse().map_err(|_| {
+                        format!("`processing.mode = \"{mode}\"`: expected \"sync\" or \"async\"")
+                    })?);
+                }
+                other => return Err(format!("unknown key `processing.{other}` (expected mode)")),
+            }
+        }
+    }
     let Some(database) = document.get("database") else {
-        return Ok(FileSettings::default());
+        return Ok(settings);
     };
     let database = database
         .as_table()
         .ok_or("`database` must be a table: `[database]`")?;
-    let mut settings = FileSettings::default();
     for (key, value) in database {
         match key.as_str() {
             "url" => {
@@ -408,6 +505,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("`database.url` must be a string"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn processing_mode() {
+        let dir = std::env::temp_dir().join(format!(
+            "fidelis-processing-{}",
+            crate::Identifier::generate()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        assert_eq!(
+            resolve_processing_with(None, None, &path).unwrap(),
+            Processing::Sync
+        );
+        std::fs::write(&path, "[processing]\nmode = \"async\"\n").unwrap();
+        assert_eq!(
+            resolve_processing_with(None, None, &path).unwrap(),
+            Processing::Async
+        );
+        assert_eq!(
+            resolve_processing_with(None, Some("sync".into()), &path).unwrap(),
+            Processing::Sync,
+            "the environment wins over the file"
+        );
+        assert_eq!(
+            resolve_processing_with(Some(Processing::Async), Some("sync".into()), &path).unwrap(),
+            Processing::Async,
+            "the builder wins over the environment"
+        );
+        let error = resolve_processing_with(None, Some("later".into()), &path).unwrap_err();
+        assert!(matches!(error, Error::Configuration { .. }));
+        assert!(
+            error.to_string().contains("FIDELIS_PROCESSING=later"),
+            "{error}"
+        );
+        std::fs::write(&path, "[processing]\nmode = \"eventually\"\n").unwrap();
+        let error = resolve_processing_with(None, None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("processing.mode = \"eventually\""),
+            "{error}"
+        );
+        std::fs::write(&path, "[processing]\nmod = \"async\"\n").unwrap();
+        let error = resolve_processing_with(None, None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown key `processing.mod`"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -12,12 +12,16 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
+use crate::engine::{
+    AsyncDispatcher, DeadLetters, Engine, EngineShared, HandlerRetry, NotifyEngines,
+};
 use crate::model::element::{Aggregate, Element, Handled, Persisted};
 use crate::model::error::{Error, Result};
 use crate::model::event::RecordedEvent;
 use crate::model::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
 use crate::runtime::commit::{CommitHook, InlineProjectors};
+use crate::runtime::config::Processing;
 use crate::runtime::context::{Context, Processed};
 use crate::runtime::dispatch::{Dispatcher, SyncDispatcher};
 use crate::runtime::repository::DomainRepository;
@@ -73,6 +77,12 @@ struct DomainInner {
     commit_hooks: Vec<Arc<dyn CommitHook>>,
     /// Who is told of committed events.
     dispatcher: Arc<dyn Dispatcher>,
+    /// Sync or async.
+    processing: Processing,
+    /// How the engine retries failing handlers.
+    handler_retry: HandlerRetry,
+    /// The engine's subscriptions and wake-up signal.
+    engine: Arc<EngineShared>,
 }
 
 impl fmt::Debug for Domain {
@@ -315,6 +325,42 @@ impl Domain {
     /// Who is told of committed events.
     pub(crate) fn dispatcher(&self) -> &dyn Dispatcher {
         self.inner.dispatcher.as_ref()
+    }
+
+    /// How the domain runs projectors and event handlers.
+    pub fn processing(&self) -> Processing {
+        self.inner.processing
+    }
+
+    /// The engine that runs this domain's projectors and event handlers in
+    /// [asynchronous processing](Processing::Async). Every engine of a domain shares its
+    /// subscriptions: in one process, a subscription is handled by one task at a time.
+    pub fn engine(&self) -> Engine {
+        Engine::new(self.clone())
+    }
+
+    /// The events the engine gave up on, to list, replay or purge.
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.clone())
+    }
+
+    /// Brings the read side up to date, so one test body runs in both processing modes:
+    /// nothing to do in [`Processing::Sync`] (projectors and event handlers ran in
+    /// `process`); in [`Processing::Async`], runs the engine until every event stored so far
+    /// is handled ([`Engine::run_until_idle`]).
+    pub async fn settle(&self) -> Result<()> {
+        match self.inner.processing {
+            Processing::Sync => Ok(()),
+            Processing::Async => self.engine().run_until_idle().await,
+        }
+    }
+
+    pub(crate) fn handler_retry(&self) -> HandlerRetry {
+        self.inner.handler_retry
+    }
+
+    pub(crate) fn engine_shared(&self) -> &EngineShared {
+        &self.inner.engine
     }
 
     /// Creates the tables of projections and stored aggregates that are missing, and
@@ -560,6 +606,8 @@ pub struct DomainBuilder {
     cache_capacity: usize,
     projectors: bool,
     event_handler_depth_limit: usize,
+    processing: Option<Processing>,
+    handler_retry: HandlerRetry,
 }
 
 /// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
@@ -581,6 +629,8 @@ impl DomainBuilder {
             cache_capacity: 100_000,
             projectors: true,
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
+            processing: None,
+            handler_retry: HandlerRetry::default(),
         }
     }
 
@@ -709,6 +759,22 @@ impl DomainBuilder {
         self
     }
 
+    /// When projectors and event handlers run: [`Processing::Sync`] (the default) in
+    /// `process`, or [`Processing::Async`] in the engine (`domain.engine()`), `process`
+    /// returning once the events are committed. Without it, `FIDELIS_PROCESSING`, then
+    /// `fidelis.toml`'s `[processing] mode`, then sync (see [`crate::runtime::config`]).
+    pub fn processing(mut self, processing: Processing) -> Self {
+        self.processing = Some(processing);
+        self
+    }
+
+    /// How the engine retries a failing projector or event handler before it dead-letters
+    /// the event (default: [`HandlerRetry::default`]).
+    pub fn handler_retry(mut self, retry: HandlerRetry) -> Self {
+        self.handler_retry = retry;
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -740,7 +806,11 @@ impl DomainBuilder {
         let mut registry = registry;
         if !self.projectors {
             registry.projectors.clear();
+            registry
+                .subscribers
+                .retain(|subscriber| !subscriber.projector);
         }
+        let processing = crate::runtime::config::resolve_processing(self.processing)?;
         let storage = match self.storage {
             Some(storage) => storage,
             None => {
@@ -752,6 +822,7 @@ impl DomainBuilder {
         let domain = Domain {
             inner: Arc::new(DomainInner {
                 name: self.name,
+                engine: Arc::new(EngineShared::new(&registry)),
                 registry,
                 storage,
                 retry: self.retry,
@@ -759,8 +830,16 @@ impl DomainBuilder {
                 cache: AggregateCache::new(self.cache_capacity),
                 failed_event_handlers: AtomicU64::new(0),
                 event_handler_depth_limit: self.event_handler_depth_limit,
-                commit_hooks: vec![Arc::new(InlineProjectors)],
-                dispatcher: Arc::new(SyncDispatcher),
+                commit_hooks: match processing {
+                    Processing::Sync => vec![Arc::new(InlineProjectors)],
+                    Processing::Async => vec![Arc::new(NotifyEngines)],
+                },
+                dispatcher: match processing {
+                    Processing::Sync => Arc::new(SyncDispatcher),
+                    Processing::Async => Arc::new(AsyncDispatcher),
+                },
+                processing,
+                handler_retry: self.handler_retry,
             }),
         };
         domain.setup_database().await?;

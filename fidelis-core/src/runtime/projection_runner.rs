@@ -26,6 +26,17 @@ pub(crate) async fn run_projectors(
     transaction: &mut dyn Transaction,
     events: &[Arc<dyn AnyRecordedEvent>],
 ) -> Result<()> {
+    run_projectors_of(registry, transaction, events, None).await
+}
+
+/// [`run_projectors`], restricted to the projector named `only` when given (the engine runs
+/// each projector in a subscription of its own).
+pub(crate) async fn run_projectors_of(
+    registry: &Registry,
+    transaction: &mut dyn Transaction,
+    events: &[Arc<dyn AnyRecordedEvent>],
+    only: Option<&str>,
+) -> Result<()> {
     let mut ctx = ProjectorContext::new(registry, transaction);
     for event in events {
         let Some(listeners) = registry
@@ -35,6 +46,9 @@ pub(crate) async fn run_projectors(
             continue;
         };
         for listener in listeners {
+            if only.is_some_and(|name| name != listener.name) {
+                continue;
+            }
             let span = tracing::debug_span!(
                 "projector",
                 projector = listener.name,

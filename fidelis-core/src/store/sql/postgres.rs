@@ -27,6 +27,16 @@ use crate::store::{Cursor, JsonRow, TableSchema, stream_hash};
 
 /// The oldest transaction still running (or the next to start): every transaction before it
 /// has ended, so an event written by one is committed (and visible) or rolled back for good.
+/// The channel commits notify (`Transaction::notify_commit`), in their transaction:
+/// PostgreSQL delivers the notification when (and only if) the transaction commits, so a
+/// listening engine wakes as soon as new events are readable. Only asynchronous processing
+/// notifies: a `NOTIFY` serializes the commits of the transactions that send one (16
+/// concurrent writers committed 2,800-3,200 commits/s without it, 1,200 with it, in
+/// `tests/global_order.rs`). Notifications are database-wide, so the channel is named
+/// after the schema of the events table (hashed: a channel name has at most 63 bytes), and
+/// stores in other schemas do not wake each other.
+const COMMIT_CHANNEL: &str = "'fidelis_' || left(md5(current_schema()), 16)";
+
 const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 /// How long [`Storage::settle`](crate::store::Storage::settle) waits for older transactions
 /// before it fails.
@@ -325,6 +335,37 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
 
     fn is_retryable(error: &sqlx::Error) -> bool {
         is_retryable(error)
+    }
+
+    async fn notify_commit(transaction: &mut PgTransaction) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query(&format!("SELECT pg_notify({COMMIT_CHANNEL}, '')"))
+            .execute(&mut **transaction)
+            .await
+            .map(drop)
+    }
+
+    async fn commit_signal(
+        &self,
+        pool: &PgPool,
+        url: &str,
+    ) -> Result<Option<crate::store::CommitSignal>> {
+        use futures::StreamExt;
+        let failed =
+            |error: sqlx::Error| Error::storage(format!("listening on `{}`: {error}", redact(url)));
+        let channel: String = sqlx::query_scalar(&format!("SELECT {COMMIT_CHANNEL}"))
+            .fetch_one(pool)
+            .await
+            .map_err(failed)?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(failed)?;
+        listener.listen(&channel).await.map_err(failed)?;
+        // Ends at the first error (a lost connection): the reader polls, then listens again.
+        let signal = listener
+            .into_stream()
+            .take_while(|notification| futures::future::ready(notification.is_ok()))
+            .map(drop);
+        Ok(Some(signal.boxed()))
     }
 
     async fn settle(&self, pool: &PgPool, url: &str) -> Result<()> {

@@ -118,6 +118,18 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     async fn settle(&self, _pool: &sqlx::Pool<Self::Db>, _url: &str) -> Result<()> {
         Ok(())
     }
+    /// [`Transaction::notify_commit`](crate::store::Transaction::notify_commit).
+    async fn notify_commit(_transaction: &mut Self::Tx) -> std::result::Result<(), sqlx::Error> {
+        Ok(())
+    }
+    /// [`Storage::commit_signal`](crate::store::Storage::commit_signal).
+    async fn commit_signal(
+        &self,
+        _pool: &sqlx::Pool<Self::Db>,
+        _url: &str,
+    ) -> Result<Option<crate::store::CommitSignal>> {
+        Ok(None)
+    }
 }
 
 /// The storage adapter of a dialect; the public adapters wrap it.
@@ -430,6 +442,13 @@ impl<D: Dialect> SqlTransaction<D> {
         db_error(&self.url, what, error)
     }
 
+    pub(crate) async fn notify_commit(&mut self) -> Result<()> {
+        match D::notify_commit(&mut self.transaction).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.error("notifying commit listeners", error)),
+        }
+    }
+
     pub(crate) async fn append(
         &mut self,
         stream: &str,
@@ -654,6 +673,12 @@ macro_rules! sql_storage {
             async fn settle(&self) -> crate::Result<()> {
                 self.store.settle().await
             }
+            async fn commit_signal(&self) -> crate::Result<Option<crate::store::CommitSignal>> {
+                self.store
+                    .dialect
+                    .commit_signal(&self.store.pool, &self.store.url)
+                    .await
+            }
             async fn stream_version(&self, stream: &str) -> crate::Result<i64> {
                 self.store.stream_version(stream).await
             }
@@ -714,6 +739,9 @@ macro_rules! sql_storage {
             }
             async fn remove_row(&mut self, table: &str, id: &str) -> crate::Result<()> {
                 crate::store::sql::store::SqlTransaction::remove_row(self, table, id).await
+            }
+            async fn notify_commit(&mut self) -> crate::Result<()> {
+                crate::store::sql::store::SqlTransaction::notify_commit(self).await
             }
             async fn commit(self: Box<Self>) -> crate::Result<()> {
                 crate::store::sql::store::SqlTransaction::commit(*self).await

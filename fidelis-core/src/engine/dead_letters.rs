@@ -1,0 +1,126 @@
+//! The dead letters of a domain's subscriptions: list, replay, purge.
+
+use crate::model::error::{Error, Result};
+use crate::model::query::QuerySpec;
+use crate::runtime::domain::Domain;
+use crate::store::system::{self, DeadLetter};
+
+/// The events the engine gave up on (`domain.dead_letters()`), each with the real error, its
+/// attempts and times. The later events of a dead letter's stream wait behind it, in its
+/// subscription only, until it is replayed successfully or purged.
+///
+/// A replay delivers the event to the subscription that failed on it, and to no other: a
+/// projector that already counted the event does not count it again.
+#[derive(Clone, Debug)]
+pub struct DeadLetters {
+    domain: Domain,
+}
+
+/// What [`DeadLetters::replay_all`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Letters whose event (and the events waiting behind it) were handled.
+    pub replayed: usize,
+    /// Letters that failed again (each keeps, or is replaced by, a letter with the new error).
+    pub failed: usize,
+}
+
+impl DeadLetters {
+    pub(crate) fn new(domain: Domain) -> Self {
+        Self { domain }
+    }
+
+    /// Every dead letter, in the global order of their events.
+    pub async fn list(&self) -> Result<Vec<DeadLetter>> {
+        let query = QuerySpec {
+            order: vec![
+                system::order_by("commit", false),
+                system::order_by("position", false),
+            ],
+            ..QuerySpec::default()
+        };
+        system::query(self.domain.storage().as_ref(), &query).await
+    }
+
+    /// The dead letters of one subscription (a projector's or event handler's name).
+    pub async fn list_of(&self, subscription: &str) -> Result<Vec<DeadLetter>> {
+        self.subscription(subscription)?
+            .dead_letters(self.domain.storage().as_ref())
+            .await
+    }
+
+    /// One dead letter, by id.
+    pub async fn get(&self, id: &str) -> Result<Option<DeadLetter>> {
+        system::get(self.domain.storage().as_ref(), id).await
+    }
+
+    /// Delivers a dead letter's event again, now, to its subscription only, then the events
+    /// of its stream that waited behind it; returns the error if one of them fails again.
+    pub async fn replay(&self, id: &str) -> Result<()> {
+        let letter = self.letter(id).await?;
+        self.subscription(&letter.subscription)?
+            .replay(&self.domain, id, false)
+            .await
+    }
+
+    /// Replays every dead letter of a subscription, oldest first.
+    pub async fn replay_all(&self, subscription: &str) -> Result<ReplaySummary> {
+        let mut summary = ReplaySummary::default();
+        for letter in self.list_of(subscription).await? {
+            match self.replay(&letter.id).await {
+                Ok(()) => summary.replayed += 1,
+                Err(error @ Error::Storage { .. }) => return Err(error),
+                Err(_) => summary.failed += 1,
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Drops a dead letter without delivering its event; the events that waited behind it
+    /// are delivered (and may fail in turn).
+    pub async fn purge(&self, id: &str) -> Result<()> {
+        let letter = self.letter(id).await?;
+        self.subscription(&letter.subscription)?
+            .replay(&self.domain, id, true)
+            .await
+    }
+
+    /// Purges every dead letter of a subscription; returns how many were purged.
+    pub async fn purge_all(&self, subscription: &str) -> Result<usize> {
+        let mut purged = 0;
+        // A purge may replace its letter with one of a waiting event that fails: take the
+        // letters of the subscription until none is left that this call has not seen.
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let letters = self.list_of(subscription).await?;
+            let Some(letter) = letters.into_iter().find(|l| !seen.contains(&l.id)) else {
+                return Ok(purged);
+            };
+            seen.insert(letter.id.clone());
+            match self.purge(&letter.id).await {
+                Ok(()) => purged += 1,
+                Err(error @ Error::Storage { .. }) => return Err(error),
+                Err(_) => purged += 1,
+            }
+        }
+    }
+
+    async fn letter(&self, id: &str) -> Result<DeadLetter> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| Error::usage(format!("no dead letter `{id}`")))
+    }
+
+    fn subscription(&self, name: &str) -> Result<&std::sync::Arc<super::Subscription>> {
+        self.domain
+            .engine_shared()
+            .subscription(name)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "no subscription `{name}` in domain `{}`: subscriptions are named after \
+                     projectors and event handlers",
+                    self.domain.name()
+                ))
+            })
+    }
+}
