@@ -912,7 +912,7 @@ fn print_catchup(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, Catchu
         args.reps
     );
     println!(
-        "| store | events | catch-up time | events/s | peak RSS growth during catch-up | seeding (not timed) |\n\
+        "| store | events | catch-up time | events/s | peak RSS above its start | seeding (not timed) |\n\
          |---|---:|---:|---:|---:|---:|"
     );
     for backend in &args.catchup {
