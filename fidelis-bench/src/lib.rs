@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod concurrent;
 pub mod cqrs;
 pub mod db;
+pub mod engine;
 pub mod fidelis;
 pub mod postgres_es;
 pub mod raw;

@@ -15,7 +15,9 @@
 //! baseline) when `FIDELIS_BENCH_POSTGRES_URL` names a server (each repetition in a schema of
 //! its own, dropped afterwards). `--quick` runs the memory rows and SQLite at tiny sizes, no
 //! server needed; with `--databases` it also runs PostgreSQL, if the variable is set.
-//! `--only concurrent` runs workload (e) alone.
+//! `--only concurrent` runs workload (e) alone. Workloads (f) engine catch-up and (g) commit →
+//! visible latency run in memory, on SQLite and on PostgreSQL (when its rows run); `--only
+//! catchup`, `--only latency` or `--only engine` (both) run them alone.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -29,6 +31,7 @@ use fidelis_bench::baseline::Baseline;
 use fidelis_bench::concurrent::{self, ConcurrentPass, ConcurrentSizes};
 use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
 use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
+use fidelis_bench::engine::{self as engine_rows, CatchupPass, EngineSizes, LatencyPass};
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::raw::RawSqlx;
@@ -52,6 +55,11 @@ const DATABASE_IMPLEMENTATIONS: [&str; 3] = [
 /// `--only concurrent`: workload (e) alone.
 const CONCURRENT: &str = "concurrent";
 
+/// `--only catchup`, `--only latency`, `--only engine` (both): workloads (f) and (g) alone.
+const CATCHUP: &str = "catchup";
+const LATENCY: &str = "latency";
+const ENGINE: &str = "engine";
+
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
 
@@ -70,6 +78,10 @@ struct Args {
     clients: usize,
     /// Connections in each implementation's pool in workload (e).
     pool: u32,
+    /// The stores workload (f) runs on.
+    catchup: Vec<String>,
+    /// The stores workload (g) runs on.
+    latency: Vec<String>,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -88,6 +100,8 @@ fn parse_args() -> Result<Args, String> {
         concurrent: Vec::new(),
         clients: ConcurrentSizes::FULL.clients,
         pool: 16,
+        catchup: Vec::new(),
+        latency: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -116,15 +130,16 @@ fn parse_args() -> Result<Args, String> {
             "--only" => {
                 let name = iter
                     .next()
-                    .ok_or("--only needs an implementation name or `concurrent`")?;
-                if name != CONCURRENT
+                    .ok_or("--only needs an implementation name or a workload")?;
+                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&name.as_str())
                     && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
                     && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
                 {
                     return Err(format!(
                         "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}, \
-                         {DATABASE_IMPLEMENTATIONS:?} or {:?}, or `{CONCURRENT}` (workload e alone)",
+                         {DATABASE_IMPLEMENTATIONS:?} or {:?}, or a workload: `{CONCURRENT}` (e), \
+                         `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g)",
                         concurrent::IMPLEMENTATIONS
                     ));
                 }
@@ -159,6 +174,8 @@ fn parse_args() -> Result<Args, String> {
                      implementations: {IMPLEMENTATIONS:?} (memory), {DATABASE_IMPLEMENTATIONS:?} (databases), \
                      {:?} (concurrent deposits)\n\
                      --only concurrent: the concurrent deposits alone (with implementation names: those only)\n\
+                     --only catchup | latency | engine: the engine's catch-up (f), its commit → visible \
+                     latency (g), or both, alone (memory, SQLite, PostgreSQL)\n\
                      --clients N: client tasks of the concurrent deposits (default 16)\n\
                      --pool N: connections per implementation in the concurrent deposits (default 16)",
                     concurrent::IMPLEMENTATIONS
@@ -175,27 +192,56 @@ fn parse_args() -> Result<Args, String> {
         args.reps = if args.quick { 1 } else { 3 };
     }
     args.memory = explicit_memory.unwrap_or(!args.quick);
-    // `concurrent` names a workload, the other names implementations: with it, only workload
-    // (e) runs (by the implementations named, if any).
-    let concurrent_only = args.only.iter().any(|n| n == CONCURRENT);
-    args.only.retain(|n| n != CONCURRENT);
+    // `concurrent`, `catchup`, `latency` and `engine` name workloads, the other names
+    // implementations: with a workload named, only the workloads named run (workload (e) by
+    // the implementations named, if any). Without any `--only`, everything runs.
+    let named = |workloads: &[&str]| args.only.iter().any(|n| workloads.contains(&n.as_str()));
+    let concurrent_named = named(&[CONCURRENT]);
+    let catchup_named = named(&[CATCHUP, ENGINE]);
+    let latency_named = named(&[LATENCY, ENGINE]);
+    let workloads_named = concurrent_named || catchup_named || latency_named;
+    let engine_default = args.only.is_empty();
+    args.only
+        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&n.as_str()));
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let databases_on = explicit_databases != Some(false);
     args.databases = DATABASE_IMPLEMENTATIONS
         .iter()
-        .filter(|name| !concurrent_only && databases_on && selected(name))
+        .filter(|name| !workloads_named && databases_on && selected(name))
         .map(|name| (*name).to_owned())
         .collect();
     args.concurrent = concurrent::IMPLEMENTATIONS
         .iter()
-        .filter(|name| selected(name) && (databases_on || **name == concurrent::FIDELIS_MEMORY))
+        .filter(|name| {
+            (!workloads_named || concurrent_named)
+                && selected(name)
+                && (databases_on || **name == concurrent::FIDELIS_MEMORY)
+        })
         .map(|name| (*name).to_owned())
         .collect();
+    let engine_backends = || -> Vec<String> {
+        engine_rows::BACKENDS
+            .iter()
+            .filter(|backend| databases_on || **backend == "memory")
+            .map(|backend| (*backend).to_owned())
+            .collect()
+    };
+    if catchup_named || engine_default {
+        args.catchup = engine_backends();
+    }
+    if latency_named || engine_default {
+        args.latency = engine_backends();
+    }
     let wants_postgres = args
         .databases
         .iter()
         .chain(&args.concurrent)
-        .any(|name| concurrent::needs_postgres(name));
+        .any(|name| concurrent::needs_postgres(name))
+        || args
+            .catchup
+            .iter()
+            .chain(&args.latency)
+            .any(|b| b == "postgres");
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
             .ok()
@@ -213,13 +259,15 @@ fn parse_args() -> Result<Args, String> {
                 .retain(|name| !concurrent::needs_postgres(name));
             args.concurrent
                 .retain(|name| !concurrent::needs_postgres(name));
+            args.catchup.retain(|backend| backend != "postgres");
+            args.latency.retain(|backend| backend != "postgres");
         } else {
             args.postgres_url = url;
         }
     }
     let memory_only: Vec<String> = IMPLEMENTATIONS
         .iter()
-        .filter(|name| !concurrent_only && selected(name))
+        .filter(|name| !workloads_named && selected(name))
         .map(|name| (*name).to_owned())
         .collect();
     args.only = memory_only;
@@ -566,6 +614,66 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             }
         }
     }
+    let engine_sizes = if args.quick {
+        EngineSizes::QUICK
+    } else {
+        EngineSizes::FULL
+    };
+    let mut best_catchup: BTreeMap<String, CatchupPass> = BTreeMap::new();
+    let mut best_latency: BTreeMap<String, LatencyPass> = BTreeMap::new();
+    if !args.catchup.is_empty() || !args.latency.is_empty() {
+        let engine_runtime = concurrent::runtime()?;
+        for rep in 0..args.reps {
+            for backend in &args.catchup {
+                progress.step(format_args!(
+                    "(f) engine catch-up of {} events, repetition {}/{}: {backend:<8}",
+                    engine_sizes.events(),
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = engine_runtime.block_on(engine_rows::catchup(
+                    backend,
+                    engine_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (engine catch-up): {mismatch}")),
+                );
+                if best_catchup
+                    .get(backend)
+                    .is_none_or(|best| pass.elapsed < best.elapsed)
+                {
+                    best_catchup.insert(backend.clone(), pass);
+                }
+            }
+            for backend in &args.latency {
+                progress.step(format_args!(
+                    "(g) commit → visible, {} commands/s, repetition {}/{}: {backend:<8}",
+                    engine_sizes.rate,
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = engine_runtime.block_on(engine_rows::latency(
+                    backend,
+                    engine_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (commit → visible): {mismatch}")),
+                );
+                if best_latency
+                    .get(backend)
+                    .is_none_or(|best| pass.quantile(0.99) < best.quantile(0.99))
+                {
+                    best_latency.insert(backend.clone(), pass);
+                }
+            }
+        }
+    }
     progress.finish();
     drop(gag);
 
@@ -596,6 +704,12 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     }
     if !args.concurrent.is_empty() {
         print_concurrent(args, concurrent_sizes, &best_concurrent);
+    }
+    if !args.catchup.is_empty() {
+        print_catchup(args, engine_sizes, &best_catchup);
+    }
+    if !args.latency.is_empty() {
+        print_latency(args, engine_sizes, &best_latency);
     }
     if let Some(reason) = &args.postgres_skipped {
         println!("\nPostgreSQL rows skipped: {reason}.");
@@ -780,6 +894,73 @@ fn print_concurrent(args: &Args, sizes: ConcurrentSizes, best: &BTreeMap<String,
         .collect();
     if !rows.is_empty() {
         println!("\n| throughput ratio | |\n|---|---:|\n{}", rows.join("\n"));
+    }
+}
+
+/// Prints workload (f): one row per store (its fastest repetition).
+fn print_catchup(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, CatchupPass>) {
+    println!(
+        "\n(f) Engine catch-up: a store of {} events ({} accounts, each opened and given {} \
+         deposits, seeded in asynchronous processing: one unit of work per account, no projector \
+         run), then one engine in this process runs the `AccountSummary` projector from position \
+         0 to the head (`engine.run_until_idle()`, batches of 500 events, rows and checkpoint \
+         in one transaction per batch); a fresh store per repetition; fastest of {} repetitions; \
+         every summary row checked against the synchronous result afterwards\n",
+        thousands(sizes.events()),
+        thousands(sizes.accounts),
+        sizes.deposits_per_account,
+        args.reps
+    );
+    println!(
+        "| store | events | catch-up time | events/s | peak RSS above its start | seeding (not timed) |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for backend in &args.catchup {
+        let Some(pass) = best.get(backend) else {
+            continue;
+        };
+        println!(
+            "| {backend} | {} | {:.2} s | {} | {} | {:.1} s |",
+            thousands(pass.events),
+            pass.elapsed.as_secs_f64(),
+            format_rate(pass.rate()),
+            pass.peak_rss_growth_kib.map_or_else(
+                || "–".to_owned(),
+                |kib| format!("{:.1} MiB", kib as f64 / 1024.0)
+            ),
+            pass.seed.as_secs_f64()
+        );
+    }
+}
+
+/// Prints workload (g): one row per store (its repetition with the lowest p99).
+fn print_latency(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, LatencyPass>) {
+    println!(
+        "\n(g) Commit → visible: deposits at a steady {} commands/s for {} s into {} accounts, \
+         in asynchronous processing, with the engine running in the same process (a \
+         multi-threaded runtime); per deposit, the time from `process` returning to its \
+         `AccountSummary` row showing it (polled every millisecond, so about 1 ms of \
+         resolution); lowest p99 of {} repetitions\n",
+        sizes.rate,
+        sizes.duration.as_secs(),
+        sizes.latency_accounts,
+        args.reps
+    );
+    println!(
+        "| store | commands/s sent | deposits | p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for backend in &args.latency {
+        let Some(pass) = best.get(backend) else {
+            continue;
+        };
+        println!(
+            "| {backend} | {:.0} | {} | {} | {} | {} |",
+            pass.achieved_rate,
+            thousands(pass.latencies.len()),
+            format_latency(pass.quantile(0.5)),
+            format_latency(pass.quantile(0.99)),
+            format_latency(pass.quantile(1.0)),
+        );
     }
 }
 

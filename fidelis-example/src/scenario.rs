@@ -1,5 +1,7 @@
 //! The chapter's walk-through: open an account, deposit, read the dashboard.
 
+use std::time::{Duration, Instant};
+
 use fidelis_core::prelude::*;
 
 use crate::commands::{MakeDeposit, OpenAccount};
@@ -16,8 +18,17 @@ pub struct Walkthrough {
     pub accounts_on_record: u64,
 }
 
-/// Opens `ACC-001` for Alice Johnson with $1000, deposits $500, and reads the dashboard.
+/// Opens `ACC-001` for Alice Johnson with $1000, deposits $500, and reads the dashboard
+/// (in asynchronous processing, after running the engine until it is idle).
 pub async fn run(domain: &Domain) -> Result<Walkthrough> {
+    let account_id = commit(domain).await?;
+    domain.settle().await?;
+    read(domain, account_id).await
+}
+
+/// The walk-through's commands: opens `ACC-001` for Alice Johnson with $1000 and deposits
+/// $500; returns the account's id.
+pub async fn commit(domain: &Domain) -> Result<Identifier> {
     let account_id = domain
         .process(OpenAccount {
             account_number: "ACC-001".into(),
@@ -33,6 +44,11 @@ pub async fn run(domain: &Domain) -> Result<Walkthrough> {
             reference: Some("paycheck".into()),
         })
         .await?;
+    Ok(account_id)
+}
+
+/// Reads the account's dashboard row and counts the ledger's accounts.
+pub async fn read(domain: &Domain, account_id: Identifier) -> Result<Walkthrough> {
     let summary = domain
         .repository::<AccountSummary>()
         .get(&account_id)
@@ -47,6 +63,32 @@ pub async fn run(domain: &Domain) -> Result<Walkthrough> {
         summary,
         accounts_on_record,
     })
+}
+
+/// Waits until another process's engine has applied both of the walk-through's events to
+/// the account's dashboard row; a timeout error after `timeout`.
+pub async fn wait_for_dashboard(
+    domain: &Domain,
+    account_id: &Identifier,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let row = domain
+            .repository::<AccountSummary>()
+            .find(account_id)
+            .await?;
+        if row.is_some_and(|summary| summary.transaction_count >= 2) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(fidelis_core::Error::usage(format!(
+                "no engine updated the dashboard of account {account_id} within {timeout:?}: \
+                 is `fidelis-example engine` running on the same database?"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The dashboard block, as the chapter prints it.

@@ -78,3 +78,15 @@ fn a_bad_database_url_is_a_clear_error() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_async_walkthrough_runs_the_engine_in_process_by_default() {
+    let dir = scratch_dir("async");
+    let stdout = run(
+        &["--database", "sqlite://fidelis.db", "--processing", "async"],
+        &dir,
+    );
+    assert!(stdout.contains("Balance: $1500.00"), "{stdout}");
+    assert!(stdout.contains("Accounts on record: 1"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
+}
