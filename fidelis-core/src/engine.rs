@@ -18,6 +18,8 @@
 //! 20 ms to 1 s while nothing comes (SQLite's only signal across processes).
 
 mod dead_letters;
+#[cfg(feature = "http")]
+pub(crate) mod http;
 mod subscription;
 
 use std::collections::BTreeMap;

@@ -47,6 +47,9 @@ pub use fidelis_macros::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal::{self, Decimal};
 
+/// The engine's health and metrics listener (the `http` feature).
+#[cfg(feature = "http")]
+pub use crate::engine::http::{HttpListener, Readiness};
 pub use crate::engine::{
     DeadLetters, Engine, HandlerRetry, LAG_CAP, ReplaySummary, SubscriptionStatus,
 };
