@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fidelis_core::{Domain, DomainBuilder, Processing};
+use fidelis_core::{Domain, DomainBuilder, Processing, Readiness};
 use fidelis_example::scenario;
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +44,10 @@ enum Command {
         /// How often to log the subscriptions' progress, in seconds.
         #[arg(long, default_value_t = 5)]
         progress_every: u64,
+        /// Serves `/healthz`, `/readyz` and `/metrics` (Prometheus) on this address beside
+        /// the engine, e.g. `127.0.0.1:9100`.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
     },
 }
 
@@ -75,8 +79,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match args.command {
-        Some(Command::Engine { progress_every }) => {
-            engine(&args.database, Duration::from_secs(progress_every.max(1))).await
+        Some(Command::Engine {
+            progress_every,
+            http,
+        }) => {
+            engine(
+                &args.database,
+                Duration::from_secs(progress_every.max(1)),
+                http,
+            )
+            .await
         }
         None => walkthrough(&args).await,
     };
@@ -127,14 +139,41 @@ async fn walkthrough(args: &Args) -> fidelis_core::Result<()> {
     Ok(())
 }
 
-async fn engine(database: &Option<String>, progress_every: Duration) -> fidelis_core::Result<()> {
+async fn engine(
+    database: &Option<String>,
+    progress_every: Duration,
+    http: Option<std::net::SocketAddr>,
+) -> fidelis_core::Result<()> {
     let domain = builder(database)
         .processing(Processing::Async)
         .build()
         .await?;
+    // Bound before the engine starts, so a taken address fails at once; it stops answering
+    // only after the engine drained.
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = match http {
+        Some(address) => {
+            let listener = domain
+                .engine()
+                .bind_http(address, Readiness::default())
+                .await?;
+            Some(tokio::spawn(listener.serve(async {
+                let _ = http_stopped.await;
+            })))
+        }
+        None => None,
+    };
     let progress = tokio::spawn(log_progress(domain.clone(), progress_every));
     let result = domain.engine().run(shutdown_signal()).await;
     progress.abort();
+    let _ = stop_http.send(());
+    if let Some(server) = server {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the engine's HTTP listener failed"),
+            Err(error) => tracing::error!(%error, "the engine's HTTP listener ended abnormally"),
+        }
+    }
     // The final positions, after the drain.
     match domain.engine().status().await {
         Ok(statuses) => report(&statuses),
