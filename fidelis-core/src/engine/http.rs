@@ -117,9 +117,11 @@ impl HttpListener {
 }
 
 impl Engine {
-    /// Binds the health and metrics listener to `address` (see the [module](self)); serve
+    /// Binds the health and metrics listener to `address`: `/healthz` (200 while the
+    /// process runs), `/readyz` (200 when the database answers and every subscription is
+    /// within `readiness`, else 503 with the reasons) and `/metrics` (Prometheus text). Serve
     /// it with [`HttpListener::serve`]. Fails with the address in the message when it cannot
-    /// be bound.
+    /// be bound, and in synchronous processing (there is no engine).
     pub async fn bind_http(
         &self,
         address: SocketAddr,
