@@ -80,14 +80,6 @@ pub struct PostgresStorage {
     store: SqlStore<PostgresDialect>,
 }
 
-impl std::fmt::Debug for PostgresStorage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStorage")
-            .field("url", &self.store.url)
-            .finish_non_exhaustive()
-    }
-}
-
 sql_storage!(PostgresStorage, PostgresDialect);
 
 impl PostgresStorage {

@@ -51,14 +51,6 @@ pub struct SqliteStorage {
     store: SqlStore<SqliteDialect>,
 }
 
-impl std::fmt::Debug for SqliteStorage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStorage")
-            .field("url", &self.store.url)
-            .finish_non_exhaustive()
-    }
-}
-
 sql_storage!(SqliteStorage, SqliteDialect);
 
 impl SqliteStorage {

@@ -623,11 +623,20 @@ impl<D: Dialect> SqlTransaction<D> {
     }
 }
 
-/// Implements [`Storage`](crate::store::Storage) for a public adapter `$storage` that wraps a
+/// Implements `Debug` (showing the URL without its password) and
+/// [`Storage`](crate::store::Storage) for a public adapter `$storage` that wraps a
 /// [`SqlStore`] in its field `store`, and [`Transaction`](crate::store::Transaction) for
 /// [`SqlTransaction`] of its dialect.
 macro_rules! sql_storage {
     ($storage:ty, $dialect:ty) => {
+        impl std::fmt::Debug for $storage {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($storage))
+                    .field("url", &self.store.url)
+                    .finish_non_exhaustive()
+            }
+        }
+
         #[async_trait::async_trait]
         impl crate::store::Storage for $storage {
             fn kind(&self) -> &'static str {
