@@ -10,7 +10,9 @@ use fidelis_example::dashboard::AccountSummary;
 use crate::workload::{BenchError, Ledger, Money, account_number, holder_name, opening_deposit};
 
 /// The Fidelis ledger: the example domain, and a second domain on the same storage with the
-/// aggregate cache off, for cold loads.
+/// aggregate cache off, for cold loads. Automatic snapshots are off in both, so the cold row
+/// replays the whole stream; the snapshot row takes one on demand
+/// ([`Domain::create_snapshot`]) after the cold row ran.
 pub struct FidelisLedger {
     domain: Domain,
     cold: Domain,
@@ -29,10 +31,12 @@ impl FidelisLedger {
         let storage = MemoryStorage::new();
         let domain = fidelis_example::domain()
             .storage(storage.clone())
+            .snapshot_threshold(0)
             .build()
             .await?;
         let cold = fidelis_example::domain()
             .storage(storage)
+            .snapshot_threshold(0)
             .aggregate_cache(0)
             .build()
             .await?;
@@ -42,9 +46,14 @@ impl FidelisLedger {
     /// On the database at `url` (`sqlite://…`, `postgres://…`): two domains, each with its own
     /// connection pool, the second with the aggregate cache off. `build` creates the tables.
     pub async fn on_database(url: &str) -> Result<Self, BenchError> {
-        let domain = fidelis_example::domain().database(url).build().await?;
+        let domain = fidelis_example::domain()
+            .database(url)
+            .snapshot_threshold(0)
+            .build()
+            .await?;
         let cold = fidelis_example::domain()
             .database(url)
+            .snapshot_threshold(0)
             .aggregate_cache(0)
             .build()
             .await?;
@@ -81,6 +90,14 @@ macro_rules! delegate_ledger {
 
             async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.0.cold_load_balance(id).await
+            }
+
+            async fn take_snapshot(&mut self, id: &str) -> Result<bool, BenchError> {
+                self.0.take_snapshot(id).await
+            }
+
+            async fn snapshot_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
+                self.0.snapshot_load_balance(id).await
             }
         }
     };
@@ -129,6 +146,17 @@ impl Ledger for FidelisLedger {
     }
 
     async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
+        Ok(self.cold.repository::<Account>().get(id).await?.balance)
+    }
+
+    async fn take_snapshot(&mut self, id: &str) -> Result<bool, BenchError> {
+        self.domain.create_snapshot::<Account>(id).await?;
+        Ok(true)
+    }
+
+    async fn snapshot_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
+        // The cold domain: no cache, so each load reads the snapshot and the (no) events
+        // after it.
         Ok(self.cold.repository::<Account>().get(id).await?.balance)
     }
 }

@@ -294,6 +294,7 @@ enum Workload {
     Read,
     LoadCold,
     LoadWarm,
+    LoadSnapshot,
 }
 
 impl Workload {
@@ -313,6 +314,10 @@ impl Workload {
             ),
             Self::LoadWarm => format!(
                 "(d) load {}-event aggregate, warm",
+                thousands(sizes.long_stream)
+            ),
+            Self::LoadSnapshot => format!(
+                "(d) load {}-event aggregate, cold from a snapshot",
                 thousands(sizes.long_stream)
             ),
         }
@@ -384,6 +389,21 @@ async fn pass<L: Ledger>(
             black_box(ledger.load_balance(&id).await?);
         }
         timings.push((Workload::LoadWarm, sizes.loads, start.elapsed()));
+        if ledger.take_snapshot(&id).await? {
+            let start = Instant::now();
+            for _ in 0..sizes.loads {
+                black_box(ledger.snapshot_load_balance(&id).await?);
+            }
+            timings.push((Workload::LoadSnapshot, sizes.loads, start.elapsed()));
+            let from_snapshot = ledger.snapshot_load_balance(&id).await?;
+            if from_snapshot != warm {
+                return Err(format!(
+                    "{}: long stream balance from a snapshot {from_snapshot}, expected {warm}",
+                    L::NAME
+                )
+                .into());
+            }
+        }
         long_stream = Some((warm, ledger.cold_load_balance(&id).await?));
     }
 

@@ -132,6 +132,19 @@ pub trait Ledger: Sized {
     /// The balance of the account loaded with nothing cached: a replay of its whole stream.
     async fn cold_load_balance(&mut self, id: &str) -> Result<Money, BenchError>;
 
+    /// Takes a snapshot of the account (not timed) for the snapshot row of workload d;
+    /// `false` (the default): the implementation has no snapshots, and the row is skipped.
+    async fn take_snapshot(&mut self, id: &str) -> Result<bool, BenchError> {
+        let _ = id;
+        Ok(false)
+    }
+
+    /// The balance of the account loaded with nothing cached but its snapshot: the snapshot
+    /// and the events after it (none, in workload d).
+    async fn snapshot_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
+        self.cold_load_balance(id).await
+    }
+
     /// Prepares workload d: one account whose stream holds `events` events (the opening and
     /// `events - 1` deposits of [`deposit_amount`]). Not timed; by default through commands.
     async fn seed_long_stream(&mut self, events: usize) -> Result<String, BenchError> {

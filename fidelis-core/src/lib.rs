@@ -73,6 +73,7 @@ pub use crate::runtime::domain::{
 };
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
+pub use crate::runtime::temporal::{Historical, HistoryEntry};
 pub use crate::store::Cursor;
 
 /// The examples of the macros' reference pages (`fidelis-macros/docs/*.md`, shown on the

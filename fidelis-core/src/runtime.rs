@@ -9,4 +9,6 @@ pub(crate) mod domain;
 pub(crate) mod projection_runner;
 pub(crate) mod repository;
 pub(crate) mod retry;
+pub(crate) mod snapshot;
+pub(crate) mod temporal;
 pub(crate) mod unit_of_work;

@@ -127,6 +127,46 @@ fn serde_message(attr: &str, key: &str, on_field: bool) -> String {
     format!("`#[serde({key})]` cannot be used on {place}: {why}")
 }
 
+/// `snapshot_threshold` counts events, so it is a whole number from 1, and only an
+/// event-sourced aggregate replays events (a state-stored one is loaded from its row):
+///
+/// ```text
+/// #[aggregate(snapshot_threshold = 500)] struct Account { … }                // error: not event-sourced
+/// #[aggregate(event_sourced, snapshot_threshold = 0)] struct Account { … }   // error: from 1
+/// ```
+///
+/// Gives the threshold when it is given and valid.
+pub fn snapshot_threshold(cx: &Ctxt, args: &crate::attr::Args, event_sourced: bool) -> Option<u64> {
+    let key = args.key(crate::symbol::SNAPSHOT_THRESHOLD)?;
+    if !event_sourced {
+        cx.error(
+            key.span(),
+            "`snapshot_threshold` applies to event-sourced aggregates only: a state-stored aggregate is loaded from its row, with no events to replay; write `#[aggregate(event_sourced, snapshot_threshold = …)]` or remove it",
+        );
+        return None;
+    }
+    let tokens = args.number(crate::symbol::SNAPSHOT_THRESHOLD)?;
+    let text = args.number_text(crate::symbol::SNAPSHOT_THRESHOLD)?;
+    match text.parse::<u64>() {
+        Ok(threshold) if threshold >= 1 => Some(threshold),
+        _ => {
+            // The literal's own span (a leading `-` has the attribute's).
+            let span = tokens
+                .clone()
+                .into_iter()
+                .last()
+                .map_or_else(|| key.span(), |token| token.span());
+            cx.error(
+                span,
+                format!(
+                    "`snapshot_threshold = {text}`: the threshold is a number of events, a whole number from 1 (such as `snapshot_threshold = 500`)"
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// At most one field is `#[field(identifier)]`; the second is reported.
 pub fn at_most_one_identifier<'a>(cx: &Ctxt, fields: &'a [Field]) -> Option<&'a Field> {
     let mut identifiers = fields.iter().filter(|field| field.is_identifier());

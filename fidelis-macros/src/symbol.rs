@@ -2,6 +2,8 @@
 
 /// `#[aggregate(event_sourced)]`
 pub const EVENT_SOURCED: &str = "event_sourced";
+/// `#[aggregate(event_sourced, snapshot_threshold = 500)]`
+pub const SNAPSHOT_THRESHOLD: &str = "snapshot_threshold";
 /// `part_of = Aggregate`
 pub const PART_OF: &str = "part_of";
 /// `version = N` on events

@@ -17,6 +17,12 @@ pub struct AggregateMeta {
     version: i64,
     /// Events raised and not yet committed, oldest first.
     pending: Vec<Arc<dyn AnyEvent>>,
+    /// The version of the latest snapshot this process knows of for the aggregate (`-1`:
+    /// none), so a commit can tell when the events since reach the snapshot threshold.
+    snapshot_version: i64,
+    /// Loaded as of a past version or time (`Historical`): saving it is checked against the
+    /// stream's current version, so an old state is never written back over a newer one.
+    historical: bool,
 }
 
 impl AggregateMeta {
@@ -43,6 +49,24 @@ impl AggregateMeta {
     pub(crate) fn set_version(&mut self, version: i64) {
         self.version = version;
     }
+
+    /// The version of the latest snapshot known when it was loaded (`-1`: none).
+    pub(crate) fn snapshot_version(&self) -> i64 {
+        self.snapshot_version
+    }
+
+    pub(crate) fn set_snapshot_version(&mut self, version: i64) {
+        self.snapshot_version = version;
+    }
+
+    /// Whether it was loaded as of a past version or time.
+    pub(crate) fn is_historical(&self) -> bool {
+        self.historical
+    }
+
+    pub(crate) fn set_historical(&mut self, historical: bool) {
+        self.historical = historical;
+    }
 }
 
 impl Default for AggregateMeta {
@@ -50,6 +74,8 @@ impl Default for AggregateMeta {
         Self {
             version: -1,
             pending: Vec::new(),
+            snapshot_version: -1,
+            historical: false,
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct Invariant<A> {
 pub trait Aggregate: Persisted {
     /// Whether state is rebuilt from events (`#[aggregate(event_sourced)]`) or stored as a row.
     const EVENT_SOURCED: bool;
+    /// `#[aggregate(event_sourced, snapshot_threshold = N)]`: after how many events since
+    /// the latest snapshot a new one is written, instead of the domain's
+    /// [`snapshot_threshold`](crate::DomainBuilder::snapshot_threshold). `None`: the domain's.
+    const SNAPSHOT_THRESHOLD: Option<u64> = None;
     /// The aggregate's identity.
     fn id(&self) -> &Identifier;
     /// A new aggregate with the given id, `default = …` values and `Default` elsewhere.

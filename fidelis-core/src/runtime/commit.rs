@@ -78,6 +78,8 @@ pub(crate) struct Committed {
     /// Event-sourced aggregates' new states, for the cache: key, state, and the id of the
     /// last event applied to it.
     pub(crate) states: Vec<(String, Arc<dyn Any + Send + Sync>, Identifier)>,
+    /// The snapshots to write once the commit is durable.
+    pub(crate) snapshots: Vec<crate::runtime::snapshot::DueSnapshot>,
 }
 
 impl Prepared {
@@ -181,13 +183,24 @@ pub(crate) async fn prepare(
         hook.on_commit(&commit, transaction.as_mut()).await?;
     }
 
+    let mut snapshots = Vec::new();
     let states = work
         .aggregates
         .into_iter()
         .zip(last_events)
         .filter_map(
             |(change, last_event)| match (change.event_sourced, last_event) {
-                (true, Some(last_event)) => Some((change.key, change.state, last_event)),
+                (true, Some(last_event)) => {
+                    if let Some(plan) = change.snapshot.filter(|plan| plan.due) {
+                        snapshots.push(plan.snapshot(
+                            &change.stream,
+                            change.version,
+                            &last_event,
+                            &change.state,
+                        ));
+                    }
+                    Some((change.key, change.state, last_event))
+                }
                 _ => None,
             },
         )
@@ -197,6 +210,7 @@ pub(crate) async fn prepare(
         committed: Committed {
             events: recorded,
             states,
+            snapshots,
         },
     }))
 }

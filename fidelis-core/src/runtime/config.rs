@@ -43,6 +43,19 @@
 //! ```
 //! and `sync`.
 //!
+//! # Snapshots
+//!
+//! An event-sourced aggregate gets a snapshot once a commit brings the events since its
+//! latest snapshot to the threshold (default [`DEFAULT_SNAPSHOT_THRESHOLD`], 100; `0` turns
+//! automatic snapshots off). The first of these that is set wins: the aggregate's own
+//! `#[aggregate(event_sourced, snapshot_threshold = N)]`, the builder's
+//! [`snapshot_threshold`](crate::DomainBuilder::snapshot_threshold), `fidelis.toml`'s
+//! ```toml
+//! [snapshots]
+//! threshold = 500
+//! ```
+//! and the default.
+//!
 //! Pool settings given to the builder ([`DomainBuilder::pool_size`](crate::DomainBuilder::pool_size),
 //! [`connect_timeout`](crate::DomainBuilder::connect_timeout),
 //! [`acquire_timeout`](crate::DomainBuilder::acquire_timeout)) win over `fidelis.toml`, which
@@ -75,6 +88,24 @@ pub const DATABASE_URL_VAR: &str = "FIDELIS_DATABASE_URL";
 pub const PROCESSING_VAR: &str = "FIDELIS_PROCESSING";
 /// The configuration file read from the current directory.
 pub const CONFIG_FILE: &str = "fidelis.toml";
+/// The snapshot threshold when nothing sets one (see "Snapshots" above).
+pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 100;
+
+/// Resolves the domain's snapshot threshold: `explicit` (the builder's) > `fidelis.toml`'s
+/// `[snapshots] threshold` > [`DEFAULT_SNAPSHOT_THRESHOLD`]. `0` turns automatic snapshots
+/// off.
+pub fn resolve_snapshot_threshold(explicit: Option<u64>) -> Result<u64> {
+    resolve_snapshot_threshold_with(explicit, Path::new(CONFIG_FILE))
+}
+
+pub(crate) fn resolve_snapshot_threshold_with(explicit: Option<u64>, file: &Path) -> Result<u64> {
+    if let Some(threshold) = explicit {
+        return Ok(threshold);
+    }
+    Ok(read_file(file)?
+        .snapshot_threshold
+        .unwrap_or(DEFAULT_SNAPSHOT_THRESHOLD))
+}
 
 /// When a domain's projectors and event handlers run (see the module docs for where the mode
 /// is configured).
@@ -190,6 +221,8 @@ struct FileSettings {
     acquire_timeout: Option<Duration>,
     /// `[processing] mode`.
     processing: Option<Processing>,
+    /// `[snapshots] threshold`.
+    snapshot_threshold: Option<u64>,
 }
 
 /// Resolves the database settings: `explicit` (the builder's URL) > `FIDELIS_DATABASE_URL` >
@@ -277,6 +310,26 @@ fn parse_file(text: &str) -> std::result::Result<FileSettings, String> {
                     })?);
                 }
                 other => return Err(format!("unknown key `processing.{other}` (expected mode)")),
+            }
+        }
+    }
+    if let Some(snapshots) = document.get("snapshots") {
+        let snapshots = snapshots
+            .as_table()
+            .ok_or("`snapshots` must be a table: `[snapshots]`")?;
+        for (key, value) in snapshots {
+            match key.as_str() {
+                "threshold" => {
+                    let threshold = value.as_integer().and_then(|n| u64::try_from(n).ok());
+                    settings.snapshot_threshold = Some(threshold.ok_or(
+                        "`snapshots.threshold` must be a whole number of events (0 turns automatic snapshots off)",
+                    )?);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown key `snapshots.{other}` (expected threshold)"
+                    ));
+                }
             }
         }
     }
@@ -555,6 +608,34 @@ mod tests {
             .to_string();
         assert!(error.contains("unknown key `processing.mod`"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshot_threshold() {
+        let path =
+            std::env::temp_dir().join(format!("fidelis-snapshots-{}.toml", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            resolve_snapshot_threshold_with(None, &path).unwrap(),
+            DEFAULT_SNAPSHOT_THRESHOLD
+        );
+        std::fs::write(&path, "[snapshots]\nthreshold = 500\n").unwrap();
+        assert_eq!(resolve_snapshot_threshold_with(None, &path).unwrap(), 500);
+        assert_eq!(resolve_snapshot_threshold_with(Some(7), &path).unwrap(), 7);
+        std::fs::write(&path, "[snapshots]\nthreshold = -1\n").unwrap();
+        let error = resolve_snapshot_threshold_with(None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`snapshots.threshold` must be a whole number"),
+            "{error}"
+        );
+        std::fs::write(&path, "[snapshots]\nevery = 5\n").unwrap();
+        let error = resolve_snapshot_threshold_with(None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown key `snapshots.every`"), "{error}");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

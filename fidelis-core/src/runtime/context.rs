@@ -116,6 +116,8 @@ pub(crate) struct AggregateChange {
     pub(crate) document: Option<JsonRow>,
     /// New events, oldest first.
     pub(crate) events: Vec<Arc<dyn AnyEvent>>,
+    /// Whether its committed state gets a snapshot (event-sourced aggregates).
+    pub(crate) snapshot: Option<crate::runtime::snapshot::SnapshotPlan>,
 }
 
 impl Context {

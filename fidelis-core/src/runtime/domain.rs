@@ -71,6 +71,8 @@ struct DomainInner {
     retry: RetryPolicy,
     resources: FastMap<TypeId, Arc<dyn Any + Send + Sync>>,
     cache: AggregateCache,
+    /// Events since the latest snapshot that make a commit write one (0: never).
+    snapshot_threshold: u64,
     failed_event_handlers: AtomicU64,
     event_handler_depth_limit: usize,
     /// What joins every commit's transaction, in order.
@@ -317,6 +319,24 @@ impl Domain {
         &self.inner.cache
     }
 
+    /// The domain's snapshot threshold (see [`DomainBuilder::snapshot_threshold`]).
+    pub(crate) fn snapshot_threshold(&self) -> u64 {
+        self.inner.snapshot_threshold
+    }
+
+    /// Writes a snapshot of aggregate `A` with this id at its current version, and returns
+    /// that version; [`Error::NotFound`] when it has no events. Loads after it replay only
+    /// the events that follow.
+    pub async fn create_snapshot<A: Aggregate>(&self, id: impl AsRef<str>) -> Result<i64> {
+        crate::runtime::snapshot::create::<A>(self, id.as_ref()).await
+    }
+
+    /// Writes a snapshot of every aggregate of type `A` at its current version, and returns
+    /// how many it wrote.
+    pub async fn create_snapshots<A: Aggregate>(&self) -> Result<u64> {
+        crate::runtime::snapshot::create_all::<A>(self).await
+    }
+
     /// What joins every commit's transaction, in order.
     pub(crate) fn commit_hooks(&self) -> &[Arc<dyn CommitHook>] {
         &self.inner.commit_hooks
@@ -480,6 +500,25 @@ impl EventStore<'_> {
         self.domain.storage().stream_version(stream).await
     }
 
+    /// The latest snapshot of aggregate `A` with this id: the version it was taken at and
+    /// the state, or `None`. A snapshot that no longer decodes as `A` is an
+    /// [`Error::Serialization`] here (a load ignores it and writes a new one).
+    pub async fn latest_snapshot<A: Aggregate>(
+        &self,
+        id: impl AsRef<str>,
+    ) -> Result<Option<(i64, A)>> {
+        crate::runtime::snapshot::latest_of::<A>(self.domain, id.as_ref()).await
+    }
+
+    /// The events of aggregate `A` with this id, oldest first, each with its version, type
+    /// name, time, id, global position and data (what `events history` shows).
+    pub async fn history<A: Aggregate>(
+        &self,
+        id: impl AsRef<str>,
+    ) -> Result<Vec<crate::runtime::temporal::HistoryEntry>> {
+        crate::runtime::temporal::history::<A>(self.domain, id.as_ref()).await
+    }
+
     /// The stream of aggregate `A` with this id (`fidelis::account-<id>`).
     pub fn stream_of<A: Aggregate>(&self, id: impl fmt::Display) -> Result<String> {
         Ok(format!("{}-{id}", self.category_of::<A>()?))
@@ -604,6 +643,7 @@ pub struct DomainBuilder {
     database: Option<String>,
     pool: crate::runtime::config::PoolOverrides,
     cache_capacity: usize,
+    snapshot_threshold: Option<u64>,
     projectors: bool,
     event_handler_depth_limit: usize,
     processing: Option<Processing>,
@@ -627,6 +667,7 @@ impl DomainBuilder {
             database: None,
             pool: crate::runtime::config::PoolOverrides::default(),
             cache_capacity: 100_000,
+            snapshot_threshold: None,
             projectors: true,
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
             processing: None,
@@ -731,6 +772,16 @@ impl DomainBuilder {
         self
     }
 
+    /// After how many events since an event-sourced aggregate's latest snapshot a commit
+    /// writes a new one (default 100, or `fidelis.toml`'s `[snapshots] threshold`; `0` turns
+    /// automatic snapshots off, leaving [`Domain::create_snapshot`]). An aggregate's own
+    /// `#[aggregate(event_sourced, snapshot_threshold = N)]` wins. A cold load reads the
+    /// latest snapshot and the events after it; snapshots never change what a load returns.
+    pub fn snapshot_threshold(mut self, events: u64) -> Self {
+        self.snapshot_threshold = Some(events);
+        self
+    }
+
     /// How many generations of events one request delivers to event handlers (default
     /// [`DEFAULT_EVENT_HANDLER_DEPTH_LIMIT`], 32; at least 1).
     ///
@@ -811,6 +862,8 @@ impl DomainBuilder {
                 .retain(|subscriber| !subscriber.projector);
         }
         let processing = crate::runtime::config::resolve_processing(self.processing)?;
+        let snapshot_threshold =
+            crate::runtime::config::resolve_snapshot_threshold(self.snapshot_threshold)?;
         let storage = match self.storage {
             Some(storage) => storage,
             None => {
@@ -828,6 +881,7 @@ impl DomainBuilder {
                 retry: self.retry,
                 resources: self.resources,
                 cache: AggregateCache::new(self.cache_capacity),
+                snapshot_threshold,
                 failed_event_handlers: AtomicU64::new(0),
                 event_handler_depth_limit: self.event_handler_depth_limit,
                 commit_hooks: match processing {

@@ -4,16 +4,18 @@ use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::model::element::{Aggregate, InvariantStage, Persisted, Projection, Queryable};
 use crate::model::error::{Error, Result};
-use crate::model::event::RecordedEvent;
+use crate::model::event::{EventMetadata, RecordedEvent};
 use crate::model::identifier::Identifier;
 use crate::model::query::{Filter, OrderBy, QuerySpec};
 use crate::registry::EventInfo;
 use crate::runtime::context::{AggregateChange, Context};
 use crate::runtime::domain::Domain;
+use crate::runtime::snapshot;
 use crate::store::{JsonRow, Row};
 
 /// The repository of `T` within a unit of work. Reads see the unit of work's own writes;
@@ -29,6 +31,11 @@ impl<'a, T: Persisted> Repository<'a, T> {
             ctx,
             _element: PhantomData,
         }
+    }
+
+    /// The unit of work it reads and writes.
+    pub(crate) fn context(&self) -> &Context {
+        self.ctx
     }
 
     /// The element with this id, or [`Error::NotFound`].
@@ -96,6 +103,11 @@ impl<T: Persisted> DomainRepository<T> {
             domain,
             _element: PhantomData,
         }
+    }
+
+    /// The domain it reads and writes.
+    pub(crate) fn domain(&self) -> &Domain {
+        &self.domain
     }
 
     /// The element with this id, or [`Error::NotFound`].
@@ -301,7 +313,8 @@ pub async fn save_projection<P: Projection + Persisted>(ctx: &mut Context, value
 }
 
 /// Loads an aggregate: this unit of work's copy, else the cached state caught up with the
-/// stream's newer events, else a replay of its stream (or its row). (Strategy of `#[aggregate]`.)
+/// stream's newer events, else its latest snapshot and the events after it (or its row).
+/// (Strategy of `#[aggregate]`.)
 pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Result<Option<A>> {
     let registry = ctx.domain.registry();
     let info = registry.aggregate_info::<A>()?;
@@ -326,15 +339,49 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
         aggregate.meta_mut().set_version(version);
         return Ok(Some(aggregate));
     }
+    Ok(load_current::<A>(&ctx.domain, &key, id)
+        .await?
+        .map(|loaded| loaded.aggregate))
+}
 
-    if let Some((cached, last_event)) = ctx.domain.cache().get::<A>(&key) {
+/// An event-sourced aggregate as committed, with the id of the last event applied to it.
+pub(crate) struct Loaded<A> {
+    pub(crate) aggregate: A,
+    pub(crate) last_event: Identifier,
+}
+
+/// Loads the committed state of the event-sourced aggregate of stream `key`: the cache
+/// caught up, else the latest snapshot plus the events after it, else a replay. A cold load
+/// that replayed at least the snapshot threshold's events, or found a snapshot it could not
+/// use, writes a new snapshot.
+pub(crate) async fn load_current<A: Aggregate>(
+    domain: &Domain,
+    key: &str,
+    id: Identifier,
+) -> Result<Option<Loaded<A>>> {
+    if let Some((cached, last_event)) = domain.cache().get::<A>(key) {
         // Catch up from the cached version itself, not the one after it: the store must
         // still hold the event the cache applied last. If it does not (the history was
         // rewritten or truncated behind this process's back), the cache is dropped and the
         // stream replayed, so a corrupted history is reported instead of appended to.
         let anchor = (cached.meta().version(), last_event);
-        match replay(ctx, &key, cached, Some(&anchor)).await? {
-            Replayed::Caught(aggregate) => return Ok(Some(aggregate)),
+        match replay(domain, key, cached, Some(&anchor), Bound::End).await? {
+            Replayed::Caught {
+                aggregate,
+                last,
+                applied,
+            } => {
+                let last_event = last.map_or(anchor.1, |(id, _)| id);
+                if applied > 0 {
+                    domain
+                        .cache()
+                        .put(key.to_owned(), &aggregate, last_event.clone());
+                }
+                return Ok(Some(Loaded {
+                    aggregate,
+                    last_event,
+                }));
+            }
             Replayed::Stale => {
                 tracing::warn!(
                     stream = %key,
@@ -342,53 +389,132 @@ pub async fn load_aggregate<A: Aggregate>(ctx: &Context, id: Identifier) -> Resu
                     "the stored stream no longer holds the last event this process applied; \
                      replaying it from the start"
                 );
-                ctx.domain.cache().remove(&key);
+                domain.cache().remove(key);
             }
         }
     }
-    match replay(ctx, &key, A::blank(id), None).await? {
-        Replayed::Caught(aggregate) if aggregate.meta().version() >= 0 => Ok(Some(aggregate)),
-        Replayed::Caught(_) | Replayed::Stale => Ok(None),
+
+    let (start, anchor, mut replace) = match snapshot::latest::<A>(domain, key).await? {
+        snapshot::Latest::Found {
+            aggregate,
+            version,
+            last_event,
+        } => (aggregate, Some((version, last_event)), false),
+        snapshot::Latest::Missing => (A::blank(id.clone()), None, false),
+        snapshot::Latest::Unusable => (A::blank(id.clone()), None, true),
+    };
+    let mut replayed = replay(domain, key, start, anchor.as_ref(), Bound::End).await?;
+    if let (Replayed::Stale, Some((version, _))) = (&replayed, &anchor) {
+        tracing::warn!(
+            stream = %key,
+            snapshot_version = version,
+            "the stored stream no longer holds the last event of the aggregate's snapshot; \
+             replaying it from the start and replacing the snapshot"
+        );
+        replace = true;
+        replayed = replay(domain, key, A::blank(id), None, Bound::End).await?;
+    }
+    let Replayed::Caught {
+        mut aggregate,
+        last,
+        applied,
+    } = replayed
+    else {
+        // Not reached: a replay without an anchor is never stale.
+        return Err(Error::storage(format!(
+            "stream `{key}` changed while it was replayed"
+        )));
+    };
+    let Some((last_event, _)) = last else {
+        return Ok(None);
+    };
+    let threshold = snapshot::threshold::<A>(domain);
+    if replace || (threshold > 0 && applied as u64 >= threshold) {
+        snapshot::write_loaded(domain, key, &mut aggregate, &last_event, replace).await;
+    }
+    domain
+        .cache()
+        .put(key.to_owned(), &aggregate, last_event.clone());
+    Ok(Some(Loaded {
+        aggregate,
+        last_event,
+    }))
+}
+
+/// How far a replay reads a stream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bound {
+    /// Every stored event.
+    End,
+    /// Events up to this version, included.
+    Version(i64),
+    /// Events up to the first one recorded after this time.
+    Time(DateTime<Utc>),
+}
+
+impl Bound {
+    fn admits(&self, metadata: &EventMetadata) -> bool {
+        match *self {
+            Bound::End => true,
+            Bound::Version(version) => metadata.version <= version,
+            Bound::Time(time) => metadata.time <= time,
+        }
     }
 }
 
-enum Replayed<A> {
-    /// The aggregate with every stored event applied.
-    Caught(A),
-    /// The stored stream does not hold the anchor event (see `load_aggregate`).
+pub(crate) enum Replayed<A> {
+    /// The aggregate with the stored events applied (up to the bound).
+    Caught {
+        aggregate: A,
+        /// The id and time of the last event read into it (the anchor included), if any.
+        last: Option<(Identifier, DateTime<Utc>)>,
+        /// How many events were applied (the anchor is not).
+        applied: usize,
+    },
+    /// The stored stream does not hold the anchor event within the bound (see
+    /// `load_current`).
     Stale,
 }
 
-/// Applies the stored events of stream `key` after `aggregate`'s version to it, and caches the
-/// result when it applied any. With an anchor `(version, event id)`, the first stored event
-/// read must be exactly that event (already applied, so skipped).
-async fn replay<A: Aggregate>(
-    ctx: &Context,
+/// Applies the stored events of stream `key` after `aggregate`'s version to it, up to
+/// `bound`. With an anchor `(version, event id)`, the first stored event read must be exactly
+/// that event (already applied, so skipped).
+pub(crate) async fn replay<A: Aggregate>(
+    domain: &Domain,
     key: &str,
     mut aggregate: A,
     anchor: Option<&(i64, Identifier)>,
+    bound: Bound,
 ) -> Result<Replayed<A>> {
-    let registry = ctx.domain.registry();
+    let registry = domain.registry();
     let from = match anchor {
         Some(&(version, _)) => version,
         None => aggregate.meta().version() + 1,
     };
     let mut pending_anchor = anchor;
     let mut stale = false;
-    let mut last_event: Option<Identifier> = None;
+    let mut past_bound = false;
+    let mut last: Option<(Identifier, DateTime<Utc>)> = None;
+    let mut applied = 0;
     // Streams mostly repeat a few event types: remember the last lookup instead of hashing
     // the type name of every event of a long replay.
     let mut last_type: Option<&EventInfo> = None;
     let mut apply = |recorded: &RecordedEvent| -> Result<()> {
+        let metadata = &recorded.metadata;
         if let Some((version, id)) = pending_anchor.take() {
-            if recorded.metadata.version == *version && recorded.metadata.id == *id {
+            if metadata.version == *version && metadata.id == *id && bound.admits(metadata) {
+                last = Some((metadata.id.clone(), metadata.time));
                 return Ok(());
             }
             stale = true;
-            return Err(Error::storage("stale cache entry"));
+            return Err(Error::storage("stale anchor"));
+        }
+        if !bound.admits(metadata) {
+            past_bound = true;
+            return Err(Error::storage("past the bound"));
         }
         let event_info = match last_type {
-            Some(info) if info.type_name == recorded.metadata.type_name => info,
+            Some(info) if info.type_name == metadata.type_name => info,
             _ => {
                 let info = registry.event_by_type_name(recorded)?;
                 last_type = Some(info);
@@ -406,7 +532,7 @@ async fn replay<A: Aggregate>(
             });
         }
         let event = (event_info.decode)(recorded)?;
-        if recorded.metadata.version != aggregate.meta().version() + 1 {
+        if metadata.version != aggregate.meta().version() + 1 {
             return Err(Error::Serialization {
                 what: recorded.describe(),
                 message: format!(
@@ -416,24 +542,22 @@ async fn replay<A: Aggregate>(
             });
         }
         (event_info.replay)(&mut aggregate, event.as_ref());
-        last_event = Some(recorded.metadata.id.clone());
+        last = Some((metadata.id.clone(), metadata.time));
+        applied += 1;
         Ok(())
     };
-    let visited = ctx
-        .domain
-        .storage()
-        .visit_stream(key, from, &mut apply)
-        .await;
+    let visited = domain.storage().visit_stream(key, from, &mut apply).await;
     if stale || (visited.is_ok() && pending_anchor.is_some()) {
         return Ok(Replayed::Stale);
     }
-    visited?;
-    if let Some(last_event) = last_event {
-        ctx.domain
-            .cache()
-            .put(key.to_owned(), &aggregate, last_event);
+    if !past_bound {
+        visited?;
     }
-    Ok(Replayed::Caught(aggregate))
+    Ok(Replayed::Caught {
+        aggregate,
+        last,
+        applied,
+    })
 }
 
 /// Records an aggregate's new events and state in the unit of work. (Strategy of `#[aggregate]`.)
@@ -461,8 +585,29 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &mut Context, mut aggregate: A) -
     let id = aggregate.id().clone();
     let key = aggregate_key(info.event_sourced, &info.category, &info.table, id.as_str());
     let loaded_version = aggregate.meta().loaded_version();
+    if aggregate.meta().is_historical() {
+        crate::runtime::temporal::check_current(ctx, &key, &aggregate).await?;
+        aggregate.meta_mut().set_historical(false);
+    }
     let events = aggregate.meta_mut().take_pending();
     let version = aggregate.meta().version();
+    // Whether the committed state gets a snapshot: decided here, where the aggregate's type
+    // is known, and marked in its state so the cache knows of the snapshot to come.
+    let snapshot_base = match ctx.work.aggregate_index.get(&key) {
+        Some(&index) => ctx.work.aggregates[index]
+            .snapshot
+            .as_ref()
+            .map(|plan| plan.base),
+        None => None,
+    }
+    .unwrap_or(aggregate.meta().snapshot_version());
+    let snapshot = info.event_sourced.then(|| {
+        let plan = snapshot::plan::<A>(&ctx.domain, snapshot_base, version);
+        if plan.due {
+            aggregate.meta_mut().set_snapshot_version(version);
+        }
+        plan
+    });
     let stream = if info.event_sourced {
         key.clone()
     } else {
@@ -487,6 +632,7 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &mut Context, mut aggregate: A) -
             }
             change.events.extend(events);
             change.version = version;
+            change.snapshot = snapshot;
             change.state = Arc::new(aggregate);
             if document.is_some() {
                 change.document = document;
@@ -505,13 +651,14 @@ pub async fn save_aggregate<A: Aggregate>(ctx: &mut Context, mut aggregate: A) -
                 state: Arc::new(aggregate),
                 document,
                 events,
+                snapshot,
             });
         }
     }
     Ok(())
 }
 
-fn aggregate_key(event_sourced: bool, category: &str, table: &str, id: &str) -> String {
+pub(crate) fn aggregate_key(event_sourced: bool, category: &str, table: &str, id: &str) -> String {
     if event_sourced {
         joined(category, '-', id)
     } else {
@@ -521,7 +668,7 @@ fn aggregate_key(event_sourced: bool, category: &str, table: &str, id: &str) -> 
 
 /// `a`, `separator`, `b` in one allocation: `format!` costs noticeably more on this path,
 /// which every command takes twice (load and save).
-fn joined(a: &str, separator: char, b: &str) -> String {
+pub(crate) fn joined(a: &str, separator: char, b: &str) -> String {
     let mut out = String::with_capacity(a.len() + separator.len_utf8() + b.len());
     out.push_str(a);
     out.push(separator);

@@ -47,6 +47,9 @@ async fn commit_and(unit: Context, dispatch: Dispatch) -> Result<Vec<Arc<dyn Any
         for (key, state, last_event) in committed.states {
             domain.cache().put_erased(key, state, last_event);
         }
+        // After the commit, in a transaction of its own: a snapshot that fails to be written
+        // is logged and leaves the commit standing (the next cold load writes one).
+        crate::runtime::snapshot::write_due(&domain, committed.snapshots).await;
         if dispatch == Dispatch::Listeners && !committed.events.is_empty() {
             let batch = Batch {
                 domain: domain.clone(),

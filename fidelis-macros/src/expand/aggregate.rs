@@ -22,6 +22,11 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Flag,
         example: "event_sourced",
     },
+    Spec {
+        name: SNAPSHOT_THRESHOLD,
+        kind: Kind::Number,
+        example: "snapshot_threshold = 500",
+    },
     attr::CRATE_SPEC,
 ];
 
@@ -64,6 +69,13 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     let krate = expand::krate(&args);
     let p = expand::private(&krate);
     let event_sourced = args.key(EVENT_SOURCED).is_some();
+    let snapshot_threshold =
+        check::snapshot_threshold(&cx, &args, event_sourced).map(|threshold| {
+            quote! {
+                const SNAPSHOT_THRESHOLD: ::core::option::Option<::core::primitive::u64> =
+                    ::core::option::Option::Some(#threshold);
+            }
+        });
     let name = item.ident.clone();
     let concrete = check::no_generics(&cx, ATTR, &name.to_string(), &item.generics);
     let named = matches!(item.fields, Fields::Named(_));
@@ -233,6 +245,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         #[automatically_derived]
         impl #p::Aggregate for #ty {
             const EVENT_SOURCED: ::core::primitive::bool = #event_sourced;
+            #snapshot_threshold
             fn id(&self) -> &#p::Identifier {
                 #id_ref
             }
