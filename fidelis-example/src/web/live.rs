@@ -68,6 +68,7 @@ impl LiveDashboard {
 
     /// Ends every feed: the server is shutting down.
     pub(crate) fn close(&self) {
+        tracing::debug!("closing the live feeds");
         self.closing.send_replace(true);
     }
 }
@@ -156,12 +157,20 @@ pub(crate) async fn events(State(state): State<AppState>) -> Response {
         }
     };
     let mut closing = state.live.closing.subscribe();
-    let changes = futures::stream::unfold(updates, |mut updates| async move {
-        updates.changed().await.ok()?;
-        let update = Arc::clone(&updates.borrow_and_update());
-        Some((update.event(), updates))
+    let opening = first.event();
+    // Only what differs from the last update sent: the poller's first look after this
+    // browser connected is usually the table it already has.
+    let changes = futures::stream::unfold((updates, first), |(mut updates, mut sent)| async move {
+        loop {
+            updates.changed().await.ok()?;
+            let update = Arc::clone(&updates.borrow_and_update());
+            if *update != sent {
+                sent = Update::clone(&update);
+                return Some((update.event(), (updates, sent)));
+            }
+        }
     });
-    let stream = futures::stream::once(async move { first.event() })
+    let stream = futures::stream::once(async move { opening })
         .chain(changes)
         .map(Ok::<_, Infallible>)
         .take_until(async move {
