@@ -26,6 +26,11 @@ on_every_database!(
     the_live_feed_sends_the_table_then_each_change,
 );
 
+on_every_database!(
+    processing: fidelis_core::Processing::Async;
+    the_live_feed_follows_the_engine_in_asynchronous_processing,
+);
+
 /// The id in `/accounts/<id>`.
 fn id_of(location: &str) -> &str {
     location
@@ -466,42 +471,86 @@ mod checks {
             response.headers()["content-type"].to_str().expect("ascii"),
             "text/event-stream"
         );
-        let mut frames = response.into_body().into_data_stream();
-        let mut next_update = async || -> serde_json::Value {
-            let mut text = String::new();
-            loop {
-                let frame = tokio::time::timeout(Duration::from_secs(10), frames.next())
-                    .await
-                    .expect("an update within 10 s")
-                    .expect("the feed goes on")
-                    .expect("a frame");
-                text.push_str(std::str::from_utf8(&frame).expect("utf-8"));
-                // Keep-alive comments (`:`) are not updates.
-                if let Some(end) = text.find("\n\n") {
-                    let event: String = text.drain(..end + 2).collect();
-                    if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: ")) {
-                        assert!(event.starts_with("event: accounts\n"), "{event}");
-                        return serde_json::from_str(data).expect("JSON data");
-                    }
-                }
-            }
-        };
-        let first = next_update().await;
+        let mut feed = Feed(response.into_body().into_data_stream(), String::new());
+        let first = feed.next_update().await;
         assert_eq!(first["count"], "1 account");
         assert!(first["rows"].as_str().expect("rows").contains("First"));
 
         ledger.open("ACC-2", "Second", Decimal::TWO).await;
-        let second = next_update().await;
+        let second = feed.next_update().await;
         assert_eq!(second["count"], "2 accounts", "{second}");
         let rows = second["rows"].as_str().expect("rows");
         assert!(rows.contains("First") && rows.contains("Second"), "{rows}");
         assert!(rows.starts_with("<tr data-account-id="), "{rows}");
     }
+
+    pub async fn the_live_feed_follows_the_engine_in_asynchronous_processing(ledger: &Ledger) {
+        let id = ledger.open("ACC-1", "Queued", Decimal::ONE).await;
+        let mut feed = open_feed(ledger).await;
+        // Committed, not projected yet: the table is empty, and the account page says so.
+        assert_eq!(feed.next_update().await["count"], "0 accounts");
+        let page = ledger.get(&format!("/accounts/{id}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("not projected yet"), "{}", page.body);
+
+        // The engine projects it (its checkpoint moves, the head does not): the feed follows.
+        ledger
+            .domain
+            .engine()
+            .run_until_idle()
+            .await
+            .expect("the engine runs");
+        let update = feed.next_update().await;
+        assert_eq!(update["count"], "1 account", "{update}");
+        assert!(update["rows"].as_str().expect("rows").contains("Queued"));
+    }
+
+    async fn open_feed(ledger: &Ledger) -> Feed {
+        let response = ledger
+            .router
+            .clone()
+            .oneshot(
+                Request::get("/live")
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("the router answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        Feed(response.into_body().into_data_stream(), String::new())
+    }
+}
+
+/// The server-sent events of `/live`, read as they come.
+struct Feed(axum::body::BodyDataStream, String);
+
+impl Feed {
+    /// The next `accounts` event's data (keep-alive comments skipped), within 10 s.
+    async fn next_update(&mut self) -> serde_json::Value {
+        loop {
+            if let Some(end) = self.1.find("\n\n") {
+                let event: String = self.1.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: ")) {
+                    assert!(event.starts_with("event: accounts\n"), "{event}");
+                    return serde_json::from_str(data).expect("JSON data");
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.0.next())
+                .await
+                .expect("an update within 10 s")
+                .expect("the feed goes on")
+                .expect("a frame");
+            self.1.push_str(std::str::from_utf8(&frame).expect("utf-8"));
+        }
+    }
 }
 
 #[tokio::test]
 async fn the_assets_are_served_with_their_types() {
-    let ledger = support::Ledger::memory().await.expect("memory");
+    let ledger = support::Ledger::memory(fidelis_core::Processing::Sync)
+        .await
+        .expect("memory");
     let css = ledger.get("/static/style.css").await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.content_type.starts_with("text/css"));

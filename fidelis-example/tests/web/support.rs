@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use fidelis_core::prelude::*;
-use fidelis_core::{Cursor, Domain};
+use fidelis_core::{Cursor, Domain, Processing};
 use fidelis_example::commands::OpenAccount;
 use fidelis_example::web::WebApp;
 use tower::ServiceExt;
@@ -28,24 +28,24 @@ enum Cleanup {
 
 impl Ledger {
     /// On the in-memory store.
-    pub async fn memory() -> Option<Self> {
-        Some(Self::on("memory".to_owned(), Cleanup::None).await)
+    pub async fn memory(processing: Processing) -> Option<Self> {
+        Some(Self::on("memory".to_owned(), Cleanup::None, processing).await)
     }
 
     /// On a SQLite file of its own.
-    pub async fn sqlite(test: &str) -> Option<Self> {
+    pub async fn sqlite(test: &str, processing: Processing) -> Option<Self> {
         let path = std::env::temp_dir().join(format!(
             "fidelis-web-{test}-{}-{}.db",
             std::process::id(),
             Identifier::generate()
         ));
         let url = format!("sqlite://{}", path.display());
-        Some(Self::on(url, Cleanup::File(path)).await)
+        Some(Self::on(url, Cleanup::File(path), processing).await)
     }
 
     /// On a PostgreSQL schema of its own; `None` (after saying so) when
     /// `FIDELIS_TEST_POSTGRES_URL` is unset. An unreachable server fails the test.
-    pub async fn postgres(test: &str) -> Option<Self> {
+    pub async fn postgres(test: &str, processing: Processing) -> Option<Self> {
         let url = std::env::var("FIDELIS_TEST_POSTGRES_URL")
             .ok()
             .or_else(|| option_env!("FIDELIS_TEST_POSTGRES_URL").map(str::to_owned))
@@ -69,12 +69,13 @@ impl Ledger {
             .expect("create the test schema");
         let separator = if url.contains('?') { '&' } else { '?' };
         let scoped = format!("{url}{separator}options[search_path]={schema}");
-        Some(Self::on(scoped, Cleanup::Schema { admin, schema }).await)
+        Some(Self::on(scoped, Cleanup::Schema { admin, schema }, processing).await)
     }
 
-    async fn on(url: String, cleanup: Cleanup) -> Self {
+    async fn on(url: String, cleanup: Cleanup, processing: Processing) -> Self {
         let domain = fidelis_example::domain()
             .database(url)
+            .processing(processing)
             .pool_size(4)
             .build()
             .await
@@ -224,27 +225,35 @@ fn encode(text: &str) -> String {
 }
 
 /// Generates `<check>::memory`, `::sqlite` and `::postgres` from an async
-/// `checks::<check>(&Ledger)`.
+/// `checks::<check>(&Ledger)`, in synchronous processing unless the list starts with
+/// `processing: Processing::Async;`.
 #[macro_export]
 macro_rules! on_every_database {
-    ($($check:ident),* $(,)?) => {$(
+    ($($check:ident),* $(,)?) => {
+        on_every_database!(processing: fidelis_core::Processing::Sync; $($check),*);
+    };
+    (processing: $processing:expr; $($check:ident),* $(,)?) => {$(
         mod $check {
             use super::*;
             #[tokio::test]
             async fn memory() {
-                let ledger = support::Ledger::memory().await.expect("memory");
+                let ledger = support::Ledger::memory($processing).await.expect("memory");
                 checks::$check(&ledger).await;
                 ledger.finish().await;
             }
             #[tokio::test]
             async fn sqlite() {
-                let ledger = support::Ledger::sqlite(stringify!($check)).await.expect("sqlite");
+                let ledger = support::Ledger::sqlite(stringify!($check), $processing)
+                    .await
+                    .expect("sqlite");
                 checks::$check(&ledger).await;
                 ledger.finish().await;
             }
             #[tokio::test]
             async fn postgres() {
-                let Some(ledger) = support::Ledger::postgres(concat!(stringify!($check), "::postgres")).await else {
+                let Some(ledger) =
+                    support::Ledger::postgres(concat!(stringify!($check), "::postgres"), $processing).await
+                else {
                     return;
                 };
                 checks::$check(&ledger).await;
