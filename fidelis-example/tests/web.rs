@@ -49,13 +49,13 @@ mod checks {
         assert!(empty.body.contains("No accounts yet"), "{}", empty.body);
 
         let alice = ledger
-            .open("ACC-002", "Alice Johnson", Decimal::new(1000_00, 2))
+            .open("ACC-002", "Alice Johnson", Decimal::new(100_000, 2))
             .await;
         ledger
             .domain
             .process(MakeDeposit {
                 account_id: alice.clone(),
-                amount: Decimal::new(500_00, 2),
+                amount: Decimal::new(50_000, 2),
                 reference: None,
             })
             .await
@@ -202,7 +202,7 @@ mod checks {
     }
 
     pub async fn the_movement_forms_process_or_show_why_not(ledger: &Ledger) {
-        let id = ledger.open("ACC-7", "Ada", Decimal::new(100_00, 2)).await;
+        let id = ledger.open("ACC-7", "Ada", Decimal::new(10_000, 2)).await;
         let page = format!("/accounts/{id}");
 
         let deposited = ledger
@@ -383,7 +383,7 @@ mod checks {
     }
 
     pub async fn the_json_api_refuses_with_the_field_errors_and_changes_nothing(ledger: &Ledger) {
-        let id = ledger.open("ACC-5", "Ada", Decimal::new(5_00, 2)).await;
+        let id = ledger.open("ACC-5", "Ada", Decimal::new(500, 2)).await;
         let events = ledger.event_count().await;
 
         let refused = ledger

@@ -98,13 +98,13 @@ async fn text_when(client: &Client, css: &str, accept: impl Fn(&str) -> bool) ->
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = String::new();
     loop {
-        if let Ok(element) = client.find(Locator::Css(css)).await {
-            if let Ok(text) = element.text().await {
-                if accept(&text) {
-                    return text;
-                }
-                last = text;
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if accept(&text) {
+                return text;
             }
+            last = text;
         }
         assert!(
             Instant::now() < deadline,
@@ -148,7 +148,7 @@ async fn the_dashboard_in_a_browser() {
         .process(OpenAccount {
             account_number: "ACC-001".into(),
             holder_name: "Alice Johnson".into(),
-            opening_deposit: Decimal::new(1500_00, 2),
+            opening_deposit: Decimal::new(150_000, 2),
         })
         .await
         .expect("the first account opens");
