@@ -68,13 +68,12 @@ pub(crate) async fn submit<F: CommandForm>(
             Ok(command) => command,
             Err(errors) => return failure(Rejection::unreadable::<F>(errors)),
         };
-    let created = account.is_none();
     match state.domain.process(command).await {
         Ok(output) => {
             let Some(id) = F::account_after(account, output) else {
                 return StatusCode::NO_CONTENT.into_response();
             };
-            let status = if created {
+            let status = if F::CREATES {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK

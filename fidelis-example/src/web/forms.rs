@@ -227,6 +227,8 @@ pub(crate) trait CommandForm: Send + 'static {
     const SUBMIT: &'static str;
     /// Its inputs, in order.
     const FIELDS: &'static [FieldSpec];
+    /// Whether its command creates an account (the API answers 201 Created).
+    const CREATES: bool = false;
 
     /// The command from the submitted text, about `account` (the account of the path, for
     /// the forms of an account's page); every unreadable field is an error.
@@ -276,6 +278,7 @@ impl CommandForm for OpenAccountForm {
         FieldSpec::text("holder_name", "Holder", true),
         FieldSpec::money("opening_deposit", "Opening deposit"),
     ];
+    const CREATES: bool = true;
 
     fn command(_account: Option<Identifier>, input: &Input) -> Result<OpenAccount, FieldErrors> {
         let mut errors = FieldErrors::default();
