@@ -30,6 +30,8 @@ pub mod commands;
 pub mod dashboard;
 pub mod events;
 pub mod scenario;
+#[cfg(feature = "web")]
+pub mod web;
 
 use fidelis_core::{Domain, DomainBuilder};
 

@@ -49,6 +49,14 @@ enum Command {
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
     },
+    /// Serves the account dashboard on the web (pages, forms, live updates, JSON API) until
+    /// Ctrl-C.
+    #[cfg(feature = "web")]
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,6 +98,8 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        #[cfg(feature = "web")]
+        Some(Command::Serve { addr }) => serve(&args.database, addr).await,
         None => walkthrough(&args).await,
     };
     match result {
@@ -180,6 +190,26 @@ async fn engine(
         Err(error) => tracing::warn!(%error, "cannot read the engine's final status"),
     }
     result
+}
+
+/// Serves the web dashboard of the ledger on `address` until Ctrl-C or SIGTERM. In
+/// asynchronous processing the dashboard shows what an engine process has projected.
+#[cfg(feature = "web")]
+async fn serve(
+    database: &Option<String>,
+    address: std::net::SocketAddr,
+) -> fidelis_core::Result<()> {
+    let domain = builder(database).build().await?;
+    if domain.processing() == Processing::Async {
+        tracing::info!(
+            "asynchronous processing: run `fidelis-example engine` on the same database to keep the dashboard current"
+        );
+    }
+    let listener = fidelis_example::web::WebApp::new(domain)
+        .bind(address)
+        .await?;
+    println!("Account dashboard: http://{}/", listener.local_addr());
+    listener.serve(shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C (SIGINT), or SIGTERM on Unix; the engine then drains.
