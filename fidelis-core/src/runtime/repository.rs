@@ -405,7 +405,7 @@ async fn replay<A: Aggregate>(
                 ),
             });
         }
-        let event = (event_info.decode)(recorded)?;
+        let event = event_info.decode(recorded)?;
         if recorded.metadata.version != aggregate.meta().version() + 1 {
             return Err(Error::Serialization {
                 what: recorded.describe(),
