@@ -715,7 +715,13 @@ impl Registrar {
             "aggregate name",
             self.aggregates
                 .values()
-                .map(|a| (a.category.clone(), a.name)),
+                .map(|a| (a.category.clone(), a.name))
+                // The facts of `Account` take the category an aggregate `AccountFact` would.
+                .chain(
+                    self.facts
+                        .values()
+                        .map(|f| (f.category.clone(), f.event_name)),
+                ),
         );
         duplicates(
             &mut problems,
