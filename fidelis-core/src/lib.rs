@@ -86,6 +86,8 @@ mod macro_doctests {
     struct Aggregate;
     #[doc = include_str!("../../fidelis-macros/docs/event.md")]
     struct Event;
+    #[doc = include_str!("../../fidelis-macros/docs/event_version.md")]
+    struct EventVersion;
     #[doc = include_str!("../../fidelis-macros/docs/command.md")]
     struct Command;
     #[doc = include_str!("../../fidelis-macros/docs/command_handler.md")]
