@@ -434,7 +434,7 @@ impl Registrar {
                 of: TypeId::of::<V::Of>(),
                 of_name: <V::Of as Element>::NAME,
                 next: TypeId::of::<V::Next>(),
-                next_name: short_type_name(std::any::type_name::<V::Next>()),
+                next_name: upcasting::short_type_name(std::any::type_name::<V::Next>()),
                 decode: event_version::decode_old::<V>,
                 step: event_version::step::<V>,
             });
@@ -1098,10 +1098,4 @@ mod tests {
             "bank_ledger_account_summary"
         );
     }
-}
-
-/// `my_crate::events::DepositMade` → `DepositMade`, for messages.
-fn short_type_name(full: &'static str) -> &'static str {
-    let end = full.find('<').unwrap_or(full.len());
-    full[..end].rsplit("::").next().unwrap_or(full)
 }

@@ -121,3 +121,21 @@ fn chain(
     }
     Ok(steps)
 }
+
+/// `my_crate::events::DepositMade` → `DepositMade`, for messages.
+pub(super) fn short_type_name(full: &'static str) -> &'static str {
+    let end = full.find('<').unwrap_or(full.len());
+    full[..end].rsplit("::").next().unwrap_or(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_are_shortened_to_the_last_segment() {
+        assert_eq!(short_type_name("bank::events::DepositMade"), "DepositMade");
+        assert_eq!(short_type_name("DepositMade"), "DepositMade");
+        assert_eq!(short_type_name("fidelis_core::Fact<bank::Account>"), "Fact");
+    }
+}
