@@ -361,3 +361,26 @@ async fn a_fact_derefs_to_the_state_and_reads_back_from_its_json() {
     assert_eq!(fact.id, account);
     assert_eq!(fact.into_inner().balance, 0);
 }
+
+#[tokio::test]
+async fn a_scenario_lists_the_fact_of_its_command() {
+    let account = Identifier::generate();
+    let journal = Journal::default();
+    let outcome = fidelis_core::testing::given_in::<Account>(builder(Processing::Sync, &journal))
+        .after(AccountOpened {
+            account_id: account.clone(),
+            holder: "Ada".into(),
+        })
+        .process(Deposit {
+            account_id: account.clone(),
+            amount: 9,
+        })
+        .await;
+    assert!(outcome.accepted(), "{:?}", outcome.rejection());
+    let fact = outcome
+        .events()
+        .get::<Fact<Account>>()
+        .expect("the command's fact is in its events");
+    assert_eq!((fact.holder.as_str(), fact.balance), ("Ada", 9));
+    assert!(outcome.events().contains::<DepositMade>());
+}
