@@ -40,8 +40,8 @@ pub mod __private;
 pub use chrono;
 #[doc(inline)]
 pub use fidelis_macros::{
-    aggregate, apply, command, command_handler, event, event_handler, field, handle, invariant, on,
-    projection, projector, value_object,
+    aggregate, apply, command, command_handler, event, event_handler, event_version, field, handle,
+    invariant, on, projection, projector, value_object,
 };
 /// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
 #[cfg(feature = "decimal")]
@@ -61,6 +61,8 @@ pub use crate::model::error::{DomainError, Error, Result, ValidationError};
 pub use crate::model::event::{
     AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent,
 };
+pub use crate::model::event_version::{EventVersion, UpcastFrom};
+pub use crate::model::fact::{Fact, FactEvents};
 pub use crate::model::field::{BasicField, FieldDef, FieldKind, FieldType};
 pub use crate::model::identifier::Identifier;
 pub use crate::registry::Registry;
@@ -85,6 +87,8 @@ mod macro_doctests {
     struct Aggregate;
     #[doc = include_str!("../../fidelis-macros/docs/event.md")]
     struct Event;
+    #[doc = include_str!("../../fidelis-macros/docs/event_version.md")]
+    struct EventVersion;
     #[doc = include_str!("../../fidelis-macros/docs/command.md")]
     struct Command;
     #[doc = include_str!("../../fidelis-macros/docs/command_handler.md")]
@@ -118,8 +122,9 @@ pub mod prelude {
     pub use crate::model::query::TextHandle;
     pub use crate::{
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
-        EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,
+        EventHandlerContext, EventMetadata, Fact, Identifier, Projection, ProjectorContext, Result,
         RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
-        event_handler, field, handle, invariant, on, projection, projector, value_object,
+        event_handler, event_version, field, handle, invariant, on, projection, projector,
+        value_object,
     };
 }

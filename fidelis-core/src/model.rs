@@ -6,6 +6,8 @@ pub(crate) mod aggregate;
 pub(crate) mod element;
 pub(crate) mod error;
 pub(crate) mod event;
+pub(crate) mod event_version;
+pub(crate) mod fact;
 pub(crate) mod field;
 pub(crate) mod identifier;
 pub mod query;

@@ -20,11 +20,14 @@ pub use crate::model::element::{
 };
 pub use crate::model::error::{Error, Result, ValidationError};
 pub use crate::model::event::Event;
+pub use crate::model::event_version::{EventVersion, UpcastFrom};
+pub use crate::model::fact::{Fact, FactEvents};
 pub use crate::model::field::{
     BasicField, DecimalField, FieldDef, FieldKind, FieldType, IdentityField, LengthField,
     NumericField, TextField,
 };
 pub use crate::runtime::context::{Context, EventHandlerContext, ProjectorContext};
+pub use crate::testing::{Happened, Happening};
 
 /// `#[serde(with = …)]` and `from_json` support for `#[field(allow_non_finite)]` floats.
 pub mod non_finite {

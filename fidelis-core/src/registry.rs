@@ -5,6 +5,8 @@
 //! [`AutoRegistration`] to `inventory`) or registered by hand with
 //! `Domain::builder(..).register::<T>()`. Both call the element's [`Element::register`].
 
+mod upcasting;
+
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ use crate::model::aggregate;
 use crate::model::element::{Aggregate, Command, DomainEvent, Element, ElementKind, Projection};
 use crate::model::error::{Error, Result};
 use crate::model::event::{AnyEvent, AnyRecordedEvent, Event, Payload, RecordedEvent};
+use crate::model::event_version::{self, DecodeOldFn, EventVersion, FinishFn, StepFn, Upcaster};
+use crate::model::fact::{Fact, FactEvents};
 use crate::model::field::FieldDef;
 use crate::runtime::context::{EventHandlerContext, ProjectorContext};
 
@@ -85,8 +89,42 @@ pub struct EventInfo {
     pub aggregate_name: &'static str,
     /// Its fields.
     pub fields: &'static [FieldDef],
-    pub(crate) decode: DecodeFn,
+    pub(crate) decode_current: DecodeFn,
     pub(crate) replay: ReplayFn,
+    /// Ends an upcaster chain at this event.
+    pub(crate) finish: FinishFn,
+    /// Set on the entries of old versions' type names: how their rows become this event.
+    pub(crate) upcaster: Option<Upcaster>,
+}
+
+impl EventInfo {
+    /// The event a stored row holds, typed: decoded straight into the event, or, for a row
+    /// of an old version, decoded as that version and upcast to the current one.
+    pub(crate) fn decode(&self, recorded: &RecordedEvent) -> Result<Arc<dyn AnyEvent>> {
+        match &self.upcaster {
+            None => (self.decode_current)(recorded),
+            Some(upcaster) => upcaster.upcast(recorded),
+        }
+    }
+}
+
+/// An old version of an event (`#[event_version]`) as the registry knows it.
+#[derive(Clone, Debug)]
+pub struct EventVersionInfo {
+    /// Its Rust name.
+    pub name: &'static str,
+    /// Its schema version.
+    pub version: u32,
+    /// The event it is a version of.
+    pub of: TypeId,
+    /// That event's name.
+    pub of_name: &'static str,
+    /// The type it is upcast to (`next = T`, or the event).
+    pub next: TypeId,
+    /// That type's name, for messages.
+    pub next_name: &'static str,
+    pub(crate) decode: DecodeOldFn,
+    pub(crate) step: StepFn,
 }
 
 /// A command as the registry knows it.
@@ -310,6 +348,29 @@ pub struct Registrar {
     commands: BTreeMap<TypeId, CommandInfo>,
     projections: BTreeMap<TypeId, ProjectionInfo>,
     handlers: BTreeMap<TypeId, HandlerInfo>,
+    versions: BTreeMap<TypeId, EventVersionInfo>,
+    facts: BTreeMap<TypeId, FactInfo>,
+}
+
+/// Makes the fact event of an aggregate's state (`None`: not that aggregate's state).
+pub(crate) type MakeFactFn = fn(&(dyn Any + Send + Sync)) -> Option<Arc<dyn AnyEvent>>;
+
+/// The fact events of an aggregate declared with `fact_events`.
+#[derive(Clone, Debug)]
+pub(crate) struct FactInfo {
+    /// The event type, `Fact<A>`.
+    pub(crate) event: TypeId,
+    /// Its name, `<Aggregate>Fact`.
+    pub(crate) event_name: &'static str,
+    /// Its category, `<domain>::<aggregate>_fact` (set when the domain is built).
+    pub(crate) category: String,
+    pub(crate) make: MakeFactFn,
+}
+
+fn make_fact<A: FactEvents>(state: &(dyn Any + Send + Sync)) -> Option<Arc<dyn AnyEvent>> {
+    state
+        .downcast_ref::<A>()
+        .map(|state| Arc::new(Fact::new(state.clone())) as Arc<dyn AnyEvent>)
 }
 
 impl Registrar {
@@ -342,8 +403,40 @@ impl Registrar {
                 aggregate: TypeId::of::<E::Aggregate>(),
                 aggregate_name: <E::Aggregate as Element>::NAME,
                 fields: E::FIELDS,
-                decode: decode_event::<E>,
+                decode_current: decode_event::<E>,
                 replay: replay_event::<E>,
+                finish: event_version::finish::<E>,
+                upcaster: None,
+            });
+    }
+
+    /// Registers the fact events of aggregate `A` (`#[aggregate(.., fact_events)]`): the event
+    /// `Fact<A>`, recorded after every commit that changed an `A`.
+    pub fn fact_events<A: FactEvents>(&mut self) {
+        self.event::<Fact<A>>();
+        self.facts
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| FactInfo {
+                event: TypeId::of::<Fact<A>>(),
+                event_name: A::FACT_NAME,
+                category: String::new(),
+                make: make_fact::<A>,
+            });
+    }
+
+    /// Registers an old version of an event: its stored rows are read as the event.
+    pub fn event_version<V: EventVersion>(&mut self) {
+        self.versions
+            .entry(TypeId::of::<V>())
+            .or_insert_with(|| EventVersionInfo {
+                name: V::NAME,
+                version: V::VERSION,
+                of: TypeId::of::<V::Of>(),
+                of_name: <V::Of as Element>::NAME,
+                next: TypeId::of::<V::Next>(),
+                next_name: upcasting::short_type_name(std::any::type_name::<V::Next>()),
+                decode: event_version::decode_old::<V>,
+                step: event_version::step::<V>,
             });
     }
 
@@ -463,6 +556,9 @@ impl Registrar {
         for info in self.projections.values_mut() {
             info.table = table_name(&domain_snake, info.name);
         }
+        for info in self.facts.values_mut() {
+            info.category = format!("{domain_snake}::{}", snake_case(info.event_name));
+        }
         let tables = self.projections.values().map(|p| (p.name, &p.table)).chain(
             self.aggregates
                 .values()
@@ -488,6 +584,14 @@ impl Registrar {
                 ));
             }
         }
+
+        let (upcasts, version_names) = upcasting::upcasters(
+            &self.events,
+            &self.versions,
+            domain,
+            &domain_pascal,
+            &mut problems,
+        );
 
         let mut handler_of: FastMap<TypeId, Vec<(&'static str, &'static str)>> = FastMap::default();
         for handler in self.handlers.values() {
@@ -601,14 +705,23 @@ impl Registrar {
         duplicates(
             &mut problems,
             "event type name",
-            self.events.values().map(|e| (e.type_name.clone(), e.name)),
+            self.events
+                .values()
+                .map(|e| (e.type_name.clone(), e.name))
+                .chain(upcasts.values().map(|e| (e.type_name.clone(), e.name))),
         );
         duplicates(
             &mut problems,
             "aggregate name",
             self.aggregates
                 .values()
-                .map(|a| (a.category.clone(), a.name)),
+                .map(|a| (a.category.clone(), a.name))
+                // The facts of `Account` take the category an aggregate `AccountFact` would.
+                .chain(
+                    self.facts
+                        .values()
+                        .map(|f| (f.category.clone(), f.event_name)),
+                ),
         );
         duplicates(
             &mut problems,
@@ -679,11 +792,19 @@ impl Registrar {
             .filter(|h| h.instance.is_some())
             .filter(|h| matches!(h.kind, ElementKind::Projector | ElementKind::EventHandler))
             .map(|h| {
+                // Listeners of `Fact<A>` read the facts' category too.
+                let fact_categories = h.events.iter().filter_map(|route| {
+                    self.facts
+                        .values()
+                        .find(|fact| fact.event == route.event)
+                        .map(|fact| fact.category.clone())
+                });
                 let mut categories: Vec<String> = h
                     .aggregates
                     .iter()
                     .filter_map(|a| self.aggregates.get(&a.type_id))
                     .map(|a| a.category.clone())
+                    .chain(fact_categories)
                     .collect();
                 categories.sort();
                 categories.dedup();
@@ -710,6 +831,9 @@ impl Registrar {
         Ok(Registry {
             aggregates: self.aggregates.into_iter().collect(),
             event_types,
+            upcasts,
+            version_names,
+            facts: self.facts.into_iter().collect(),
             events: self.events.into_iter().collect(),
             commands: self.commands.into_iter().collect(),
             projections: self.projections.into_iter().collect(),
@@ -776,6 +900,12 @@ pub struct Registry {
     pub(crate) aggregates: FastMap<TypeId, AggregateInfo>,
     pub(crate) events: FastMap<TypeId, EventInfo>,
     pub(crate) event_types: FastMap<String, TypeId>,
+    /// The old versions' type names, each with the upcaster that reads it.
+    pub(crate) upcasts: FastMap<String, EventInfo>,
+    /// The type name of each old version, by its type.
+    pub(crate) version_names: FastMap<TypeId, String>,
+    /// The aggregates that record fact events, by aggregate type.
+    pub(crate) facts: FastMap<TypeId, FactInfo>,
     pub(crate) commands: FastMap<TypeId, CommandInfo>,
     pub(crate) projections: FastMap<TypeId, ProjectionInfo>,
     pub(crate) command_handlers: FastMap<TypeId, Instance>,
@@ -857,6 +987,7 @@ impl Registry {
         self.event_types
             .get(&recorded.metadata.type_name)
             .and_then(|id| self.events.get(id))
+            .or_else(|| self.upcasts.get(&recorded.metadata.type_name))
             .ok_or_else(|| Error::Serialization {
                 what: recorded.describe(),
                 message: format!(

@@ -74,6 +74,7 @@ use futures::future::BoxFuture;
 use crate::model::element::{Aggregate, BelongsTo, DomainEvent, Element, Handled, Projection};
 use crate::model::error::{Error, Result};
 use crate::model::event::{AnyEvent, AnyRecordedEvent, Event};
+use crate::model::event_version::EventVersion;
 use crate::model::identifier::Identifier;
 use crate::runtime::domain::{Domain, DomainBuilder};
 
@@ -129,9 +130,64 @@ fn setup_error(message: impl std::fmt::Display) -> ! {
 type ReplayFn =
     for<'a> fn(&'a Domain, Identifier, Vec<Arc<dyn AnyEvent>>) -> BoxFuture<'a, Result<()>>;
 
+/// An event that already happened, as a scenario's history takes it: an event, or an old
+/// version of one (`#[event_version]`), which the scenario reads as the event, as it would read
+/// a stored row of that version.
+pub trait Happened: Send + 'static {
+    /// The event it is, or is read as. (Not bounded here: the scenario's methods require
+    /// it to be an event, so a mistaken `#[event_version(of = …)]` is reported once.)
+    type Current;
+    /// Hands the event over to the history.
+    #[doc(hidden)]
+    fn happened(self) -> Happening<Self::Current>;
+}
+
+impl<E: DomainEvent> Happened for E {
+    type Current = E;
+    fn happened(self) -> Happening<E> {
+        Happening(HappeningKind::Current(self))
+    }
+}
+
+/// An event given to a scenario. **Not public API.**
+#[doc(hidden)]
+pub struct Happening<E>(HappeningKind<E>);
+
+enum HappeningKind<E> {
+    Current(E),
+    /// Read as `E` once the scenario's domain is built, through its upcasters.
+    Old {
+        version: TypeId,
+        name: &'static str,
+        data: std::result::Result<serde_json::Value, String>,
+    },
+}
+
+impl<E> Happening<E> {
+    /// An old version `V` of `E`, read as `E` by the scenario's domain.
+    pub fn old<V: EventVersion<Of = E>>(old: V) -> Self {
+        let data = serde_json::to_value(&old).map_err(|error| error.to_string());
+        Happening(HappeningKind::Old {
+            version: TypeId::of::<V>(),
+            name: V::NAME,
+            data,
+        })
+    }
+}
+
+/// A history event: ready, or an old version still to be read as its event.
+enum PastEvent {
+    Ready(Arc<dyn AnyEvent>),
+    Old {
+        version: TypeId,
+        name: &'static str,
+        data: std::result::Result<serde_json::Value, String>,
+    },
+}
+
 /// One event that already happened, with what replaying it needs.
 struct Past {
-    event: Arc<dyn AnyEvent>,
+    event: PastEvent,
     event_name: &'static str,
     aggregate: TypeId,
     aggregate_name: &'static str,
@@ -142,15 +198,95 @@ struct Past {
 }
 
 impl Past {
-    fn of<E: DomainEvent>(event: E, subject: bool) -> Self {
+    fn of<E: DomainEvent>(happening: Happening<E>, subject: bool) -> Self {
+        let (id, event) = match happening.0 {
+            HappeningKind::Current(event) => (
+                DomainEvent::aggregate_id(&event).cloned(),
+                PastEvent::Ready(Arc::new(event)),
+            ),
+            HappeningKind::Old {
+                version,
+                name,
+                data,
+            } => (
+                None,
+                PastEvent::Old {
+                    version,
+                    name,
+                    data,
+                },
+            ),
+        };
         Self {
-            id: DomainEvent::aggregate_id(&event).cloned(),
+            id,
             event_name: E::NAME,
             aggregate: TypeId::of::<E::Aggregate>(),
             aggregate_name: <E::Aggregate as Element>::NAME,
             subject,
             replay: replay_boxed::<E::Aggregate>,
-            event: Arc::new(event),
+            event,
+        }
+    }
+
+    /// Reads an old version as its event, through the domain's upcasters (as a stored row of
+    /// that version is read).
+    fn upcast(&mut self, domain: &Domain, position: usize) {
+        let PastEvent::Old {
+            version,
+            name,
+            data,
+        } = &self.event
+        else {
+            return;
+        };
+        let registry = domain.registry();
+        let read = || -> Result<Arc<dyn AnyEvent>> {
+            let data = data.as_ref().map_err(|message| Error::Serialization {
+                what: format!("event version {name}"),
+                message: message.clone(),
+            })?;
+            let type_name = registry.version_names.get(version).ok_or_else(|| {
+                Error::configuration(format!(
+                    "`{name}` is not a registered version of `{}` in this domain",
+                    self.event_name
+                ))
+            })?;
+            let recorded = crate::model::event::RecordedEvent::from_json(
+                crate::model::event::EventMetadata {
+                    id: Identifier::generate(),
+                    type_name: type_name.clone(),
+                    stream: String::new(),
+                    version: 0,
+                    global_position: 0,
+                    commit: 0,
+                    time: chrono::Utc::now(),
+                    correlation_id: Identifier::generate(),
+                    causation_id: None,
+                },
+                data,
+            );
+            registry.event_by_type_name(&recorded)?.decode(&recorded)
+        };
+        match read() {
+            Ok(event) => {
+                self.id = event.aggregate_id();
+                self.event = PastEvent::Ready(event);
+            }
+            Err(error) => setup_error(format!(
+                "history event #{position} (`{name}`) cannot be read as `{}`: {error}",
+                self.event_name
+            )),
+        }
+    }
+
+    /// The event, read (see [`History::upcast`]).
+    fn ready(self) -> Arc<dyn AnyEvent> {
+        match self.event {
+            PastEvent::Ready(event) => event,
+            PastEvent::Old { name, .. } => setup_error(format!(
+                "history event `{name}` was not read as `{}`",
+                self.event_name
+            )),
         }
     }
 
@@ -175,6 +311,13 @@ struct History {
 }
 
 impl History {
+    /// Reads the old versions among the events as their events (the domain is built).
+    fn upcast(&mut self, domain: &Domain) {
+        for (index, past) in self.events.iter_mut().enumerate() {
+            past.upcast(domain, index + 1);
+        }
+    }
+
     /// The aggregate the `after(..)` events are about; every one must name the same.
     fn subject(&self) -> Option<Identifier> {
         let mut subject: Option<(usize, Identifier)> = None;
@@ -206,13 +349,13 @@ impl History {
             let id = first.id_or_panic(index + 1);
             let replay = first.replay;
             let (aggregate, name) = (first.aggregate, first.aggregate_name);
-            let mut batch = vec![first.event];
+            let mut batch = vec![first.ready()];
             while let Some((_, next)) = events.peek() {
                 if next.aggregate != aggregate || next.id.as_ref() != Some(&id) {
                     break;
                 }
                 if let Some((_, next)) = events.next() {
-                    batch.push(next.event);
+                    batch.push(next.ready());
                 }
             }
             if let Err(error) = replay(domain, id.clone(), batch).await {
@@ -272,16 +415,27 @@ impl<A: Aggregate> Given<A> {
     /// An event that already happened to the scenario's aggregate. Every `after(..)` event
     /// must name the same aggregate (its `<aggregate>_id`, `id` or `#[field(identifier)]`
     /// field); the first one names it.
-    pub fn after<E: DomainEvent + BelongsTo<A>>(mut self, event: E) -> Self {
-        self.history.events.push(Past::of(event, true));
+    ///
+    /// An old version of an event (`#[event_version]`) is read as the event, as a stored
+    /// row of it would be.
+    pub fn after<E>(mut self, event: E) -> Self
+    where
+        E: Happened,
+        E::Current: BelongsTo<A>,
+    {
+        self.history.events.push(Past::of(event.happened(), true));
         self
     }
 
     /// An event that already happened to another aggregate (of any type, or another `A`)
     /// that the scenario needs: the account a transfer draws on, say. Recorded in order with
     /// the `after(..)` events.
-    pub fn given_event<E: DomainEvent>(mut self, event: E) -> Self {
-        self.history.events.push(Past::of(event, false));
+    pub fn given_event<E>(mut self, event: E) -> Self
+    where
+        E: Happened,
+        E::Current: DomainEvent,
+    {
+        self.history.events.push(Past::of(event.happened(), false));
         self
     }
 
@@ -318,8 +472,10 @@ impl<A: Aggregate> Given<A> {
             Ok(domain) => domain,
             Err(error) => setup_error(format!("the scenario's domain does not build: {error}")),
         };
-        let id = self.history.subject();
-        self.history.replay(&domain).await;
+        let mut history = self.history;
+        history.upcast(&domain);
+        let id = history.subject();
+        history.replay(&domain).await;
         Outcome {
             domain,
             id,
@@ -343,8 +499,12 @@ pub struct GivenEvents {
 impl GivenEvents {
     /// An event that happened, to the aggregate its `<aggregate>_id`, `id` or
     /// `#[field(identifier)]` field names. Events are recorded in the order given.
-    pub fn event<E: DomainEvent>(mut self, event: E) -> Self {
-        self.history.events.push(Past::of(event, false));
+    pub fn event<E>(mut self, event: E) -> Self
+    where
+        E: Happened,
+        E::Current: DomainEvent,
+    {
+        self.history.events.push(Past::of(event.happened(), false));
         self
     }
 
@@ -359,7 +519,9 @@ impl GivenEvents {
             Ok(domain) => domain,
             Err(error) => setup_error(format!("the scenario's domain does not build: {error}")),
         };
-        self.history.replay(&domain).await;
+        let mut history = self.history;
+        history.upcast(&domain);
+        history.replay(&domain).await;
         domain
     }
 
@@ -531,7 +693,7 @@ async fn correlated(
             let decoded = domain
                 .registry()
                 .event_by_type_name(event)
-                .and_then(|info| (info.decode)(event));
+                .and_then(|info| info.decode(event));
             match decoded {
                 Ok(decoded) => decoded.record(event.metadata.clone()),
                 Err(error) => panic!("the scenario recorded an event it cannot read: {error}"),

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod behaviour;
 pub mod command;
 pub mod event;
+pub mod event_version;
 pub mod fields;
 pub mod handler;
 pub mod listener;

@@ -35,6 +35,12 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::event::expand(args.into(), input.into()).into()
 }
 
+#[cfg_attr(not(doctest), doc = include_str!("../docs/event_version.md"))]
+#[proc_macro_attribute]
+pub fn event_version(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::event_version::expand(args.into(), input.into()).into()
+}
+
 #[cfg_attr(not(doctest), doc = include_str!("../docs/command.md"))]
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -14,6 +14,12 @@ pub const TYPE_NAME: &str = "type_name";
 pub const CRATE: &str = "crate";
 /// `aggregates = [A, B]`
 pub const AGGREGATES: &str = "aggregates";
+/// `of = Event` on event versions
+pub const OF: &str = "of";
+/// `next = Type` on event versions
+pub const NEXT: &str = "next";
+/// `#[aggregate(fact_events)]`
+pub const FACT_EVENTS: &str = "fact_events";
 /// `for = Projection` on projectors
 pub const FOR: &str = "for";
 

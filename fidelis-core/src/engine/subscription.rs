@@ -161,7 +161,7 @@ impl Subscription {
         let registry = domain.registry();
         let decoded = registry
             .event_by_type_name(recorded)
-            .and_then(|info| (info.decode)(recorded));
+            .and_then(|info| info.decode(recorded));
         let event = match decoded {
             Ok(event) => event,
             Err(error) => return Item::Unreadable(error),

@@ -34,6 +34,8 @@ pub enum ElementKind {
     Projector,
     /// `#[value_object]`
     ValueObject,
+    /// `#[event_version]`: an old version of an event's schema.
+    EventVersion,
 }
 
 /// A domain element: a type a Fidelis macro was put on. It knows its name and how to add

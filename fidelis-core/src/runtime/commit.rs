@@ -171,6 +171,21 @@ pub(crate) async fn prepare(
             recorded.push(event.record(stored));
         }
     }
+    // The facts of the changed aggregates are events of this commit: projectors and event
+    // handlers receive them with the others.
+    let facts = crate::runtime::facts::FactContext {
+        time,
+        correlation_id: &correlation_id,
+        causation_id: &causation_id,
+    };
+    crate::runtime::facts::record(
+        registry,
+        &work.aggregates,
+        transaction.as_mut(),
+        facts,
+        &mut recorded,
+    )
+    .await?;
     // The handler's rows go in before the hooks, so projectors read them.
     work.rows.write_to(transaction.as_mut()).await?;
 

@@ -531,7 +531,7 @@ pub(crate) async fn replay<A: Aggregate>(
                 ),
             });
         }
-        let event = (event_info.decode)(recorded)?;
+        let event = event_info.decode(recorded)?;
         if metadata.version != aggregate.meta().version() + 1 {
             return Err(Error::Serialization {
                 what: recorded.describe(),

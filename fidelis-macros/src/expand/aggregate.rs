@@ -27,6 +27,11 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Number,
         example: "snapshot_threshold = 500",
     },
+    Spec {
+        name: FACT_EVENTS,
+        kind: Kind::Flag,
+        example: "fact_events",
+    },
     attr::CRATE_SPEC,
 ];
 
@@ -76,6 +81,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
                     ::core::option::Option::Some(#threshold);
             }
         });
+    let fact_events = args.key(FACT_EVENTS).is_some();
     let name = item.ident.clone();
     let concrete = check::no_generics(&cx, ATTR, &name.to_string(), &item.generics);
     let named = matches!(item.fields, Fields::Named(_));
@@ -152,6 +158,21 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     let defaults = fields::default_fns(&fields);
     let has_fields = fields::has_fields(&p, &ty, &fields);
     let asserts = fields::asserts(&p, &fields, false);
+    // `fact_events`: `Fact<Self>` is an event of this aggregate, recorded after each change.
+    let (register_facts, facts_impl) = if fact_events {
+        let fact_name = format!("{name}Fact");
+        (
+            quote!(registrar.fact_events::<Self>();),
+            quote! {
+                #[automatically_derived]
+                impl #p::FactEvents for #ty {
+                    const FACT_NAME: &'static ::core::primitive::str = #fact_name;
+                }
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new())
+    };
     let element = registration::element(
         &p,
         &self_ty,
@@ -159,6 +180,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         "Aggregate",
         quote! {
             registrar.aggregate::<Self>();
+            #register_facts
             #[allow(unused_imports)]
             use #p::{CommandsFallback as _, CommandsViaImpl as _};
             if let ::core::option::Option::Some(routes) = (&#p::CommandsProbe::<Self>::new()).command_routes() {
@@ -269,6 +291,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         }
 
         #apply_any
+        #facts_impl
         #queryable
         #asserts
         #submit

@@ -25,6 +25,9 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
     if let Some(key) = args.key(EVENT_SOURCED) {
         cx.error(key.span(), "`event_sourced` goes on the aggregate's struct (`#[aggregate(event_sourced)] struct …`), not on its impl block");
     }
+    if let Some(key) = args.key(FACT_EVENTS) {
+        cx.error(key.span(), "`fact_events` goes on the aggregate's struct (`#[aggregate(event_sourced, fact_events)] struct …`), not on its impl block");
+    }
     let krate = expand::krate(&args);
     let p = expand::private(&krate);
     let concrete = check::no_generics(&cx, ATTR, &expand::self_name(&item), &item.generics);

@@ -235,9 +235,15 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
             }
         });
         let listener_ty = expand::respan(quote!(#ty), event.span());
+        // `Fact<A>` names its aggregate: checked without `Fact<A>: DomainEvent`, whose own
+        // error (an `A` without `fact_events`) the route already reports.
+        let aggregate = match fact_aggregate(&event) {
+            Some(aggregate) => quote!(#aggregate),
+            None => quote!(<#event as #p::DomainEvent>::Aggregate),
+        };
         checks.push(quote_spanned! {event.span()=>
             #(#cfgs)*
-            const _: () = <#listener_ty as #p::ListensTo<<#event as #p::DomainEvent>::Aggregate>>::ASSERT;
+            const _: () = <#listener_ty as #p::ListensTo<#aggregate>>::ASSERT;
         });
     }
     let aggregate_refs = aggregates
@@ -299,4 +305,22 @@ fn expand(cx: Ctxt, args: &attr::Args, input: TokenStream, listener: Listener) -
     });
     let errors = cx.into_tokens();
     quote!(#item #generated #errors)
+}
+
+/// `A` of an event type written `Fact<A>` (the fact events of aggregate `A`).
+fn fact_aggregate(event: &Type) -> Option<&Type> {
+    let Type::Path(path) = event else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Fact" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(aggregate)) if args.args.len() == 1 => Some(aggregate),
+        _ => None,
+    }
 }
