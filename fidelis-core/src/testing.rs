@@ -406,7 +406,7 @@ impl<A: Aggregate, O> Outcome<A, O> {
 
     async fn process_boxed<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
         let domain = self.domain;
-        let (result, events) = match domain.process_traced(command, None, None).await {
+        let (result, events) = match domain.process_request(command, Default::default()).await {
             Ok((output, events)) => (Ok(output), events),
             Err(error) => (Err(error), Vec::new()),
         };

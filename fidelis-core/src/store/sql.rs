@@ -1014,10 +1014,24 @@ pub(crate) fn corrupt_event(stream: &str, position: i64, message: impl Into<Stri
 
 /// The metadata column of an event: what is not a column of its own.
 pub(crate) fn event_metadata(metadata: &crate::model::event::EventMetadata) -> Value {
-    serde_json::json!({
+    let mut object = serde_json::json!({
         "correlation_id": metadata.correlation_id.as_str(),
         "causation_id": metadata.causation_id.as_ref().map(|id| id.as_str()),
-    })
+    });
+    // Written only when they say something, so rows stay as small as before for the
+    // common case, and rows of before read back the same as new default ones.
+    if let Value::Object(map) = &mut object {
+        if metadata.priority != crate::model::event::Priority::Normal {
+            map.insert("priority".into(), metadata.priority.as_str().into());
+        }
+        if !metadata.extensions.is_empty() {
+            map.insert(
+                "extensions".into(),
+                Value::Object(metadata.extensions.clone()),
+            );
+        }
+    }
+    object
 }
 
 /// Names a row in an error about one of its columns: `row \`<id>\`` when its identifier
@@ -1078,6 +1092,37 @@ impl EventRow {
                 ));
             }
         };
+        // Both are absent from rows written before they existed: the defaults.
+        let priority = match self.metadata.get("priority") {
+            None | Some(Value::Null) => crate::model::event::Priority::Normal,
+            Some(Value::String(name)) => {
+                crate::model::event::Priority::parse(name).ok_or_else(|| {
+                    corrupt_event(
+                        &self.stream,
+                        self.position,
+                        format!("column `metadata` has an unknown `priority` {name:?}"),
+                    )
+                })?
+            }
+            Some(other) => {
+                return Err(corrupt_event(
+                    &self.stream,
+                    self.position,
+                    format!("column `metadata` has a `priority` that is not text: {other}"),
+                ));
+            }
+        };
+        let extensions = match self.metadata.get("extensions") {
+            None | Some(Value::Null) => crate::model::event::Extensions::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(corrupt_event(
+                    &self.stream,
+                    self.position,
+                    format!("column `metadata` has `extensions` that are not an object: {other}"),
+                ));
+            }
+        };
         Ok(crate::model::event::RecordedEvent {
             metadata: crate::model::event::EventMetadata {
                 id: Identifier::new(self.id),
@@ -1089,6 +1134,8 @@ impl EventRow {
                 time: self.time,
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,
+                priority,
+                extensions,
             },
             payload: crate::model::event::Payload::Encoded(self.data),
         })
