@@ -584,6 +584,26 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[test]
+    fn record_commands_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "fidelis-record-commands-{}",
+            crate::Identifier::generate()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        assert!(record_commands_with(&path).unwrap(), "on by default");
+        std::fs::write(&path, "[processing]\nrecord_commands = false\n").unwrap();
+        assert!(!record_commands_with(&path).unwrap());
+        std::fs::write(&path, "[processing]\nrecord_commands = \"no\"\n").unwrap();
+        let error = record_commands_with(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("`processing.record_commands` must be `true` or `false`"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test]
     async fn unsupported_url_is_a_configuration_error_without_password() {
         let error = connect("mysql://bob:secret@db/x").await.err().unwrap();

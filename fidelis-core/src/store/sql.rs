@@ -1146,6 +1146,53 @@ impl EventRow {
 mod tests {
     use super::*;
 
+    fn event_row(metadata: Value) -> EventRow {
+        EventRow {
+            position: 1,
+            commit: 1,
+            id: "e-1".into(),
+            stream: "bank::account-1".into(),
+            version: 0,
+            type_name: "Bank.Opened.v1".into(),
+            data: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
+            metadata,
+            time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_rows_of_before_read_as_defaults() {
+        use crate::model::event::Priority;
+        // A row written before priority and extensions existed.
+        let old = event_row(serde_json::json!({"correlation_id": "c", "causation_id": null}));
+        let metadata = old.into_event().unwrap().metadata;
+        assert_eq!(metadata.priority, Priority::Normal);
+        assert!(metadata.extensions.is_empty());
+        // Defaults are not written, so new rows stay as small as before.
+        assert_eq!(
+            event_metadata(&metadata),
+            serde_json::json!({"correlation_id": "c", "causation_id": null})
+        );
+        let mut bulk = metadata.clone();
+        bulk.priority = Priority::Bulk;
+        bulk.extensions.insert("tenant".into(), "acme".into());
+        let read = event_row(event_metadata(&bulk))
+            .into_event()
+            .unwrap()
+            .metadata;
+        assert_eq!(
+            (read.priority, read.extensions),
+            (Priority::Bulk, bulk.extensions)
+        );
+        // What does not decode names the row.
+        let bad = event_row(serde_json::json!({"correlation_id": "c", "priority": "urgent"}));
+        let error = bad.into_event().unwrap_err().to_string();
+        assert!(
+            error.contains("unknown `priority`") && error.contains("bank::account-1"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn identifiers() {
         assert!(is_identifier("account_summary"));
