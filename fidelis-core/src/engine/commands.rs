@@ -169,20 +169,18 @@ impl CommandQueue {
             system::remove::<DeadLetter>(transaction.as_mut(), &letter.id).await?;
             return transaction.commit().await;
         };
-        if !purge {
-            if let Err(error) = process(domain, &taken).await {
-                self.set_last_error(error.to_string());
-                let mut transaction = storage.begin().await?;
-                let updated = DeadLetter {
-                    error: error.to_string(),
-                    attempts: letter.attempts + 1,
-                    last_failed_at: Utc::now(),
-                    ..letter
-                };
-                system::put(transaction.as_mut(), updated).await?;
-                transaction.commit().await?;
-                return Err(error);
-            }
+        if !purge && let Err(error) = process(domain, &taken).await {
+            self.set_last_error(error.to_string());
+            let mut transaction = storage.begin().await?;
+            let updated = DeadLetter {
+                error: error.to_string(),
+                attempts: letter.attempts + 1,
+                last_failed_at: Utc::now(),
+                ..letter
+            };
+            system::put(transaction.as_mut(), updated).await?;
+            transaction.commit().await?;
+            return Err(error);
         }
         let mut transaction = storage.begin().await?;
         system::remove::<DeadLetter>(transaction.as_mut(), &letter.id).await?;
