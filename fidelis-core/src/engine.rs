@@ -17,6 +17,7 @@
 //! the notification arrives at commit). Besides, and in place of a lost listener, subscriptions poll with a backoff from
 //! 20 ms to 1 s while nothing comes (SQLite's only signal across processes).
 
+mod commands;
 mod dead_letters;
 #[cfg(feature = "http")]
 pub(crate) mod http;
@@ -40,6 +41,8 @@ use crate::runtime::domain::Domain;
 use crate::store::system::{self, Checkpoint, DeadLetter};
 use crate::store::{Cursor, GlobalRead, Transaction};
 
+pub(crate) use commands::CommandQueue;
+pub use commands::{COMMANDS_SUBSCRIPTION, CommandQueueStatus};
 pub use dead_letters::{DeadLetters, ReplaySummary};
 pub(crate) use subscription::Subscription;
 
@@ -117,6 +120,8 @@ impl HandlerRetry {
 /// in this process.
 pub(crate) struct EngineShared {
     subscriptions: Vec<Arc<Subscription>>,
+    /// The dispatcher of submitted commands (engine/commands.rs).
+    pub(crate) commands: Arc<CommandQueue>,
 }
 
 /// Bumped on every commit of events in this process: waiting subscriptions wake up. One for
@@ -131,6 +136,11 @@ fn wake_all() {
     commits().send_modify(|count| *count = count.wrapping_add(1));
 }
 
+/// Wakes this process's engines (a command was submitted).
+pub(crate) fn wake_engines() {
+    wake_all();
+}
+
 impl EngineShared {
     pub(crate) fn new(registry: &Registry) -> Self {
         Self {
@@ -139,6 +149,7 @@ impl EngineShared {
                 .iter()
                 .map(|info| Arc::new(Subscription::new(info.clone())))
                 .collect(),
+            commands: Arc::default(),
         }
     }
 
@@ -233,8 +244,9 @@ impl Engine {
         Self { domain }
     }
 
-    /// A usage error unless the domain processes asynchronously: in synchronous processing
-    /// the projectors already ran in each commit, and the engine would apply them again.
+    /// A usage error unless the domain processes asynchronously (the HTTP listener reports
+    /// subscriptions, which only asynchronous processing has).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     fn check_async(&self) -> Result<()> {
         match self.domain.processing() {
             Processing::Async => Ok(()),
@@ -247,19 +259,31 @@ impl Engine {
         }
     }
 
+    /// The subscriptions this engine runs: none in synchronous processing, where the
+    /// projectors and event handlers run in each commit (the engine would apply them again);
+    /// there it only processes submitted commands.
     fn subscriptions(&self) -> &[Arc<Subscription>] {
-        &self.domain.engine_shared().subscriptions
+        match self.domain.processing() {
+            Processing::Async => &self.domain.engine_shared().subscriptions,
+            Processing::Sync => &[],
+        }
+    }
+
+    fn commands(&self) -> &Arc<CommandQueue> {
+        &self.domain.engine_shared().commands
     }
 
     /// Handles every event stored so far (and the events their handlers commit), then
     /// returns. Failing events are retried and dead-lettered as in [`run`](Self::run); an
     /// error is returned only when the store cannot be read or written.
     pub async fn run_until_idle(&self) -> Result<()> {
-        self.check_async()?;
         // Everything committed before the call is readable in global order from here on.
         self.domain.storage().settle().await?;
         loop {
             let mut progressed = false;
+            while self.commands().step(&self.domain).await? > 0 {
+                progressed = true;
+            }
             for subscription in self.subscriptions() {
                 while subscription.step(&self.domain).await? > 0 {
                     progressed = true;
@@ -275,9 +299,8 @@ impl Engine {
     /// is handling (its checkpoint saved) and returns. A store error is logged, kept in
     /// [`status`](Self::status), and retried with backoff; it does not stop the engine.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        self.check_async()?;
         let (stop, stopped) = watch::channel(false);
-        let tasks: Vec<_> = self
+        let mut tasks: Vec<_> = self
             .subscriptions()
             .iter()
             .map(|subscription| {
@@ -288,6 +311,11 @@ impl Engine {
                 ))
             })
             .collect();
+        tasks.push(tokio::spawn(commands::run(
+            self.domain.clone(),
+            self.commands().clone(),
+            stopped.clone(),
+        )));
         let listener = tokio::spawn(listen(self.domain.clone(), stopped.clone()));
         tracing::info!(domain = %self.domain.name(), subscriptions = tasks.len(), "engine running");
         shutdown.await;
@@ -300,6 +328,12 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The queue of submitted commands: how many wait in each lane, how many are
+    /// dead-lettered.
+    pub async fn command_status(&self) -> Result<CommandQueueStatus> {
+        commands::status(&self.domain, self.commands()).await
     }
 
     /// Where each subscription stands, by name.

@@ -51,7 +51,8 @@ pub use rust_decimal::{self, Decimal};
 #[cfg(feature = "http")]
 pub use crate::engine::http::{HttpListener, Readiness};
 pub use crate::engine::{
-    DeadLetters, Engine, HandlerRetry, LAG_CAP, ReplaySummary, SubscriptionStatus,
+    COMMANDS_SUBSCRIPTION, CommandQueueStatus, DeadLetters, Engine, HandlerRetry, LAG_CAP,
+    ReplaySummary, SubscriptionStatus,
 };
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
@@ -59,7 +60,7 @@ pub use crate::model::element::{
 };
 pub use crate::model::error::{DomainError, Error, Result, ValidationError};
 pub use crate::model::event::{
-    AnyEvent, AnyRecordedEvent, Event, EventMetadata, Payload, RecordedEvent,
+    AnyEvent, AnyRecordedEvent, Event, EventMetadata, Extensions, Payload, Priority, RecordedEvent,
 };
 pub use crate::model::event_version::{EventVersion, UpcastFrom};
 pub use crate::model::fact::{Fact, FactEvents};
@@ -71,8 +72,9 @@ pub use crate::runtime::context::{
     Context, EventHandlerContext, ProjectionRepository, ProjectorContext,
 };
 pub use crate::runtime::domain::{
-    DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
+    DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore, Submitted,
 };
+pub use crate::runtime::options::{CommandMetadata, ProcessOptions};
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
 pub use crate::runtime::temporal::{Historical, HistoryEntry};
@@ -122,9 +124,9 @@ pub mod prelude {
     pub use crate::model::query::TextHandle;
     pub use crate::{
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
-        EventHandlerContext, EventMetadata, Fact, Identifier, Projection, ProjectorContext, Result,
-        RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
-        event_handler, event_version, field, handle, invariant, on, projection, projector,
-        value_object,
+        EventHandlerContext, EventMetadata, Fact, Identifier, Priority, ProcessOptions, Projection,
+        ProjectorContext, Result, RetryPolicy, ValidationError, aggregate, apply, command,
+        command_handler, event, event_handler, event_version, field, handle, invariant, on,
+        projection, projector, value_object,
     };
 }

@@ -138,6 +138,9 @@ pub struct CommandInfo {
     pub aggregate_name: &'static str,
     /// Its fields.
     pub fields: &'static [FieldDef],
+    /// Its type name in the command log and the queue of submitted commands,
+    /// `<Domain>.<Command>` (`Fidelis.MakeDeposit`; set when the domain is built).
+    pub type_name: String,
 }
 
 /// A projection as the registry knows it.
@@ -161,15 +164,27 @@ pub struct CommandRoute {
     pub(crate) command: TypeId,
     pub(crate) command_name: &'static str,
     pub(crate) method: &'static str,
+    /// Decodes a submitted command of this type from its queued JSON and processes it.
+    pub(crate) dispatch_queued: DispatchQueued,
 }
+
+/// Decodes a queued command (its JSON) into its type and processes it, for the engine's
+/// command dispatcher. One per command type, made where the type is known: the route.
+// It names the runtime's `Domain` and queued-command request: like the handler contexts, the
+// contract between a command and the runtime that runs it.
+pub(crate) type DispatchQueued = for<'a> fn(
+    &'a crate::runtime::domain::Domain,
+    crate::runtime::domain::QueuedRequest,
+) -> BoxFuture<'a, Result<()>>;
 
 impl CommandRoute {
     /// `#[handle(C)] fn method`.
-    pub fn of<C: Command>(method: &'static str) -> Self {
+    pub fn of<C: crate::model::element::Handled>(method: &'static str) -> Self {
         Self {
             command: TypeId::of::<C>(),
             command_name: C::NAME,
             method,
+            dispatch_queued: crate::runtime::domain::dispatch_queued::<C>,
         }
     }
 }
@@ -449,6 +464,7 @@ impl Registrar {
                 aggregate: TypeId::of::<C::Aggregate>(),
                 aggregate_name: <C::Aggregate as Element>::NAME,
                 fields: C::FIELDS,
+                type_name: String::new(),
             });
     }
 
@@ -592,6 +608,9 @@ impl Registrar {
             &domain_pascal,
             &mut problems,
         );
+        for info in self.commands.values_mut() {
+            info.type_name = format!("{domain_pascal}.{}", info.name);
+        }
 
         let mut handler_of: FastMap<TypeId, Vec<(&'static str, &'static str)>> = FastMap::default();
         for handler in self.handlers.values() {
@@ -821,6 +840,15 @@ impl Registrar {
             .values()
             .flat_map(|h| h.commands.iter().map(|r| (r.command, (h.name, r.method))))
             .collect();
+        let command_types = self
+            .handlers
+            .values()
+            .flat_map(|h| h.commands.iter())
+            .filter_map(|route| {
+                let info = self.commands.get(&route.command)?;
+                Some((info.type_name.clone(), route.dispatch_queued))
+            })
+            .collect();
         let command_handlers = self
             .handlers
             .iter()
@@ -839,6 +867,7 @@ impl Registrar {
             projections: self.projections.into_iter().collect(),
             command_handlers,
             command_routes,
+            command_types,
             projectors: listeners,
             event_handlers,
             subscribers,
@@ -910,6 +939,8 @@ pub struct Registry {
     pub(crate) projections: FastMap<TypeId, ProjectionInfo>,
     pub(crate) command_handlers: FastMap<TypeId, Instance>,
     pub(crate) command_routes: FastMap<TypeId, (&'static str, &'static str)>,
+    /// Command type name → how to decode and process a queued one.
+    pub(crate) command_types: FastMap<String, DispatchQueued>,
     pub(crate) projectors: FastMap<TypeId, Vec<Listener<dyn ProjectorCall>>>,
     pub(crate) event_handlers: FastMap<TypeId, Vec<Listener<dyn EventHandlerCall>>>,
     /// The projectors and event handlers, by name: the engine's subscriptions.
@@ -952,6 +983,13 @@ impl Registry {
     /// a `#[handle]` method written on the aggregate) and of the method.
     pub fn command_handler_of<C: 'static>(&self) -> Option<(&'static str, &'static str)> {
         self.command_routes.get(&TypeId::of::<C>()).copied()
+    }
+
+    /// The type name of command `C` in the command log and the queue (`Fidelis.MakeDeposit`).
+    pub fn command_type_name<C: 'static>(&self) -> Option<&str> {
+        self.commands
+            .get(&TypeId::of::<C>())
+            .map(|info| info.type_name.as_str())
     }
 
     /// Whether the element `T` is registered in this domain.

@@ -262,6 +262,8 @@ impl Past {
                     time: chrono::Utc::now(),
                     correlation_id: Identifier::generate(),
                     causation_id: None,
+                    priority: crate::model::event::Priority::Normal,
+                    extensions: crate::model::event::Extensions::new(),
                 },
                 data,
             );
@@ -568,7 +570,7 @@ impl<A: Aggregate, O> Outcome<A, O> {
 
     async fn process_boxed<C: Handled>(self, command: C) -> Outcome<A, C::Output> {
         let domain = self.domain;
-        let (result, events) = match domain.process_traced(command, None, None).await {
+        let (result, events) = match domain.process_request(command, Default::default()).await {
             Ok((output, events)) => (Ok(output), events),
             Err(error) => (Err(error), Vec::new()),
         };

@@ -247,6 +247,8 @@ fn event(type_name: &str, data: Value) -> RecordedEvent {
             time: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             correlation_id: Identifier::new("correlation-1"),
             causation_id: Some(Identifier::new("cause-1")),
+            priority: Default::default(),
+            extensions: Default::default(),
         },
         payload: Payload::json(&data),
     }

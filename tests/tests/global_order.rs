@@ -50,6 +50,8 @@ fn event(label: &str) -> RecordedEvent {
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
+            priority: Default::default(),
+            extensions: Default::default(),
         },
         payload: Payload::json(&json!({ "label": label })),
     }

@@ -92,6 +92,8 @@ fn stored_event(type_name: String, data: Value) -> RecordedEvent {
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
+            priority: Default::default(),
+            extensions: Default::default(),
         },
         payload: Payload::json(&data),
     }

@@ -67,6 +67,8 @@ fn events(n: usize) -> Vec<RecordedEvent> {
                 time: fidelis_core::chrono::Utc::now(),
                 correlation_id: Identifier::generate(),
                 causation_id: None,
+                priority: Default::default(),
+                extensions: Default::default(),
             },
             payload: Payload::json(&json!({ "n": n })),
         })

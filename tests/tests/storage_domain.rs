@@ -384,6 +384,8 @@ fn stored_event(type_name: &str, data: serde_json::Value) -> RecordedEvent {
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
+            priority: Default::default(),
+            extensions: Default::default(),
         },
         payload: Payload::json(&data),
     }

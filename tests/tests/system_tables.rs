@@ -11,8 +11,8 @@ use fidelis_core::prelude::*;
 use fidelis_core::query::QuerySpec;
 use fidelis_core::store::Storage;
 use fidelis_core::store::system::{
-    self, Checkpoint, CommandLogEntry, DeadLetter, IdempotencyKey, Lease, OutboxMessage, Snapshot,
-    SystemRow,
+    self, Checkpoint, CommandLogEntry, DeadLetter, IdempotencyKey, Lease, OutboxMessage,
+    QueuedCommand, Snapshot, SystemRow,
 };
 use serde_json::json;
 
@@ -188,21 +188,45 @@ async fn every_system_row_round_trips(backend: &Backend) {
 
     let command = CommandLogEntry {
         id: "cmd-1".to_owned(),
-        correlation_id: "c-1".to_owned(),
+        domain: "bank".to_owned(),
         type_name: "Bank.Deposit".to_owned(),
         data: json!({"amount": "10.00", "account_id": "a-1"}),
-        status: "received".to_owned(),
-        error: None,
+        correlation_id: "c-1".to_owned(),
+        causation_id: None,
+        priority: "normal".to_owned(),
+        extensions: json!({}),
+        events: vec!["evt-8".to_owned()],
         received_at: at(4),
-        finished_at: None,
+        processed_at: at(4),
     };
-    let failed = CommandLogEntry {
-        status: "failed".to_owned(),
-        error: Some("invalid Deposit: amount: must be at least 0.01".to_owned()),
-        finished_at: Some(at(5)),
+    let caused = CommandLogEntry {
+        causation_id: Some("evt-8".to_owned()),
+        priority: "bulk".to_owned(),
+        extensions: json!({"tenant": "acme"}),
+        events: Vec::new(),
+        processed_at: at(5),
         ..command.clone()
     };
-    round_trip(storage, command, failed).await;
+    round_trip(storage, command, caused).await;
+
+    let queued = QueuedCommand {
+        id: "cmd-2".to_owned(),
+        domain: "bank".to_owned(),
+        type_name: "Bank.Deposit".to_owned(),
+        data: json!({"amount": "10.00", "account_id": "a-1"}),
+        correlation_id: "cmd-2".to_owned(),
+        causation_id: None,
+        priority: "bulk".to_owned(),
+        extensions: json!({"tenant": "acme"}),
+        idempotency_key: Some("client-key-1".to_owned()),
+        submitted_at: at(5),
+        status: QueuedCommand::QUEUED.to_owned(),
+    };
+    let dead = QueuedCommand {
+        status: QueuedCommand::DEAD.to_owned(),
+        ..queued.clone()
+    };
+    round_trip(storage, queued, dead).await;
 
     let key = IdempotencyKey {
         id: "client-key-1".to_owned(),

@@ -188,6 +188,8 @@ async fn append_old(
             time: Utc::now(),
             correlation_id: Identifier::generate(),
             causation_id: None,
+            priority: Default::default(),
+            extensions: Default::default(),
         },
         payload: Payload::json(&data),
     };

@@ -5,6 +5,8 @@ use crate::model::query::QuerySpec;
 use crate::runtime::domain::Domain;
 use crate::store::system::{self, DeadLetter};
 
+use super::COMMANDS_SUBSCRIPTION;
+
 /// The events the engine gave up on (`domain.dead_letters()`), each with the real error, its
 /// attempts and times. The later events of a dead letter's stream wait behind it, in its
 /// subscription only, until it is replayed successfully or purged.
@@ -42,8 +44,12 @@ impl DeadLetters {
         system::query(self.domain.storage().as_ref(), &query).await
     }
 
-    /// The dead letters of one subscription (a projector's or event handler's name).
+    /// The dead letters of one subscription (a projector's or event handler's name, or
+    /// [`COMMANDS_SUBSCRIPTION`] for submitted commands).
     pub async fn list_of(&self, subscription: &str) -> Result<Vec<DeadLetter>> {
+        if subscription == COMMANDS_SUBSCRIPTION {
+            return self.commands().await;
+        }
         self.subscription(subscription)?
             .dead_letters(self.domain.storage().as_ref())
             .await
@@ -56,8 +62,16 @@ impl DeadLetters {
 
     /// Delivers a dead letter's event again, now, to its subscription only, then the events
     /// of its stream that waited behind it; returns the error if one of them fails again.
+    ///
+    /// A submitted command's letter runs the command again, now; on success it goes.
     pub async fn replay(&self, id: &str) -> Result<()> {
         let letter = self.letter(id).await?;
+        if letter.subscription == COMMANDS_SUBSCRIPTION {
+            return self
+                .command_queue()
+                .replay(&self.domain, letter, false)
+                .await;
+        }
         self.subscription(&letter.subscription)?
             .replay(&self.domain, id, false)
             .await
@@ -78,8 +92,16 @@ impl DeadLetters {
 
     /// Drops a dead letter without delivering its event; the events that waited behind it
     /// are delivered (and may fail in turn).
+    ///
+    /// A submitted command's letter goes with the command, which never runs.
     pub async fn purge(&self, id: &str) -> Result<()> {
         let letter = self.letter(id).await?;
+        if letter.subscription == COMMANDS_SUBSCRIPTION {
+            return self
+                .command_queue()
+                .replay(&self.domain, letter, true)
+                .await;
+        }
         self.subscription(&letter.subscription)?
             .replay(&self.domain, id, true)
             .await
@@ -103,6 +125,33 @@ impl DeadLetters {
                 Err(_) => purged += 1,
             }
         }
+    }
+
+    /// The letters of this domain's submitted commands, oldest first.
+    async fn commands(&self) -> Result<Vec<DeadLetter>> {
+        let query = QuerySpec {
+            filters: vec![system::field_eq(
+                "subscription",
+                COMMANDS_SUBSCRIPTION.to_owned(),
+            )],
+            order: vec![
+                system::order_by("first_failed_at", false),
+                system::order_by("id", false),
+            ],
+            ..QuerySpec::default()
+        };
+        let prefix = format!("{}::command-", self.domain.name());
+        Ok(
+            system::query::<DeadLetter>(self.domain.storage().as_ref(), &query)
+                .await?
+                .into_iter()
+                .filter(|letter| letter.stream.starts_with(&prefix))
+                .collect(),
+        )
+    }
+
+    fn command_queue(&self) -> &super::CommandQueue {
+        &self.domain.engine_shared().commands
     }
 
     async fn letter(&self, id: &str) -> Result<DeadLetter> {

@@ -402,11 +402,7 @@ impl Subscription {
                 event = %metadata.type_name,
                 correlation_id = %metadata.correlation_id,
             );
-            let mut ctx = EventHandlerContext::new(Context::new(
-                domain.clone(),
-                metadata.correlation_id.clone(),
-                Some(metadata.id.clone()),
-            ));
+            let mut ctx = EventHandlerContext::new(Context::caused_by(domain.clone(), metadata));
             // Unwind safety: a panicking handler's unit of work is dropped unstored with its
             // `ctx`; the panic is this event's failure, retried like an error.
             let result = AssertUnwindSafe(async {

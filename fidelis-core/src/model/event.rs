@@ -39,6 +39,58 @@ pub struct EventMetadata {
     pub correlation_id: Identifier,
     /// The message (command or event) that caused this one.
     pub causation_id: Option<Identifier>,
+    /// The lane of the request that raised it ([`Priority::Normal`] unless a command said
+    /// otherwise); commands that event handlers issue for it keep it.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Key/values of the request (a call's `ProcessOptions::extension`, and what the
+    /// domain's enrichers added); they travel on to the commands handlers issue for it, and
+    /// to their events. Empty in events stored before extensions existed.
+    #[serde(default)]
+    pub extensions: Extensions,
+}
+
+/// Key/values that travel with a request, in [`EventMetadata::extensions`]: a JSON object.
+pub type Extensions = serde_json::Map<String, serde_json::Value>;
+
+/// The lane a command and its events travel in. The engine dispatches submitted commands of
+/// the [`Bulk`](Priority::Bulk) lane only while no [`Normal`](Priority::Normal) one is
+/// waiting, so a migration or a backfill never delays interactive traffic.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Interactive work: the default.
+    #[default]
+    Normal,
+    /// Work that may wait for the normal lane to be empty.
+    Bulk,
+}
+
+impl Priority {
+    /// `"normal"` or `"bulk"`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    /// The priority stored as `name` (`"normal"`, `"bulk"`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "normal" => Some(Priority::Normal),
+            "bulk" => Some(Priority::Bulk),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl EventMetadata {

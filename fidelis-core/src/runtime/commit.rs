@@ -13,10 +13,14 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::model::error::Result;
-use crate::model::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
+use serde_json::Value;
+
+use crate::model::event::{AnyRecordedEvent, EventMetadata, Extensions, Payload, RecordedEvent};
 use crate::model::identifier::Identifier;
 use crate::runtime::context::Context;
 use crate::runtime::domain::Domain;
+use crate::runtime::options::{CommandMetadata, enrich_event};
+use crate::store::system::{self, CommandLogEntry, QueuedCommand, SystemRow};
 use crate::store::{ExpectedVersion, JsonRow, Transaction};
 
 /// What a commit hook is told about the commit it joins. (Hooks to come add what they need
@@ -64,6 +68,85 @@ impl CommitHook for InlineProjectors {
     }
 }
 
+/// The command a unit of work processes: its log entry (when the domain records commands)
+/// and the queue row it came from (when it was submitted), written with its events.
+#[derive(Debug)]
+pub(crate) struct CommandRecord {
+    pub(crate) metadata: CommandMetadata,
+    /// The command's JSON, when the domain records commands.
+    pub(crate) data: Option<Value>,
+    /// The version of the queue row it was read at, when the engine dispatches it.
+    pub(crate) queued: Option<i64>,
+}
+
+impl CommandRecord {
+    /// Whether it has anything to write.
+    pub(crate) fn writes(&self) -> bool {
+        self.data.is_some() || self.queued.is_some()
+    }
+
+    /// Writes the log entry and takes the command off the queue, in the unit of work's
+    /// transaction: both stand or fall with its events.
+    async fn write(
+        &self,
+        domain: &str,
+        events: &[Arc<dyn AnyRecordedEvent>],
+        time: chrono::DateTime<Utc>,
+        transaction: &mut dyn Transaction,
+    ) -> Result<()> {
+        let metadata = &self.metadata;
+        if let Some(version) = self.queued {
+            // The version check locks the row (PostgreSQL: `FOR UPDATE`) and fails if another
+            // engine already processed the command, so it is processed once.
+            let id = metadata.id.as_str();
+            let Some(row) = transaction
+                .get_json_row(QueuedCommand::TABLE.name, id)
+                .await?
+            else {
+                return Err(already_processed(id));
+            };
+            transaction
+                .put_json_row(
+                    QueuedCommand::TABLE.name,
+                    JsonRow {
+                        version: version + 1,
+                        ..row
+                    },
+                    Some(version),
+                )
+                .await?;
+            system::remove::<QueuedCommand>(transaction, id).await?;
+        }
+        let Some(data) = &self.data else {
+            return Ok(());
+        };
+        let entry = CommandLogEntry {
+            id: metadata.id.to_string(),
+            domain: domain.to_owned(),
+            type_name: metadata.type_name.clone(),
+            data: data.clone(),
+            correlation_id: metadata.correlation_id.to_string(),
+            causation_id: metadata.causation_id.as_ref().map(ToString::to_string),
+            priority: metadata.priority.as_str().to_owned(),
+            extensions: Value::Object(metadata.extensions.clone()),
+            events: events
+                .iter()
+                .map(|event| event.metadata().id.to_string())
+                .collect(),
+            received_at: metadata.time,
+            processed_at: time,
+        };
+        system::put(transaction, entry).await
+    }
+}
+
+/// The error of a queued command another engine processed first.
+pub(crate) fn already_processed(id: &str) -> crate::model::error::Error {
+    crate::model::error::Error::usage(format!(
+        "submitted command `{id}` is no longer queued: it was processed (or purged) meanwhile"
+    ))
+}
+
 /// A unit of work written to its open transaction, hooks included, but not committed.
 /// Dropping it rolls everything back.
 pub(crate) struct Prepared {
@@ -104,9 +187,12 @@ pub(crate) async fn prepare(
         domain,
         correlation_id,
         causation_id,
+        lineage,
+        command,
         work,
     } = unit;
-    if work.is_empty() {
+    // A command that changed nothing still commits its log entry (or leaves the queue).
+    if work.is_empty() && command.is_none() {
         return Ok(None);
     }
     let registry = domain.registry();
@@ -143,18 +229,23 @@ pub(crate) async fn prepare(
         let mut records = Vec::with_capacity(change.events.len());
         for (offset, event) in change.events.iter().enumerate() {
             let info = registry.event_info(Any::type_id(event.as_any()), event.event_name())?;
+            let mut metadata = EventMetadata {
+                id: Identifier::generate(),
+                type_name: info.type_name.clone(),
+                stream: change.stream.clone(),
+                version: change.expected_version + 1 + offset as i64,
+                global_position: 0,
+                commit: 0,
+                time,
+                correlation_id: correlation_id.clone(),
+                causation_id: causation_id.clone(),
+                priority: lineage.priority,
+                extensions: Extensions::new(),
+            };
+            metadata.extensions =
+                enrich_event(domain.event_enrichers(), &metadata, &lineage.extensions);
             records.push(RecordedEvent {
-                metadata: EventMetadata {
-                    id: Identifier::generate(),
-                    type_name: info.type_name.clone(),
-                    stream: change.stream.clone(),
-                    version: change.expected_version + 1 + offset as i64,
-                    global_position: 0,
-                    commit: 0,
-                    time,
-                    correlation_id: correlation_id.clone(),
-                    causation_id: causation_id.clone(),
-                },
+                metadata,
                 payload: Payload::Typed(event.clone()),
             });
         }
@@ -177,6 +268,9 @@ pub(crate) async fn prepare(
         time,
         correlation_id: &correlation_id,
         causation_id: &causation_id,
+        priority: lineage.priority,
+        extensions: &lineage.extensions,
+        enrichers: domain.event_enrichers(),
     };
     crate::runtime::facts::record(
         registry,
@@ -188,6 +282,11 @@ pub(crate) async fn prepare(
     .await?;
     // The handler's rows go in before the hooks, so projectors read them.
     work.rows.write_to(transaction.as_mut()).await?;
+    if let Some(command) = &command {
+        command
+            .write(domain.name(), &recorded, time, transaction.as_mut())
+            .await?;
+    }
 
     let commit = Commit {
         domain: &domain,

@@ -56,6 +56,10 @@
 //! ```
 //! and the default.
 //!
+//! The command log (every processed command, recorded with its events) is on unless the
+//! builder's [`record_commands(false)`](crate::DomainBuilder::record_commands) or
+//! `fidelis.toml`'s `[processing] record_commands = false` turns it off.
+//!
 //! Pool settings given to the builder ([`DomainBuilder::pool_size`](crate::DomainBuilder::pool_size),
 //! [`connect_timeout`](crate::DomainBuilder::connect_timeout),
 //! [`acquire_timeout`](crate::DomainBuilder::acquire_timeout)) win over `fidelis.toml`, which
@@ -169,6 +173,16 @@ pub(crate) fn resolve_processing_with(
     Ok(read_file(file)?.processing.unwrap_or_default())
 }
 
+/// Whether domains record processed commands: `fidelis.toml`'s `[processing]
+/// record_commands`, `true` by default.
+pub(crate) fn record_commands() -> Result<bool> {
+    record_commands_with(Path::new(CONFIG_FILE))
+}
+
+fn record_commands_with(file: &Path) -> Result<bool> {
+    Ok(read_file(file)?.record_commands.unwrap_or(true))
+}
+
 /// Pool settings given explicitly (builder methods): unset ones fall back to `fidelis.toml`,
 /// then to [`PoolOptions::default`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -223,6 +237,8 @@ struct FileSettings {
     processing: Option<Processing>,
     /// `[snapshots] threshold`.
     snapshot_threshold: Option<u64>,
+    /// `[processing] record_commands`.
+    record_commands: Option<bool>,
 }
 
 /// Resolves the database settings: `explicit` (the builder's URL) > `FIDELIS_DATABASE_URL` >
@@ -309,7 +325,18 @@ fn parse_file(text: &str) -> std::result::Result<FileSettings, String> {
                         format!("`processing.mode = \"{mode}\"`: expected \"sync\" or \"async\"")
                     })?);
                 }
-                other => return Err(format!("unknown key `processing.{other}` (expected mode)")),
+                "record_commands" => {
+                    settings.record_commands = Some(
+                        value
+                            .as_bool()
+                            .ok_or("`processing.record_commands` must be `true` or `false`")?,
+                    );
+                }
+                other => {
+                    return Err(format!(
+                        "unknown key `processing.{other}` (expected mode or record_commands)"
+                    ));
+                }
             }
         }
     }
@@ -636,6 +663,26 @@ mod tests {
             .to_string();
         assert!(error.contains("unknown key `snapshots.every`"), "{error}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn record_commands_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "fidelis-record-commands-{}",
+            crate::Identifier::generate()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        assert!(record_commands_with(&path).unwrap(), "on by default");
+        std::fs::write(&path, "[processing]\nrecord_commands = false\n").unwrap();
+        assert!(!record_commands_with(&path).unwrap());
+        std::fs::write(&path, "[processing]\nrecord_commands = \"no\"\n").unwrap();
+        let error = record_commands_with(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("`processing.record_commands` must be `true` or `false`"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

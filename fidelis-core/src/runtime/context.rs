@@ -11,10 +11,12 @@ use futures::future::BoxFuture;
 
 use crate::model::element::{Handled, Persisted, ProjectionRow};
 use crate::model::error::{Error, Result};
-use crate::model::event::{AnyEvent, AnyRecordedEvent};
+use crate::model::event::{AnyEvent, AnyRecordedEvent, EventMetadata, Extensions, Priority};
 use crate::model::identifier::Identifier;
 use crate::registry::Registry;
-use crate::runtime::domain::Domain;
+use crate::runtime::commit::CommandRecord;
+use crate::runtime::domain::{Domain, Request};
+use crate::runtime::options::{Lineage, ProcessOptions};
 use crate::runtime::repository::Repository;
 use crate::store::{JsonRow, Row, Transaction, TypedRow};
 
@@ -34,6 +36,10 @@ pub struct Context {
     pub(crate) domain: Domain,
     pub(crate) correlation_id: Identifier,
     pub(crate) causation_id: Option<Identifier>,
+    /// The priority and extensions its events get, and commands issued for them inherit.
+    pub(crate) lineage: Lineage,
+    /// The command this unit of work processes, for the command log and the queue.
+    pub(crate) command: Option<Arc<CommandRecord>>,
     pub(crate) work: Work,
 }
 
@@ -130,7 +136,18 @@ impl Context {
             domain,
             correlation_id,
             causation_id,
+            lineage: Lineage::default(),
+            command: None,
             work: Work::default(),
+        }
+    }
+
+    /// The unit of work of a handler of `event`: same correlation, the event as its cause,
+    /// and the event's priority and extensions passed on.
+    pub(crate) fn caused_by(domain: Domain, event: &EventMetadata) -> Self {
+        Self {
+            lineage: Lineage::of_event(event),
+            ..Self::new(domain, event.correlation_id.clone(), Some(event.id.clone()))
         }
     }
 
@@ -154,6 +171,16 @@ impl Context {
     /// The message (command or event) that started this unit of work.
     pub fn causation_id(&self) -> Option<&Identifier> {
         self.causation_id.as_ref()
+    }
+
+    /// The priority this unit of work's events get.
+    pub fn priority(&self) -> Priority {
+        self.lineage.priority
+    }
+
+    /// The extensions this unit of work's events get (before the event enrichers').
+    pub fn extensions(&self) -> &Extensions {
+        &self.lineage.extensions
     }
 
     /// The repository of an aggregate or projection, reading this unit of work's own writes.
@@ -227,8 +254,20 @@ impl EventHandlerContext {
         self.unit.resource()
     }
 
+    /// The priority of the event being handled: the commands this handler issues inherit it.
+    pub fn priority(&self) -> Priority {
+        self.unit.lineage.priority
+    }
+
+    /// The extensions of the event being handled: the commands this handler issues inherit
+    /// them.
+    pub fn extensions(&self) -> &Extensions {
+        &self.unit.lineage.extensions
+    }
+
     /// Processes a command in its own unit of work, with this context's correlation id and
-    /// the event as its causation.
+    /// the event as its causation; the command (and so its events) inherits the event's
+    /// priority and extensions.
     ///
     /// The command's events are committed when this returns, but their event handlers run
     /// later: after the handlers of the events being delivered now (breadth-first, see
@@ -245,16 +284,36 @@ impl EventHandlerContext {
         C: Handled<Output = O>,
         O: Send + 'static,
     {
+        self.process_with(command, ProcessOptions::new())
+    }
+
+    /// [`process`](Self::process) with options: a priority or extensions set here win over
+    /// the inherited ones (an extension given here is added to the inherited ones), and a
+    /// correlation id set here starts a correlation of its own.
+    pub fn process_with<C, O>(
+        &self,
+        command: C,
+        options: ProcessOptions,
+    ) -> BoxFuture<'_, Result<O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
         Box::pin(async move {
-            let (output, _) = self
-                .unit
-                .domain
-                .process_traced(
-                    command,
-                    Some(self.unit.correlation_id.clone()),
-                    self.unit.causation_id.clone(),
-                )
-                .await?;
+            let mut extensions = (*self.unit.lineage.extensions).clone();
+            extensions.extend(options.extensions);
+            let request = Request {
+                correlation_id: Some(
+                    options
+                        .correlation_id
+                        .unwrap_or_else(|| self.unit.correlation_id.clone()),
+                ),
+                causation_id: self.unit.causation_id.clone(),
+                priority: options.priority.unwrap_or(self.unit.lineage.priority),
+                extensions,
+                ..Request::default()
+            };
+            let (output, _) = self.unit.domain.process_request(command, request).await?;
             Ok(output)
         })
     }

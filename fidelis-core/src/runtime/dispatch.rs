@@ -204,11 +204,8 @@ async fn run_event_handlers(queue: &Arc<DeliveryQueue>, batch: Queued) {
                 event = %event.metadata().type_name,
                 correlation_id = %correlation_id,
             );
-            let mut ctx = EventHandlerContext::new(Context::new(
-                domain.clone(),
-                correlation_id.clone(),
-                Some(event.metadata().id.clone()),
-            ));
+            let mut ctx =
+                EventHandlerContext::new(Context::caused_by(domain.clone(), event.metadata()));
             let scope = Delivering {
                 queue: queue.clone(),
                 generation,

@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
@@ -17,16 +18,20 @@ use crate::engine::{
 };
 use crate::model::element::{Aggregate, Element, Handled, Persisted};
 use crate::model::error::{Error, Result};
-use crate::model::event::RecordedEvent;
+use crate::model::event::{EventMetadata, Extensions, Priority, RecordedEvent};
 use crate::model::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
-use crate::runtime::commit::{CommitHook, InlineProjectors};
+use crate::runtime::commit::{CommandRecord, CommitHook, InlineProjectors};
 use crate::runtime::config::Processing;
 use crate::runtime::context::{Context, Processed};
 use crate::runtime::dispatch::{Dispatcher, SyncDispatcher};
+use crate::runtime::options::{
+    CommandEnricher, CommandMetadata, EventEnricher, Lineage, ProcessOptions, enrich_command,
+};
 use crate::runtime::repository::DomainRepository;
 use crate::runtime::retry::RetryPolicy;
 use crate::runtime::unit_of_work;
+use crate::store::system::{self, CommandLogEntry};
 use crate::store::{Cursor, Storage, TableSchema};
 
 /// A bounded context: its elements, storage and configuration. Cheap to clone, `Send + Sync`
@@ -85,6 +90,67 @@ struct DomainInner {
     handler_retry: HandlerRetry,
     /// The engine's subscriptions and wake-up signal.
     engine: Arc<EngineShared>,
+    /// Whether processed commands go to the command log.
+    record_commands: bool,
+    /// What adds extensions to every command, in order.
+    command_enrichers: Vec<CommandEnricher>,
+    /// What adds extensions to every event, in order.
+    event_enrichers: Vec<EventEnricher>,
+}
+
+/// How one command is processed: its place in a request, and where it came from.
+#[derive(Default)]
+pub(crate) struct Request {
+    /// The command's id when it already has one (a submitted command).
+    pub(crate) command_id: Option<Identifier>,
+    /// The request's (`None`: the command starts one, correlating by its own id).
+    pub(crate) correlation_id: Option<Identifier>,
+    /// The event whose handler issued the command.
+    pub(crate) causation_id: Option<Identifier>,
+    pub(crate) priority: Priority,
+    /// The call's own and the inherited ones: they win over the enrichers'.
+    pub(crate) extensions: Extensions,
+    /// When the command was received (`None`: now).
+    pub(crate) received_at: Option<chrono::DateTime<Utc>>,
+    /// The enrichers already ran (a submitted command's, when it was queued).
+    pub(crate) enriched: bool,
+    /// The version of the queue row of a submitted command, taken off the queue at commit.
+    pub(crate) queued: Option<i64>,
+}
+
+/// A queued command as the engine hands it to its type's [`dispatch_queued`].
+pub(crate) struct QueuedRequest {
+    pub(crate) data: serde_json::Value,
+    pub(crate) request: Request,
+}
+
+/// Decodes a queued command as `C` and processes it (the registry's per-type entry, see
+/// `CommandRoute`). A command whose data no longer decodes is a serialization error.
+pub(crate) fn dispatch_queued<C: Handled>(
+    domain: &Domain,
+    queued: QueuedRequest,
+) -> BoxFuture<'_, Result<()>> {
+    Box::pin(async move {
+        let command: C =
+            serde_json::from_value(queued.data).map_err(|error| Error::Serialization {
+                what: format!("submitted command {}", C::NAME),
+                message: error.to_string(),
+            })?;
+        domain
+            .process_request(command, queued.request)
+            .await
+            .map(drop)
+    })
+}
+
+/// What [`Domain::submit`] recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The command's id: the causation id of its events, the key of its command log entry.
+    pub command_id: Identifier,
+    /// `true` when a command with the same idempotency key was submitted before: nothing
+    /// was recorded, and `command_id` is the first one's.
+    pub duplicate: bool,
 }
 
 impl fmt::Debug for Domain {
@@ -147,22 +213,84 @@ impl Domain {
         C: Handled<Output = O>,
         O: Send + 'static,
     {
+        self.process_with(command, ProcessOptions::new())
+    }
+
+    /// [`process`](Self::process) with options: a correlation id of the caller's, a
+    /// [`Priority`] and extensions, which the command's events carry in their metadata and
+    /// pass on to the commands event handlers issue for them (and to their events).
+    ///
+    /// ```rust,standalone_crate
+    /// use fidelis_core::prelude::*;
+    /// use fidelis_core::{Priority, ProcessOptions};
+    ///
+    /// #[event(part_of = Account)]
+    /// pub struct Opened { pub account_id: Identifier }
+    ///
+    /// #[aggregate(event_sourced)]
+    /// pub struct Account {}
+    ///
+    /// #[command(part_of = Account)]
+    /// pub struct Open {}
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[apply]
+    ///     fn opened(&mut self, _: &Opened) {}
+    ///     #[handle(Open, create)]
+    ///     fn open(_command: Open) -> Result<Self> {
+    ///         let mut account = Self::create_new();
+    ///         account.raise(Opened { account_id: account.id.clone() })?;
+    ///         Ok(account)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<()> {
+    /// let domain = Domain::builder("bank").build().await?;
+    /// let options = ProcessOptions::new()
+    ///     .priority(Priority::Bulk)
+    ///     .extension("tenant", "acme");
+    /// let id: Identifier = domain.process_with(Open {}, options).await?;
+    /// let stream = domain.event_store().stream_of::<Account>(&id)?;
+    /// let events = domain.event_store().read_stream(&stream).await?;
+    /// assert_eq!(events[0].metadata.priority, Priority::Bulk);
+    /// assert_eq!(events[0].metadata.extensions["tenant"], "acme");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn process_with<C, O>(
+        &self,
+        command: C,
+        options: ProcessOptions,
+    ) -> BoxFuture<'_, Result<O>>
+    where
+        C: Handled<Output = O>,
+        O: Send + 'static,
+    {
         Box::pin(async move {
-            let (output, _) = self.process_traced(command, None, None).await?;
+            let request = Request {
+                correlation_id: options.correlation_id,
+                priority: options.priority.unwrap_or_default(),
+                extensions: options.extensions,
+                ..Request::default()
+            };
+            let (output, _) = self.process_request(command, request).await?;
             Ok(output)
         })
     }
 
-    /// `process`, returning the events committed too, with explicit correlation and causation.
-    /// A command that starts a request (no correlation id given) correlates by its own id.
-    pub(crate) async fn process_traced<C: Handled>(
+    /// `process`, returning the events committed too, with the request's correlation,
+    /// causation, priority and extensions. A command that starts a request (no correlation
+    /// id given) correlates by its own id.
+    pub(crate) async fn process_request<C: Handled>(
         &self,
         command: C,
-        correlation_id: Option<Identifier>,
-        causation_id: Option<Identifier>,
+        request: Request,
     ) -> Result<Processed<C::Output>> {
-        let command_id = Identifier::generate();
-        let correlation_id = correlation_id.unwrap_or_else(|| command_id.clone());
+        let command_id = request.command_id.unwrap_or_else(Identifier::generate);
+        let correlation_id = request.correlation_id.unwrap_or_else(|| command_id.clone());
+        let causation_id = request.causation_id;
         let span = tracing::info_span!(
             "command",
             command = C::NAME,
@@ -176,6 +304,32 @@ impl Domain {
                 return Err(Error::Validation { element: C::NAME.to_owned(), errors });
             }
             let handler = self.command_handler::<C>()?;
+            let mut metadata = CommandMetadata {
+                id: command_id.clone(),
+                type_name: self.command_type_name::<C>()?.to_owned(),
+                correlation_id: correlation_id.clone(),
+                causation_id: causation_id.clone(),
+                priority: request.priority,
+                extensions: request.extensions,
+                time: request.received_at.unwrap_or_else(Utc::now),
+            };
+            if !request.enriched {
+                metadata.extensions = enrich_command(&self.inner.command_enrichers, &metadata);
+            }
+            let lineage = Lineage {
+                priority: metadata.priority,
+                extensions: Arc::new(metadata.extensions.clone()),
+            };
+            let data = if self.inner.record_commands {
+                Some(serde_json::to_value(&command).map_err(|error| Error::Serialization {
+                    what: format!("command {}", C::NAME),
+                    message: error.to_string(),
+                })?)
+            } else {
+                None
+            };
+            let record = CommandRecord { metadata, data, queued: request.queued };
+            let record = record.writes().then(|| Arc::new(record));
             let max_attempts = self.inner.retry.max_attempts();
             let mut command = Some(command);
             let mut attempt = 1;
@@ -187,6 +341,8 @@ impl Domain {
                     return Err(Error::configuration("command consumed before its last attempt"));
                 };
                 let mut ctx = Context::new(self.clone(), correlation_id.clone(), Some(command_id.clone()));
+                ctx.lineage = lineage.clone();
+                ctx.command = record.clone();
                 let result = async {
                     let handler_span = tracing::debug_span!(
                         "handler",
@@ -243,7 +399,98 @@ impl Domain {
         .await
     }
 
-    fn command_handler<C: Handled>(&self) -> Result<&C::Handler> {
+    /// Records a command for the engine to process, and returns without running it (see
+    /// [`submit_with`](Self::submit_with)).
+    pub fn submit<C>(&self, command: C) -> BoxFuture<'_, Result<Submitted>>
+    where
+        C: Handled,
+    {
+        self.submit_with(command, ProcessOptions::new())
+    }
+
+    /// Records a command in the queue of submitted commands and returns its id; the engine
+    /// ([`Engine::run`], [`Engine::run_until_idle`]) processes it later, in either
+    /// processing mode. The command's fields are validated here (an invalid command is
+    /// refused and nothing is recorded); its handler runs in the engine, which retries a
+    /// failure as [`HandlerRetry`] says, or dead-letters it at once when it is not worth
+    /// retrying (a validation, invariant or domain error), as subscription
+    /// [`COMMANDS_SUBSCRIPTION`](crate::COMMANDS_SUBSCRIPTION) of
+    /// [`dead_letters`](Self::dead_letters).
+    ///
+    /// With [`ProcessOptions::idempotency_key`], a second submission with the same key is
+    /// not recorded again: it returns the first one's command id with `duplicate: true`
+    /// (the key is taken in the transaction that queues the command, so two concurrent
+    /// submissions queue one command). Commands of the normal lane are processed before any
+    /// of [`Priority::Bulk`].
+    ///
+    /// ```rust,standalone_crate
+    /// use fidelis_core::prelude::*;
+    /// use fidelis_core::ProcessOptions;
+    ///
+    /// #[aggregate]
+    /// pub struct Member { pub name: String }
+    ///
+    /// #[command(part_of = Member)]
+    /// pub struct Join { pub name: String }
+    ///
+    /// #[aggregate]
+    /// impl Member {
+    ///     #[handle(Join, create)]
+    ///     fn join(command: Join) -> Result<Self> {
+    ///         Ok(Self { name: command.name, ..Self::create_new() })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<()> {
+    /// let domain = Domain::builder("club").build().await?;
+    /// let options = ProcessOptions::new().idempotency_key("signup-42");
+    /// let first = domain.submit_with(Join { name: "Ada".into() }, options.clone()).await?;
+    /// let again = domain.submit_with(Join { name: "Ada".into() }, options).await?;
+    /// assert_eq!((again.command_id, again.duplicate), (first.command_id, true));
+    /// domain.engine().run_until_idle().await?;     // processes it, once
+    /// assert_eq!(domain.repository::<Member>().query().all().await?.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn submit_with<C>(
+        &self,
+        command: C,
+        options: ProcessOptions,
+    ) -> BoxFuture<'_, Result<Submitted>>
+    where
+        C: Handled,
+    {
+        Box::pin(crate::runtime::submit::submit(self, command, options))
+    }
+
+    /// The type name of a registered command (`Fidelis.MakeDeposit`).
+    pub(crate) fn command_type_name<C: Handled>(&self) -> Result<&str> {
+        self.inner.registry.command_type_name::<C>().ok_or_else(|| {
+            Error::configuration(format!(
+                "command `{}` is not registered in domain `{}`",
+                C::NAME,
+                self.name()
+            ))
+        })
+    }
+
+    /// The domain's command enrichers, in order.
+    pub(crate) fn command_enrichers(&self) -> &[CommandEnricher] {
+        &self.inner.command_enrichers
+    }
+
+    /// The domain's event enrichers, in order.
+    pub(crate) fn event_enrichers(&self) -> &[EventEnricher] {
+        &self.inner.event_enrichers
+    }
+
+    /// Whether processed commands go to the command log.
+    pub fn records_commands(&self) -> bool {
+        self.inner.record_commands
+    }
+
+    pub(crate) fn command_handler<C: Handled>(&self) -> Result<&C::Handler> {
         let registry = &self.inner.registry;
         if !registry.commands.contains_key(&TypeId::of::<C>()) {
             return Err(Error::configuration(format!(
@@ -364,15 +611,12 @@ impl Domain {
         DeadLetters::new(self.clone())
     }
 
-    /// Brings the read side up to date, so one test body runs in both processing modes:
-    /// nothing to do in [`Processing::Sync`] (projectors and event handlers ran in
-    /// `process`); in [`Processing::Async`], runs the engine until every event stored so far
-    /// is handled ([`Engine::run_until_idle`]).
+    /// Brings the read side up to date, so one test body runs in both processing modes: runs
+    /// the engine until every submitted command and, in [`Processing::Async`], every event
+    /// stored so far is handled ([`Engine::run_until_idle`]; in [`Processing::Sync`] the
+    /// projectors and event handlers already ran in `process`).
     pub async fn settle(&self) -> Result<()> {
-        match self.inner.processing {
-            Processing::Sync => Ok(()),
-            Processing::Async => self.engine().run_until_idle().await,
-        }
+        self.engine().run_until_idle().await
     }
 
     pub(crate) fn handler_retry(&self) -> HandlerRetry {
@@ -458,6 +702,30 @@ pub struct EventStore<'a> {
 const READ_BATCH: usize = 1_000;
 
 impl EventStore<'_> {
+    /// The command log entry of a processed command (see
+    /// [`DomainBuilder::record_commands`]).
+    pub async fn command(&self, command_id: &Identifier) -> Result<Option<CommandLogEntry>> {
+        system::get::<CommandLogEntry>(self.domain.storage().as_ref(), command_id.as_str()).await
+    }
+
+    /// The command log entries of one request (correlation id), in the order the commands
+    /// were received: with their causation ids and the ids of the events they recorded, the
+    /// request's causal tree.
+    pub async fn commands(&self, correlation_id: &Identifier) -> Result<Vec<CommandLogEntry>> {
+        let query = crate::model::query::QuerySpec {
+            filters: vec![
+                system::field_eq("domain", self.domain.name().to_owned()),
+                system::field_eq("correlation_id", correlation_id.to_string()),
+            ],
+            order: vec![
+                system::order_by("received_at", false),
+                system::order_by("id", false),
+            ],
+            ..Default::default()
+        };
+        system::query::<CommandLogEntry>(self.domain.storage().as_ref(), &query).await
+    }
+
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
         if !crate::runtime::repository::storable(stream) {
@@ -648,6 +916,9 @@ pub struct DomainBuilder {
     event_handler_depth_limit: usize,
     processing: Option<Processing>,
     handler_retry: HandlerRetry,
+    record_commands: Option<bool>,
+    command_enrichers: Vec<CommandEnricher>,
+    event_enrichers: Vec<EventEnricher>,
 }
 
 /// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
@@ -672,6 +943,9 @@ impl DomainBuilder {
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
             processing: None,
             handler_retry: HandlerRetry::default(),
+            record_commands: None,
+            command_enrichers: Vec::new(),
+            event_enrichers: Vec::new(),
         }
     }
 
@@ -826,6 +1100,56 @@ impl DomainBuilder {
         self
     }
 
+    /// Whether every processed command is recorded in the command log (table
+    /// `fidelis_commands`, in the transaction of its events; default `true`, in every
+    /// processing mode). Without it, `fidelis.toml`'s `[processing] record_commands`.
+    /// Submitted commands are queued whatever this says.
+    pub fn record_commands(mut self, record: bool) -> Self {
+        self.record_commands = Some(record);
+        self
+    }
+
+    /// Adds key/values to the extensions of every command (and so of its events): `f` sees
+    /// the command's metadata and returns the key/values. Enrichers run in the order they
+    /// are added, a later one winning over an earlier one; a call's own extensions
+    /// ([`ProcessOptions::extension`]) and those a command inherits from the event that
+    /// caused it win over every enricher.
+    ///
+    /// ```
+    /// # async fn build() -> fidelis_core::Result<()> {
+    /// use fidelis_core::{Domain, Extensions};
+    /// let domain = Domain::builder("bank")
+    ///     .without_discovery()
+    ///     .enrich_commands(|_command| {
+    ///         let mut extensions = Extensions::new();
+    ///         extensions.insert("region".into(), "eu-west".into());
+    ///         extensions
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn enrich_commands(
+        mut self,
+        f: impl Fn(&CommandMetadata) -> Extensions + Send + Sync + 'static,
+    ) -> Self {
+        self.command_enrichers.push(Arc::new(f));
+        self
+    }
+
+    /// Adds key/values to the extensions of every event a unit of work records: `f` sees the
+    /// event's metadata (before the store gives it a position) and returns the key/values.
+    /// Later enrichers win over earlier ones; the extensions of the command that raised the
+    /// event (its call's own, inherited and enriched) win over every event enricher.
+    pub fn enrich_events(
+        mut self,
+        f: impl Fn(&EventMetadata) -> Extensions + Send + Sync + 'static,
+    ) -> Self {
+        self.event_enrichers.push(Arc::new(f));
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -864,6 +1188,10 @@ impl DomainBuilder {
         let processing = crate::runtime::config::resolve_processing(self.processing)?;
         let snapshot_threshold =
             crate::runtime::config::resolve_snapshot_threshold(self.snapshot_threshold)?;
+        let record_commands = match self.record_commands {
+            Some(record) => record,
+            None => crate::runtime::config::record_commands()?,
+        };
         let storage = match self.storage {
             Some(storage) => storage,
             None => {
@@ -894,6 +1222,9 @@ impl DomainBuilder {
                 },
                 processing,
                 handler_retry: self.handler_retry,
+                record_commands,
+                command_enrichers: self.command_enrichers,
+                event_enrichers: self.event_enrichers,
             }),
         };
         domain.setup_database().await?;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::model::error::Result;
-use crate::model::event::{AnyRecordedEvent, EventMetadata, Payload, RecordedEvent};
+use crate::model::event::{
+    AnyRecordedEvent, EventMetadata, Extensions, Payload, Priority, RecordedEvent,
+};
 use crate::model::identifier::Identifier;
 use crate::registry::Registry;
 use crate::runtime::context::AggregateChange;
@@ -22,6 +24,10 @@ pub(crate) struct FactContext<'a> {
     pub(crate) time: DateTime<Utc>,
     pub(crate) correlation_id: &'a Identifier,
     pub(crate) causation_id: &'a Option<Identifier>,
+    pub(crate) priority: Priority,
+    /// The command's extensions, which the domain's event enrichers extend.
+    pub(crate) extensions: &'a Extensions,
+    pub(crate) enrichers: &'a [crate::runtime::options::EventEnricher],
 }
 
 /// Appends the fact of every changed aggregate that records facts, and adds them to
@@ -53,19 +59,24 @@ pub(crate) async fn record(
             .aggregate_id()
             .map_or_else(String::new, |id| id.as_str().to_owned());
         let stream = format!("{}-{id}", fact.category);
+        let mut metadata = EventMetadata {
+            id: Identifier::generate(),
+            type_name: info.type_name.clone(),
+            stream: stream.clone(),
+            // The store numbers it after the stream's last fact.
+            version: 0,
+            global_position: 0,
+            commit: 0,
+            time: context.time,
+            correlation_id: context.correlation_id.clone(),
+            causation_id: context.causation_id.clone(),
+            priority: context.priority,
+            extensions: Extensions::new(),
+        };
+        metadata.extensions =
+            crate::runtime::options::enrich_event(context.enrichers, &metadata, context.extensions);
         let record = RecordedEvent {
-            metadata: EventMetadata {
-                id: Identifier::generate(),
-                type_name: info.type_name.clone(),
-                stream: stream.clone(),
-                // The store numbers it after the stream's last fact.
-                version: 0,
-                global_position: 0,
-                commit: 0,
-                time: context.time,
-                correlation_id: context.correlation_id.clone(),
-                causation_id: context.causation_id.clone(),
-            },
+            metadata,
             payload: Payload::Typed(event.clone()),
         };
         let stored = transaction

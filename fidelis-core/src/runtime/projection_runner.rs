@@ -183,6 +183,8 @@ mod tests {
                     time: Utc::now(),
                     correlation_id: Identifier::generate(),
                     causation_id: None,
+                    priority: Default::default(),
+                    extensions: Default::default(),
                 };
                 let event = Rang {
                     till_id: till.clone(),

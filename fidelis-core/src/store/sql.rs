@@ -1014,10 +1014,24 @@ pub(crate) fn corrupt_event(stream: &str, position: i64, message: impl Into<Stri
 
 /// The metadata column of an event: what is not a column of its own.
 pub(crate) fn event_metadata(metadata: &crate::model::event::EventMetadata) -> Value {
-    serde_json::json!({
+    let mut object = serde_json::json!({
         "correlation_id": metadata.correlation_id.as_str(),
         "causation_id": metadata.causation_id.as_ref().map(|id| id.as_str()),
-    })
+    });
+    // Written only when they say something, so rows stay as small as before for the
+    // common case, and rows of before read back the same as new default ones.
+    if let Value::Object(map) = &mut object {
+        if metadata.priority != crate::model::event::Priority::Normal {
+            map.insert("priority".into(), metadata.priority.as_str().into());
+        }
+        if !metadata.extensions.is_empty() {
+            map.insert(
+                "extensions".into(),
+                Value::Object(metadata.extensions.clone()),
+            );
+        }
+    }
+    object
 }
 
 /// Names a row in an error about one of its columns: `row \`<id>\`` when its identifier
@@ -1078,6 +1092,37 @@ impl EventRow {
                 ));
             }
         };
+        // Both are absent from rows written before they existed: the defaults.
+        let priority = match self.metadata.get("priority") {
+            None | Some(Value::Null) => crate::model::event::Priority::Normal,
+            Some(Value::String(name)) => {
+                crate::model::event::Priority::parse(name).ok_or_else(|| {
+                    corrupt_event(
+                        &self.stream,
+                        self.position,
+                        format!("column `metadata` has an unknown `priority` {name:?}"),
+                    )
+                })?
+            }
+            Some(other) => {
+                return Err(corrupt_event(
+                    &self.stream,
+                    self.position,
+                    format!("column `metadata` has a `priority` that is not text: {other}"),
+                ));
+            }
+        };
+        let extensions = match self.metadata.get("extensions") {
+            None | Some(Value::Null) => crate::model::event::Extensions::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(corrupt_event(
+                    &self.stream,
+                    self.position,
+                    format!("column `metadata` has `extensions` that are not an object: {other}"),
+                ));
+            }
+        };
         Ok(crate::model::event::RecordedEvent {
             metadata: crate::model::event::EventMetadata {
                 id: Identifier::new(self.id),
@@ -1089,6 +1134,8 @@ impl EventRow {
                 time: self.time,
                 correlation_id: Identifier::new(correlation),
                 causation_id: causation,
+                priority,
+                extensions,
             },
             payload: crate::model::event::Payload::Encoded(self.data),
         })
@@ -1098,6 +1145,53 @@ impl EventRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event_row(metadata: Value) -> EventRow {
+        EventRow {
+            position: 1,
+            commit: 1,
+            id: "e-1".into(),
+            stream: "bank::account-1".into(),
+            version: 0,
+            type_name: "Bank.Opened.v1".into(),
+            data: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
+            metadata,
+            time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_rows_of_before_read_as_defaults() {
+        use crate::model::event::Priority;
+        // A row written before priority and extensions existed.
+        let old = event_row(serde_json::json!({"correlation_id": "c", "causation_id": null}));
+        let metadata = old.into_event().unwrap().metadata;
+        assert_eq!(metadata.priority, Priority::Normal);
+        assert!(metadata.extensions.is_empty());
+        // Defaults are not written, so new rows stay as small as before.
+        assert_eq!(
+            event_metadata(&metadata),
+            serde_json::json!({"correlation_id": "c", "causation_id": null})
+        );
+        let mut bulk = metadata.clone();
+        bulk.priority = Priority::Bulk;
+        bulk.extensions.insert("tenant".into(), "acme".into());
+        let read = event_row(event_metadata(&bulk))
+            .into_event()
+            .unwrap()
+            .metadata;
+        assert_eq!(
+            (read.priority, read.extensions),
+            (Priority::Bulk, bulk.extensions)
+        );
+        // What does not decode names the row.
+        let bad = event_row(serde_json::json!({"correlation_id": "c", "priority": "urgent"}));
+        let error = bad.into_event().unwrap_err().to_string();
+        assert!(
+            error.contains("unknown `priority`") && error.contains("bank::account-1"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn identifiers() {

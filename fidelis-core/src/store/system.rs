@@ -42,11 +42,14 @@ pub const RESERVED_TABLES: &[&str] = &[
     DeadLetter::TABLE.name,
     OutboxMessage::TABLE.name,
     CommandLogEntry::TABLE.name,
+    QueuedCommand::TABLE.name,
     IdempotencyKey::TABLE.name,
+    // Reserved by earlier versions (never written): kept out of elements' reach.
+    "fidelis_command_log",
 ];
 
 /// The schemas of every system table, for `setup`.
-pub fn schemas() -> [TableSchema; 7] {
+pub fn schemas() -> [TableSchema; 8] {
     [
         Checkpoint::TABLE,
         Lease::TABLE,
@@ -54,6 +57,7 @@ pub fn schemas() -> [TableSchema; 7] {
         DeadLetter::TABLE,
         OutboxMessage::TABLE,
         CommandLogEntry::TABLE,
+        QueuedCommand::TABLE,
         IdempotencyKey::TABLE,
     ]
 }
@@ -164,6 +168,9 @@ const fn optional_time(name: &'static str) -> FieldDef {
 }
 const fn json(name: &'static str) -> FieldDef {
     FieldDef::new(name, FieldKind::Dict, "serde_json::Value")
+}
+const fn list(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::List, "Vec<String>")
 }
 
 const fn schema(
@@ -399,40 +406,51 @@ impl SystemRow for OutboxMessage {
     }
 }
 
-/// A command the domain received, and what became of it.
+/// A command the domain processed, written in the transaction that commits its events (so a
+/// command that rolled back leaves no entry): who asked for what, and what it caused. The
+/// causation links (`causation_id`, `events`) let a trace rebuild a request's tree.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct CommandLogEntry {
-    /// The command's id.
+    /// The command's id (the causation id of its events).
     pub id: String,
-    /// The request's correlation id.
-    pub correlation_id: String,
-    /// The command's type name.
+    /// The domain that processed it.
+    pub domain: String,
+    /// The command's type name, `<Domain>.<Command>`.
     pub type_name: String,
     /// The command's data.
     pub data: Value,
-    /// `received`, `processed` or `failed`.
-    pub status: String,
-    /// The error, when it failed.
-    pub error: Option<String>,
-    /// When it arrived.
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// The event whose handler issued it (`None`: a command from outside).
+    pub causation_id: Option<String>,
+    /// Its lane: `normal` or `bulk`.
+    pub priority: String,
+    /// Its extensions (a JSON object).
+    pub extensions: Value,
+    /// The ids of the events it recorded, in order.
+    pub events: Vec<String>,
+    /// When it was received (submitted, or given to `process`).
     pub received_at: DateTime<Utc>,
-    /// When it was processed or failed.
-    pub finished_at: Option<DateTime<Utc>>,
+    /// When it committed.
+    pub processed_at: DateTime<Utc>,
 }
 
 impl SystemRow for CommandLogEntry {
     const TABLE: TableSchema = schema(
-        "fidelis_command_log",
+        "fidelis_commands",
         "CommandLogEntry",
         &[
             key(),
-            text("correlation_id"),
+            text("domain"),
             text("type_name"),
             json("data"),
-            text("status"),
-            optional_text("error"),
+            text("correlation_id"),
+            optional_text("causation_id"),
+            text("priority"),
+            json("extensions"),
+            list("events"),
             time("received_at"),
-            optional_time("finished_at"),
+            time("processed_at"),
         ],
     );
     fn id(&self) -> &str {
@@ -440,7 +458,68 @@ impl SystemRow for CommandLogEntry {
     }
 }
 
-/// A client's idempotency key, taken by the first command that carried it.
+/// A command submitted (`domain.submit`) and not processed yet: the engine's queue. The row
+/// goes in the transaction that commits the command's work (and its log entry); a command
+/// that failed for good stays, `dead`, for its dead letter to replay or purge.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct QueuedCommand {
+    /// The command's id.
+    pub id: String,
+    /// The domain it was submitted to.
+    pub domain: String,
+    /// The command's type name, `<Domain>.<Command>`.
+    pub type_name: String,
+    /// The command's data.
+    pub data: Value,
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// What caused it, if it was submitted on behalf of an event.
+    pub causation_id: Option<String>,
+    /// Its lane: `normal` or `bulk`.
+    pub priority: String,
+    /// Its extensions (a JSON object; the enrichers' already applied).
+    pub extensions: Value,
+    /// The client's idempotency key, if it gave one.
+    pub idempotency_key: Option<String>,
+    /// When it was submitted.
+    pub submitted_at: DateTime<Utc>,
+    /// `queued`, or `dead` once dead-lettered.
+    pub status: String,
+}
+
+impl QueuedCommand {
+    /// Waiting for the engine.
+    pub const QUEUED: &'static str = "queued";
+    /// Given up on: a dead letter of subscription `fidelis.commands` holds it.
+    pub const DEAD: &'static str = "dead";
+}
+
+impl SystemRow for QueuedCommand {
+    const TABLE: TableSchema = schema(
+        "fidelis_command_queue",
+        "QueuedCommand",
+        &[
+            key(),
+            text("domain"),
+            text("type_name"),
+            json("data"),
+            text("correlation_id"),
+            optional_text("causation_id"),
+            text("priority"),
+            json("extensions"),
+            optional_text("idempotency_key"),
+            time("submitted_at"),
+            text("status"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A client's idempotency key, taken by the first command submitted with it (in the
+/// transaction that queues the command; the key is the row's id, so a second submission
+/// with the same key cannot take it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IdempotencyKey {
     /// The key as the client sent it.
