@@ -51,7 +51,8 @@ pub use rust_decimal::{self, Decimal};
 #[cfg(feature = "http")]
 pub use crate::engine::http::{HttpListener, Readiness};
 pub use crate::engine::{
-    DeadLetters, Engine, HandlerRetry, LAG_CAP, ReplaySummary, SubscriptionStatus,
+    DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS, DeadLetters, Engine, HandlerRetry, ReplaySummary,
+    SubscriptionStatus,
 };
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
