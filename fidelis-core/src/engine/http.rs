@@ -329,6 +329,7 @@ mod tests {
             lag,
             behind: Duration::from_millis(1500),
             dead_letters,
+            owner: None,
             last_error: Some("boom".to_owned()),
         }
     }

@@ -163,8 +163,18 @@ impl Leases {
             .is_some_and(|now| now.token == fence.token)
     }
 
-    /// Forgets a lease found lost (a fenced commit refused): its worker stops.
-    pub(crate) fn forget(&self, key: &str) {
+    /// Forgets a lease found lost (a fenced commit refused): its worker stops. Only the
+    /// token that was refused: a lease taken again meanwhile stays.
+    pub(crate) fn forget_token(&self, key: &str, token: i64) {
+        let mut held = self.held();
+        if held.get(key).is_some_and(|h| h.token == token) {
+            held.remove(key);
+            drop(held);
+            self.bump();
+        }
+    }
+
+    fn forget(&self, key: &str) {
         if self.held().remove(key).is_some() {
             self.bump();
         }

@@ -161,9 +161,6 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
         }
         return Ok(());
     }
-    if held.len() == share {
-        return Ok(());
-    }
     let rows: HashMap<String, Lease> = system::query::<Lease>(storage, &QuerySpec::default())
         .await?
         .into_iter()
@@ -176,17 +173,34 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
             let key = subscription.key(*partition);
             !held.contains(&key)
                 && (!shared
-                    || rows
-                        .get(&key)
-                        .is_none_or(|lease| lease.owner.is_empty() || lease.expires_at <= now))
+                    || rows.get(&key).is_none_or(|lease| {
+                        lease.owner.is_empty()
+                            || lease.expires_at <= now
+                            || lease.owner == leases.owner()
+                    }))
         })
         .collect();
+    // A lease whose row names this engine but that it no longer counts as held (found lost,
+    // then taken again while a stale batch ended) is taken back first, even past the share:
+    // no other engine would take it before it lapses. The next round releases extras.
+    let mut wanted = share.saturating_sub(held.len());
+    for (subscription, partition) in &free {
+        let key = subscription.key(*partition);
+        if rows
+            .get(&key)
+            .is_some_and(|lease| lease.owner == leases.owner())
+            && leases
+                .take(storage, subscription.name(), *partition)
+                .await?
+        {
+            wanted = wanted.saturating_sub(1);
+        }
+    }
     // Engines joining at once start at different places, so they seldom race for a lease.
     if !free.is_empty() {
         let start = rand::rng().random_range(0..free.len());
         free.rotate_left(start);
     }
-    let mut wanted = share - held.len();
     for (subscription, partition) in free {
         if wanted == 0 {
             break;
@@ -195,7 +209,7 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
             .take(storage, subscription.name(), *partition)
             .await?
         {
-            wanted -= 1;
+            wanted = wanted.saturating_sub(1);
         }
     }
     Ok(())

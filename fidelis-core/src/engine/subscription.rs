@@ -167,7 +167,7 @@ impl Subscription {
                 token = turn.fence.token,
                 "lease lost: another engine holds this partition; the batch is not committed"
             );
-            turn.leases.forget(&turn.fence.key);
+            turn.leases.forget_token(&turn.fence.key, turn.fence.token);
             return Ok(false);
         }
         transaction.commit().await?;
