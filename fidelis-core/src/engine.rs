@@ -615,6 +615,12 @@ async fn run_partition(
             leases,
             stop: Some(stopped.clone()),
         };
+        tracing::trace!(
+            subscription = subscription.name(),
+            partition,
+            token = turn.fence.token,
+            "partition step"
+        );
         match subscription.step(&domain, &turn).await {
             Ok(0) => {
                 failures = 0;
@@ -625,7 +631,13 @@ async fn run_partition(
                     () = tokio::time::sleep(idle) => idle = (idle * 2).min(POLL_MAX),
                 }
             }
-            Ok(_) => {
+            Ok(read) => {
+                tracing::debug!(
+                    subscription = subscription.name(),
+                    partition,
+                    read,
+                    "partition batch handled"
+                );
                 failures = 0;
                 idle = POLL_MIN;
             }

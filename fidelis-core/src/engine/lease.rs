@@ -55,6 +55,9 @@ struct Held {
     /// written in the row, measured on the monotonic clock from before the write).
     valid_until: Instant,
     renewed_at: Instant,
+    /// To be released once the batch in hand ends: no new batch starts, and an event
+    /// handler stops before its next event (see [`Leases::drain`]).
+    draining: bool,
 }
 
 /// What a transaction checks before it commits a partition's work: the lease still names
@@ -148,7 +151,7 @@ impl Leases {
     /// The fence of a lease this engine holds and still trusts.
     pub(crate) fn fence(&self, key: &str) -> Option<Fence> {
         let held = self.held().get(key).copied()?;
-        (held.valid_until > Instant::now()).then(|| Fence {
+        (!held.draining && held.valid_until > Instant::now()).then(|| Fence {
             key: key.to_owned(),
             owner: self.owner.clone(),
             token: held.token,
@@ -174,8 +177,27 @@ impl Leases {
         }
     }
 
-    fn forget(&self, key: &str) {
-        if self.held().remove(key).is_some() {
+    /// Marks a held lease to be released: its worker starts no new batch and an event
+    /// handler stops before its next event, so the lease keeper can release it soon without
+    /// waiting for a whole batch (it keeps renewing it meanwhile).
+    pub(crate) fn drain(&self, key: &str) {
+        let changed = self
+            .held()
+            .get_mut(key)
+            .is_some_and(|held| !std::mem::replace(&mut held.draining, true));
+        if changed {
+            tracing::debug!(domain = %self.domain, key, "lease draining before its release");
+            self.bump();
+        }
+    }
+
+    /// Keeps a held lease after all (a drain no longer wanted: the share grew back).
+    pub(crate) fn keep(&self, key: &str) {
+        let changed = self
+            .held()
+            .get_mut(key)
+            .is_some_and(|held| std::mem::replace(&mut held.draining, false));
+        if changed {
             self.bump();
         }
     }
@@ -190,8 +212,14 @@ impl Leases {
         partition: u32,
     ) -> Result<bool> {
         let key = system::Checkpoint::key(subscription, i64::from(partition));
-        if self.fence(&key).is_some() {
-            return Ok(true);
+        // Held and trusted (a draining one is kept after all).
+        if let Some(held) = self.held().get_mut(&key) {
+            if held.valid_until > Instant::now() {
+                if std::mem::replace(&mut held.draining, false) {
+                    self.bump();
+                }
+                return Ok(true);
+            }
         }
         let started = Instant::now();
         let now = Utc::now();
@@ -244,43 +272,65 @@ impl Leases {
                 token,
                 valid_until: started + self.trusted(),
                 renewed_at: started,
+                draining: false,
             },
         );
         self.bump();
         Ok(true)
     }
 
-    /// Renews a held lease; `false` (and forgotten) when it was lost to another engine.
-    pub(crate) async fn renew(&self, storage: &dyn Storage, key: &str) -> Result<bool> {
-        let Some(held) = self.held().get(key).copied() else {
-            return Ok(false);
+    /// Renews the held leases in `keys` in one transaction (one commit however many they
+    /// are, so that the renewals keep up on a busy database); the ones found lost to
+    /// another engine are forgotten (their workers stop).
+    pub(crate) async fn renew(&self, storage: &dyn Storage, keys: &[String]) -> Result<()> {
+        let mine: Vec<(String, Held)> = {
+            let held = self.held();
+            keys.iter()
+                .filter_map(|key| held.get(key).map(|h| (key.clone(), *h)))
+                .collect()
         };
+        if mine.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
         let now = Utc::now();
         let mut transaction = storage.begin().await?;
-        let lease = system::get_in::<Lease>(transaction.as_mut(), key).await?;
-        let Some(lease) = lease.filter(|l| l.owner == self.owner && l.token == held.token) else {
-            drop(transaction);
-            tracing::warn!(domain = %self.domain, owner = %self.owner, key, "lease lost to another engine");
-            self.forget(key);
-            return Ok(false);
-        };
-        system::put(
-            transaction.as_mut(),
-            Lease {
-                expires_at: now + self.lease_chrono(),
-                ..lease
-            },
-        )
-        .await?;
+        let mut renewed = Vec::new();
+        let mut lost = Vec::new();
+        for (key, held) in mine {
+            let lease = system::get_in::<Lease>(transaction.as_mut(), &key).await?;
+            let Some(lease) = lease.filter(|l| l.owner == self.owner && l.token == held.token)
+            else {
+                lost.push((key, held.token));
+                continue;
+            };
+            system::put(
+                transaction.as_mut(),
+                Lease {
+                    expires_at: now + self.lease_chrono(),
+                    ..lease
+                },
+            )
+            .await?;
+            renewed.push((key, held.token));
+        }
         transaction.commit().await?;
-        if let Some(entry) = self.held().get_mut(key) {
-            if entry.token == held.token {
-                entry.valid_until = started + self.trusted();
-                entry.renewed_at = started;
+        {
+            let mut held = self.held();
+            for (key, token) in &renewed {
+                if let Some(entry) = held.get_mut(key) {
+                    if entry.token == *token {
+                        entry.valid_until = started + self.trusted();
+                        entry.renewed_at = started;
+                    }
+                }
             }
         }
-        Ok(true)
+        for (key, token) in lost {
+            tracing::warn!(domain = %self.domain, owner = %self.owner, key, "lease lost to another engine");
+            self.forget_token(&key, token);
+        }
+        Ok(())
     }
 
     /// Renews the held leases last renewed a third of the lease time ago or more (used
@@ -292,10 +342,7 @@ impl Leases {
             .filter(|(_, held)| held.renewed_at.elapsed() >= self.lease / 3)
             .map(|(key, _)| key.clone())
             .collect();
-        for key in due {
-            self.renew(storage, &key).await?;
-        }
-        Ok(())
+        self.renew(storage, &due).await
     }
 
     /// Gives a held lease back at once (expired, no owner, token kept), so another engine
@@ -350,6 +397,21 @@ impl Leases {
             },
         )
         .await?;
+        // Member rows of engines gone for ten lease times (killed: no clean shutdown
+        // removed them) are removed, so that the list stays short.
+        let gone_before = now - self.lease_chrono() * 10;
+        let gone: Vec<&Lease> = members
+            .iter()
+            .filter(|member| member.expires_at < gone_before)
+            .collect();
+        if !gone.is_empty() {
+            let mut transaction = storage.begin().await?;
+            for member in &gone {
+                system::remove::<Lease>(transaction.as_mut(), &member.id).await?;
+            }
+            transaction.commit().await?;
+            tracing::debug!(domain = %self.domain, removed = gone.len(), "member rows of gone engines removed");
+        }
         Ok(members
             .iter()
             .filter(|member| member.owner == self.owner || member.expires_at > now)

@@ -142,11 +142,12 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
     } else {
         1
     };
-    for key in leases.held_keys() {
-        leases.renew(storage, &key).await?;
-    }
+    leases.renew(storage, &leases.held_keys()).await?;
     let share = units.len().div_ceil(live);
     let held = leases.held_keys();
+    for key in held.iter().take(share) {
+        leases.keep(key);
+    }
     if held.len() > share {
         for key in &held[share..] {
             let Some((subscription, partition)) = units
@@ -155,9 +156,13 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
             else {
                 continue;
             };
-            // After the batch in hand: the partition's worker does not start another.
-            let _turn = subscription.turn(*partition).lock().await;
-            leases.release(storage, key).await?;
+            // Not while a batch is in hand, and without waiting for it (this task renews
+            // every lease: waiting out a long batch would let them all lapse): the lease
+            // drains (its worker stops at the next event) and goes in a later round.
+            match subscription.turn(*partition).try_lock() {
+                Ok(_turn) => leases.release(storage, key).await?,
+                Err(_) => leases.drain(key),
+            }
         }
         return Ok(());
     }

@@ -49,6 +49,10 @@ pub(crate) struct Turn<'a> {
 enum Delivery {
     /// Handled; the checkpoint moved past it.
     Done,
+    /// Handled by an event handler that wrote nothing: the checkpoint moves past it with a
+    /// later event's (or the batch's end), one transaction fewer per such event. A crash
+    /// before then delivers it again, which at-least-once allows.
+    Handled,
     /// The checkpoint moved elsewhere or the lease was lost: this batch stops.
     Lost,
     /// Shutdown came during a retry wait: the event stays unhandled, for the next run.
@@ -161,13 +165,7 @@ impl Subscription {
     ) -> Result<bool> {
         if !turn.fence.holds(transaction.as_mut()).await? {
             drop(transaction);
-            tracing::warn!(
-                subscription = self.name(),
-                partition = turn.partition,
-                token = turn.fence.token,
-                "lease lost: another engine holds this partition; the batch is not committed"
-            );
-            turn.leases.forget_token(&turn.fence.key, turn.fence.token);
+            self.refused(turn);
             return Ok(false);
         }
         transaction.commit().await?;
@@ -354,6 +352,7 @@ impl Subscription {
             };
             let moved = match outcome {
                 Delivery::Done => true,
+                Delivery::Handled => continue,
                 Delivery::Lost | Delivery::Interrupted => return Ok(read),
                 Delivery::Failed(failure) => {
                     waiting.insert(metadata.stream.clone());
@@ -401,6 +400,7 @@ impl Subscription {
             if !turn.leases.trusts(&turn.fence) {
                 return Ok(Delivery::Lost);
             }
+            let mut handled = Delivery::Done;
             let outcome = if self.info.projector {
                 let Some(mut transaction) = self.begin_at(storage, partition, position).await?
                 else {
@@ -422,29 +422,19 @@ impl Subscription {
                     Err(error) => Err(error),
                 }
             } else {
-                match self.handle(domain, event).await {
-                    Ok(()) => {
-                        let Some(mut transaction) =
-                            self.begin_at(storage, partition, position).await?
-                        else {
-                            return Ok(Delivery::Lost);
-                        };
-                        self.put_checkpoint(
-                            transaction.as_mut(),
-                            partition,
-                            event.metadata().cursor(),
-                        )
-                        .await?;
-                        if !self.commit_fenced(transaction, turn).await? {
-                            return Ok(Delivery::Lost);
-                        }
+                // The handler's writes and the checkpoint commit in one transaction.
+                match self.handle(domain, event, Some((turn, position))).await {
+                    Ok(Handled::Committed) => Ok(()),
+                    Ok(Handled::Nothing) => {
+                        handled = Delivery::Handled;
                         Ok(())
                     }
+                    Ok(Handled::Refused) => return Ok(Delivery::Lost),
                     Err(error) => Err(error),
                 }
             };
             let error = match outcome {
-                Ok(()) => return Ok(Delivery::Done),
+                Ok(()) => return Ok(handled),
                 Err(error) => error,
             };
             let now = Utc::now();
@@ -500,20 +490,37 @@ impl Subscription {
 
     /// Runs this subscription's event handler on one event, each method in a unit of work of
     /// its own, committed. A panic is a failure of the event.
+    ///
+    /// With `checkpoint` (a batch's turn and the partition's checkpoint now), the last
+    /// method's unit of work also moves the checkpoint to the event, in its transaction,
+    /// if the lease still holds and the checkpoint did not move: the handler's writes and
+    /// the checkpoint commit together or not at all.
     pub(crate) async fn handle(
         &self,
         domain: &Domain,
         event: &Arc<dyn AnyRecordedEvent>,
-    ) -> Result<()> {
+        checkpoint: Option<(&Turn<'_>, Cursor)>,
+    ) -> Result<Handled> {
         let metadata = event.metadata();
-        let Some(listeners) = domain
+        let listeners: Vec<_> = domain
             .registry()
             .event_handlers
             .get(&Any::type_id(event.payload_any().as_any()))
-        else {
-            return Ok(());
-        };
-        for listener in listeners.iter().filter(|l| l.name == self.info.name) {
+            .map(|listeners| {
+                listeners
+                    .iter()
+                    .filter(|l| l.name == self.info.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let to = metadata.cursor();
+        if listeners.is_empty() {
+            return Ok(Handled::Nothing);
+        }
+        let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last = listeners.len() - 1;
+        let mut handled = Handled::Nothing;
+        for (index, listener) in listeners.into_iter().enumerate() {
             let span = tracing::info_span!(
                 "event_handler",
                 handler = listener.name,
@@ -528,18 +535,50 @@ impl Subscription {
             ));
             // Unwind safety: a panicking handler's unit of work is dropped unstored with its
             // `ctx`; the panic is this event's failure, retried like an error.
+            let checkpoint = checkpoint.filter(|_| index == last);
             let result = AssertUnwindSafe(async {
                 listener
                     .call
                     .call(listener.instance.as_ref(), event.as_ref(), &mut ctx)
                     .await?;
-                crate::runtime::unit_of_work::commit(ctx.unit)
-                    .await
-                    .map(drop)
+                match checkpoint {
+                    Some((turn, expected)) => {
+                        let apply = self.checkpoint_move(turn, expected, to);
+                        let fenced = fenced.clone();
+                        crate::runtime::unit_of_work::commit_finished(
+                            ctx.unit,
+                            Box::new(move |transaction| {
+                                Box::pin(async move {
+                                    Ok(match apply.apply(transaction).await? {
+                                        Moved::Yes => true,
+                                        Moved::Elsewhere => false,
+                                        Moved::Fenced => {
+                                            fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+                                            false
+                                        }
+                                    })
+                                })
+                            }),
+                        )
+                        .await
+                    }
+                    None => crate::runtime::unit_of_work::commit(ctx.unit)
+                        .await
+                        .map(|_| Some(true)),
+                }
             })
             .catch_unwind()
             .instrument(span)
             .await;
+            let result = result.map(|outcome| {
+                outcome.map(|committed| {
+                    handled = match committed {
+                        None => Handled::Nothing,
+                        Some(true) => Handled::Committed,
+                        Some(false) => Handled::Refused,
+                    };
+                })
+            });
             if let Some(error) = crate::task::handler_failure(listener.name, result) {
                 return Err(Error::handler_failed(
                     format!("{}::{}", listener.name, listener.method),
@@ -548,7 +587,34 @@ impl Subscription {
                 ));
             }
         }
-        Ok(())
+        if fenced.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some((turn, _)) = checkpoint {
+                self.refused(turn);
+            }
+        }
+        Ok(handled)
+    }
+
+    /// The move of a partition's checkpoint from `expected` to `to` under `turn`'s fence.
+    fn checkpoint_move(&self, turn: &Turn<'_>, expected: Cursor, to: Cursor) -> CheckpointMove {
+        CheckpointMove {
+            key: self.key(turn.partition),
+            subscription: self.info.name,
+            partition: turn.partition,
+            fence: turn.fence.clone(),
+            expected,
+            to,
+        }
+    }
+
+    fn refused(&self, turn: &Turn<'_>) {
+        tracing::warn!(
+            subscription = self.name(),
+            partition = turn.partition,
+            token = turn.fence.token,
+            "lease lost: another engine holds this partition; the batch is not committed"
+        );
+        turn.leases.forget_token(&turn.fence.key, turn.fence.token);
     }
 
     /// Records a dead letter and moves the checkpoint past its event, in one transaction;
@@ -633,7 +699,7 @@ impl Subscription {
                 Item::Unreadable(error) => Err(error),
                 Item::Deliver(event) => match projection.as_mut() {
                     Some(transaction) => self.project(domain, transaction.as_mut(), &event).await,
-                    None => self.handle(domain, &event).await,
+                    None => self.handle(domain, &event, None).await.map(drop),
                 },
             };
             let Err(error) = outcome else { continue };
@@ -682,6 +748,72 @@ impl Subscription {
             "dead letter resolved; its stream flows on"
         );
         Ok(())
+    }
+}
+
+/// What an event handler's delivery with its checkpoint came to.
+pub(crate) enum Handled {
+    /// Its writes and the checkpoint committed.
+    Committed,
+    /// It wrote nothing (so nothing committed, the checkpoint included).
+    Nothing,
+    /// The checkpoint moved elsewhere or the lease was lost: nothing committed.
+    Refused,
+}
+
+/// Whether a [`CheckpointMove`] was made.
+enum Moved {
+    Yes,
+    /// The checkpoint no longer stood where the batch read it.
+    Elsewhere,
+    /// The lease is another engine's now.
+    Fenced,
+}
+
+/// A partition's checkpoint to move in a transaction (an event handler's, in its unit of
+/// work's): owned, so that it can run inside the commit of the handler's unit of work.
+struct CheckpointMove {
+    key: String,
+    subscription: &'static str,
+    partition: u32,
+    fence: Fence,
+    expected: Cursor,
+    to: Cursor,
+}
+
+impl CheckpointMove {
+    /// Moves the checkpoint if it still stands at `expected` (its row locked on PostgreSQL)
+    /// and the fence holds (checked under the lease row's lock).
+    async fn apply(self, transaction: &mut dyn Transaction) -> Result<Moved> {
+        let now = system::get_in::<Checkpoint>(transaction, &self.key)
+            .await?
+            .map_or(Cursor::START, cursor_of);
+        if now != self.expected {
+            tracing::debug!(
+                subscription = self.subscription,
+                partition = self.partition,
+                expected = ?self.expected,
+                ?now,
+                "checkpoint moved elsewhere"
+            );
+            return Ok(Moved::Elsewhere);
+        }
+        system::put(
+            transaction,
+            Checkpoint {
+                id: self.key,
+                subscription: self.subscription.to_owned(),
+                partition: i64::from(self.partition),
+                commit: self.to.commit,
+                position: self.to.position,
+                updated_at: Utc::now(),
+            },
+        )
+        .await?;
+        if !self.fence.holds(transaction).await? {
+            return Ok(Moved::Fenced);
+        }
+        Ok(Moved::Yes)
     }
 }
 
