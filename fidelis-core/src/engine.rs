@@ -461,10 +461,10 @@ impl Engine {
                 tracing::warn!(%error, key, "could not release a lease; it lapses by itself");
             }
         }
-        if shared_by_engines(storage) {
-            if let Err(error) = self.leases().leave(storage).await {
-                tracing::warn!(%error, "could not remove this engine's member row; it lapses by itself");
-            }
+        if shared_by_engines(storage)
+            && let Err(error) = self.leases().leave(storage).await
+        {
+            tracing::warn!(%error, "could not remove this engine's member row; it lapses by itself");
         }
     }
 

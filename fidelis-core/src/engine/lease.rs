@@ -213,13 +213,13 @@ impl Leases {
     ) -> Result<bool> {
         let key = system::Checkpoint::key(subscription, i64::from(partition));
         // Held and trusted (a draining one is kept after all).
-        if let Some(held) = self.held().get_mut(&key) {
-            if held.valid_until > Instant::now() {
-                if std::mem::replace(&mut held.draining, false) {
-                    self.bump();
-                }
-                return Ok(true);
+        if let Some(held) = self.held().get_mut(&key)
+            && held.valid_until > Instant::now()
+        {
+            if std::mem::replace(&mut held.draining, false) {
+                self.bump();
             }
+            return Ok(true);
         }
         let started = Instant::now();
         let now = Utc::now();
@@ -318,11 +318,11 @@ impl Leases {
         {
             let mut held = self.held();
             for (key, token) in &renewed {
-                if let Some(entry) = held.get_mut(key) {
-                    if entry.token == *token {
-                        entry.valid_until = started + self.trusted();
-                        entry.renewed_at = started;
-                    }
+                if let Some(entry) = held.get_mut(key)
+                    && entry.token == *token
+                {
+                    entry.valid_until = started + self.trusted();
+                    entry.renewed_at = started;
                 }
             }
         }

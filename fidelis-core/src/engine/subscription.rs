@@ -587,10 +587,10 @@ impl Subscription {
                 ));
             }
         }
-        if fenced.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Some((turn, _)) = checkpoint {
-                self.refused(turn);
-            }
+        if fenced.load(std::sync::atomic::Ordering::SeqCst)
+            && let Some((turn, _)) = checkpoint
+        {
+            self.refused(turn);
         }
         Ok(handled)
     }
