@@ -4,8 +4,9 @@
 //! Each projector and event handler is a *subscription*, named after the element: it reads
 //! the categories of the aggregates it listens to in global order, in batches, from its
 //! [`Checkpoint`]. A projector's batch and its checkpoint commit in one transaction (each
-//! event changes the projection exactly once); an event handler's checkpoint moves after its
-//! unit of work commits (at least once; the event's id stays the same on a redelivery).
+//! event changes the projection exactly once); an event handler's unit of work commits with
+//! its checkpoint (its database writes land once; effects outside the database are at least
+//! once, and the event's id stays the same on a redelivery).
 //!
 //! A failing event is retried ([`HandlerRetry`]), then dead-lettered ([`DeadLetter`]): the
 //! later events of its stream wait behind it for that subscription, other streams go on, and
@@ -200,8 +201,9 @@ impl CommitHook for NotifyEngines {
 ///
 /// Each projector and event handler is a subscription named after it, reading the categories
 /// of its aggregates in global order, in batches, from its checkpoint: a projector's rows
-/// and checkpoint commit in one transaction (exactly once); an event handler's checkpoint
-/// moves after its unit of work commits (at least once, the event id stable). A failing
+/// and checkpoint commit in one transaction (exactly once); an event handler's unit of work
+/// commits with its checkpoint (its database writes once; outside effects at least once, the
+/// event id stable). A failing
 /// event is retried ([`HandlerRetry`]), then dead-lettered, holding back the later events of
 /// its stream in that subscription only ([`DeadLetters`]). Commits of this process wake the
 /// engine at once, PostgreSQL's `NOTIFY` wakes it for other processes' commits, and it polls
