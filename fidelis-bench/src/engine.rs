@@ -76,7 +76,8 @@ pub struct CatchupPass {
     pub events: usize,
     /// How long seeding took (not part of the measure).
     pub seed: Duration,
-    /// How long `run_until_idle` took.
+    /// How long the catch-up took (`run_until_idle`, or the engines running until no
+    /// partition lags).
     pub elapsed: Duration,
     /// Peak RSS growth during the catch-up, in KiB (`None` where `/proc` cannot tell).
     pub peak_rss_growth_kib: Option<u64>,
@@ -174,18 +175,65 @@ fn expected_catchup(i: usize, deposits: usize) -> (Money, i64) {
 }
 
 /// Workload (f) on `backend`: seeds, catches up, checks. The store is dropped afterwards.
+///
+/// `engines`: `None` catches up with one engine's `run_until_idle()`; `Some(n)` with `n`
+/// engines running side by side (`engine.run`, each its own domain and connection pool, in
+/// this process), timed until every partition has caught up.
 pub async fn catchup(
     backend: &str,
     sizes: EngineSizes,
     postgres_url: Option<&str>,
+    engines: Option<usize>,
 ) -> Result<CatchupPass, BenchError> {
     let scratch = Scratch::new(backend, postgres_url).await?;
-    let result = catchup_on(&scratch, sizes).await;
+    let result = catchup_on(&scratch, sizes, engines).await;
     scratch.drop_store().await?;
     result
 }
 
-async fn catchup_on(scratch: &Scratch, sizes: EngineSizes) -> Result<CatchupPass, BenchError> {
+/// Runs `count` engines (one domain each) until every partition of the projector has
+/// caught up; returns how long it took.
+async fn catch_up_running(scratch: &Scratch, count: usize) -> Result<Duration, BenchError> {
+    let mut domains = Vec::with_capacity(count);
+    for _ in 0..count {
+        domains.push(scratch.connect(projector_only()).build().await?);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let mut running = Vec::with_capacity(count);
+    for domain in &domains {
+        let engine = domain.engine();
+        let mut stopped = stopped.clone();
+        running.push(tokio::spawn(async move {
+            engine
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        }));
+    }
+    // Caught up: no partition has events left (`status` counts them, one COUNT each).
+    let watcher = domains[0].engine();
+    let elapsed = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if watcher.status().await?.iter().all(|s| s.lag == 0) {
+            break started.elapsed();
+        }
+    };
+    let _ = stop.send(true);
+    for engine in running {
+        engine
+            .await
+            .map_err(|error| format!("an engine task failed: {error}"))??;
+    }
+    Ok(elapsed)
+}
+
+async fn catchup_on(
+    scratch: &Scratch,
+    sizes: EngineSizes,
+    engines: Option<usize>,
+) -> Result<CatchupPass, BenchError> {
     // Seeding: one unit of work per account (its opening and its deposits in one commit), in
     // asynchronous processing, so no projector runs and nothing else is timed.
     let seeder = scratch
@@ -209,19 +257,30 @@ async fn catchup_on(scratch: &Scratch, sizes: EngineSizes) -> Result<CatchupPass
 
     let domain = scratch.connect(projector_only()).build().await?;
     let engine = domain.engine();
-    let subscriptions = engine.status().await?;
+    // One row per partition of each subscription.
+    let mut subscriptions: Vec<String> = engine
+        .status()
+        .await?
+        .into_iter()
+        .map(|status| status.name)
+        .collect();
+    subscriptions.dedup();
     if subscriptions.len() != 1 {
         return Err(format!(
-            "the catch-up domain should run the `AccountSummary` projector alone, it runs {:?}",
-            subscriptions.iter().map(|s| &s.name).collect::<Vec<_>>()
+            "the catch-up domain should run the `AccountSummary` projector alone, it runs {subscriptions:?}"
         )
         .into());
     }
     let (before, _) = rss_kib();
     let peak_reset = reset_peak_rss();
-    let started = Instant::now();
-    engine.run_until_idle().await?;
-    let elapsed = started.elapsed();
+    let elapsed = match engines {
+        None => {
+            let started = Instant::now();
+            engine.run_until_idle().await?;
+            started.elapsed()
+        }
+        Some(count) => catch_up_running(scratch, count).await?,
+    };
     let (_, peak) = rss_kib();
     let peak_rss_growth_kib = (peak_reset && peak > 0).then(|| peak.saturating_sub(before));
 

@@ -80,6 +80,9 @@ struct Args {
     pool: u32,
     /// The stores workload (f) runs on.
     catchup: Vec<String>,
+    /// `--engines N…`: workload (f) on PostgreSQL also with N engines running side by side
+    /// (`engine.run`, one domain and pool each, in this process), for each N.
+    engines: Vec<usize>,
     /// The stores workload (g) runs on.
     latency: Vec<String>,
     /// The PostgreSQL server, when its rows run.
@@ -101,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         clients: ConcurrentSizes::FULL.clients,
         pool: 16,
         catchup: Vec::new(),
+        engines: Vec::new(),
         latency: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
@@ -159,6 +163,15 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&n| n > 0)
                     .ok_or("--pool needs N ≥ 1")?;
             }
+            "--engines" => {
+                while let Some(n) = iter.peek().and_then(|v| v.parse::<usize>().ok()) {
+                    args.engines.push(n.max(1));
+                    iter.next();
+                }
+                if args.engines.is_empty() {
+                    return Err("--engines needs at least one count, e.g. --engines 1 3".into());
+                }
+            }
             "--memory" => explicit_memory = Some(true),
             "--no-memory" => explicit_memory = Some(false),
             "--databases" => explicit_databases = Some(true),
@@ -170,12 +183,14 @@ fn parse_args() -> Result<Args, String> {
                 return Err(format!(
                     "usage: [{POSTGRES_URL_VAR}=postgres://…] fidelis-bench [--quick] [--scale N…] [--reps N] \
                      [--only NAME]… [--memory|--no-memory] [--databases|--no-databases] \
-                     [--clients N] [--pool N]\n\
+                     [--clients N] [--pool N] [--engines N…]\n\
                      implementations: {IMPLEMENTATIONS:?} (memory), {DATABASE_IMPLEMENTATIONS:?} (databases), \
                      {:?} (concurrent deposits)\n\
                      --only concurrent: the concurrent deposits alone (with implementation names: those only)\n\
                      --only catchup | latency | engine: the engine's catch-up (f), its commit → visible \
                      latency (g), or both, alone (memory, SQLite, PostgreSQL)\n\
+                     --engines N…: the PostgreSQL catch-up also with N engines running side by \
+                     side (one domain and pool each, in this process), for each N\n\
                      --clients N: client tasks of the concurrent deposits (default 16)\n\
                      --pool N: connections per implementation in the concurrent deposits (default 16)",
                     concurrent::IMPLEMENTATIONS
@@ -651,21 +666,34 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     rep + 1,
                     args.reps
                 ));
-                let pass = engine_runtime.block_on(engine_rows::catchup(
-                    backend,
-                    engine_sizes,
-                    args.postgres_url.as_deref(),
-                ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (engine catch-up): {mismatch}")),
-                );
-                if best_catchup
-                    .get(backend)
-                    .is_none_or(|best| pass.elapsed < best.elapsed)
-                {
-                    best_catchup.insert(backend.clone(), pass);
+                // `--engines`: PostgreSQL's rows with that many engines running side by side.
+                let runs: Vec<(String, Option<usize>)> =
+                    if backend == "postgres" && !args.engines.is_empty() {
+                        args.engines
+                            .iter()
+                            .map(|&n| (format!("postgres, {n} engine(s) running"), Some(n)))
+                            .collect()
+                    } else {
+                        vec![(backend.clone(), None)]
+                    };
+                for (row, engines) in runs {
+                    let pass = engine_runtime.block_on(engine_rows::catchup(
+                        backend,
+                        engine_sizes,
+                        args.postgres_url.as_deref(),
+                        engines,
+                    ))?;
+                    failures.extend(
+                        pass.mismatches
+                            .iter()
+                            .map(|mismatch| format!("{row} (engine catch-up): {mismatch}")),
+                    );
+                    if best_catchup
+                        .get(&row)
+                        .is_none_or(|best| pass.elapsed < best.elapsed)
+                    {
+                        best_catchup.insert(row, pass);
+                    }
                 }
             }
             for backend in &args.latency {
@@ -935,10 +963,7 @@ fn print_catchup(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, Catchu
         "| store | events | catch-up time | events/s | peak RSS above its start | seeding (not timed) |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    for backend in &args.catchup {
-        let Some(pass) = best.get(backend) else {
-            continue;
-        };
+    for (backend, pass) in best {
         println!(
             "| {backend} | {} | {:.2} s | {} | {} | {:.1} s |",
             thousands(pass.events),

@@ -13,9 +13,15 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn the_catch_up_applies_every_event_once() {
     let runtime = runtime();
-    for backend in ["memory", "sqlite"] {
+    // `run_until_idle`, then one engine running until no partition lags (`--engines 1`).
+    for (backend, engines) in [
+        ("memory", None),
+        ("sqlite", None),
+        ("memory", Some(1)),
+        ("sqlite", Some(1)),
+    ] {
         let pass = runtime
-            .block_on(engine::catchup(backend, EngineSizes::QUICK, None))
+            .block_on(engine::catchup(backend, EngineSizes::QUICK, None, engines))
             .expect("the catch-up runs");
         assert_eq!(pass.events, EngineSizes::QUICK.events());
         assert!(

@@ -4,8 +4,9 @@
 //! Each projector and event handler is a *subscription*, named after the element: it reads
 //! the categories of the aggregates it listens to in global order, in batches, from its
 //! [`Checkpoint`]. A projector's batch and its checkpoint commit in one transaction (each
-//! event changes the projection exactly once); an event handler's checkpoint moves after its
-//! unit of work commits (at least once; the event's id stays the same on a redelivery).
+//! event changes the projection exactly once); an event handler's unit of work commits with
+//! its checkpoint (its database writes land once; effects outside the database are at least
+//! once, and the event's id stays the same on a redelivery).
 //!
 //! A failing event is retried ([`HandlerRetry`]), then dead-lettered ([`DeadLetter`]): the
 //! later events of its stream wait behind it for that subscription, other streams go on, and
@@ -21,9 +22,11 @@ mod commands;
 mod dead_letters;
 #[cfg(feature = "http")]
 pub(crate) mod http;
+mod lease;
+mod partitions;
 mod subscription;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,13 +41,16 @@ use crate::runtime::commit::{Commit, CommitHook};
 use crate::runtime::config::Processing;
 use crate::runtime::dispatch::{Batch, Dispatcher};
 use crate::runtime::domain::Domain;
-use crate::store::system::{self, Checkpoint, DeadLetter};
+use crate::store::system::{self, DeadLetter, Lease};
 use crate::store::{Cursor, GlobalRead, Transaction};
 
 pub(crate) use commands::CommandQueue;
 pub use commands::{COMMANDS_SUBSCRIPTION, CommandQueueStatus};
 pub use dead_letters::{DeadLetters, ReplaySummary};
+pub use lease::{DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS};
+pub(crate) use lease::{Leases, shared_by_engines};
 pub(crate) use subscription::Subscription;
+use subscription::Turn;
 
 /// How a failing projector or event handler is retried before its event is dead-lettered
 /// (`DomainBuilder::handler_retry`).
@@ -116,12 +122,15 @@ impl HandlerRetry {
     }
 }
 
-/// What the engine shares with the domain: the subscriptions, each run by one task at a time
-/// in this process.
+/// What the engine shares with the domain: the subscriptions (each partition run by one task
+/// at a time in this process) and the leases this process holds.
 pub(crate) struct EngineShared {
     subscriptions: Vec<Arc<Subscription>>,
     /// The dispatcher of submitted commands (engine/commands.rs).
     pub(crate) commands: Arc<CommandQueue>,
+    leases: Leases,
+    /// Set once the checkpoints' partition layout was checked (see `partitions.rs`).
+    layout: tokio::sync::OnceCell<()>,
 }
 
 /// Bumped on every commit of events in this process: waiting subscriptions wake up. One for
@@ -142,14 +151,18 @@ pub(crate) fn wake_engines() {
 }
 
 impl EngineShared {
-    pub(crate) fn new(registry: &Registry) -> Self {
+    /// The subscriptions of a domain's registry, each split into `partitions`, leased for
+    /// `lease` at a time.
+    pub(crate) fn new(registry: &Registry, domain: &str, partitions: u32, lease: Duration) -> Self {
         Self {
             subscriptions: registry
                 .subscribers
                 .iter()
-                .map(|info| Arc::new(Subscription::new(info.clone())))
+                .map(|info| Arc::new(Subscription::new(info.clone(), partitions)))
                 .collect(),
             commands: Arc::default(),
+            leases: Leases::new(domain, lease),
+            layout: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -199,8 +212,9 @@ impl CommitHook for NotifyEngines {
 ///
 /// Each projector and event handler is a subscription named after it, reading the categories
 /// of its aggregates in global order, in batches, from its checkpoint: a projector's rows
-/// and checkpoint commit in one transaction (exactly once); an event handler's checkpoint
-/// moves after its unit of work commits (at least once, the event id stable). A failing
+/// and checkpoint commit in one transaction (exactly once); an event handler's unit of work
+/// commits with its checkpoint (its database writes once; outside effects at least once, the
+/// event id stable). A failing
 /// event is retried ([`HandlerRetry`]), then dead-lettered, holding back the later events of
 /// its stream in that subscription only ([`DeadLetters`]). Commits of this process wake the
 /// engine at once, PostgreSQL's `NOTIFY` wakes it for other processes' commits, and it polls
@@ -273,60 +287,198 @@ impl Engine {
         &self.domain.engine_shared().commands
     }
 
+    fn leases(&self) -> &Leases {
+        &self.domain.engine_shared().leases
+    }
+
+    /// Checks (once) that the stored checkpoints were written for this partition count.
+    async fn prepare(&self) -> Result<()> {
+        let shared = self.domain.engine_shared();
+        shared
+            .layout
+            .get_or_try_init(|| partitions::check_layout(&self.domain, &shared.subscriptions))
+            .await?;
+        Ok(())
+    }
+
+    /// This engine process's owner id in the lease rows (`<host>:<pid>:<random>`), as
+    /// [`status`](Self::status) shows it.
+    pub fn owner(&self) -> &str {
+        self.leases().owner()
+    }
+
     /// Handles every event stored so far (and the events their handlers commit), then
     /// returns. Failing events are retried and dead-lettered as in [`run`](Self::run); an
-    /// error is returned only when the store cannot be read or written.
+    /// error is returned only when the store cannot be read or written, or (SQLite, memory)
+    /// when another engine runs on the database.
+    ///
+    /// It takes the leases of the partitions no other engine holds (and gives them back at
+    /// the end, unless a [`run`](Self::run) of this engine is under way); the partitions
+    /// other live engines hold, it waits for them to reach what was stored at the call.
     pub async fn run_until_idle(&self) -> Result<()> {
         // Everything committed before the call is readable in global order from here on.
         self.domain.storage().settle().await?;
+        self.prepare().await?;
+        let mut taken = Vec::new();
+        let outcome = self.drain(&mut taken).await;
+        if !self.leases().running() {
+            for key in taken {
+                if let Err(error) = self
+                    .leases()
+                    .release(self.domain.storage().as_ref(), &key)
+                    .await
+                {
+                    tracing::warn!(%error, key, "could not release a lease; it lapses by itself");
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn drain(&self, taken: &mut Vec<String>) -> Result<()> {
+        let storage = self.domain.storage().as_ref();
+        let leases = self.leases();
+        let mut elsewhere = Vec::new();
         loop {
             let mut progressed = false;
             while self.commands().step(&self.domain).await? > 0 {
                 progressed = true;
             }
+            elsewhere.clear();
             for subscription in self.subscriptions() {
-                while subscription.step(&self.domain).await? > 0 {
-                    progressed = true;
+                for partition in 0..subscription.partitions() {
+                    let key = subscription.key(partition);
+                    if leases.fence(&key).is_none() {
+                        if !leases.take(storage, subscription.name(), partition).await? {
+                            elsewhere.push((subscription.clone(), partition));
+                            continue;
+                        }
+                        if !taken.contains(&key) {
+                            taken.push(key.clone());
+                        }
+                    }
+                    progressed |= self.step_until_idle(subscription, partition).await?;
                 }
             }
             if !progressed {
-                return Ok(());
+                break;
             }
+        }
+        // Partitions other engines hold: wait until they handled what was stored at the call
+        // (or their holder went away, and the partition is handled here).
+        for (subscription, partition) in elsewhere {
+            let categories = subscription.categories();
+            let at = subscription.checkpoint(storage, partition).await?;
+            let target = storage
+                .backlog(&GlobalRead {
+                    categories: &categories,
+                    after: at,
+                    limit: 0,
+                    partition: subscription.partition(partition),
+                })
+                .await?
+                .last;
+            let Some(target) = target else { continue };
+            loop {
+                tokio::time::sleep(POLL_MIN).await;
+                if subscription.checkpoint(storage, partition).await? >= target {
+                    break;
+                }
+                if leases.take(storage, subscription.name(), partition).await? {
+                    taken.push(subscription.key(partition));
+                    self.step_until_idle(&subscription, partition).await?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps one partition while it has events and its lease holds; whether it read any.
+    async fn step_until_idle(&self, subscription: &Subscription, partition: u32) -> Result<bool> {
+        let storage = self.domain.storage().as_ref();
+        let leases = self.leases();
+        let key = subscription.key(partition);
+        let mut progressed = false;
+        loop {
+            leases.renew_due(storage).await?;
+            let Some(fence) = leases.fence(&key) else {
+                return Ok(progressed);
+            };
+            let turn = Turn {
+                partition,
+                fence,
+                leases,
+                stop: None,
+            };
+            if subscription.step(&self.domain, &turn).await? == 0 {
+                return Ok(progressed);
+            }
+            progressed = true;
         }
     }
 
-    /// Runs every subscription until `shutdown` resolves, then lets each finish the batch it
-    /// is handling (its checkpoint saved) and returns. A store error is logged, kept in
+    /// Runs every subscription until `shutdown` resolves, then lets each partition finish
+    /// the batch it is handling (its checkpoint saved; a handler waiting to retry stops
+    /// waiting), gives its leases back and returns. A store error is logged, kept in
     /// [`status`](Self::status), and retried with backoff; it does not stop the engine.
+    ///
+    /// On PostgreSQL, engines of several processes share the partitions: each takes about
+    /// `partitions × subscriptions / live engines` leases and renews them every third of the
+    /// lease time; a killed engine's partitions are taken over once its leases lapse. On
+    /// SQLite and in memory, another engine on the same database is an error, returned here.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        self.prepare().await?;
+        let leases = self.leases();
+        let storage = self.domain.storage();
+        leases.run_started();
+        let _running = RunGuard(self.domain.clone());
+        // The first leases before anything runs: on a one-engine store, another engine's
+        // lease is an error here.
+        if let Err(error) = partitions::rebalance(&self.domain, self.subscriptions()).await {
+            self.give_back().await;
+            return Err(error);
+        }
         let (stop, stopped) = watch::channel(false);
-        let mut tasks: Vec<_> = self
-            .subscriptions()
-            .iter()
-            .map(|subscription| {
-                tokio::spawn(run_subscription(
+        let mut tasks = Vec::new();
+        for subscription in self.subscriptions() {
+            for partition in 0..subscription.partitions() {
+                tasks.push(tokio::spawn(run_partition(
                     self.domain.clone(),
                     subscription.clone(),
+                    partition,
                     stopped.clone(),
-                ))
-            })
-            .collect();
+                )));
+            }
+        }
         tasks.push(tokio::spawn(commands::run(
             self.domain.clone(),
             self.commands().clone(),
             stopped.clone(),
         )));
+        let coordinator = tokio::spawn(coordinate(self.domain.clone(), stopped.clone()));
         let listener = tokio::spawn(listen(self.domain.clone(), stopped.clone()));
-        tracing::info!(domain = %self.domain.name(), subscriptions = tasks.len(), "engine running");
+        tracing::info!(
+            domain = %self.domain.name(),
+            owner = leases.owner(),
+            subscriptions = self.subscriptions().len(),
+            partitions = tasks.len(),
+            store = storage.kind(),
+            "engine running"
+        );
         shutdown.await;
         tracing::info!(domain = %self.domain.name(), "engine stopping: draining in-flight work");
         let _ = stop.send(true);
         listener.abort();
         for task in tasks {
             if let Err(error) = task.await {
-                tracing::error!(%error, "a subscription task ended abnormally");
+                tracing::error!(%error, "a partition task ended abnormally");
             }
         }
+        if let Err(error) = coordinator.await {
+            tracing::error!(%error, "the lease task ended abnormally");
+        }
+        self.give_back().await;
         Ok(())
     }
 
@@ -336,85 +488,219 @@ impl Engine {
         commands::status(&self.domain, self.commands()).await
     }
 
-    /// Where each subscription stands, by name.
+    /// A clean shutdown's last step: every lease back (others take them over at once) and
+    /// the member row gone.
+    async fn give_back(&self) {
+        let storage = self.domain.storage().as_ref();
+        for key in self.leases().held_keys() {
+            if let Err(error) = self.leases().release(storage, &key).await {
+                tracing::warn!(%error, key, "could not release a lease; it lapses by itself");
+            }
+        }
+        if shared_by_engines(storage)
+            && let Err(error) = self.leases().leave(storage).await
+        {
+            tracing::warn!(%error, "could not remove this engine's member row; it lapses by itself");
+        }
+    }
+
+    /// Where each subscription's partitions stand: one row per subscription and partition,
+    /// by subscription name then partition. The lag is counted by the store (one `COUNT` on
+    /// SQL stores), exactly.
     pub async fn status(&self) -> Result<Vec<SubscriptionStatus>> {
         let storage = self.domain.storage();
-        let dead_letters = system::query::<DeadLetter>(storage.as_ref(), &Default::default())
-            .await?
-            .into_iter()
-            .fold(BTreeMap::<String, u64>::new(), |mut counts, letter| {
-                *counts.entry(letter.subscription).or_default() += 1;
-                counts
-            });
+        let letters = system::query::<DeadLetter>(storage.as_ref(), &Default::default()).await?;
+        let leases: HashMap<String, Lease> =
+            system::query::<Lease>(storage.as_ref(), &Default::default())
+                .await?
+                .into_iter()
+                .map(|lease| (lease.id.clone(), lease))
+                .collect();
+        let now = chrono::Utc::now();
         let mut statuses = Vec::new();
         for subscription in self.subscriptions() {
-            let position = system::get::<Checkpoint>(
-                storage.as_ref(),
-                &Checkpoint::key(subscription.name(), 0),
-            )
-            .await?
-            .map_or(Cursor::START, |c| Cursor {
-                commit: c.commit,
-                position: c.position,
-            });
             let categories = subscription.categories();
-            let waiting = storage
-                .read_categories(&GlobalRead {
+            for partition in 0..subscription.partitions() {
+                let position = subscription.checkpoint(storage.as_ref(), partition).await?;
+                let read = GlobalRead {
                     categories: &categories,
                     after: position,
-                    limit: LAG_CAP,
-                    partition: None,
-                })
-                .await?;
-            let head = waiting.last().map_or(position, |e| e.metadata.cursor());
-            let behind = waiting.first().map_or(Duration::ZERO, |oldest| {
-                (chrono::Utc::now() - oldest.metadata.time)
-                    .to_std()
-                    .unwrap_or_default()
-            });
-            statuses.push(SubscriptionStatus {
-                name: subscription.name().to_owned(),
-                projector: subscription.is_projector(),
-                partition: 0,
-                position,
-                head,
-                lag: waiting.len() as u64,
-                behind,
-                dead_letters: dead_letters
-                    .get(subscription.name())
-                    .copied()
-                    .unwrap_or_default(),
-                last_error: subscription.last_error(),
-            });
+                    limit: 1,
+                    partition: subscription.partition(partition),
+                };
+                let backlog = storage.backlog(&read).await?;
+                let behind = if backlog.events == 0 {
+                    Duration::ZERO
+                } else {
+                    storage
+                        .read_categories(&read)
+                        .await?
+                        .first()
+                        .map_or(Duration::ZERO, |oldest| {
+                            (now - oldest.metadata.time).to_std().unwrap_or_default()
+                        })
+                };
+                let dead_letters = letters
+                    .iter()
+                    .filter(|letter| {
+                        letter.subscription == subscription.name()
+                            && subscription.partition_of(&letter.stream) == partition
+                    })
+                    .count() as u64;
+                let owner = leases
+                    .get(&subscription.key(partition))
+                    .filter(|lease| !lease.owner.is_empty() && lease.expires_at > now)
+                    .map(|lease| lease.owner.clone());
+                statuses.push(SubscriptionStatus {
+                    name: subscription.name().to_owned(),
+                    projector: subscription.is_projector(),
+                    partition,
+                    partitions: subscription.partitions(),
+                    position,
+                    head: backlog.last.unwrap_or(position),
+                    lag: backlog.events,
+                    behind,
+                    dead_letters,
+                    owner,
+                    last_error: subscription.last_error(partition),
+                });
+            }
         }
         Ok(statuses)
     }
 }
 
-/// The most events [`Engine::status`] counts in a lag (a lag at the cap means "at least").
-pub const LAG_CAP: usize = 100_000;
+/// Marks the end of a [`Engine::run`] however it ends.
+struct RunGuard(Domain);
 
-/// Where a subscription stands ([`Engine::status`]).
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.engine_shared().leases.run_ended();
+    }
+}
+
+/// Where one partition of a subscription stands ([`Engine::status`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriptionStatus {
     /// The subscription: the projector's or event handler's name.
     pub name: String,
     /// Whether it is a projector's (else an event handler's).
     pub projector: bool,
-    /// The partition (0: subscriptions are not partitioned yet).
+    /// The partition, from 0 to `partitions - 1`.
     pub partition: u32,
+    /// How many partitions the subscription's streams are split into.
+    pub partitions: u32,
     /// The last event it handled.
     pub position: Cursor,
-    /// The last event of its categories readable now.
+    /// The last event of its categories (and partition) readable now (its position when
+    /// none follows it).
     pub head: Cursor,
-    /// How many events of its categories it has still to read (at most [`LAG_CAP`]).
+    /// How many events of its categories (and partition) it has still to read.
     pub lag: u64,
     /// How long ago the oldest of those was committed (zero when it is caught up).
     pub behind: Duration,
     /// Its dead letters.
     pub dead_letters: u64,
+    /// The engine process holding the partition's lease (its
+    /// [`Engine::owner`]), `None` when no engine holds it now.
+    pub owner: Option<String>,
     /// The last error this process saw it fail with (a handler's, or the store's).
     pub last_error: Option<String>,
+}
+
+/// Renews, releases and takes leases every third of the lease time while the engine runs.
+async fn coordinate(domain: Domain, mut stopped: watch::Receiver<bool>) {
+    let period = domain.engine_shared().leases.lease() / 3;
+    // None in synchronous processing, where the engine runs submitted commands only.
+    let subscriptions = match domain.processing() {
+        Processing::Async => domain.engine_shared().subscriptions.clone(),
+        Processing::Sync => Vec::new(),
+    };
+    while !*stopped.borrow() {
+        tokio::select! {
+            _ = stopped.changed() => continue,
+            () = tokio::time::sleep(period) => {}
+        }
+        if let Err(error) = partitions::rebalance(&domain, &subscriptions).await {
+            tracing::error!(domain = %domain.name(), %error, "could not renew or balance the leases; retrying");
+        }
+    }
+}
+
+/// One partition's loop in [`Engine::run`]: handles it while this engine holds its lease.
+async fn run_partition(
+    domain: Domain,
+    subscription: Arc<Subscription>,
+    partition: u32,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let leases = &domain.engine_shared().leases;
+    let key = subscription.key(partition);
+    let mut lease_changes = leases.subscribe();
+    let mut wake = commits().subscribe();
+    let mut idle = POLL_MIN;
+    let mut failures = 0_u32;
+    while !*stopped.borrow() {
+        let Some(fence) = leases.fence(&key) else {
+            tokio::select! {
+                _ = lease_changes.changed() => {}
+                _ = stopped.changed() => {}
+                () = tokio::time::sleep(leases.lease() / 3) => {}
+            }
+            continue;
+        };
+        let turn = Turn {
+            partition,
+            fence,
+            leases,
+            stop: Some(stopped.clone()),
+        };
+        tracing::trace!(
+            subscription = subscription.name(),
+            partition,
+            token = turn.fence.token,
+            "partition step"
+        );
+        match subscription.step(&domain, &turn).await {
+            Ok(0) => {
+                failures = 0;
+                tokio::select! {
+                    _ = wake.changed() => idle = POLL_MIN,
+                    _ = stopped.changed() => {}
+                    _ = lease_changes.changed() => {}
+                    () = tokio::time::sleep(idle) => idle = (idle * 2).min(POLL_MAX),
+                }
+            }
+            Ok(read) => {
+                tracing::debug!(
+                    subscription = subscription.name(),
+                    partition,
+                    read,
+                    "partition batch handled"
+                );
+                failures = 0;
+                idle = POLL_MIN;
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let delay = HandlerRetry::default()
+                    .with_max_delay(Duration::from_secs(30))
+                    .delay(failures);
+                tracing::error!(
+                    subscription = subscription.name(),
+                    partition,
+                    %error,
+                    ?delay,
+                    "subscription failed to read or write the store; retrying"
+                );
+                subscription.set_last_error(partition, error.to_string());
+                tokio::select! {
+                    _ = stopped.changed() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Forwards the store's commit signal (other processes' commits) to the subscriptions, for
@@ -444,50 +730,6 @@ async fn listen(domain: Domain, mut stopped: watch::Receiver<bool>) {
         tokio::select! {
             _ = stopped.changed() => {}
             () = tokio::time::sleep(delay) => {}
-        }
-    }
-}
-
-/// One subscription's loop in [`Engine::run`].
-async fn run_subscription(
-    domain: Domain,
-    subscription: Arc<Subscription>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut wake = commits().subscribe();
-    let mut idle = POLL_MIN;
-    let mut failures = 0_u32;
-    while !*stopped.borrow() {
-        match subscription.step(&domain).await {
-            Ok(0) => {
-                failures = 0;
-                tokio::select! {
-                    _ = wake.changed() => idle = POLL_MIN,
-                    _ = stopped.changed() => {}
-                    () = tokio::time::sleep(idle) => idle = (idle * 2).min(POLL_MAX),
-                }
-            }
-            Ok(_) => {
-                failures = 0;
-                idle = POLL_MIN;
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                let delay = HandlerRetry::default()
-                    .with_max_delay(Duration::from_secs(30))
-                    .delay(failures);
-                tracing::error!(
-                    subscription = subscription.name(),
-                    %error,
-                    ?delay,
-                    "subscription failed to read or write the store; retrying"
-                );
-                subscription.set_last_error(error.to_string());
-                tokio::select! {
-                    _ = stopped.changed() => {}
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
         }
     }
 }

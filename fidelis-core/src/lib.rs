@@ -51,8 +51,8 @@ pub use rust_decimal::{self, Decimal};
 #[cfg(feature = "http")]
 pub use crate::engine::http::{HttpListener, Readiness};
 pub use crate::engine::{
-    COMMANDS_SUBSCRIPTION, CommandQueueStatus, DeadLetters, Engine, HandlerRetry, LAG_CAP,
-    ReplaySummary, SubscriptionStatus,
+    COMMANDS_SUBSCRIPTION, CommandQueueStatus, DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS,
+    DeadLetters, Engine, HandlerRetry, ReplaySummary, SubscriptionStatus,
 };
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,

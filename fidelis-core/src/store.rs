@@ -202,6 +202,16 @@ pub struct GlobalRead<'a> {
     pub partition: Option<Partition>,
 }
 
+/// How many events of some categories (and partition) come after a cursor, and the last of
+/// them ([`Storage::backlog`]): a subscription's lag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// How many events come after the cursor (readable now).
+    pub events: u64,
+    /// The cursor of the last of them (`None` when there is none).
+    pub last: Option<Cursor>,
+}
+
 /// Wake-ups after commits ([`Storage::commit_signal`]).
 pub type CommitSignal = futures::stream::BoxStream<'static, ()>;
 
@@ -268,6 +278,36 @@ pub trait Storage: Send + Sync + 'static {
     /// given) strictly after a cursor, in global order, with the guarantee of
     /// [`read_all`](Self::read_all).
     async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>>;
+
+    /// How many events a [`read_categories`](Self::read_categories) from `read.after` would
+    /// return without a limit (`read.limit` is ignored), and the last one's cursor. SQL
+    /// stores answer with one `COUNT` (and one indexed read of the last event); the default
+    /// reads the events in batches of 10,000.
+    async fn backlog(&self, read: &GlobalRead<'_>) -> Result<Backlog> {
+        let mut backlog = Backlog::default();
+        let mut after = read.after;
+        loop {
+            let batch = self
+                .read_categories(&GlobalRead {
+                    after,
+                    limit: 10_000,
+                    ..*read
+                })
+                .await?;
+            let Some(last) = batch.last() else {
+                return Ok(backlog);
+            };
+            after = last.metadata.cursor();
+            backlog.events += batch.len() as u64;
+            backlog.last = Some(after);
+        }
+    }
+
+    /// Where the store keeps its data, for messages: the URL without its password on SQL
+    /// stores (the default: [`kind`](Self::kind)).
+    fn location(&self) -> String {
+        self.kind().to_owned()
+    }
 
     /// The cursor of the last event a reader of the global order may read now
     /// ([`Cursor::START`] when there is none).

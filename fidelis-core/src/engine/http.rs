@@ -258,7 +258,7 @@ fn render(domain: &str, statuses: &[SubscriptionStatus], failed_event_handlers: 
         (
             "fidelis_subscription_lag_events",
             "gauge",
-            "Events of the subscription's categories it has still to handle (capped at LAG_CAP).",
+            "Events of the subscription's categories (and partition) it has still to handle.",
             |s| s.lag.to_string(),
         ),
         (
@@ -317,6 +317,7 @@ mod tests {
             name: name.to_owned(),
             projector: true,
             partition: 0,
+            partitions: 1,
             position: Cursor {
                 commit: 3,
                 position: 7,
@@ -328,6 +329,7 @@ mod tests {
             lag,
             behind: Duration::from_millis(1500),
             dead_letters,
+            owner: None,
             last_error: Some("boom".to_owned()),
         }
     }

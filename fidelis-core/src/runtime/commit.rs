@@ -166,6 +166,12 @@ pub(crate) struct Committed {
 }
 
 impl Prepared {
+    /// The transaction, for writes that must commit with the unit of work (the engine
+    /// moves an event handler's checkpoint in it).
+    pub(crate) fn transaction(&mut self) -> &mut dyn Transaction {
+        self.transaction.as_mut()
+    }
+
     /// Commits the transaction: from here on, everything it holds is durable.
     pub(crate) async fn commit(self) -> Result<Committed> {
         self.transaction.commit().await?;

@@ -919,6 +919,8 @@ pub struct DomainBuilder {
     record_commands: Option<bool>,
     command_enrichers: Vec<CommandEnricher>,
     event_enrichers: Vec<EventEnricher>,
+    engine_partitions: Option<u32>,
+    engine_lease: std::time::Duration,
 }
 
 /// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
@@ -946,6 +948,8 @@ impl DomainBuilder {
             record_commands: None,
             command_enrichers: Vec::new(),
             event_enrichers: Vec::new(),
+            engine_partitions: None,
+            engine_lease: crate::engine::DEFAULT_LEASE,
         }
     }
 
@@ -1150,6 +1154,24 @@ impl DomainBuilder {
         self
     }
 
+    /// How many partitions each subscription's streams are split into, for engine processes
+    /// to share (at least 1). Default: [`DEFAULT_POSTGRES_PARTITIONS`](crate::DEFAULT_POSTGRES_PARTITIONS)
+    /// (4) on PostgreSQL, 1 on stores that run one engine (SQLite, memory). Every engine of a
+    /// database must use the same count; checkpoints written for another count are carried
+    /// over only when they all stand at one position (see [`Engine`](crate::Engine)).
+    pub fn engine_partitions(mut self, partitions: u32) -> Self {
+        self.engine_partitions = Some(partitions.max(1));
+        self
+    }
+
+    /// How long an engine's lease on a partition lasts without renewal (default
+    /// [`DEFAULT_LEASE`](crate::DEFAULT_LEASE), 10 s). Engines renew every third of
+    /// it; a killed engine's partitions are taken over about one lease time later.
+    pub fn engine_lease(mut self, lease: std::time::Duration) -> Self {
+        self.engine_lease = lease.max(std::time::Duration::from_millis(30));
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -1200,10 +1222,18 @@ impl DomainBuilder {
             }
         };
         tracing::debug!(domain = %self.name, storage = storage.kind(), "domain built");
+        let partitions = self.engine_partitions.unwrap_or(
+            if crate::engine::shared_by_engines(storage.as_ref()) {
+                crate::engine::DEFAULT_POSTGRES_PARTITIONS
+            } else {
+                1
+            },
+        );
+        let engine = EngineShared::new(&registry, &self.name, partitions, self.engine_lease);
         let domain = Domain {
             inner: Arc::new(DomainInner {
                 name: self.name,
-                engine: Arc::new(EngineShared::new(&registry)),
+                engine: Arc::new(engine),
                 registry,
                 storage,
                 retry: self.retry,

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::model::error::Result;
 use crate::model::event::AnyRecordedEvent;
 use crate::runtime::context::Context;
 use crate::runtime::dispatch::{Batch, Origin};
+use crate::store::Transaction;
 
 /// Commits a unit of work, then delivers its events to their listeners; returns the events
 /// as recorded.
@@ -19,6 +22,46 @@ use crate::runtime::dispatch::{Batch, Origin};
 /// listeners.
 pub(crate) async fn commit(unit: Context) -> Result<Vec<Arc<dyn AnyRecordedEvent>>> {
     commit_and(unit, Dispatch::Listeners).await
+}
+
+/// What runs in a unit of work's transaction after its commit hooks, just before `COMMIT`:
+/// `false` rolls the whole unit of work back. The engine moves an event handler's
+/// checkpoint (and checks its partition's lease) this way, so that the handler's writes and
+/// its checkpoint commit together.
+pub(crate) type Finish<'a> =
+    Box<dyn for<'t> FnOnce(&'t mut dyn Transaction) -> BoxFuture<'t, Result<bool>> + Send + 'a>;
+
+/// Commits a unit of work like [`commit`], running `finish` in its transaction first;
+/// `Some(false)` when `finish` refused, and nothing was committed; `None` when the unit of
+/// work wrote nothing (then nothing runs: no transaction is opened).
+pub(crate) async fn commit_finished(unit: Context, finish: Finish<'_>) -> Result<Option<bool>> {
+    let domain = unit.domain.clone();
+    let correlation_id = unit.correlation_id.clone();
+    let Some(mut prepared) = crate::runtime::commit::prepare(unit, domain.commit_hooks()).await?
+    else {
+        return Ok(None);
+    };
+    if !finish(prepared.transaction()).await? {
+        return Ok(Some(false));
+    }
+    let origin = Origin::current();
+    crate::task::run_to_completion(async move {
+        let committed = prepared.commit().await?;
+        for (key, state, last_event) in committed.states {
+            domain.cache().put_erased(key, state, last_event);
+        }
+        if !committed.events.is_empty() {
+            let batch = Batch {
+                domain: domain.clone(),
+                correlation_id,
+                events: committed.events,
+                origin,
+            };
+            domain.dispatcher().dispatch(batch).await;
+        }
+        Ok(Some(true))
+    })
+    .await
 }
 
 /// Commits a unit of work like [`commit`], without dispatching its events: the testing DSL

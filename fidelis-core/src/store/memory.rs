@@ -424,6 +424,34 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    async fn backlog(&self, read: &GlobalRead<'_>) -> Result<crate::store::Backlog> {
+        if let Some(partition) = &read.partition {
+            partition.check()?;
+        }
+        let keep = |event: &RecordedEvent| {
+            read.partition
+                .is_none_or(|partition| partition.contains(&event.metadata.stream))
+        };
+        let state = self.state.read().await;
+        // Counted over the indices: no event is copied.
+        let mut backlog = crate::store::Backlog::default();
+        let mut last = None;
+        for category in read
+            .categories
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if let Some(of_category) = state.categories.get(*category) {
+                for index in state.after(of_category, read.after, usize::MAX, keep) {
+                    backlog.events += 1;
+                    last = last.max(Some(index));
+                }
+            }
+        }
+        backlog.last = last.map(cursor_at);
+        Ok(backlog)
+    }
+
     async fn head(&self) -> Result<Cursor> {
         let state = self.state.read().await;
         Ok(state

@@ -157,6 +157,8 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
     const EVENT_COLUMNS: &'static str =
         "global_position, id, stream, version, type_name, data, metadata, time, transaction_id";
     const GLOBAL_ORDER: &'static str = "transaction_id, global_position";
+    const CURSOR_COLUMNS: &'static str = "transaction_id, global_position";
+    const GLOBAL_ORDER_DESC: &'static str = "transaction_id DESC, global_position DESC";
     const HEAD: &'static str = "SELECT transaction_id, global_position FROM fidelis_events \
          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1";

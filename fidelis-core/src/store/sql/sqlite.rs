@@ -163,6 +163,8 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
     const EVENT_COLUMNS: &'static str =
         "global_position, id, stream, version, type_name, data, metadata, time, global_position";
     const GLOBAL_ORDER: &'static str = "global_position";
+    const CURSOR_COLUMNS: &'static str = "global_position, global_position";
+    const GLOBAL_ORDER_DESC: &'static str = "global_position DESC";
     const HEAD: &'static str = "SELECT global_position, global_position FROM fidelis_events \
          ORDER BY global_position DESC LIMIT 1";
 

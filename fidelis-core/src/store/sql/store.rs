@@ -49,6 +49,10 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     const GLOBAL_ORDER: &'static str;
     /// `SELECT commit, position` of the last event readers may reach (no row: none).
     const HEAD: &'static str;
+    /// The columns of an event's cursor: its commit, then its position.
+    const CURSOR_COLUMNS: &'static str;
+    /// The `ORDER BY` of the global order, last first.
+    const GLOBAL_ORDER_DESC: &'static str;
 
     /// Starts a write transaction (cancel-safe: see the dialects).
     async fn begin(&self, pool: &sqlx::Pool<Self::Db>, url: &Arc<str>) -> Result<Self::Tx>;
@@ -196,15 +200,14 @@ fn stream_version_statement<D: Dialect>(stream: &str) -> Statement {
     statement
 }
 
-/// A read of the global order: events strictly after `after`, of some categories (all when
-/// `None`), of one partition of the streams, at most `limit`.
-fn global_read<D: Dialect>(
+/// The `WHERE` conditions of a read of the global order: events strictly after `after`, of
+/// some categories (all when `None`), of one partition of the streams.
+fn global_conditions<D: Dialect>(
+    statement: &mut Statement,
     categories: Option<&[&str]>,
     after: Cursor,
-    limit_to: usize,
     partition: Option<&crate::store::Partition>,
-) -> Statement {
-    let mut statement = Statement::new(D::SYNTAX, "");
+) -> String {
     let mut conditions = Vec::new();
     if let Some(categories) = categories {
         let placeholders: Vec<String> = categories
@@ -216,15 +219,26 @@ fn global_read<D: Dialect>(
             many => format!("category IN ({})", many.join(", ")),
         });
     }
-    conditions.push(D::after(&mut statement, after));
+    conditions.push(D::after(statement, after));
     if let Some(partition) = partition {
         conditions.push(super::partition_condition(partition));
     }
+    conditions.join(" AND ")
+}
+
+/// A read of the global order (see [`global_conditions`]), at most `limit` events.
+fn global_read<D: Dialect>(
+    categories: Option<&[&str]>,
+    after: Cursor,
+    limit_to: usize,
+    partition: Option<&crate::store::Partition>,
+) -> Statement {
+    let mut statement = Statement::new(D::SYNTAX, "");
+    let conditions = global_conditions::<D>(&mut statement, categories, after, partition);
     let limit = statement.param(limit(limit_to));
     statement.sql = format!(
-        "SELECT {} FROM {EVENTS_TABLE} WHERE {} ORDER BY {} LIMIT {limit}",
+        "SELECT {} FROM {EVENTS_TABLE} WHERE {conditions} ORDER BY {} LIMIT {limit}",
         D::EVENT_COLUMNS,
-        conditions.join(" AND "),
         D::GLOBAL_ORDER
     );
     statement
@@ -349,6 +363,54 @@ impl<D: Dialect> SqlStore<D> {
         D::events(self.on(), statement)
             .await
             .map_err(|failure| failed(&self.url, "reading categories", failure))
+    }
+
+    /// One `COUNT` over the read's conditions, and the cursor of the last event by the
+    /// global order's index (the read's `limit` is ignored).
+    pub(crate) async fn backlog(&self, read: &GlobalRead<'_>) -> Result<crate::store::Backlog> {
+        if let Some(partition) = &read.partition {
+            partition.check()?;
+        }
+        if read.categories.is_empty() {
+            return Ok(crate::store::Backlog::default());
+        }
+        let fail = |error| db_error(&self.url, "counting the events after a checkpoint", error);
+        let mut count = Statement::new(D::SYNTAX, "");
+        let conditions = global_conditions::<D>(
+            &mut count,
+            Some(read.categories),
+            read.after,
+            read.partition.as_ref(),
+        );
+        count.sql = format!("SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE {conditions}");
+        let events =
+            first_integer(D::integers(self.on(), count).await.map_err(fail)?).unwrap_or_default();
+        if events == 0 {
+            return Ok(crate::store::Backlog::default());
+        }
+        let mut last = Statement::new(D::SYNTAX, "");
+        let conditions = global_conditions::<D>(
+            &mut last,
+            Some(read.categories),
+            read.after,
+            read.partition.as_ref(),
+        );
+        last.sql = format!(
+            "SELECT {} FROM {EVENTS_TABLE} WHERE {conditions} ORDER BY {} LIMIT 1",
+            D::CURSOR_COLUMNS,
+            D::GLOBAL_ORDER_DESC
+        );
+        let last = match D::integers(self.on(), last).await.map_err(fail)?.as_deref() {
+            Some([Some(commit), Some(position)]) => Some(Cursor {
+                commit: *commit,
+                position: *position,
+            }),
+            _ => None,
+        };
+        Ok(crate::store::Backlog {
+            events: u64::try_from(events).unwrap_or_default(),
+            last,
+        })
     }
 
     pub(crate) async fn head(&self) -> Result<Cursor> {
@@ -676,8 +738,17 @@ macro_rules! sql_storage {
             ) -> crate::Result<Vec<crate::RecordedEvent>> {
                 self.store.read_categories(read).await
             }
+            async fn backlog(
+                &self,
+                read: &crate::store::GlobalRead<'_>,
+            ) -> crate::Result<crate::store::Backlog> {
+                self.store.backlog(read).await
+            }
             async fn head(&self) -> crate::Result<crate::store::Cursor> {
                 self.store.head().await
+            }
+            fn location(&self) -> String {
+                format!("`{}`", self.store.url)
             }
             async fn settle(&self) -> crate::Result<()> {
                 self.store.settle().await
