@@ -3,7 +3,7 @@
 //!
 //! Each projector and event handler is a *subscription*, named after the element: it reads
 //! the categories of the aggregates it listens to in global order, in batches, from its
-//! [`Checkpoint`]. A projector's batch and its checkpoint commit in one transaction (each
+//! [`Checkpoint`](crate::store::system::Checkpoint). A projector's batch and its checkpoint commit in one transaction (each
 //! event changes the projection exactly once); an event handler's checkpoint moves after its
 //! unit of work commits (at least once; the event's id stays the same on a redelivery).
 //!
@@ -37,7 +37,7 @@ use crate::runtime::commit::{Commit, CommitHook};
 use crate::runtime::config::Processing;
 use crate::runtime::dispatch::{Batch, Dispatcher};
 use crate::runtime::domain::Domain;
-use crate::store::system::{self, Checkpoint, DeadLetter};
+use crate::store::system::{self, DeadLetter};
 use crate::store::{Cursor, GlobalRead, Transaction};
 
 pub use dead_letters::{DeadLetters, ReplaySummary};
@@ -314,15 +314,7 @@ impl Engine {
             });
         let mut statuses = Vec::new();
         for subscription in self.subscriptions() {
-            let position = system::get::<Checkpoint>(
-                storage.as_ref(),
-                &Checkpoint::key(subscription.name(), 0),
-            )
-            .await?
-            .map_or(Cursor::START, |c| Cursor {
-                commit: c.commit,
-                position: c.position,
-            });
+            let position = subscription.checkpoint(storage.as_ref()).await?;
             let categories = subscription.categories();
             let waiting = storage
                 .read_categories(&GlobalRead {

@@ -71,6 +71,9 @@ pub use crate::runtime::context::{
 pub use crate::runtime::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
 };
+pub use crate::runtime::rebuild::{
+    ProjectionStatus, ProjectorStatus, RebuildProgress, RebuildReport,
+};
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
 pub use crate::store::Cursor;

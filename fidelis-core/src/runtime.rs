@@ -7,6 +7,7 @@ pub(crate) mod context;
 pub(crate) mod dispatch;
 pub(crate) mod domain;
 pub(crate) mod projection_runner;
+pub(crate) mod rebuild;
 pub(crate) mod repository;
 pub(crate) mod retry;
 pub(crate) mod unit_of_work;

@@ -4,7 +4,7 @@
 pub const EVENT_SOURCED: &str = "event_sourced";
 /// `part_of = Aggregate`
 pub const PART_OF: &str = "part_of";
-/// `version = N` on events
+/// `version = N` on events and projections
 pub const VERSION: &str = "version";
 /// `type_name = "…"` on events
 pub const TYPE_NAME: &str = "type_name";

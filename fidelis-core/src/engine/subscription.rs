@@ -85,7 +85,7 @@ impl Subscription {
     }
 
     fn key(&self) -> String {
-        Checkpoint::key(self.info.name, 0)
+        Checkpoint::key(&self.info.checkpoint, 0)
     }
 
     /// The committed checkpoint.
