@@ -61,8 +61,12 @@ async fn status(domain: &Domain, out: &Output) -> Result<(), CliError> {
                 projector.projector.clone(),
                 projector.position.position.to_string(),
                 projector.lag.to_string(),
-                if domain.processing() == fidelis_core::Processing::Sync {
-                    "kept in each commit (sync)".to_owned()
+                // A synchronous domain's projectors write in each commit: no checkpoint,
+                // unless an engine or a rebuild left one.
+                if domain.processing() == fidelis_core::Processing::Sync
+                    && projector.position == fidelis_core::Cursor::START
+                {
+                    "in each commit (sync)".to_owned()
                 } else {
                     state(projector, true).to_owned()
                 },
@@ -97,6 +101,16 @@ async fn status(domain: &Domain, out: &Output) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A failed rebuild says that nothing changed.
+fn failed(name: &str, error: fidelis_core::Error) -> CliError {
+    let mut error = CliError::from(error);
+    error.message = format!(
+        "rebuild of {name} failed, the live rows and checkpoints are unchanged: {}",
+        error.message
+    );
+    error
+}
+
 fn state(projector: &ProjectorStatus, current: bool) -> &'static str {
     match (current, projector.caught_up) {
         (true, true) => "caught up",
@@ -128,7 +142,7 @@ async fn rebuild(domain: &Domain, out: &Output, name: &str) -> Result<(), CliErr
             })
             .await;
         bar.finish_and_clear();
-        report?
+        report.map_err(|error| failed(name, error))?
     } else {
         // Without a terminal: a plain line at each tenth of the way.
         let mut next_tenth = 1;
@@ -146,7 +160,8 @@ async fn rebuild(domain: &Domain, out: &Output, name: &str) -> Result<(), CliErr
                     ));
                 }
             })
-            .await?
+            .await
+            .map_err(|error| failed(name, error))?
     };
     if out.json() {
         return out.document(&serde_json::json!({
