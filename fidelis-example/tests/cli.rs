@@ -78,15 +78,14 @@ impl Store {
 
     /// Runs `fidelis-example --database <url> <args>`.
     fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_fidelis-example"))
+        Command::new(env!("CARGO_BIN_EXE_fidelis-example"))
             .arg("--database")
             .arg(&self.url)
             .args(args)
             .env_remove("FIDELIS_DATABASE_URL")
             .env_remove("FIDELIS_PROCESSING")
             .output()
-            .expect("the example binary runs");
-        output
+            .expect("the example binary runs")
     }
 
     /// Runs a command that must succeed; its stdout.
