@@ -113,8 +113,8 @@ pub struct ProjectorStatus {
 
 impl Domain {
     /// Rebuilds projection `P` from every event of its projectors' aggregates, then swaps the
-    /// rows in with the projectors' checkpoints (see [`rebuild_projection_with`]
-    /// (Self::rebuild_projection_with)).
+    /// rows in with the projectors' checkpoints (see
+    /// [`rebuild_projection_with`](Self::rebuild_projection_with)).
     pub async fn rebuild_projection<P: crate::Projection>(&self) -> Result<RebuildReport> {
         self.rebuild_projection_with::<P>(|_| {}).await
     }
@@ -127,9 +127,14 @@ impl Domain {
     /// live store, the table's rows are replaced and the projectors' checkpoints move to
     /// the last event applied (their dead letters go: the rebuild applied those events).
     /// A projector error, or an event that cannot be decoded, fails the rebuild and leaves
-    /// the live rows and checkpoints as they were. The module documentation of
-    /// `runtime/rebuild.rs` says what happens to writes made meanwhile; in short: exact in
-    /// asynchronous processing.
+    /// the live rows and checkpoints as they were.
+    ///
+    /// Writes made meanwhile: the swap first takes the projectors' checkpoints (locking
+    /// their rows on PostgreSQL; SQLite has one writer), replays the events committed since
+    /// the last read, then swaps. In asynchronous processing that is exact: the engine goes
+    /// on from the rebuilt rows, applying nothing twice. In synchronous processing it is
+    /// exact on SQLite; on PostgreSQL and in memory a command committing during the swap
+    /// has its rows replaced by the rebuild's, so rebuild while no commands run.
     ///
     /// ```rust
     /// use fidelis_core::prelude::*;
