@@ -143,7 +143,10 @@ impl EngineShared {
     }
 
     pub(crate) fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
-        self.subscriptions.iter().find(|s| s.name() == name)
+        // Dead letters name a versioned projector's subscription with its version.
+        self.subscriptions
+            .iter()
+            .find(|s| s.name() == name || s.checkpoint_name() == name)
     }
 }
 
@@ -339,7 +342,7 @@ impl Engine {
                 lag: waiting.len() as u64,
                 behind,
                 dead_letters: dead_letters
-                    .get(subscription.name())
+                    .get(subscription.checkpoint_name())
                     .copied()
                     .unwrap_or_default(),
                 last_error: subscription.last_error(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use fidelis_core::prelude::*;
 use fidelis_core::store::JsonRow;
-use fidelis_core::store::system::{self, Checkpoint};
+use fidelis_core::store::system::{self, Checkpoint, DeadLetter};
 use fidelis_core::{Cursor, HandlerRetry, Processing, query::QuerySpec};
 use support::{Backend, on_every_adapter};
 
@@ -393,6 +393,29 @@ async fn a_version_has_its_own_table_and_checkpoint(backend: &Backend) {
     )
     .await
     .unwrap();
+    // And a dead letter of version 1 on the third till's stream: it holds back that stream
+    // for version 1's processes only.
+    let stream = domain.event_store().stream_of::<Till>(&tills[2]).unwrap();
+    system::put(
+        transaction.as_mut(),
+        DeadLetter {
+            id: "SalesCountProjector/v1-letter".into(),
+            subscription: "SalesCountProjector".into(),
+            partition: 0,
+            event_id: Identifier::generate().to_string(),
+            stream,
+            version: 0,
+            type_name: "Shop.TillOpened.v1".into(),
+            commit: 0,
+            position: 0,
+            error: "version 1 failed here".into(),
+            attempts: 1,
+            first_failed_at: Utc::now(),
+            last_failed_at: Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
     transaction.commit().await.unwrap();
 
     let before = domain.projection_status().await.unwrap();
@@ -417,8 +440,17 @@ async fn a_version_has_its_own_table_and_checkpoint(backend: &Backend) {
         .get(&tills[2])
         .await
         .unwrap();
-    assert_eq!(row.sales, 2);
+    assert_eq!(
+        row.sales, 2,
+        "version 1's dead letter does not hold version 2 back"
+    );
     assert_eq!(rows(&domain, "shop_sales_count_v2").await.len(), 3);
+    let status = domain.engine().status().await.unwrap();
+    let v2 = status
+        .iter()
+        .find(|s| s.name == "SalesCountProjector")
+        .unwrap();
+    assert_eq!((v2.lag, v2.dead_letters), (0, 0));
     assert!(
         checkpoint(&domain, "SalesCountProjector@v2/0")
             .await

@@ -84,6 +84,13 @@ impl Subscription {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
     }
 
+    /// What its checkpoints and dead letters are kept under: its name, with the projection's
+    /// version from version 2 (`AccountSummaryProjector@v2`), so the versions of a
+    /// projection never share them.
+    pub(crate) fn checkpoint_name(&self) -> &str {
+        &self.info.checkpoint
+    }
+
     fn key(&self) -> String {
         Checkpoint::key(&self.info.checkpoint, 0)
     }
@@ -146,7 +153,10 @@ impl Subscription {
 
     pub(crate) async fn dead_letters(&self, storage: &dyn Storage) -> Result<Vec<DeadLetter>> {
         let query = QuerySpec {
-            filters: vec![system::field_eq("subscription", self.info.name.to_owned())],
+            filters: vec![system::field_eq(
+                "subscription",
+                self.info.checkpoint.clone(),
+            )],
             order: vec![
                 system::order_by("commit", false),
                 system::order_by("position", false),
@@ -464,8 +474,8 @@ impl Subscription {
 
     fn letter(&self, metadata: &EventMetadata, failure: &Failure) -> DeadLetter {
         DeadLetter {
-            id: format!("{}/{}", self.info.name, metadata.id),
-            subscription: self.info.name.to_owned(),
+            id: format!("{}/{}", self.info.checkpoint, metadata.id),
+            subscription: self.info.checkpoint.clone(),
             partition: 0,
             event_id: metadata.id.to_string(),
             stream: metadata.stream.clone(),

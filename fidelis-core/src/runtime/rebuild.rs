@@ -420,7 +420,10 @@ impl Replay<'_> {
             let letters = system::query::<DeadLetter>(
                 storage,
                 &QuerySpec {
-                    filters: vec![system::field_eq("subscription", projector.name.to_owned())],
+                    filters: vec![system::field_eq(
+                        "subscription",
+                        projector.checkpoint.clone(),
+                    )],
                     ..QuerySpec::default()
                 },
             )
