@@ -136,29 +136,56 @@ impl Domain {
     /// exact on SQLite; on PostgreSQL and in memory a command committing during the swap
     /// has its rows replaced by the rebuild's, so rebuild while no commands run.
     ///
-    /// ```rust
+    /// ```rust,standalone_crate
     /// use fidelis_core::prelude::*;
-    /// use fidelis_example::commands::OpenAccount;
-    /// use fidelis_example::dashboard::AccountSummary;
     ///
-    /// # #[tokio::main]
-    /// # async fn main() -> Result<()> {
-    /// let domain = fidelis_example::domain().database("memory").build().await?;
-    /// domain
-    ///     .process(OpenAccount {
-    ///         account_number: "ACC-001".into(),
-    ///         holder_name: "Ada".into(),
-    ///         opening_deposit: Decimal::new(100_00, 2),
-    ///     })
-    ///     .await?;
-    /// let report = domain
-    ///     .rebuild_projection_with::<AccountSummary>(|progress| {
-    ///         tracing::info!(read = progress.events_read, "rebuilding");
-    ///     })
-    ///     .await?;
-    /// assert_eq!((report.events_applied, report.rows), (1, 1));
-    /// # Ok(())
-    /// # }
+    /// #[event(part_of = Till)]
+    /// pub struct Rang { pub till_id: Identifier, pub amount: i64 }
+    ///
+    /// #[aggregate(event_sourced)]
+    /// pub struct Till { pub total: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Till {
+    ///     #[apply]
+    ///     fn rang(&mut self, event: &Rang) { self.total += event.amount; }
+    /// }
+    ///
+    /// #[projection]
+    /// pub struct Takings { #[field(identifier)] pub till_id: Identifier, pub total: i64 }
+    ///
+    /// #[derive(Default)]
+    /// pub struct TakingsProjector;
+    ///
+    /// #[projector(for = Takings, aggregates = [Till])]
+    /// impl TakingsProjector {
+    ///     #[on(Rang)]
+    ///     async fn rang(&self, event: &Event<Rang>, ctx: &mut ProjectorContext<'_>) -> Result<()> {
+    ///         let mut rows = ctx.repository::<Takings>();
+    ///         let mut row = rows.find(&event.till_id).await?
+    ///             .unwrap_or(Takings { till_id: event.till_id.clone(), total: 0 });
+    ///         row.total += event.amount;
+    ///         rows.add(row).await
+    ///     }
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<()> {
+    ///     let domain = Domain::builder("shop").discover_crate(module_path!()).build().await?;
+    ///     let mut till = Till::create_new();
+    ///     till.raise(Rang { till_id: till.id.clone(), amount: 5 })?;
+    ///     let mut unit = domain.unit_of_work();
+    ///     unit.repository::<Till>().add(till).await?;
+    ///     unit.commit().await?;
+    ///
+    ///     let report = domain
+    ///         .rebuild_projection_with::<Takings>(|progress| {
+    ///             tracing::info!(read = progress.events_read, "rebuilding");
+    ///         })
+    ///         .await?;
+    ///     assert_eq!((report.events_applied, report.rows), (1, 1));
+    ///     Ok(())
+    /// }
     /// ```
     pub async fn rebuild_projection_with<P: crate::Projection>(
         &self,
