@@ -6,6 +6,10 @@
 //! checked against what synchronous processing writes (the balances the workload's amounts
 //! imply, and one row change per event).
 //!
+//! **(h) Rebuild**: the store of (f), then `domain.rebuild_projection::<AccountSummary>()`
+//! replays it into a fresh table and swaps it in with the checkpoint, timed; every row is
+//! checked the same way.
+//!
 //! **(g) Commit → visible**: commands at a steady rate into a domain in asynchronous
 //! processing whose engine runs in the same process; for each deposit, the time from
 //! `process` returning to its summary row showing it (p50, p99).
@@ -229,13 +233,13 @@ async fn catch_up_running(scratch: &Scratch, count: usize) -> Result<Duration, B
     Ok(elapsed)
 }
 
-async fn catchup_on(
+/// Seeds the store of (f) and (h): one unit of work per account (its opening and its
+/// deposits in one commit), in asynchronous processing, so no projector runs and nothing
+/// else is timed. Returns the accounts' ids and how long it took.
+async fn seed(
     scratch: &Scratch,
     sizes: EngineSizes,
-    engines: Option<usize>,
-) -> Result<CatchupPass, BenchError> {
-    // Seeding: one unit of work per account (its opening and its deposits in one commit), in
-    // asynchronous processing, so no projector runs and nothing else is timed.
+) -> Result<(Vec<Identifier>, Duration), BenchError> {
     let seeder = scratch
         .connect(fidelis_example::domain().processing(Processing::Async))
         .build()
@@ -252,8 +256,44 @@ async fn catchup_on(
         unit.repository::<Account>().add(account).await?;
         unit.commit().await?;
     }
-    let seed = started.elapsed();
-    drop(seeder);
+    Ok((ids, started.elapsed()))
+}
+
+/// Every summary row against what synchronous processing writes.
+async fn check_summaries(
+    domain: &Domain,
+    ids: &[Identifier],
+    sizes: EngineSizes,
+) -> Result<Vec<String>, BenchError> {
+    let mut mismatches = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (balance, count) = expected_catchup(i, sizes.deposits_per_account);
+        match domain.repository::<AccountSummary>().find(id).await? {
+            Some(row) if row.balance == balance && row.transaction_count == count => {}
+            Some(row) => mismatches.push(format!(
+                "account {i}: summary balance {} after {} transactions, expected {balance} after {count}",
+                row.balance, row.transaction_count
+            )),
+            None => mismatches.push(format!("account {i}: no summary row")),
+        }
+    }
+    let rows = domain
+        .repository::<AccountSummary>()
+        .query()
+        .count()
+        .await?;
+    if rows != sizes.accounts as u64 {
+        mismatches.push(format!("{rows} summary rows, expected {}", sizes.accounts));
+    }
+    Ok(mismatches)
+}
+
+async fn catchup_on(
+    scratch: &Scratch,
+    sizes: EngineSizes,
+    engines: Option<usize>,
+) -> Result<CatchupPass, BenchError> {
+    let (ids, seed) = seed(scratch, sizes).await?;
 
     let domain = scratch.connect(projector_only()).build().await?;
     let engine = domain.engine();
@@ -284,28 +324,50 @@ async fn catchup_on(
     let (_, peak) = rss_kib();
     let peak_rss_growth_kib = (peak_reset && peak > 0).then(|| peak.saturating_sub(before));
 
-    let mut mismatches = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (balance, count) = expected_catchup(i, sizes.deposits_per_account);
-        match domain.repository::<AccountSummary>().find(id).await? {
-            Some(row) if row.balance == balance && row.transaction_count == count => {}
-            Some(row) => mismatches.push(format!(
-                "account {i}: summary balance {} after {} transactions, expected {balance} after {count}",
-                row.balance, row.transaction_count
-            )),
-            None => mismatches.push(format!("account {i}: no summary row")),
-        }
-    }
-    let rows = domain
-        .repository::<AccountSummary>()
-        .query()
-        .count()
-        .await?;
-    if rows != sizes.accounts as u64 {
-        mismatches.push(format!("{rows} summary rows, expected {}", sizes.accounts));
-    }
+    let mismatches = check_summaries(&domain, &ids, sizes).await?;
     Ok(CatchupPass {
         events: sizes.events(),
+        seed,
+        elapsed,
+        peak_rss_growth_kib,
+        mismatches,
+    })
+}
+
+/// Workload (h) on `backend`: seeds the store of (f), then rebuilds `AccountSummary` from it
+/// (`domain.rebuild_projection::<AccountSummary>()`: replay into a fresh table, swap with
+/// the checkpoint), timed, and checks every row. The store is dropped afterwards.
+pub async fn rebuild(
+    backend: &str,
+    sizes: EngineSizes,
+    postgres_url: Option<&str>,
+) -> Result<CatchupPass, BenchError> {
+    let scratch = Scratch::new(backend, postgres_url).await?;
+    let result = rebuild_on(&scratch, sizes).await;
+    scratch.drop_store().await?;
+    result
+}
+
+async fn rebuild_on(scratch: &Scratch, sizes: EngineSizes) -> Result<CatchupPass, BenchError> {
+    let (ids, seed) = seed(scratch, sizes).await?;
+    let domain = scratch.connect(projector_only()).build().await?;
+    let (before, _) = rss_kib();
+    let peak_reset = reset_peak_rss();
+    let started = Instant::now();
+    let report = domain.rebuild_projection::<AccountSummary>().await?;
+    let elapsed = started.elapsed();
+    let (_, peak) = rss_kib();
+    let peak_rss_growth_kib = (peak_reset && peak > 0).then(|| peak.saturating_sub(before));
+    let mut mismatches = check_summaries(&domain, &ids, sizes).await?;
+    if report.events_applied != sizes.events() as u64 {
+        mismatches.push(format!(
+            "the rebuild applied {} events, expected {}",
+            report.events_applied,
+            sizes.events()
+        ));
+    }
+    Ok(CatchupPass {
+        events: report.events_read as usize,
         seed,
         elapsed,
         peak_rss_growth_kib,

@@ -17,7 +17,8 @@
 //! server needed; with `--databases` it also runs PostgreSQL, if the variable is set.
 //! `--only concurrent` runs workload (e) alone. Workloads (f) engine catch-up and (g) commit →
 //! visible latency run in memory, on SQLite and on PostgreSQL (when its rows run); `--only
-//! catchup`, `--only latency` or `--only engine` (both) run them alone.
+//! catchup`, `--only latency` or `--only engine` (both) run them alone. Workload (h), the
+//! rebuild of `AccountSummary` from the store of (f), runs alone with `--only rebuild`.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -59,6 +60,8 @@ const CONCURRENT: &str = "concurrent";
 const CATCHUP: &str = "catchup";
 const LATENCY: &str = "latency";
 const ENGINE: &str = "engine";
+/// `--only rebuild`: workload (h), the rebuild of `AccountSummary`, alone.
+const REBUILD: &str = "rebuild";
 
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
@@ -85,6 +88,8 @@ struct Args {
     engines: Vec<usize>,
     /// The stores workload (g) runs on.
     latency: Vec<String>,
+    /// The stores workload (h) runs on.
+    rebuild: Vec<String>,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -106,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
         catchup: Vec::new(),
         engines: Vec::new(),
         latency: Vec::new(),
+        rebuild: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -135,7 +141,7 @@ fn parse_args() -> Result<Args, String> {
                 let name = iter
                     .next()
                     .ok_or("--only needs an implementation name or a workload")?;
-                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&name.as_str())
+                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD].contains(&name.as_str())
                     && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
                     && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
@@ -143,7 +149,7 @@ fn parse_args() -> Result<Args, String> {
                     return Err(format!(
                         "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}, \
                          {DATABASE_IMPLEMENTATIONS:?} or {:?}, or a workload: `{CONCURRENT}` (e), \
-                         `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g)",
+                         `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g), `{REBUILD}` (h)",
                         concurrent::IMPLEMENTATIONS
                     ));
                 }
@@ -214,10 +220,11 @@ fn parse_args() -> Result<Args, String> {
     let concurrent_named = named(&[CONCURRENT]);
     let catchup_named = named(&[CATCHUP, ENGINE]);
     let latency_named = named(&[LATENCY, ENGINE]);
-    let workloads_named = concurrent_named || catchup_named || latency_named;
+    let rebuild_named = named(&[REBUILD]);
+    let workloads_named = concurrent_named || catchup_named || latency_named || rebuild_named;
     let engine_default = args.only.is_empty();
     args.only
-        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&n.as_str()));
+        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD].contains(&n.as_str()));
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let databases_on = explicit_databases != Some(false);
     args.databases = DATABASE_IMPLEMENTATIONS
@@ -247,6 +254,9 @@ fn parse_args() -> Result<Args, String> {
     if latency_named || engine_default {
         args.latency = engine_backends();
     }
+    if rebuild_named || engine_default {
+        args.rebuild = engine_backends();
+    }
     let wants_postgres = args
         .databases
         .iter()
@@ -256,6 +266,7 @@ fn parse_args() -> Result<Args, String> {
             .catchup
             .iter()
             .chain(&args.latency)
+            .chain(&args.rebuild)
             .any(|b| b == "postgres");
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
@@ -276,6 +287,7 @@ fn parse_args() -> Result<Args, String> {
                 .retain(|name| !concurrent::needs_postgres(name));
             args.catchup.retain(|backend| backend != "postgres");
             args.latency.retain(|backend| backend != "postgres");
+            args.rebuild.retain(|backend| backend != "postgres");
         } else {
             args.postgres_url = url;
         }
@@ -656,7 +668,8 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     };
     let mut best_catchup: BTreeMap<String, CatchupPass> = BTreeMap::new();
     let mut best_latency: BTreeMap<String, LatencyPass> = BTreeMap::new();
-    if !args.catchup.is_empty() || !args.latency.is_empty() {
+    let mut best_rebuild: BTreeMap<String, CatchupPass> = BTreeMap::new();
+    if !args.catchup.is_empty() || !args.latency.is_empty() || !args.rebuild.is_empty() {
         let engine_runtime = concurrent::runtime()?;
         for rep in 0..args.reps {
             for backend in &args.catchup {
@@ -694,6 +707,30 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     {
                         best_catchup.insert(row, pass);
                     }
+                }
+            }
+            for backend in &args.rebuild {
+                progress.step(format_args!(
+                    "(h) rebuild of AccountSummary from {} events, repetition {}/{}: {backend:<8}",
+                    engine_sizes.events(),
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = engine_runtime.block_on(engine_rows::rebuild(
+                    backend,
+                    engine_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (rebuild): {mismatch}")),
+                );
+                if best_rebuild
+                    .get(backend)
+                    .is_none_or(|best| pass.elapsed < best.elapsed)
+                {
+                    best_rebuild.insert(backend.clone(), pass);
                 }
             }
             for backend in &args.latency {
@@ -758,6 +795,9 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     }
     if !args.latency.is_empty() {
         print_latency(args, engine_sizes, &best_latency);
+    }
+    if !args.rebuild.is_empty() {
+        print_rebuild(args, engine_sizes, &best_rebuild);
     }
     if let Some(reason) = &args.postgres_skipped {
         println!("\nPostgreSQL rows skipped: {reason}.");
@@ -964,6 +1004,39 @@ fn print_catchup(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, Catchu
          |---|---:|---:|---:|---:|---:|"
     );
     for (backend, pass) in best {
+        println!(
+            "| {backend} | {} | {:.2} s | {} | {} | {:.1} s |",
+            thousands(pass.events),
+            pass.elapsed.as_secs_f64(),
+            format_rate(pass.rate()),
+            pass.peak_rss_growth_kib.map_or_else(
+                || "–".to_owned(),
+                |kib| format!("{:.1} MiB", kib as f64 / 1024.0)
+            ),
+            pass.seed.as_secs_f64()
+        );
+    }
+}
+
+/// Prints workload (h): one row per store (its fastest repetition).
+fn print_rebuild(args: &Args, sizes: EngineSizes, best: &BTreeMap<String, CatchupPass>) {
+    println!(
+        "\n(h) Projection rebuild: the store of (f) ({} events), then \
+         `domain.rebuild_projection::<AccountSummary>()` replays every account event into a \
+         fresh table (in memory, batches of 1,000) and swaps the rows in with the projector's \
+         checkpoint in one transaction; a fresh store per repetition; fastest of {} \
+         repetitions; every summary row checked afterwards\n",
+        thousands(sizes.events()),
+        args.reps
+    );
+    println!(
+        "| store | events | rebuild time | events/s | peak RSS above its start | seeding (not timed) |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for backend in &args.rebuild {
+        let Some(pass) = best.get(backend) else {
+            continue;
+        };
         println!(
             "| {backend} | {} | {:.2} s | {} | {} | {:.1} s |",
             thousands(pass.events),

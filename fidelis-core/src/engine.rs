@@ -167,7 +167,10 @@ impl EngineShared {
     }
 
     pub(crate) fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
-        self.subscriptions.iter().find(|s| s.name() == name)
+        // Dead letters name a versioned projector's subscription with its version.
+        self.subscriptions
+            .iter()
+            .find(|s| s.name() == name || s.checkpoint_name() == name)
     }
 }
 
@@ -349,7 +352,10 @@ impl Engine {
                 for partition in 0..subscription.partitions() {
                     let key = subscription.key(partition);
                     if leases.fence(&key).is_none() {
-                        if !leases.take(storage, subscription.name(), partition).await? {
+                        if !leases
+                            .take(storage, subscription.checkpoint_name(), partition)
+                            .await?
+                        {
                             elsewhere.push((subscription.clone(), partition));
                             continue;
                         }
@@ -384,7 +390,10 @@ impl Engine {
                 if subscription.checkpoint(storage, partition).await? >= target {
                     break;
                 }
-                if leases.take(storage, subscription.name(), partition).await? {
+                if leases
+                    .take(storage, subscription.checkpoint_name(), partition)
+                    .await?
+                {
                     taken.push(subscription.key(partition));
                     self.step_until_idle(&subscription, partition).await?;
                     break;
@@ -543,7 +552,7 @@ impl Engine {
                 let dead_letters = letters
                     .iter()
                     .filter(|letter| {
-                        letter.subscription == subscription.name()
+                        letter.subscription == subscription.checkpoint_name()
                             && subscription.partition_of(&letter.stream) == partition
                     })
                     .count() as u64;

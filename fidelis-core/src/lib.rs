@@ -75,6 +75,9 @@ pub use crate::runtime::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore, Submitted,
 };
 pub use crate::runtime::options::{CommandMetadata, ProcessOptions};
+pub use crate::runtime::rebuild::{
+    ProjectionStatus, ProjectorStatus, RebuildProgress, RebuildReport,
+};
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
 pub use crate::runtime::temporal::{Historical, HistoryEntry};

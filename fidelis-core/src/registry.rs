@@ -153,8 +153,10 @@ pub struct ProjectionInfo {
     /// The identifier field.
     pub identifier: &'static str,
     /// Its table: `<domain>_<projection>` in snake case (set when the domain is built), so
-    /// that two domains can share a database.
+    /// that two domains can share a database; `<domain>_<projection>_v<N>` from version 2.
     pub table: String,
+    /// The version of its rows (`#[projection(version = N)]`, 1 by default).
+    pub version: u32,
 }
 
 /// A command handled by a command handler method.
@@ -477,6 +479,7 @@ impl Registrar {
                 fields: P::FIELDS,
                 identifier: P::IDENTIFIER,
                 table: String::new(),
+                version: P::VERSION,
             });
     }
 
@@ -571,6 +574,9 @@ impl Registrar {
         }
         for info in self.projections.values_mut() {
             info.table = table_name(&domain_snake, info.name);
+            if info.version > 1 {
+                info.table = format!("{}_v{}", info.table, info.version);
+            }
         }
         for info in self.facts.values_mut() {
             info.category = format!("{domain_snake}::{}", snake_case(info.event_name));
@@ -827,10 +833,16 @@ impl Registrar {
                     .collect();
                 categories.sort();
                 categories.dedup();
+                let projection = h.projection.map(|(id, _)| id);
+                let version = projection
+                    .and_then(|id| self.projections.get(&id))
+                    .map_or(1, |p| p.version);
                 SubscriberInfo {
                     name: h.name,
                     projector: h.kind == ElementKind::Projector,
                     categories,
+                    projection,
+                    checkpoint: checkpoint_name(h.name, version),
                 }
             })
             .collect();
@@ -956,6 +968,21 @@ pub(crate) struct SubscriberInfo {
     pub(crate) projector: bool,
     /// The stream categories of the aggregates it listens to.
     pub(crate) categories: Vec<String>,
+    /// A projector's projection.
+    pub(crate) projection: Option<TypeId>,
+    /// The name its checkpoints are kept under ([`checkpoint_name`]).
+    pub(crate) checkpoint: String,
+}
+
+/// The name a subscription's checkpoints are kept under: the element's name, and for a
+/// projector of a projection's version N ≥ 2, `<name>@v<N>`, so that version builds from the
+/// first event while the previous version's checkpoint stays where its processes left it.
+pub(crate) fn checkpoint_name(subscriber: &str, version: u32) -> String {
+    if version > 1 {
+        format!("{subscriber}@v{version}")
+    } else {
+        subscriber.to_owned()
+    }
 }
 
 impl Registry {

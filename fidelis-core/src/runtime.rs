@@ -9,6 +9,7 @@ pub(crate) mod domain;
 pub(crate) mod facts;
 pub(crate) mod options;
 pub(crate) mod projection_runner;
+pub(crate) mod rebuild;
 pub(crate) mod repository;
 pub(crate) mod retry;
 pub(crate) mod snapshot;

@@ -1,6 +1,7 @@
 //! Runs the seed chapter: `cargo run -p fidelis-example [-- --database sqlite://fidelis.db]`;
-//! `--processing async` runs it in asynchronous processing, and the `engine` subcommand runs
-//! the engine of the example's domain until Ctrl-C.
+//! `--processing async` runs it in asynchronous processing. The subcommands are the Fidelis
+//! command line (`fidelis-cli`) on the example's domain: `setup-db`, `engine`, `events`,
+//! `dlq`, `projections`, `subscriptions`; `serve` serves the account dashboard on the web.
 
 #![allow(clippy::print_stdout)] // printing the dashboard is this binary's job
 
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fidelis_core::{Domain, DomainBuilder, Processing, Readiness};
+use fidelis_core::{DomainBuilder, Processing};
 use fidelis_example::scenario;
 use tracing_subscriber::EnvFilter;
 
@@ -16,10 +17,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Database URL: `memory` (default), `sqlite://fidelis.db`, `postgres://user@host/db`.
-    /// Without it, `FIDELIS_DATABASE_URL` or `fidelis.toml` decide.
-    #[arg(long, global = true)]
-    database: Option<String>,
+    /// `--database URL` and `--json`, taken by every subscommand too.
+    #[command(flatten)]
+    global: fidelis_cli::GlobalArgs,
     /// How projectors run: `sync` in each command, `async` in the engine. Without it,
     /// `FIDELIS_PROCESSING` or `fidelis.toml` decide (sync by default).
     #[arg(long)]
@@ -32,23 +32,16 @@ struct Args {
     /// With `--engine external`: how long to wait for the engine process, in seconds.
     #[arg(long, default_value_t = 30)]
     wait: u64,
+    /// Without a subcommand, the walkthrough runs.
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The subcommands: the Fidelis command line's, and room for the example's own beside them.
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the engine of the ledger's domain (asynchronous processing) until Ctrl-C, then
-    /// drains its in-flight batches and exits.
-    Engine {
-        /// How often to log the subscriptions' progress, in seconds.
-        #[arg(long, default_value_t = 5)]
-        progress_every: u64,
-        /// Serves `/healthz`, `/readyz` and `/metrics` (Prometheus) on this address beside
-        /// the engine, e.g. `127.0.0.1:9100`.
-        #[arg(long)]
-        http: Option<std::net::SocketAddr>,
-    },
+    #[command(flatten)]
+    Fidelis(fidelis_cli::Command),
     /// Serves the account dashboard on the web (pages, forms, live updates, JSON API) until
     /// Ctrl-C.
     #[cfg(feature = "web")]
@@ -74,11 +67,14 @@ enum EngineAt {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // The engine reports its progress at info; the walkthrough keeps stderr quiet.
-    let default_filter = if args.command.is_some() {
-        "info"
-    } else {
-        "warn"
+    // The engine reports its progress at info; the walkthrough keeps stderr to warnings, and
+    // the other commands to errors, so that a failure is the one line they print.
+    let default_filter = match &args.command {
+        Some(Command::Fidelis(fidelis_cli::Command::Engine(_))) => "info",
+        Some(Command::Fidelis(_)) => "error",
+        #[cfg(feature = "web")]
+        Some(Command::Serve { .. }) => "info",
+        None => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -86,22 +82,17 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match args.command {
-        Some(Command::Engine {
-            progress_every,
-            http,
-        }) => {
-            engine(
-                &args.database,
-                Duration::from_secs(progress_every.max(1)),
-                http,
-            )
-            .await
+    match args.command {
+        Some(Command::Fidelis(command)) => {
+            fidelis_cli::execute(fidelis_example::domain(), &args.global, command).await
         }
         #[cfg(feature = "web")]
-        Some(Command::Serve { addr }) => serve(&args.database, addr).await,
-        None => walkthrough(&args).await,
-    };
+        Some(Command::Serve { addr }) => exit(serve(&args.global.database, addr).await),
+        None => exit(walkthrough(&args).await),
+    }
+}
+
+fn exit(result: fidelis_core::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -120,7 +111,7 @@ fn builder(database: &Option<String>) -> DomainBuilder {
 }
 
 async fn walkthrough(args: &Args) -> fidelis_core::Result<()> {
-    let mut builder = builder(&args.database);
+    let mut builder = builder(&args.global.database);
     match args.processing {
         Some(Mode::Sync) => builder = builder.processing(Processing::Sync),
         Some(Mode::Async) => builder = builder.processing(Processing::Async),
@@ -149,51 +140,8 @@ async fn walkthrough(args: &Args) -> fidelis_core::Result<()> {
     Ok(())
 }
 
-async fn engine(
-    database: &Option<String>,
-    progress_every: Duration,
-    http: Option<std::net::SocketAddr>,
-) -> fidelis_core::Result<()> {
-    let domain = builder(database)
-        .processing(Processing::Async)
-        .build()
-        .await?;
-    // Bound before the engine starts, so a taken address fails at once; it stops answering
-    // only after the engine drained.
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = match http {
-        Some(address) => {
-            let listener = domain
-                .engine()
-                .bind_http(address, Readiness::default())
-                .await?;
-            Some(tokio::spawn(listener.serve(async {
-                let _ = http_stopped.await;
-            })))
-        }
-        None => None,
-    };
-    let progress = tokio::spawn(log_progress(domain.clone(), progress_every));
-    let result = domain.engine().run(shutdown_signal()).await;
-    progress.abort();
-    let _ = stop_http.send(());
-    if let Some(server) = server {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "the engine's HTTP listener failed"),
-            Err(error) => tracing::error!(%error, "the engine's HTTP listener ended abnormally"),
-        }
-    }
-    // The final positions, after the drain.
-    match domain.engine().status().await {
-        Ok(statuses) => report(&statuses),
-        Err(error) => tracing::warn!(%error, "cannot read the engine's final status"),
-    }
-    result
-}
-
 /// Serves the web dashboard of the ledger on `address` until Ctrl-C or SIGTERM. In
-/// asynchronous processing the dashboard shows what an engine process has projected.
+/// asynchronous processing, an engine process on the same database keeps it current.
 #[cfg(feature = "web")]
 async fn serve(
     database: &Option<String>,
@@ -209,68 +157,5 @@ async fn serve(
         .bind(address)
         .await?;
     println!("Account dashboard: http://{}/", listener.local_addr());
-    listener.serve(shutdown_signal()).await
-}
-
-/// Resolves on Ctrl-C (SIGINT), or SIGTERM on Unix; the engine then drains.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C; stop the engine with SIGTERM");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
-}
-
-/// Logs where each subscription stands, every `every`, when it moved since the last report.
-async fn log_progress(domain: Domain, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    let mut last = Vec::new();
-    loop {
-        ticks.tick().await;
-        match domain.engine().status().await {
-            Ok(statuses) => {
-                let now: Vec<_> = statuses.iter().map(|s| (s.position, s.lag)).collect();
-                if now != last {
-                    report(&statuses);
-                    last = now;
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot read the engine's status"),
-        }
-    }
-}
-
-fn report(statuses: &[fidelis_core::SubscriptionStatus]) {
-    for status in statuses {
-        tracing::info!(
-            subscription = %status.name,
-            position = status.position.position,
-            head = status.head.position,
-            lag = status.lag,
-            behind = ?status.behind,
-            dead_letters = status.dead_letters,
-            last_error = status.last_error.as_deref().unwrap_or("none"),
-            "subscription progress"
-        );
-    }
+    listener.serve(fidelis_cli::shutdown_signal()).await
 }

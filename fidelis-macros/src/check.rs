@@ -577,3 +577,23 @@ fn returns_result_unit_or_unit(ty: &Type) -> bool {
         _ => true,
     }
 }
+
+/// `#[projection(version = N)]`: versions count from 1 (the table without a suffix); each
+/// later version keeps its rows in `<table>_v<N>`.
+///
+/// ```text
+/// #[projection(version = 0)]   // error: versions start at 1
+/// ```
+pub fn projection_version(cx: &Ctxt, lit: Option<&syn::LitInt>) -> u32 {
+    let Some(lit) = lit else { return 1 };
+    match lit.base10_parse::<u32>() {
+        Ok(version) if version >= 1 => version,
+        _ => {
+            cx.error(
+                lit.span(),
+                "`version` of `#[projection]` is a whole number from 1: version 1 is the table without a suffix, `version = 2` keeps its rows in a table of its own (`<table>_v2`)",
+            );
+            1
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub(super) async fn check_layout(
     let storage = domain.storage().as_ref();
     let mut problems = Vec::new();
     for subscription in subscriptions {
-        let name = subscription.name();
+        let name = subscription.checkpoint_name();
         let count = subscription.partitions();
         let mut transaction = storage.begin().await?;
         // Locked: engines starting at once check one after another.
@@ -195,7 +195,7 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
             .get(&key)
             .is_some_and(|lease| lease.owner == leases.owner())
             && leases
-                .take(storage, subscription.name(), *partition)
+                .take(storage, subscription.checkpoint_name(), *partition)
                 .await?
         {
             wanted = wanted.saturating_sub(1);
@@ -211,7 +211,7 @@ pub(super) async fn rebalance(domain: &Domain, subscriptions: &[Arc<Subscription
             break;
         }
         if leases
-            .take(storage, subscription.name(), *partition)
+            .take(storage, subscription.checkpoint_name(), *partition)
             .await?
         {
             wanted = wanted.saturating_sub(1);

@@ -143,9 +143,16 @@ impl Subscription {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
     }
 
-    /// The key of a partition's checkpoint and lease: `<subscription>/<partition>`.
+    /// What its checkpoints, leases and dead letters are kept under: its name, with the
+    /// projection's version from version 2 (`AccountSummaryProjector@v2`), so the versions of
+    /// a projection never share them.
+    pub(crate) fn checkpoint_name(&self) -> &str {
+        &self.info.checkpoint
+    }
+
+    /// The key of a partition's checkpoint and lease: `<checkpoint name>/<partition>`.
     pub(crate) fn key(&self, partition: u32) -> String {
-        Checkpoint::key(self.info.name, i64::from(partition))
+        Checkpoint::key(&self.info.checkpoint, i64::from(partition))
     }
 
     /// A partition's committed checkpoint.
@@ -229,7 +236,10 @@ impl Subscription {
 
     pub(crate) async fn dead_letters(&self, storage: &dyn Storage) -> Result<Vec<DeadLetter>> {
         let query = QuerySpec {
-            filters: vec![system::field_eq("subscription", self.info.name.to_owned())],
+            filters: vec![system::field_eq(
+                "subscription",
+                self.info.checkpoint.clone(),
+            )],
             order: vec![
                 system::order_by("commit", false),
                 system::order_by("position", false),
@@ -645,8 +655,8 @@ impl Subscription {
 
     fn letter(&self, metadata: &EventMetadata, failure: &Failure) -> DeadLetter {
         DeadLetter {
-            id: format!("{}/{}", self.info.name, metadata.id),
-            subscription: self.info.name.to_owned(),
+            id: format!("{}/{}", self.info.checkpoint, metadata.id),
+            subscription: self.info.checkpoint.clone(),
             partition: i64::from(self.partition_of(&metadata.stream)),
             event_id: metadata.id.to_string(),
             stream: metadata.stream.clone(),

@@ -304,6 +304,11 @@ pub trait ListensTo<A> {
 pub trait Projection: Persisted {
     /// The name of the identifier field.
     const IDENTIFIER: &'static str;
+    /// The version of its rows (`#[projection(version = N)]`, 1 by default). Version 1 keeps
+    /// its rows in `<domain>_<projection>`; a later version in `<domain>_<projection>_v<N>`,
+    /// filled from the first event by subscriptions of its own, so that processes running
+    /// the previous version keep serving theirs meanwhile.
+    const VERSION: u32 = 1;
 }
 
 /// What a projector's context reaches: the rows of projections (every projection is one).

@@ -638,7 +638,7 @@ impl Domain {
     }
 }
 
-fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
+pub(crate) fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
     // Schemas are `'static` like the field definitions they point to; their names are
     // interned, so calling `setup_database` again allocates nothing new.
     let mut tables: Vec<TableSchema> = registry
@@ -649,7 +649,8 @@ fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
             element: p.name,
             fields: p.fields,
             identifier: p.identifier,
-            former_name: Some(intern(&crate::registry::snake_case(p.name))),
+            // Earlier versions of Fidelis named version 1's table without the domain.
+            former_name: (p.version == 1).then(|| intern(&crate::registry::snake_case(p.name))),
         })
         .collect();
     tables.extend(

@@ -37,6 +37,20 @@ pub(crate) async fn run_projectors_of(
     events: &[Arc<dyn AnyRecordedEvent>],
     only: Option<&str>,
 ) -> Result<()> {
+    run_projectors_where(registry, transaction, events, &|name| {
+        only.is_none_or(|only| only == name)
+    })
+    .await
+}
+
+/// [`run_projectors`], restricted to the projectors whose name `keep` accepts (a rebuild runs
+/// the projectors of one projection).
+pub(crate) async fn run_projectors_where(
+    registry: &Registry,
+    transaction: &mut dyn Transaction,
+    events: &[Arc<dyn AnyRecordedEvent>],
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<()> {
     let mut ctx = ProjectorContext::new(registry, transaction);
     for event in events {
         let Some(listeners) = registry
@@ -46,7 +60,7 @@ pub(crate) async fn run_projectors_of(
             continue;
         };
         for listener in listeners {
-            if only.is_some_and(|name| name != listener.name) {
+            if !keep(listener.name) {
                 continue;
             }
             let span = tracing::debug_span!(

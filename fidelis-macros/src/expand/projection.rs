@@ -6,15 +6,23 @@ use syn::spanned::Spanned;
 use syn::{Fields, ItemStruct, Type};
 
 use crate::ast;
-use crate::attr::{self, Spec};
+use crate::attr::{self, Kind, Spec};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{self, fields, registration};
 use crate::fallback;
+use crate::symbol::VERSION;
 
 const ATTR: &str = "#[projection]";
 
-const SPECS: &[Spec] = &[attr::CRATE_SPEC];
+const SPECS: &[Spec] = &[
+    Spec {
+        name: VERSION,
+        kind: Kind::Int,
+        example: "version = 2",
+    },
+    attr::CRATE_SPEC,
+];
 
 /// Expands `#[projection]`.
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -30,6 +38,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             return fallback::item(input, cx);
         }
     };
+    let version = check::projection_version(&cx, args.int(VERSION));
     let concrete = check::no_generics(&cx, ATTR, &item.ident.to_string(), &item.generics);
     let named = matches!(item.fields, Fields::Named(_));
     let ast::StructElement { mut item, fields } = ast::parse_struct(&cx, ATTR, item);
@@ -106,6 +115,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         #[automatically_derived]
         impl #p::Projection for #ty {
             const IDENTIFIER: &'static ::core::primitive::str = #id_name;
+            const VERSION: ::core::primitive::u32 = #version;
         }
         #[automatically_derived]
         impl #p::Queryable for #ty {}

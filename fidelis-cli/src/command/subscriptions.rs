@@ -1,0 +1,84 @@
+//! `subscriptions status`.
+
+use fidelis_core::Domain;
+
+use crate::error::CliError;
+use crate::output::Output;
+
+pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError> {
+    let statuses = domain.engine().status().await?;
+    if out.json() {
+        let statuses: Vec<_> = statuses
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "kind": kind(s.projector),
+                    "partition": s.partition,
+                    "partitions": s.partitions,
+                    "owner": s.owner,
+                    "position": s.position.position,
+                    "head": s.head.position,
+                    "lag": s.lag,
+                    "behind_seconds": s.behind.as_secs_f64(),
+                    "dead_letters": s.dead_letters,
+                    "last_error": s.last_error,
+                })
+            })
+            .collect();
+        return out.document(&serde_json::json!({
+            "processing": format!("{:?}", domain.processing()).to_lowercase(),
+            "subscriptions": statuses,
+        }));
+    }
+    out.table(
+        &[
+            "subscription",
+            "kind",
+            "partition",
+            "owner",
+            "position",
+            "head",
+            "lag",
+            "behind",
+            "dead letters",
+            "last error",
+        ],
+        statuses.iter().map(|s| {
+            vec![
+                s.name.clone(),
+                kind(s.projector).to_owned(),
+                format!("{}/{}", s.partition, s.partitions),
+                s.owner.clone().unwrap_or_else(|| "-".to_owned()),
+                s.position.position.to_string(),
+                s.head.position.to_string(),
+                s.lag.to_string(),
+                format!("{:.1}s", s.behind.as_secs_f64()),
+                s.dead_letters.to_string(),
+                super::cut(s.last_error.as_deref().unwrap_or("-"), 60),
+            ]
+        }),
+    );
+    Ok(())
+}
+
+fn kind(projector: bool) -> &'static str {
+    if projector {
+        "projector"
+    } else {
+        "event handler"
+    }
+}
+
+/// The subscriptions' names, for unknown-name errors.
+pub(super) async fn names(domain: &Domain) -> Result<Vec<String>, CliError> {
+    Ok(domain
+        .engine()
+        .status()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect())
+}
