@@ -256,9 +256,11 @@ impl Engine {
     /// error is returned only when the store cannot be read or written.
     pub async fn run_until_idle(&self) -> Result<()> {
         self.check_async()?;
-        // Everything committed before the call is readable in global order from here on.
-        self.domain.storage().settle().await?;
         loop {
+            // Everything committed so far (before the call, and by the handlers of the last
+            // round) is readable in global order from here on: on PostgreSQL an event is
+            // readable only once the transactions that began before it have ended.
+            self.domain.storage().settle().await?;
             let mut progressed = false;
             for subscription in self.subscriptions() {
                 while subscription.step(&self.domain).await? > 0 {

@@ -41,7 +41,7 @@ pub use chrono;
 #[doc(inline)]
 pub use fidelis_macros::{
     aggregate, apply, command, command_handler, event, event_handler, field, handle, invariant, on,
-    projection, projector, value_object,
+    process_manager, projection, projector, value_object,
 };
 /// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
 #[cfg(feature = "decimal")]
@@ -70,6 +70,9 @@ pub use crate::runtime::context::{
 };
 pub use crate::runtime::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore,
+};
+pub use crate::runtime::process_manager::{
+    CorrelationKey, ProcessManager, ProcessRunner, ProcessSteps,
 };
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
@@ -106,6 +109,8 @@ mod macro_doctests {
     struct Handle;
     #[doc = include_str!("../../fidelis-macros/docs/on.md")]
     struct On;
+    #[doc = include_str!("../../fidelis-macros/docs/process_manager.md")]
+    struct ProcessManager;
 }
 
 /// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
@@ -119,6 +124,7 @@ pub mod prelude {
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,
         RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
-        event_handler, field, handle, invariant, on, projection, projector, value_object,
+        event_handler, field, handle, invariant, on, process_manager, projection, projector,
+        value_object,
     };
 }

@@ -25,6 +25,10 @@ pub use crate::model::field::{
     NumericField, TextField,
 };
 pub use crate::runtime::context::{Context, EventHandlerContext, ProjectorContext};
+pub use crate::runtime::process_manager::{
+    CorrelationKey, ProcessManager, ProcessMeta, ProcessRunner, ProcessSteps, Step,
+    register as register_process_manager,
+};
 
 /// `#[serde(with = …)]` and `from_json` support for `#[field(allow_non_finite)]` floats.
 pub mod non_finite {

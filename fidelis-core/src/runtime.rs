@@ -6,6 +6,7 @@ pub mod config;
 pub(crate) mod context;
 pub(crate) mod dispatch;
 pub(crate) mod domain;
+pub(crate) mod process_manager;
 pub(crate) mod projection_runner;
 pub(crate) mod repository;
 pub(crate) mod retry;

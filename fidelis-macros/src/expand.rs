@@ -9,6 +9,7 @@ pub mod fields;
 pub mod handler;
 pub mod listener;
 pub mod message;
+pub mod process_manager;
 pub mod projection;
 pub mod registration;
 pub mod value_enum;

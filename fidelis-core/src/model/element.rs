@@ -34,6 +34,10 @@ pub enum ElementKind {
     Projector,
     /// `#[value_object]`
     ValueObject,
+    /// `#[process_manager]`
+    ProcessManager,
+    /// `#[entity]`
+    Entity,
 }
 
 /// A domain element: a type a Fidelis macro was put on. It knows its name and how to add
