@@ -25,11 +25,14 @@
 //! ```
 
 pub mod account;
+pub mod activity;
 pub mod alerts;
 pub mod commands;
 pub mod dashboard;
 pub mod events;
+pub mod funds_transfer;
 pub mod scenario;
+pub mod transfer;
 
 use fidelis_core::{Domain, DomainBuilder};
 
