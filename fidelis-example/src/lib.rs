@@ -33,6 +33,7 @@ pub mod events;
 pub mod funds_transfer;
 pub mod scenario;
 pub mod transfer;
+pub mod transfer_scenario;
 
 use fidelis_core::{Domain, DomainBuilder};
 
