@@ -243,6 +243,7 @@ impl EventHandlerContext {
         C: Handled<Output = O>,
         O: Send + 'static,
     {
+        crate::runtime::process_manager::record_command(&command);
         Box::pin(async move {
             let (output, _) = self
                 .unit

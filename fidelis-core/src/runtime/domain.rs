@@ -605,6 +605,7 @@ pub struct DomainBuilder {
     pool: crate::runtime::config::PoolOverrides,
     cache_capacity: usize,
     projectors: bool,
+    event_handlers: bool,
     event_handler_depth_limit: usize,
     processing: Option<Processing>,
     handler_retry: HandlerRetry,
@@ -628,6 +629,7 @@ impl DomainBuilder {
             pool: crate::runtime::config::PoolOverrides::default(),
             cache_capacity: 100_000,
             projectors: true,
+            event_handlers: true,
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
             processing: None,
             handler_retry: HandlerRetry::default(),
@@ -638,6 +640,14 @@ impl DomainBuilder {
     /// testing DSL's aggregate scenarios, which test an aggregate, not its read models.
     pub(crate) fn without_projectors(mut self) -> Self {
         self.projectors = false;
+        self
+    }
+
+    /// Leaves the event handlers and process managers out of the domain: what
+    /// `testing::given_process` runs a process manager in, so that the events of the commands
+    /// it issues are recorded but delivered to nobody.
+    pub(crate) fn without_event_handlers(mut self) -> Self {
+        self.event_handlers = false;
         self
     }
 
@@ -809,6 +819,12 @@ impl DomainBuilder {
             registry
                 .subscribers
                 .retain(|subscriber| !subscriber.projector);
+        }
+        if !self.event_handlers {
+            registry.event_handlers.clear();
+            registry
+                .subscribers
+                .retain(|subscriber| subscriber.projector);
         }
         let processing = crate::runtime::config::resolve_processing(self.processing)?;
         let storage = match self.storage {

@@ -35,6 +35,39 @@ use crate::registry::{AggregateRef, ListenerRoute, Registrar};
 use crate::runtime::context::EventHandlerContext;
 use crate::store::system::{self, ProcessState, SystemRow};
 
+tokio::task_local! {
+    /// Set by `testing::given_process` while a step runs: the commands it issues.
+    static ISSUED: Arc<Mutex<Vec<IssuedCommand>>>;
+}
+
+/// A command a process manager issued, as `testing::given_process` records it.
+#[derive(Clone)]
+pub(crate) struct IssuedCommand {
+    pub(crate) name: &'static str,
+    pub(crate) command: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+/// Records a command issued with `ctx.process(..)`, when a scenario is listening.
+pub(crate) fn record_command<C: crate::model::element::Command>(command: &C) {
+    let _ = ISSUED.try_with(|issued| {
+        issued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(IssuedCommand {
+                name: C::NAME,
+                command: Arc::new(command.clone()),
+            });
+    });
+}
+
+/// Runs `work` with the commands it issues recorded in `issued`.
+pub(crate) async fn recording<T>(
+    issued: Arc<Mutex<Vec<IssuedCommand>>>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    ISSUED.scope(issued, work).await
+}
+
 /// How many handled event ids an instance remembers, to recognize a redelivered event (the
 /// engine delivers at least once; a redelivery comes right after the original).
 const HANDLED_KEPT: usize = 64;
