@@ -40,8 +40,8 @@ pub mod __private;
 pub use chrono;
 #[doc(inline)]
 pub use fidelis_macros::{
-    aggregate, apply, command, command_handler, event, event_handler, field, handle, invariant, on,
-    process_manager, projection, projector, value_object,
+    aggregate, apply, command, command_handler, entity, event, event_handler, field, handle,
+    invariant, on, process_manager, projection, projector, value_object,
 };
 /// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
 #[cfg(feature = "decimal")]
@@ -111,6 +111,8 @@ mod macro_doctests {
     struct On;
     #[doc = include_str!("../../fidelis-macros/docs/process_manager.md")]
     struct ProcessManager;
+    #[doc = include_str!("../../fidelis-macros/docs/entity.md")]
+    struct Entity;
 }
 
 /// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
@@ -123,7 +125,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Identifier, Projection, ProjectorContext, Result,
-        RetryPolicy, ValidationError, aggregate, apply, command, command_handler, event,
+        RetryPolicy, ValidationError, aggregate, apply, command, command_handler, entity, event,
         event_handler, field, handle, invariant, on, process_manager, projection, projector,
         value_object,
     };

@@ -4,7 +4,7 @@
 use fidelis_core::prelude::*;
 
 use crate::account::Account;
-use crate::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
+use crate::events::{AccountClosed, AccountOpened, DepositMade, SignatoryAdded, WithdrawalMade};
 use crate::transfer::{Transfer, TransferCompleted, TransferFailed, TransferInitiated};
 
 /// One entry of the feed.
@@ -111,6 +111,15 @@ impl ActivityFeedProjector {
             Some(-event.amount),
         )
         .await
+    }
+
+    #[on(SignatoryAdded)]
+    async fn signatory(
+        event: &Event<SignatoryAdded>,
+        ctx: &mut ProjectorContext<'_>,
+    ) -> Result<()> {
+        let text = format!("{} added as {}", event.name, event.role);
+        Self::record(ctx, event, &event.account_id, "account", text, None).await
     }
 
     #[on(AccountClosed)]

@@ -32,6 +32,7 @@ pub mod dashboard;
 pub mod events;
 pub mod funds_transfer;
 pub mod scenario;
+pub mod signatory;
 pub mod transfer;
 pub mod transfer_scenario;
 

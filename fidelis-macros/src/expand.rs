@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod behaviour;
 pub mod command;
+pub mod entity;
 pub mod event;
 pub mod fields;
 pub mod handler;

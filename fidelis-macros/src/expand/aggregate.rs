@@ -140,6 +140,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     let defaults = fields::default_fns(&fields);
     let has_fields = fields::has_fields(&p, &ty, &fields);
     let asserts = fields::asserts(&p, &fields, false);
+    let own_entities = fields::own_entities(&p, &fields, &name);
     let element = registration::element(
         &p,
         &self_ty,
@@ -258,6 +259,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         #apply_any
         #queryable
         #asserts
+        #own_entities
         #submit
     });
     let errors = cx.into_tokens();

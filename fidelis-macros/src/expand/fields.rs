@@ -262,6 +262,30 @@ pub fn asserts(p: &TokenStream, fields: &[Field], projection: bool) -> TokenStre
     out
 }
 
+/// Commands, events, value objects, entities and process managers hold no entity: each field's
+/// type is checked at compile time, at the field.
+pub fn no_entities(p: &TokenStream, fields: &[Field]) -> TokenStream {
+    let checks = fields.iter().map(|field| {
+        let ty = &field.ty;
+        quote_spanned! {ty.span()=>
+            const _: () = #p::assert_no_entity(<#ty as #p::FieldType>::ENTITY_OF);
+        }
+    });
+    quote!(#(#checks)*)
+}
+
+/// An aggregate holds only its own entities: each field's type is checked at compile time.
+pub fn own_entities(p: &TokenStream, fields: &[Field], aggregate: &Ident) -> TokenStream {
+    let name = aggregate.to_string();
+    let checks = fields.iter().map(|field| {
+        let ty = &field.ty;
+        quote_spanned! {ty.span()=>
+            const _: () = #p::assert_entity_of(<#ty as #p::FieldType>::ENTITY_OF, #name);
+        }
+    });
+    quote!(#(#checks)*)
+}
+
 /// `from_json` and `from_value`: decode untrusted input, reporting every missing,
 /// mistyped and invalid field in one `ValidationError`.
 pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {

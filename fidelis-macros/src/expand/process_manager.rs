@@ -121,6 +121,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     let defaults = fields::default_fns(&fields);
     let has_fields = fields::has_fields(&p, &ty, &fields);
     let asserts = fields::asserts(&p, &fields, false);
+    let no_entities = fields::no_entities(&p, &fields);
     let element = registration::element(
         &p,
         &self_ty,
@@ -186,6 +187,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         }
         #(#listens)*
         #asserts
+        #no_entities
         #submit
     });
     let errors = cx.into_tokens();
