@@ -31,7 +31,7 @@ type Record =
 /// there (aggregates, projectors), and the events they raise are recorded but delivered to
 /// nobody (no event handler runs, `P` included): each `after(..)` is one step you chose.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// # use fidelis_core::prelude::*;
 /// # #[event(part_of = Door)] pub struct Knocked { pub door_id: Identifier }
 /// # #[event(part_of = Door)] pub struct Opened { pub door_id: Identifier }
