@@ -17,7 +17,9 @@
 //! server needed; with `--databases` it also runs PostgreSQL, if the variable is set.
 //! `--only concurrent` runs workload (e) alone. Workloads (f) engine catch-up and (g) commit →
 //! visible latency run in memory, on SQLite and on PostgreSQL (when its rows run); `--only
-//! catchup`, `--only latency` or `--only engine` (both) run them alone.
+//! catchup`, `--only latency` or `--only engine` (both) run them alone. Workload (h), the
+//! example's transfers through its `FundsTransfer` process manager (transfers per second, sync
+//! processing, memory, SQLite and PostgreSQL), runs only when named: `--only transfers`.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -32,6 +34,7 @@ use fidelis_bench::concurrent::{self, ConcurrentPass, ConcurrentSizes};
 use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
 use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
 use fidelis_bench::engine::{self as engine_rows, CatchupPass, EngineSizes, LatencyPass};
+use fidelis_bench::transfers::{self as transfer_rows, TransferSizes, TransfersPass};
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::raw::RawSqlx;
@@ -59,6 +62,8 @@ const CONCURRENT: &str = "concurrent";
 const CATCHUP: &str = "catchup";
 const LATENCY: &str = "latency";
 const ENGINE: &str = "engine";
+/// `--only transfers`: workload (h), the example's transfer process manager, alone.
+const TRANSFERS: &str = "transfers";
 
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
@@ -82,6 +87,8 @@ struct Args {
     catchup: Vec<String>,
     /// The stores workload (g) runs on.
     latency: Vec<String>,
+    /// The stores workload (h) runs on (only when named: `--only transfers`).
+    transfers: Vec<String>,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -102,6 +109,7 @@ fn parse_args() -> Result<Args, String> {
         pool: 16,
         catchup: Vec::new(),
         latency: Vec::new(),
+        transfers: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -176,6 +184,8 @@ fn parse_args() -> Result<Args, String> {
                      --only concurrent: the concurrent deposits alone (with implementation names: those only)\n\
                      --only catchup | latency | engine: the engine's catch-up (f), its commit → visible \
                      latency (g), or both, alone (memory, SQLite, PostgreSQL)\n\
+                     --only transfers: the example's transfers through its process manager (h), alone \
+                     (memory, SQLite, PostgreSQL)\n\
                      --clients N: client tasks of the concurrent deposits (default 16)\n\
                      --pool N: connections per implementation in the concurrent deposits (default 16)",
                     concurrent::IMPLEMENTATIONS
@@ -199,10 +209,11 @@ fn parse_args() -> Result<Args, String> {
     let concurrent_named = named(&[CONCURRENT]);
     let catchup_named = named(&[CATCHUP, ENGINE]);
     let latency_named = named(&[LATENCY, ENGINE]);
-    let workloads_named = concurrent_named || catchup_named || latency_named;
+    let transfers_named = named(&[TRANSFERS]);
+    let workloads_named = concurrent_named || catchup_named || latency_named || transfers_named;
     let engine_default = args.only.is_empty();
     args.only
-        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&n.as_str()));
+        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE, TRANSFERS].contains(&n.as_str()));
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let databases_on = explicit_databases != Some(false);
     args.databases = DATABASE_IMPLEMENTATIONS
@@ -232,6 +243,13 @@ fn parse_args() -> Result<Args, String> {
     if latency_named || engine_default {
         args.latency = engine_backends();
     }
+    if transfers_named {
+        args.transfers = transfer_rows::BACKENDS
+            .iter()
+            .filter(|backend| databases_on || **backend == "memory")
+            .map(|backend| (*backend).to_owned())
+            .collect();
+    }
     let wants_postgres = args
         .databases
         .iter()
@@ -241,6 +259,7 @@ fn parse_args() -> Result<Args, String> {
             .catchup
             .iter()
             .chain(&args.latency)
+            .chain(&args.transfers)
             .any(|b| b == "postgres");
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
@@ -261,6 +280,7 @@ fn parse_args() -> Result<Args, String> {
                 .retain(|name| !concurrent::needs_postgres(name));
             args.catchup.retain(|backend| backend != "postgres");
             args.latency.retain(|backend| backend != "postgres");
+            args.transfers.retain(|backend| backend != "postgres");
         } else {
             args.postgres_url = url;
         }
@@ -674,6 +694,41 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             }
         }
     }
+    let transfer_sizes = if args.quick {
+        TransferSizes::QUICK
+    } else {
+        TransferSizes::FULL
+    };
+    let mut best_transfers: BTreeMap<String, TransfersPass> = BTreeMap::new();
+    if !args.transfers.is_empty() {
+        let transfers_runtime = concurrent::runtime()?;
+        for rep in 0..args.reps {
+            for backend in &args.transfers {
+                progress.step(format_args!(
+                    "(h) {} transfers, repetition {}/{}: {backend:<8}",
+                    transfer_sizes.transfers,
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = transfers_runtime.block_on(transfer_rows::transfers(
+                    backend,
+                    transfer_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (transfers): {mismatch}")),
+                );
+                if best_transfers
+                    .get(backend)
+                    .is_none_or(|best| pass.elapsed < best.elapsed)
+                {
+                    best_transfers.insert(backend.clone(), pass);
+                }
+            }
+        }
+    }
     progress.finish();
     drop(gag);
 
@@ -710,6 +765,22 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     }
     if !args.latency.is_empty() {
         print_latency(args, engine_sizes, &best_latency);
+    }
+    if !args.transfers.is_empty() {
+        println!(
+            "\n(h) Transfers through the FundsTransfer process manager, sync processing ({} transfers \
+             around {} accounts, one in ten refused for want of funds; best of {} repetitions)\n",
+            transfer_sizes.transfers, transfer_sizes.accounts, args.reps
+        );
+        println!("| store | transfers/s | ms per transfer |");
+        println!("|---|---:|---:|");
+        for (backend, pass) in &best_transfers {
+            println!(
+                "| {backend} | {:.0} | {:.2} |",
+                pass.rate(),
+                pass.elapsed.as_secs_f64() * 1000.0 / pass.transfers as f64
+            );
+        }
     }
     if let Some(reason) = &args.postgres_skipped {
         println!("\nPostgreSQL rows skipped: {reason}.");
