@@ -324,6 +324,8 @@ async fn a_domain_can_be_registered_by_hand_without_discovery() {
         .register::<commands::MakeDeposit>()
         .register::<commands::MakeWithdrawal>()
         .register::<commands::CloseAccount>()
+        .register::<commands::AddSignatory>()
+        .register::<fidelis_example::events::SignatoryAdded>()
         .register::<AccountCommandHandler>()
         .register::<AccountSummary>()
         .register::<AccountSummaryProjector>()
