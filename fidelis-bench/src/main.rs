@@ -34,10 +34,10 @@ use fidelis_bench::concurrent::{self, ConcurrentPass, ConcurrentSizes};
 use fidelis_bench::cqrs::{CqrsMemStore, CqrsQuiet};
 use fidelis_bench::db::{POSTGRES_URL_VAR, PostgresScratch, SqliteScratch};
 use fidelis_bench::engine::{self as engine_rows, CatchupPass, EngineSizes, LatencyPass};
-use fidelis_bench::transfers::{self as transfer_rows, TransferSizes, TransfersPass};
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::raw::RawSqlx;
+use fidelis_bench::transfers::{self as transfer_rows, TransferSizes, TransfersPass};
 use fidelis_bench::workload::{Money, deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
 

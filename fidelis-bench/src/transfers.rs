@@ -158,7 +158,10 @@ async fn transfers_on(store: &Store, sizes: TransferSizes) -> Result<TransfersPa
             TransferStatus::Completed
         };
         if transfer.status != wanted {
-            mismatches.push(format!("transfer {id}: {:?}, expected {wanted:?}", transfer.status));
+            mismatches.push(format!(
+                "transfer {id}: {:?}, expected {wanted:?}",
+                transfer.status
+            ));
         }
     }
     for (id, balance) in accounts.iter().zip(&expected) {
