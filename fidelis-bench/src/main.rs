@@ -139,7 +139,7 @@ fn parse_args() -> Result<Args, String> {
                 let name = iter
                     .next()
                     .ok_or("--only needs an implementation name or a workload")?;
-                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE].contains(&name.as_str())
+                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE, TRANSFERS].contains(&name.as_str())
                     && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
                     && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
