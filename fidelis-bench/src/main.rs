@@ -19,6 +19,8 @@
 //! visible latency run in memory, on SQLite and on PostgreSQL (when its rows run); `--only
 //! catchup`, `--only latency` or `--only engine` (both) run them alone. Workload (h), the
 //! rebuild of `AccountSummary` from the store of (f), runs alone with `--only rebuild`.
+//! Workload (i), the example's transfers through its `FundsTransfer` process manager (transfers per second, sync
+//! processing, memory, SQLite and PostgreSQL), runs only when named: `--only transfers`.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -36,6 +38,7 @@ use fidelis_bench::engine::{self as engine_rows, CatchupPass, EngineSizes, Laten
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::raw::RawSqlx;
+use fidelis_bench::transfers::{self as transfer_rows, TransferSizes, TransfersPass};
 use fidelis_bench::workload::{Money, deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
 
@@ -62,6 +65,8 @@ const LATENCY: &str = "latency";
 const ENGINE: &str = "engine";
 /// `--only rebuild`: workload (h), the rebuild of `AccountSummary`, alone.
 const REBUILD: &str = "rebuild";
+/// `--only transfers`: workload (i), the example's transfer process manager, alone.
+const TRANSFERS: &str = "transfers";
 
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
@@ -90,6 +95,8 @@ struct Args {
     latency: Vec<String>,
     /// The stores workload (h) runs on.
     rebuild: Vec<String>,
+    /// The stores workload (i) runs on (only when named: `--only transfers`).
+    transfers: Vec<String>,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -112,6 +119,7 @@ fn parse_args() -> Result<Args, String> {
         engines: Vec::new(),
         latency: Vec::new(),
         rebuild: Vec::new(),
+        transfers: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -141,7 +149,8 @@ fn parse_args() -> Result<Args, String> {
                 let name = iter
                     .next()
                     .ok_or("--only needs an implementation name or a workload")?;
-                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD].contains(&name.as_str())
+                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS]
+                    .contains(&name.as_str())
                     && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
                     && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
@@ -149,7 +158,8 @@ fn parse_args() -> Result<Args, String> {
                     return Err(format!(
                         "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}, \
                          {DATABASE_IMPLEMENTATIONS:?} or {:?}, or a workload: `{CONCURRENT}` (e), \
-                         `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g), `{REBUILD}` (h)",
+                         `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g), `{REBUILD}` (h), \
+                         `{TRANSFERS}` (i)",
                         concurrent::IMPLEMENTATIONS
                     ));
                 }
@@ -197,6 +207,8 @@ fn parse_args() -> Result<Args, String> {
                      latency (g), or both, alone (memory, SQLite, PostgreSQL)\n\
                      --engines N…: the PostgreSQL catch-up also with N engines running side by \
                      side (one domain and pool each, in this process), for each N\n\
+                     --only transfers: the example's transfers through its process manager (i), alone \
+                     (memory, SQLite, PostgreSQL)\n\
                      --clients N: client tasks of the concurrent deposits (default 16)\n\
                      --pool N: connections per implementation in the concurrent deposits (default 16)",
                     concurrent::IMPLEMENTATIONS
@@ -221,10 +233,13 @@ fn parse_args() -> Result<Args, String> {
     let catchup_named = named(&[CATCHUP, ENGINE]);
     let latency_named = named(&[LATENCY, ENGINE]);
     let rebuild_named = named(&[REBUILD]);
-    let workloads_named = concurrent_named || catchup_named || latency_named || rebuild_named;
+    let transfers_named = named(&[TRANSFERS]);
+    let workloads_named =
+        concurrent_named || catchup_named || latency_named || rebuild_named || transfers_named;
     let engine_default = args.only.is_empty();
-    args.only
-        .retain(|n| ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD].contains(&n.as_str()));
+    args.only.retain(|n| {
+        ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS].contains(&n.as_str())
+    });
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let databases_on = explicit_databases != Some(false);
     args.databases = DATABASE_IMPLEMENTATIONS
@@ -257,6 +272,13 @@ fn parse_args() -> Result<Args, String> {
     if rebuild_named || engine_default {
         args.rebuild = engine_backends();
     }
+    if transfers_named {
+        args.transfers = transfer_rows::BACKENDS
+            .iter()
+            .filter(|backend| databases_on || **backend == "memory")
+            .map(|backend| (*backend).to_owned())
+            .collect();
+    }
     let wants_postgres = args
         .databases
         .iter()
@@ -267,6 +289,7 @@ fn parse_args() -> Result<Args, String> {
             .iter()
             .chain(&args.latency)
             .chain(&args.rebuild)
+            .chain(&args.transfers)
             .any(|b| b == "postgres");
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
@@ -288,6 +311,7 @@ fn parse_args() -> Result<Args, String> {
             args.catchup.retain(|backend| backend != "postgres");
             args.latency.retain(|backend| backend != "postgres");
             args.rebuild.retain(|backend| backend != "postgres");
+            args.transfers.retain(|backend| backend != "postgres");
         } else {
             args.postgres_url = url;
         }
@@ -759,6 +783,41 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             }
         }
     }
+    let transfer_sizes = if args.quick {
+        TransferSizes::QUICK
+    } else {
+        TransferSizes::FULL
+    };
+    let mut best_transfers: BTreeMap<String, TransfersPass> = BTreeMap::new();
+    if !args.transfers.is_empty() {
+        let transfers_runtime = concurrent::runtime()?;
+        for rep in 0..args.reps {
+            for backend in &args.transfers {
+                progress.step(format_args!(
+                    "(i) {} transfers, repetition {}/{}: {backend:<8}",
+                    transfer_sizes.transfers,
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = transfers_runtime.block_on(transfer_rows::transfers(
+                    backend,
+                    transfer_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (transfers): {mismatch}")),
+                );
+                if best_transfers
+                    .get(backend)
+                    .is_none_or(|best| pass.elapsed < best.elapsed)
+                {
+                    best_transfers.insert(backend.clone(), pass);
+                }
+            }
+        }
+    }
     progress.finish();
     drop(gag);
 
@@ -798,6 +857,22 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
     }
     if !args.rebuild.is_empty() {
         print_rebuild(args, engine_sizes, &best_rebuild);
+    }
+    if !args.transfers.is_empty() {
+        println!(
+            "\n(i) Transfers through the FundsTransfer process manager, sync processing ({} transfers \
+             around {} accounts, one in ten refused for want of funds; best of {} repetitions)\n",
+            transfer_sizes.transfers, transfer_sizes.accounts, args.reps
+        );
+        println!("| store | transfers/s | ms per transfer |");
+        println!("|---|---:|---:|");
+        for (backend, pass) in &best_transfers {
+            println!(
+                "| {backend} | {:.0} | {:.2} |",
+                pass.rate(),
+                pass.elapsed.as_secs_f64() * 1000.0 / pass.transfers as f64
+            );
+        }
     }
     if let Some(reason) = &args.postgres_skipped {
         println!("\nPostgreSQL rows skipped: {reason}.");

@@ -343,6 +343,10 @@ impl Engine {
         let leases = self.leases();
         let mut elsewhere = Vec::new();
         loop {
+            // Everything committed so far (before the call, and by the handlers of the last
+            // round) is readable in global order from here on: on PostgreSQL an event is
+            // readable only once the transactions that began before it have ended.
+            self.domain.storage().settle().await?;
             let mut progressed = false;
             while self.commands().step(&self.domain).await? > 0 {
                 progressed = true;

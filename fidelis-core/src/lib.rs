@@ -40,8 +40,8 @@ pub mod __private;
 pub use chrono;
 #[doc(inline)]
 pub use fidelis_macros::{
-    aggregate, apply, command, command_handler, event, event_handler, event_version, field, handle,
-    invariant, on, projection, projector, value_object,
+    aggregate, apply, command, command_handler, entity, event, event_handler, event_version, field,
+    handle, invariant, on, process_manager, projection, projector, value_object,
 };
 /// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
 #[cfg(feature = "decimal")]
@@ -75,6 +75,9 @@ pub use crate::runtime::domain::{
     DEFAULT_EVENT_HANDLER_DEPTH_LIMIT, Domain, DomainBuilder, DomainMetrics, EventStore, Submitted,
 };
 pub use crate::runtime::options::{CommandMetadata, ProcessOptions};
+pub use crate::runtime::process_manager::{
+    CorrelationKey, ProcessManager, ProcessRunner, ProcessSteps,
+};
 pub use crate::runtime::rebuild::{
     ProjectionStatus, ProjectorStatus, RebuildProgress, RebuildReport,
 };
@@ -116,6 +119,10 @@ mod macro_doctests {
     struct Handle;
     #[doc = include_str!("../../fidelis-macros/docs/on.md")]
     struct On;
+    #[doc = include_str!("../../fidelis-macros/docs/process_manager.md")]
+    struct ProcessManager;
+    #[doc = include_str!("../../fidelis-macros/docs/entity.md")]
+    struct Entity;
 }
 
 /// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
@@ -129,7 +136,7 @@ pub mod prelude {
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Fact, Identifier, Priority, ProcessOptions, Projection,
         ProjectorContext, Result, RetryPolicy, ValidationError, aggregate, apply, command,
-        command_handler, event, event_handler, event_version, field, handle, invariant, on,
-        projection, projector, value_object,
+        command_handler, entity, event, event_handler, event_version, field, handle, invariant, on,
+        process_manager, projection, projector, value_object,
     };
 }

@@ -27,6 +27,10 @@ pub use crate::model::field::{
     NumericField, TextField,
 };
 pub use crate::runtime::context::{Context, EventHandlerContext, ProjectorContext};
+pub use crate::runtime::process_manager::{
+    CorrelationKey, ProcessManager, ProcessMeta, ProcessRunner, ProcessSteps, Step,
+    register as register_process_manager,
+};
 pub use crate::testing::{Happened, Happening};
 
 /// `#[serde(with = …)]` and `from_json` support for `#[field(allow_non_finite)]` floats.
@@ -208,6 +212,64 @@ pub fn validated<T: HasFields>(value: T, element: &'static str) -> Result<T> {
             errors,
         }),
     }
+}
+
+/// Checks an entity held in an aggregate: its fields and its invariants, the messages under
+/// the aggregate's field (`signatories.0.name`).
+pub fn check_entity<E: HasFields>(
+    entity: &E,
+    invariants: &[Invariant<E>],
+    def: &FieldDef,
+    errors: &mut ValidationError,
+) {
+    let mut nested = entity.validate().err().unwrap_or_default();
+    for invariant in invariants {
+        if let Err(broken) = (invariant.check)(entity) {
+            nested.merge(broken, None);
+        }
+    }
+    if nested.is_empty() {
+        return;
+    }
+    // An item of a list is checked under an empty name; the list adds `name.index`.
+    let prefix = (!def.name.is_empty()).then_some(def.name);
+    errors.merge(nested, prefix);
+}
+
+/// A command, event, value object or process manager holds no entity: an entity lives in the
+/// aggregate it is `part_of`, and only there (checked at compile time, at the field).
+pub const fn assert_no_entity(entity_of: Option<&'static str>) {
+    if entity_of.is_some() {
+        panic!(
+            "an entity cannot be a field here: an entity lives only inside the aggregate it is `part_of`; carry its fields (and its id) as plain fields or a value object"
+        );
+    }
+}
+
+/// An aggregate holds only its own entities (`#[entity(part_of = ThisAggregate)]`).
+pub const fn assert_entity_of(entity_of: Option<&'static str>, aggregate: &'static str) {
+    if let Some(owner) = entity_of
+        && !const_str_eq(owner, aggregate)
+    {
+        panic!(
+            "this entity is `part_of` another aggregate: an aggregate holds only the entities declared `#[entity(part_of = ThisAggregate)]`"
+        );
+    }
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
 }
 
 /// What a handler method may return: `()`, or `Result<T, E>` with `E: Into<Error>`.

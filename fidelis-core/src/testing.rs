@@ -64,6 +64,10 @@
 //!   them through the projectors (that is its purpose) and reads a row with
 //!   [`GivenEvents::then_projection`].
 
+mod process;
+
+pub use process::{CommandLog, GivenProcess, ProcessOutcome, given_process, given_process_in};
+
 use std::any::TypeId;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;

@@ -2,7 +2,8 @@
 
 use fidelis_core::prelude::*;
 
-use crate::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
+use crate::events::{AccountClosed, AccountOpened, DepositMade, SignatoryAdded, WithdrawalMade};
+use crate::signatory::AuthorizedSignatory;
 
 /// Whether an account takes movements: a Rust enum as a field (stored as its variant name).
 #[value_object]
@@ -42,6 +43,8 @@ pub struct Account {
     /// Active or closed.
     #[field(default = AccountStatus::Active)]
     pub status: AccountStatus,
+    /// Who may act on it besides the holder.
+    pub signatories: Vec<AuthorizedSignatory>,
 }
 
 #[aggregate]
@@ -120,6 +123,20 @@ impl Account {
         })
     }
 
+    /// Authorizes someone to act on the account, with a new id; gives the id. Refused, with
+    /// every failing field, when the signatory is invalid.
+    pub fn add_signatory(&mut self, name: String, role: String) -> Result<Identifier> {
+        self.ensure_active()?;
+        let signatory_id = Identifier::generate();
+        self.raise(SignatoryAdded {
+            account_id: self.id.clone(),
+            signatory_id: signatory_id.clone(),
+            name,
+            role,
+        })?;
+        Ok(signatory_id)
+    }
+
     /// Closes the account; refused unless the balance is zero.
     pub fn close(&mut self, reason: Option<String>) -> Result<()> {
         self.raise(AccountClosed {
@@ -144,6 +161,15 @@ impl Account {
     #[apply]
     fn on_withdrawal_made(&mut self, event: &WithdrawalMade) {
         self.balance -= event.amount;
+    }
+
+    #[apply]
+    fn on_signatory_added(&mut self, event: &SignatoryAdded) {
+        self.signatories.push(AuthorizedSignatory {
+            id: event.signatory_id.clone(),
+            name: event.name.clone(),
+            role: event.role.clone(),
+        });
     }
 
     #[apply]

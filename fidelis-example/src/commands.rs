@@ -51,6 +51,18 @@ pub struct CloseAccount {
     pub reason: Option<String>,
 }
 
+/// Authorize someone to act on an account. The rules of a signatory (name length, role) are
+/// the entity's, checked when the account takes it.
+#[command(part_of = Account)]
+pub struct AddSignatory {
+    /// The account.
+    pub account_id: Identifier,
+    /// Their name.
+    pub name: String,
+    /// `owner` or `signer`.
+    pub role: String,
+}
+
 /// Handles every account command.
 #[derive(Default)]
 pub struct AccountCommandHandler;
@@ -83,6 +95,15 @@ impl AccountCommandHandler {
         let mut account = repo.get(&command.account_id).await?;
         account.withdraw(command.amount, command.reference)?;
         repo.add(account).await
+    }
+
+    #[handle(AddSignatory)]
+    async fn add_signatory(&self, command: AddSignatory, ctx: &mut Context) -> Result<Identifier> {
+        let mut repo = ctx.repository::<Account>();
+        let mut account = repo.get(&command.account_id).await?;
+        let id = account.add_signatory(command.name, command.role)?;
+        repo.add(account).await?;
+        Ok(id)
     }
 
     #[handle(CloseAccount)]

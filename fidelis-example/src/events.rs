@@ -39,6 +39,19 @@ pub struct WithdrawalMade {
     pub reference: Option<String>,
 }
 
+/// Someone was authorized to act on the account.
+#[event(part_of = Account)]
+pub struct SignatoryAdded {
+    /// The account.
+    pub account_id: Identifier,
+    /// The new signatory's id (the entity's identity, the same on every replay).
+    pub signatory_id: Identifier,
+    /// Their name.
+    pub name: String,
+    /// `owner` or `signer`.
+    pub role: String,
+}
+
 /// The account was closed.
 #[event(part_of = Account)]
 pub struct AccountClosed {

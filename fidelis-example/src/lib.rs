@@ -25,11 +25,16 @@
 //! ```
 
 pub mod account;
+pub mod activity;
 pub mod alerts;
 pub mod commands;
 pub mod dashboard;
 pub mod events;
+pub mod funds_transfer;
 pub mod scenario;
+pub mod signatory;
+pub mod transfer;
+pub mod transfer_scenario;
 #[cfg(feature = "web")]
 pub mod web;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fidelis_core::{DomainBuilder, Processing};
-use fidelis_example::scenario;
+use fidelis_example::{scenario, transfer_scenario};
 use tracing_subscriber::EnvFilter;
 
 /// The Fidelis banking ledger: opens an account, deposits, prints the account dashboard.
@@ -135,6 +135,16 @@ async fn walkthrough(args: &Args) -> fidelis_core::Result<()> {
     println!("{}", scenario::dashboard(&walkthrough.summary));
     scenario::check(&walkthrough.summary)?;
     println!("Accounts on record: {}", walkthrough.accounts_on_record);
+    println!();
+    let wait = match (domain.processing(), args.engine) {
+        (Processing::Async, EngineAt::External) => {
+            transfer_scenario::Wait::Poll(Duration::from_secs(args.wait))
+        }
+        _ => transfer_scenario::Wait::Settle,
+    };
+    let transfers = transfer_scenario::run(&domain, &walkthrough.account_id, wait).await?;
+    println!("{}", transfer_scenario::report(&transfers));
+    transfer_scenario::check(&transfers)?;
     println!();
     println!("All checks passed!");
     Ok(())

@@ -46,6 +46,21 @@ fn the_default_run_prints_the_dashboard() {
     );
     assert!(lines[block + 5].starts_with("Last activity: "));
     assert!(stdout.contains("Accounts on record: 1"));
+    let transfers = lines
+        .iter()
+        .position(|line| *line == "=== Transfers ===")
+        .expect("the transfers block");
+    assert_eq!(
+        lines[transfers + 1],
+        "$200.00 ACC-001 -> ACC-002: COMPLETED"
+    );
+    assert!(
+        lines[transfers + 2].starts_with("$5000.00 ACC-002 -> ACC-001: FAILED (")
+            && lines[transfers + 2].contains("Insufficient funds"),
+        "{stdout}"
+    );
+    assert_eq!(lines[transfers + 3], "Balance of ACC-001: $1300.00");
+    assert_eq!(lines[transfers + 4], "Balance of ACC-002: $200.00");
     assert_eq!(lines.last(), Some(&"All checks passed!"));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -56,7 +71,10 @@ fn a_sqlite_ledger_persists_across_runs() {
     let first = run(&["--database", "sqlite://fidelis.db"], &dir);
     assert!(first.contains("Accounts on record: 1"), "{first}");
     let second = run(&["--database", "sqlite://fidelis.db"], &dir);
-    assert!(second.contains("Accounts on record: 2"), "{second}");
+    // The first run's two accounts (its transfers open `ACC-002`), and this run's `ACC-001`,
+    // counted before this run's transfers.
+    assert!(second.contains("Accounts on record: 3"), "{second}");
+    assert!(second.contains("Balance of ACC-001: $1300.00"), "{second}");
     assert!(second.contains("Balance: $1500.00"));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -446,6 +446,68 @@ pub fn listener(cx: &Ctxt, attr: &str, method: &Method, context: &str) -> bool {
     ok
 }
 
+/// A process manager's step: `#[handle(E, ..)]
+/// async fn x(&mut self, event: &Event<E>, ctx: &mut EventHandlerContext) -> Result<()>`. It
+/// takes `&mut self`, the state of the instance the event correlates with.
+pub fn process_step(cx: &Ctxt, method: &Method) -> bool {
+    let context = "EventHandlerContext";
+    let shape = Shape {
+        attr: "#[process_manager]",
+        expected: "async fn name(&mut self, event: &Event<E>, ctx: &mut EventHandlerContext) -> Result<()>",
+    };
+    let sig = &method.sig;
+    let mut ok = no_method_generics(cx, &shape, sig);
+    if receiver(sig) != Some((true, true)) {
+        shape.error(
+            cx,
+            &sig.inputs,
+            "a process manager step takes `&mut self`, the state of the instance the event belongs to",
+        );
+        ok = false;
+    }
+    let params = typed_params(sig);
+    let [event, ctx] = params.as_slice() else {
+        shape.error(
+            cx,
+            &sig.inputs,
+            "a process manager step takes two parameters besides `&mut self`: the event and the context",
+        );
+        return false;
+    };
+    if !matches!(event, Type::Reference(reference) if reference.mutability.is_none()) {
+        shape.error(
+            cx,
+            event,
+            "the event is taken by shared reference, as `&Event<E>`",
+        );
+        ok = false;
+    }
+    match ctx {
+        Type::Reference(reference) if reference.mutability.is_some() => {
+            ok &= context_of_role(cx, &shape, &reference.elem, context);
+        }
+        other => {
+            shape.error(
+                cx,
+                other,
+                &format!("the context is taken as `&mut {context}`"),
+            );
+            ok = false;
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && !returns_result_unit_or_unit(ty)
+    {
+        shape.error(
+            cx,
+            ty,
+            "a process manager step returns `Result<()>` (or nothing)",
+        );
+        ok = false;
+    }
+    ok
+}
+
 /// Whether a handler method takes `&self`; one without `self` is called on the type, so a
 /// handler type whose methods all go without needs no instance.
 pub fn takes_self(method: &Method) -> bool {

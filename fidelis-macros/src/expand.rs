@@ -4,12 +4,14 @@
 pub mod aggregate;
 pub mod behaviour;
 pub mod command;
+pub mod entity;
 pub mod event;
 pub mod event_version;
 pub mod fields;
 pub mod handler;
 pub mod listener;
 pub mod message;
+pub mod process_manager;
 pub mod projection;
 pub mod registration;
 pub mod value_enum;

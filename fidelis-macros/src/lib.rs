@@ -59,6 +59,18 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::listener::event_handler(args.into(), input.into()).into()
 }
 
+#[cfg_attr(not(doctest), doc = include_str!("../docs/entity.md"))]
+#[proc_macro_attribute]
+pub fn entity(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::entity::expand(args.into(), input.into()).into()
+}
+
+#[cfg_attr(not(doctest), doc = include_str!("../docs/process_manager.md"))]
+#[proc_macro_attribute]
+pub fn process_manager(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::process_manager::expand(args.into(), input.into()).into()
+}
+
 #[cfg_attr(not(doctest), doc = include_str!("../docs/projection.md"))]
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -49,6 +49,13 @@ pub const UNIQUE: &str = "unique";
 /// `#[handle(C, create)]` in an `#[aggregate] impl`
 pub const CREATE: &str = "create";
 
+/// `#[handle(E, start)]` in a `#[process_manager] impl`: the step that begins an instance
+pub const START: &str = "start";
+/// `#[handle(E, end)]` in a `#[process_manager] impl`: the step that ends an instance
+pub const END: &str = "end";
+/// `#[handle(E, correlate = field)]` in a `#[process_manager] impl`
+pub const CORRELATE: &str = "correlate";
+
 /// `#[invariant(pre)]`
 pub const PRE: &str = "pre";
 /// `#[invariant(post)]`

@@ -324,6 +324,8 @@ async fn a_domain_can_be_registered_by_hand_without_discovery() {
         .register::<commands::MakeDeposit>()
         .register::<commands::MakeWithdrawal>()
         .register::<commands::CloseAccount>()
+        .register::<commands::AddSignatory>()
+        .register::<fidelis_example::events::SignatoryAdded>()
         .register::<AccountCommandHandler>()
         .register::<AccountSummary>()
         .register::<AccountSummaryProjector>()
@@ -334,6 +336,6 @@ async fn a_domain_can_be_registered_by_hand_without_discovery() {
     let walkthrough = scenario::run(&domain).await.unwrap();
     assert_eq!(walkthrough.summary.balance, Decimal::from(1500));
     assert_eq!(domain.registry().aggregates().len(), 1);
-    assert_eq!(domain.registry().events().len(), 4);
-    assert_eq!(domain.registry().commands().len(), 4);
+    assert_eq!(domain.registry().events().len(), 5);
+    assert_eq!(domain.registry().commands().len(), 5);
 }

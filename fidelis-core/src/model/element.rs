@@ -36,6 +36,10 @@ pub enum ElementKind {
     ValueObject,
     /// `#[event_version]`: an old version of an event's schema.
     EventVersion,
+    /// `#[process_manager]`
+    ProcessManager,
+    /// `#[entity]`
+    Entity,
 }
 
 /// A domain element: a type a Fidelis macro was put on. It knows its name and how to add

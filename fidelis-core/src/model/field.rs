@@ -174,6 +174,9 @@ pub trait FieldType:
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = None;
     /// The variant names of a unit-only enum ([`FieldKind::Enum`]).
     const VARIANTS: Option<fn() -> &'static [&'static str]> = None;
+    /// For an `#[entity(part_of = A)]` (or a list or option of one): `A`'s name. The element
+    /// macros check it at compile time, so an entity is a field of its own aggregate only.
+    const ENTITY_OF: Option<&'static str> = None;
 
     /// Checks the value against the field's options, adding messages under `def.name`.
     fn check(&self, def: &FieldDef, errors: &mut ValidationError);
@@ -424,6 +427,7 @@ impl<T: FieldType> FieldType for Option<T> {
     const OPTIONAL: bool = true;
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
     const VARIANTS: Option<fn() -> &'static [&'static str]> = T::VARIANTS;
+    const ENTITY_OF: Option<&'static str> = T::ENTITY_OF;
     fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
         // `def.required` is set on an `Option` only by an explicit `#[field(required)]`: then
         // `None` and blank text are refused, as the SQL adapters' `NOT NULL` column would
@@ -440,6 +444,7 @@ impl<T: FieldType> FieldType for Option<T> {
 impl<T: FieldType> FieldType for Vec<T> {
     const KIND: FieldKind = FieldKind::List;
     const EMBEDDED: Option<fn() -> &'static [FieldDef]> = T::EMBEDDED;
+    const ENTITY_OF: Option<&'static str> = T::ENTITY_OF;
     fn check(&self, def: &FieldDef, errors: &mut ValidationError) {
         check_length(self.len(), def, errors);
         // Items are checked without the list's length and value options, which are about

@@ -299,6 +299,7 @@ impl EventHandlerContext {
         C: Handled<Output = O>,
         O: Send + 'static,
     {
+        crate::runtime::process_manager::record_command(&command);
         Box::pin(async move {
             let mut extensions = (*self.unit.lineage.extensions).clone();
             extensions.extend(options.extensions);

@@ -914,6 +914,7 @@ pub struct DomainBuilder {
     cache_capacity: usize,
     snapshot_threshold: Option<u64>,
     projectors: bool,
+    event_handlers: bool,
     event_handler_depth_limit: usize,
     processing: Option<Processing>,
     handler_retry: HandlerRetry,
@@ -943,6 +944,7 @@ impl DomainBuilder {
             cache_capacity: 100_000,
             snapshot_threshold: None,
             projectors: true,
+            event_handlers: true,
             event_handler_depth_limit: DEFAULT_EVENT_HANDLER_DEPTH_LIMIT,
             processing: None,
             handler_retry: HandlerRetry::default(),
@@ -958,6 +960,14 @@ impl DomainBuilder {
     /// testing DSL's aggregate scenarios, which test an aggregate, not its read models.
     pub(crate) fn without_projectors(mut self) -> Self {
         self.projectors = false;
+        self
+    }
+
+    /// Leaves the event handlers and process managers out of the domain: what
+    /// `testing::given_process` runs a process manager in, so that the events of the commands
+    /// it issues are recorded but delivered to nobody.
+    pub(crate) fn without_event_handlers(mut self) -> Self {
+        self.event_handlers = false;
         self
     }
 
@@ -1207,6 +1217,12 @@ impl DomainBuilder {
             registry
                 .subscribers
                 .retain(|subscriber| !subscriber.projector);
+        }
+        if !self.event_handlers {
+            registry.event_handlers.clear();
+            registry
+                .subscribers
+                .retain(|subscriber| subscriber.projector);
         }
         let processing = crate::runtime::config::resolve_processing(self.processing)?;
         let snapshot_threshold =

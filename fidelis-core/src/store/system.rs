@@ -44,12 +44,13 @@ pub const RESERVED_TABLES: &[&str] = &[
     CommandLogEntry::TABLE.name,
     QueuedCommand::TABLE.name,
     IdempotencyKey::TABLE.name,
+    ProcessState::TABLE.name,
     // Reserved by earlier versions (never written): kept out of elements' reach.
     "fidelis_command_log",
 ];
 
 /// The schemas of every system table, for `setup`.
-pub fn schemas() -> [TableSchema; 8] {
+pub fn schemas() -> [TableSchema; 9] {
     [
         Checkpoint::TABLE,
         Lease::TABLE,
@@ -59,6 +60,7 @@ pub fn schemas() -> [TableSchema; 8] {
         CommandLogEntry::TABLE,
         QueuedCommand::TABLE,
         IdempotencyKey::TABLE,
+        ProcessState::TABLE,
     ]
 }
 
@@ -165,6 +167,9 @@ const fn optional_time(name: &'static str) -> FieldDef {
         required: false,
         ..FieldDef::new(name, FieldKind::DateTime, "Option<DateTime<Utc>>")
     }
+}
+const fn boolean(name: &'static str) -> FieldDef {
+    FieldDef::new(name, FieldKind::Boolean, "bool")
 }
 const fn json(name: &'static str) -> FieldDef {
     FieldDef::new(name, FieldKind::Dict, "serde_json::Value")
@@ -541,6 +546,56 @@ impl SystemRow for IdempotencyKey {
             text("command_id"),
             text("type_name"),
             time("created_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The state of one process manager instance (see `#[process_manager]`): the state struct as
+/// JSON, whether it is complete, and the events it has handled, with a version that every
+/// step moves by one (a step that finds another version was overtaken and fails).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ProcessState {
+    /// `<domain>/<process manager>/<correlation key>`.
+    pub id: String,
+    /// The process manager's name.
+    pub process: String,
+    /// The correlation key of the instance.
+    pub key: String,
+    /// The state struct, as JSON.
+    pub state: Value,
+    /// Whether it is complete: later events are ignored.
+    pub complete: bool,
+    /// The ids of the events it handled last (a redelivered one is not handled twice).
+    pub handled: Value,
+    /// Moved by one on every step.
+    pub version: i64,
+    /// When the last step was stored.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProcessState {
+    /// The key of an instance.
+    pub fn key_of(domain: &str, process: &str, key: &str) -> String {
+        format!("{domain}/{process}/{key}")
+    }
+}
+
+impl SystemRow for ProcessState {
+    const TABLE: TableSchema = schema(
+        "fidelis_process_states",
+        "ProcessState",
+        &[
+            key(),
+            text("process"),
+            text("key"),
+            json("state"),
+            boolean("complete"),
+            json("handled"),
+            integer("version"),
+            time("updated_at"),
         ],
     );
     fn id(&self) -> &str {

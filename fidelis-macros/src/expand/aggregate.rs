@@ -173,6 +173,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
     } else {
         (TokenStream::new(), TokenStream::new())
     };
+    let own_entities = fields::own_entities(&p, &fields, &name);
     let element = registration::element(
         &p,
         &self_ty,
@@ -294,6 +295,7 @@ fn expand_struct(cx: Ctxt, args: TokenStream, item: ItemStruct) -> TokenStream {
         #facts_impl
         #queryable
         #asserts
+        #own_entities
         #submit
     });
     let errors = cx.into_tokens();

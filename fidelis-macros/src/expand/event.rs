@@ -97,6 +97,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     );
     let has_fields = fields::has_fields(&p, &ty, &fields);
     let asserts = fields::asserts(&p, &fields, false);
+    let no_entities = fields::no_entities(&p, &fields);
     let defaults = fields::default_fns(&fields);
     let from_json = fields::from_json(&p, &fields);
     let submit = registration::submit(&p, &self_ty);
@@ -130,6 +131,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
         #asserts
+        #no_entities
         #submit
     });
     let errors = cx.into_tokens();

@@ -262,6 +262,35 @@ pub fn asserts(p: &TokenStream, fields: &[Field], projection: bool) -> TokenStre
     out
 }
 
+/// Commands, events, value objects, entities and process managers hold no entity: each field's
+/// type is checked at compile time. The check is spanned at the field's type (the runtime path
+/// too), so the error names the field; it reaches the type through `field_type`, so a type
+/// that is not a field type is still reported once.
+pub fn no_entities(p: &TokenStream, fields: &[Field]) -> TokenStream {
+    let checks = fields.iter().map(|field| {
+        let ft = field_type(p, field);
+        respan(
+            quote!(const _: () = #p::assert_no_entity(#ft::ENTITY_OF);),
+            type_span(&field.ty),
+        )
+    });
+    quote!(#(#checks)*)
+}
+
+/// An aggregate holds only its own entities: each field's type is checked at compile time,
+/// at the field.
+pub fn own_entities(p: &TokenStream, fields: &[Field], aggregate: &Ident) -> TokenStream {
+    let name = aggregate.to_string();
+    let checks = fields.iter().map(|field| {
+        let ft = field_type(p, field);
+        respan(
+            quote!(const _: () = #p::assert_entity_of(#ft::ENTITY_OF, #name);),
+            type_span(&field.ty),
+        )
+    });
+    quote!(#(#checks)*)
+}
+
 /// `from_json` and `from_value`: decode untrusted input, reporting every missing,
 /// mistyped and invalid field in one `ValidationError`.
 pub fn from_json(p: &TokenStream, fields: &[Field]) -> TokenStream {

@@ -69,6 +69,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     );
     let has_fields = fields::has_fields(&p, &ty, &fields);
     let asserts = fields::asserts(&p, &fields, false);
+    let no_entities = fields::no_entities(&p, &fields);
     let defaults = fields::default_fns(&fields);
 
     let generated = expand::wrap(quote! {
@@ -98,6 +99,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
         #asserts
+        #no_entities
     });
     let errors = cx.into_tokens();
     quote!(#item #generated #errors)
