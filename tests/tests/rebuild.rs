@@ -167,15 +167,15 @@ impl SalesCountProjector {
 }
 
 async fn domain(backend: &Backend, processing: Processing, fail: &Arc<AtomicBool>) -> Domain {
-    backend
-        .build(
-            Domain::builder("shop")
-                .discover_crate(module_path!())
-                .instance(TakingsProjector { fail: fail.clone() })
-                .handler_retry(HandlerRetry::none())
-                .processing(processing),
-        )
-        .await
+    backend.build(builder(processing, fail)).await
+}
+
+fn builder(processing: Processing, fail: &Arc<AtomicBool>) -> fidelis_core::DomainBuilder {
+    Domain::builder("shop")
+        .discover_crate(module_path!())
+        .instance(TakingsProjector { fail: fail.clone() })
+        .handler_retry(HandlerRetry::none())
+        .processing(processing)
 }
 
 /// Three tills: 3 openings, 6 sales, 2 drawer openings (11 events).
@@ -365,7 +365,11 @@ async fn the_checkpoint_moves_with_the_rows(backend: &Backend) {
 /// subscription of its own, and the status shows the previous version's checkpoint beside.
 async fn a_version_has_its_own_table_and_checkpoint(backend: &Backend) {
     let fail = Arc::new(AtomicBool::new(false));
-    let domain = domain(backend, Processing::Async, &fail).await;
+    // One partition: the test writes version 1's checkpoint by hand, as an unpartitioned
+    // engine of the previous release left it.
+    let domain = backend
+        .build(builder(Processing::Async, &fail).engine_partitions(1))
+        .await;
     let tills = trade(&domain).await;
     // Version 1, as a process running the previous release left it: 4 sales in.
     let mut transaction = domain.storage_unchecked().begin().await.unwrap();
