@@ -5,6 +5,7 @@ pub(crate) mod engine;
 mod events;
 mod projections;
 mod setup;
+mod snapshots;
 mod subscriptions;
 
 use fidelis_core::{Domain, DomainBuilder};
@@ -16,9 +17,8 @@ pub use engine::EngineArgs;
 
 /// The commands of the command line.
 //
-// `events history`, `events trace` and `snapshots create` join these with the capabilities
-// they show (aggregate history, correlation traces, snapshots): `EventsCommand` takes the
-// first two, a `Snapshots` variant the third.
+// `events trace` joins these with the capability it shows (correlation traces), as a
+// variant of `EventsCommand`.
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum Command {
     /// Creates the domain's missing tables (events, projections, system tables) and lists them.
@@ -37,6 +37,9 @@ pub enum Command {
     /// Shows the engine's subscriptions.
     #[command(subcommand)]
     Subscriptions(SubscriptionsCommand),
+    /// Takes snapshots of event-sourced aggregates.
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
 }
 
 /// `events …`
@@ -64,6 +67,14 @@ pub enum EventsCommand {
         /// At most this many events.
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// The events of one event-sourced aggregate, oldest first: version, type, time, event
+    /// id and global position.
+    History {
+        /// The aggregate's name (`Account`).
+        aggregate: String,
+        /// The aggregate's id.
+        id: String,
     },
 }
 
@@ -116,6 +127,19 @@ pub enum ProjectionsCommand {
     },
 }
 
+/// `snapshots …`
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum SnapshotsCommand {
+    /// Writes a snapshot of an event-sourced aggregate at its current version, or of every
+    /// aggregate of the type when no id is given.
+    Create {
+        /// The aggregate's name (`Account`).
+        aggregate: String,
+        /// The aggregate's id; without it, every aggregate of the type.
+        id: Option<String>,
+    },
+}
+
 /// `subscriptions …`
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum SubscriptionsCommand {
@@ -141,6 +165,7 @@ pub(crate) async fn execute(
         Command::Subscriptions(SubscriptionsCommand::Status) => {
             subscriptions::status(&build(engine_view(builder)).await?, out).await
         }
+        Command::Snapshots(command) => snapshots::run(&build(builder).await?, out, command).await,
     }
 }
 

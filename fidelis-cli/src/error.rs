@@ -8,7 +8,7 @@ use fidelis_core::Error;
 pub enum Exit {
     /// The command failed.
     Failure = 1,
-    /// Bad arguments, or an unknown projection, subscription or event type.
+    /// Bad arguments, or an unknown aggregate, projection, subscription or event type.
     Usage = 2,
     /// The database cannot be reached or set up.
     Database = 3,
@@ -64,6 +64,7 @@ impl From<Error> for CliError {
     fn from(error: Error) -> Self {
         let exit = match error {
             Error::Usage { .. } => Exit::Usage,
+            Error::NotFound { .. } => Exit::NotFound,
             _ => Exit::Failure,
         };
         Self::new(exit, one_line(&error.to_string()))

@@ -55,10 +55,12 @@
 //! | `events read <stream\|category> [--from N] [--limit N]` | events of a stream (from version N) or a category (from global position N) |
 //! | `events stats` | events per category and per type, and the head of the store |
 //! | `events search --type T` | events of a type (`DepositMade` or `Fidelis.DepositMade.v1`) |
+//! | `events history <Aggregate> <id>` | an event-sourced aggregate's events: version, type, time, event id, position |
 //! | `dlq list\|inspect <id>\|replay <id>\|replay-all <subscription>\|purge <id>\|purge-all <subscription>` | the dead letters |
 //! | `projections status` | each projection's version, table, rows, and its projectors' checkpoints (other versions' too) |
 //! | `projections rebuild <Projection>` | rebuilds a projection (a progress bar on a terminal) |
-//! | `subscriptions status` | each subscription's position, lag and dead letters |
+//! | `subscriptions status` | each subscription's partitions, owner, position, lag and dead letters |
+//! | `snapshots create <Aggregate> [<id>]` | a snapshot of one event-sourced aggregate (the version taken), or of all of its type (the count) |
 //!
 //! Every command prints a table for people, or JSON with `--json` (one document on stdout).
 //! Errors are one line on stderr (`error: …`; with `--json`, `{"error": "…"}`).
@@ -69,9 +71,9 @@
 //! | --- | --- |
 //! | 0 | done |
 //! | 1 | the command failed (a rebuild's projector, a replay that failed again, a store error) |
-//! | 2 | usage: bad arguments, or an unknown projection, subscription or event type |
+//! | 2 | usage: bad arguments, or an unknown aggregate, projection, subscription or event type (or a state-stored aggregate where an event-sourced one is needed) |
 //! | 3 | the database cannot be reached or set up (the message names its URL, without password) |
-//! | 4 | not found: no dead letter with that id |
+//! | 4 | not found: no dead letter with that id, no aggregate with that id |
 
 mod command;
 mod error;
@@ -83,7 +85,9 @@ use clap::Parser;
 use fidelis_core::DomainBuilder;
 
 pub use command::engine::shutdown_signal;
-pub use command::{Command, DlqCommand, EventsCommand, ProjectionsCommand, SubscriptionsCommand};
+pub use command::{
+    Command, DlqCommand, EventsCommand, ProjectionsCommand, SnapshotsCommand, SubscriptionsCommand,
+};
 pub use error::{CliError, Exit};
 
 /// The options every command takes.

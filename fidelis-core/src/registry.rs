@@ -67,6 +67,8 @@ pub struct AggregateInfo {
     /// Its table (state-stored aggregates): `<domain>_<aggregate>` in snake case (set when the
     /// domain is built), so that two domains can share a database.
     pub table: String,
+    /// Its snapshot operations, for calls by name (used when it is event-sourced).
+    pub(crate) snapshots: crate::runtime::snapshot::SnapshotOps,
 }
 
 type DecodeFn = fn(&RecordedEvent) -> Result<Arc<dyn AnyEvent>>;
@@ -405,6 +407,7 @@ impl Registrar {
                     .map_or("id", |field| field.name),
                 category: String::new(),
                 table: String::new(),
+                snapshots: crate::runtime::snapshot::SnapshotOps::of::<A>(),
             });
     }
 

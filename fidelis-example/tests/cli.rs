@@ -1,8 +1,9 @@
 //! The command line (`fidelis-cli`) as `fidelis-example`'s subcommands, run as a process on
 //! SQLite and PostgreSQL: each command's table and `--json` on a known store, a rebuild that
 //! equals the live rows, a failing projector that fails the rebuild (exit 1) and leaves the
-//! rows, dead letters listed, inspected, replayed and purged, and the exit codes of unknown
-//! names (2), missing dead letters (4) and an unreachable database (3).
+//! rows, dead letters listed, inspected, replayed and purged, an aggregate's history and
+//! snapshots taken by name, and the exit codes of unknown names (2), missing dead letters
+//! and aggregates (4) and an unreachable database (3).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -11,6 +12,7 @@ use fidelis_core::store::ExpectedVersion;
 use fidelis_core::{
     Domain, EventMetadata, HandlerRetry, Identifier, Payload, Processing, RecordedEvent,
 };
+use fidelis_example::account::Account;
 use fidelis_example::dashboard::AccountSummary;
 use serde_json::Value;
 
@@ -178,7 +180,9 @@ async fn orphan_deposit(domain: &Domain) {
 }
 
 async fn every_command_prints_a_table_and_json(store: &Store) {
-    // The known store: the walkthrough's two events (an opening and a deposit).
+    // The known store: the walkthrough's nine events: the holder's account opened and a
+    // deposit, a second account opened, a transfer between them that completes (a
+    // withdrawal and a deposit) and one that fails.
     store.ok(&[]);
 
     let setup = store.ok(&["setup-db"]);
@@ -195,28 +199,30 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
 
     let stats = store.ok(&["events", "stats"]);
     assert!(
-        stats.starts_with("2 events; head at global position "),
+        stats.starts_with("9 events; head at global position "),
         "{stats}"
     );
     assert!(stats.contains("fidelis::account"), "{stats}");
     assert!(stats.contains("Fidelis.DepositMade.v1"), "{stats}");
     let stats = store.json(&["events", "stats"]);
-    assert_eq!(stats["events"], 2);
+    assert_eq!(stats["events"], 9);
     assert_eq!(stats["categories"][0]["category"], "fidelis::account");
-    assert_eq!(stats["categories"][0]["events"], 2);
-    assert_eq!(stats["types"].as_array().unwrap().len(), 2);
+    assert_eq!(stats["categories"][0]["events"], 5);
+    assert_eq!(stats["categories"][1]["category"], "fidelis::transfer");
+    assert_eq!(stats["categories"][1]["events"], 4);
+    assert_eq!(stats["types"].as_array().unwrap().len(), 6);
 
     let read = store.ok(&["events", "read", "Account"]);
     assert!(read.contains("Fidelis.AccountOpened.v1"), "{read}");
     let events = store.json(&["events", "read", "fidelis::account"]);
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 5);
     assert_eq!(events[0]["type"], "Fidelis.AccountOpened.v1");
     assert_eq!(events[1]["data"]["amount"], "500");
     let stream = events[0]["stream"].as_str().unwrap();
     let second = events[1]["global_position"].as_i64().unwrap().to_string();
     let tail = store.json(&["events", "read", "Account", "--from", &second]);
-    assert_eq!(tail.as_array().unwrap().len(), 1);
+    assert_eq!(tail.as_array().unwrap().len(), 4);
     assert_eq!(tail[0]["type"], "Fidelis.DepositMade.v1");
     let first = store.json(&["events", "read", stream, "--limit", "1"]);
     assert_eq!(first.as_array().unwrap().len(), 1);
@@ -227,14 +233,14 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
     let search = store.ok(&["events", "search", "--type", "DepositMade"]);
     assert!(search.contains("Fidelis.DepositMade.v1"), "{search}");
     let search = store.json(&["events", "search", "--type", "Fidelis.DepositMade.v1"]);
-    assert_eq!(search.as_array().unwrap().len(), 1);
+    assert_eq!(search.as_array().unwrap().len(), 2);
 
     let status = store.ok(&["projections", "status"]);
     assert!(status.contains("AccountSummary"), "{status}");
     let status = store.json(&["projections", "status"]);
     assert_eq!(status["projections"][0]["name"], "AccountSummary");
     assert_eq!(status["projections"][0]["version"], 1);
-    assert_eq!(status["projections"][0]["rows"], 1);
+    assert_eq!(status["projections"][0]["rows"], 2);
 
     let subscriptions = store.ok(&["subscriptions", "status"]);
     assert!(
@@ -251,7 +257,15 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
         .into_iter()
         .collect();
     // One row per partition (4 on PostgreSQL, 1 on SQLite) of each subscription.
-    assert_eq!(names, ["AccountSummaryProjector", "ComplianceAlerts"]);
+    assert_eq!(
+        names,
+        [
+            "AccountSummaryProjector",
+            "ActivityFeedProjector",
+            "ComplianceAlerts",
+            "FundsTransfer"
+        ]
+    );
 
     assert_eq!(store.ok(&["dlq", "list"]).trim(), "No dead letters.");
     assert_eq!(store.json(&["dlq", "list"]), serde_json::json!([]));
@@ -262,11 +276,12 @@ async fn a_rebuild_equals_the_live_rows(store: &Store) {
     store.ok(&[]);
     let domain = store.domain(Processing::Sync).await;
     let live = summaries(&domain).await;
-    assert_eq!(live.len(), 2);
+    // Two walkthroughs: two accounts each.
+    assert_eq!(live.len(), 4);
     let human = store.ok(&["projections", "rebuild", "AccountSummary"]);
     assert!(
         human.starts_with(
-            "Rebuilt AccountSummary (fidelis_account_summary): 4 events read, 4 applied, 0 skipped, 2 rows"
+            "Rebuilt AccountSummary (fidelis_account_summary): 10 events read, 10 applied, 0 skipped, 4 rows"
         ),
         "{human}"
     );
@@ -275,9 +290,9 @@ async fn a_rebuild_equals_the_live_rows(store: &Store) {
     assert_eq!(
         (&report["events_read"], &report["skipped"], &report["rows"]),
         (
-            &serde_json::json!(4),
+            &serde_json::json!(10),
             &serde_json::json!(0),
-            &serde_json::json!(2)
+            &serde_json::json!(4)
         )
     );
     assert_eq!(summaries(&domain).await, live);
@@ -332,19 +347,117 @@ async fn a_failing_projector_fails_the_rebuild_and_dead_letters_are_handled(stor
     assert_eq!(summaries(&domain).await, live);
 }
 
+async fn history_and_snapshots_by_name(store: &Store) {
+    // The known store: two walkthroughs, each two accounts (the holder's opened, a deposit
+    // and a withdrawal for the transfer that completes) and two transfers.
+    store.ok(&[]);
+    store.ok(&[]);
+    let events = store.json(&["events", "read", "Account"]);
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 10);
+    let stream = events[0]["stream"].as_str().unwrap();
+    let id = stream.strip_prefix("fidelis::account-").unwrap();
+    let own: Vec<&Value> = events.iter().filter(|e| e["stream"] == stream).collect();
+    assert_eq!(own.len(), 3);
+
+    let history = store.json(&["events", "history", "Account", id]);
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    for (entry, event) in history.iter().zip(&own) {
+        assert_eq!(entry["version"], event["version"]);
+        assert_eq!(entry["type_name"], event["type"]);
+        assert_eq!(entry["event_id"], event["id"]);
+        assert_eq!(entry["global_position"], event["global_position"]);
+        assert_eq!(entry["time"], event["time"]);
+    }
+    assert_eq!(history[0]["type_name"], "Fidelis.AccountOpened.v1");
+    assert_eq!(history[1]["data"]["amount"], "500");
+    assert_eq!(history[2]["type_name"], "Fidelis.WithdrawalMade.v1");
+    let human = store.ok(&["events", "history", "Account", id]);
+    let lines: Vec<&str> = human.lines().collect();
+    for header in ["version", "type", "time", "event id", "position"] {
+        assert!(lines[1].contains(header), "{human}");
+    }
+    let opened = lines
+        .iter()
+        .find(|line| line.contains("Fidelis.AccountOpened.v1"))
+        .unwrap_or_else(|| panic!("{human}"));
+    assert!(opened.contains(own[0]["id"].as_str().unwrap()), "{human}");
+    assert!(human.contains("Fidelis.WithdrawalMade.v1"), "{human}");
+
+    let domain = store.domain(Processing::Sync).await;
+    let latest = || async {
+        domain
+            .event_store()
+            .latest_snapshot::<Account>(id)
+            .await
+            .unwrap()
+            .map(|(version, _)| version)
+    };
+    assert_eq!(latest().await, None);
+    let human = store.ok(&["snapshots", "create", "Account", id]);
+    assert_eq!(
+        human.trim(),
+        format!("Snapshot of Account `{id}` taken at version 2")
+    );
+    assert_eq!(latest().await, Some(2));
+    let one = store.json(&["snapshots", "create", "Account", id]);
+    assert_eq!(
+        one,
+        serde_json::json!({ "aggregate": "Account", "id": id, "version": 2 })
+    );
+    let human = store.ok(&["snapshots", "create", "Account"]);
+    assert_eq!(human.trim(), "4 snapshots of Account written");
+    let all = store.json(&["snapshots", "create", "Account"]);
+    assert_eq!(
+        all,
+        serde_json::json!({ "aggregate": "Account", "snapshots": 4 })
+    );
+    let transfers = store.json(&["snapshots", "create", "Transfer"]);
+    assert_eq!(transfers["snapshots"], 4);
+
+    // Names it does not know exit 2 and list the event-sourced aggregates; ids without
+    // events exit 4.
+    let stderr = store.fails(&["events", "history", "Acount", id], 2);
+    assert_eq!(
+        stderr.trim(),
+        "error: unknown aggregate `Acount`; known: Account, Transfer"
+    );
+    let stderr = store.fails(&["snapshots", "create", "Acount", "--json"], 2);
+    let error: Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(
+        error,
+        serde_json::json!({
+            "error": "unknown aggregate `Acount`; known: Account, Transfer",
+            "exit_code": 2,
+        })
+    );
+    store.fails(&["snapshots", "create", "Acount", id], 2);
+    let stderr = store.fails(&["events", "history", "Account", "no-such-account"], 4);
+    assert_eq!(
+        stderr.trim(),
+        "error: no events of Account `no-such-account`"
+    );
+    let stderr = store.fails(&["snapshots", "create", "Account", "no-such-account"], 4);
+    assert!(stderr.contains("no-such-account"), "{stderr}");
+    store.fails(&["events", "history", "Account"], 2);
+}
+
 async fn unknown_names_exit_2(store: &Store) {
     store.ok(&[]);
     let stderr = store.fails(&["projections", "rebuild", "AcountSummary"], 2);
     assert_eq!(
         stderr.trim(),
-        "error: unknown projection `AcountSummary`; known: AccountSummary"
+        "error: unknown projection `AcountSummary`; known: AccountSummary, ActivityFeed"
     );
     let stderr = store.fails(&["projections", "rebuild", "AcountSummary", "--json"], 2);
     let error: Value = serde_json::from_str(stderr.trim()).unwrap();
     assert_eq!(error["exit_code"], 2);
     let stderr = store.fails(&["dlq", "replay-all", "Nobody"], 2);
     assert!(
-        stderr.contains("known: AccountSummaryProjector, ComplianceAlerts"),
+        stderr.contains(
+            "known: AccountSummaryProjector, ActivityFeedProjector, ComplianceAlerts, FundsTransfer"
+        ),
         "{stderr}"
     );
     let stderr = store.fails(&["events", "read", "Acount"], 2);
@@ -403,4 +516,5 @@ on_sqlite_and_postgres!(
     a_rebuild_equals_the_live_rows,
     a_failing_projector_fails_the_rebuild_and_dead_letters_are_handled,
     unknown_names_exit_2,
+    history_and_snapshots_by_name,
 );

@@ -1,6 +1,6 @@
 //! Snapshots of event-sourced aggregates on every adapter: written when a commit brings the
 //! events since the latest snapshot to the threshold (the domain's, or the aggregate's own),
-//! by a cold load after a long replay, and on demand; a cold load starts from the latest
+//! by a cold load after a long replay, and on demand (by type or by the aggregate's name); a cold load starts from the latest
 //! snapshot; a snapshot that no longer decodes, or whose last event the stream no longer
 //! holds, is ignored and replaced; and (property-tested) a load with snapshots equals a
 //! replay.
@@ -20,10 +20,17 @@ use support::{Backend, on_every_adapter};
 mod wallet;
 use wallet::{Stored, Vault, Wallet, commit_amounts, open_wallet, replayed};
 
+/// A state-stored aggregate: its row is its state, so it has no history and no snapshots.
+#[aggregate]
+pub struct Ledger {
+    pub entries: i64,
+}
+
 on_every_adapter!(
     a_commit_reaching_the_threshold_writes_a_snapshot,
     an_aggregate_threshold_wins_over_the_domains,
     snapshots_on_demand,
+    snapshots_on_demand_by_name,
     a_cold_load_starts_from_the_latest_snapshot,
     an_undecodable_snapshot_is_ignored_and_replaced,
     a_snapshot_of_a_rewritten_stream_is_ignored_and_replaced,
@@ -177,6 +184,60 @@ async fn snapshots_on_demand(backend: &Backend) {
     );
     // Each aggregate type has snapshots of its own.
     assert_eq!(domain.create_snapshots::<Vault>().await.unwrap(), 0);
+}
+
+async fn snapshots_on_demand_by_name(backend: &Backend) {
+    let domain = domain(backend, 0).await;
+    let first = open_wallet(&domain, &[5, -2, 7]).await;
+    assert_eq!(
+        domain
+            .create_snapshot_named("Wallet", &first)
+            .await
+            .unwrap(),
+        2
+    );
+    let (version, state) = latest(&domain, &first).await.unwrap();
+    assert_eq!((version, state), (2, replayed(&first, &[5, -2, 7])));
+    let missing = domain
+        .create_snapshot_named("Wallet", "no-such-wallet")
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+
+    let second = open_wallet(&domain, &[1]).await;
+    commit_amounts(&domain, &first, &[10]).await;
+    assert_eq!(domain.create_snapshots_named("Wallet").await.unwrap(), 2);
+    assert_eq!(latest(&domain, &first).await.unwrap().0, 3);
+    assert_eq!(latest(&domain, &second).await.unwrap().0, 0);
+    assert_eq!(domain.create_snapshots_named("Vault").await.unwrap(), 0);
+
+    for error in [
+        domain
+            .create_snapshot_named("Walet", &first)
+            .await
+            .unwrap_err(),
+        domain.create_snapshots_named("Walet").await.unwrap_err(),
+    ] {
+        assert!(matches!(error, Error::Usage { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "unknown aggregate `Walet`; known: Vault, Wallet"
+        );
+    }
+    for error in [
+        domain
+            .create_snapshot_named("Ledger", &first)
+            .await
+            .unwrap_err(),
+        domain.create_snapshots_named("Ledger").await.unwrap_err(),
+    ] {
+        assert!(matches!(error, Error::Usage { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "`Ledger` is a state-stored aggregate: only event-sourced aggregates have snapshots \
+             (event-sourced: Vault, Wallet)"
+        );
+    }
 }
 
 async fn a_cold_load_starts_from_the_latest_snapshot(backend: &Backend) {

@@ -1,7 +1,7 @@
 //! Temporal queries on every adapter: an event-sourced aggregate as it was at a version or
 //! a time (`Historical<A>`), `NotFound` past the stream's end or before it began, an old
 //! state refused by `add`, reads from a snapshot below the target, and the history of a
-//! stream.
+//! stream (by type, and by the aggregate's name).
 
 #![allow(missing_docs)]
 
@@ -15,12 +15,19 @@ use support::{Backend, on_every_adapter};
 mod wallet;
 use wallet::{Wallet, commit_amounts, open_wallet, replayed};
 
+/// A state-stored aggregate: its row is its state, so it has no history and no snapshots.
+#[aggregate]
+pub struct Ledger {
+    pub entries: i64,
+}
+
 on_every_adapter!(
     by_version,
     by_time,
     an_old_version_is_refused_by_add,
     temporal_reads_use_a_snapshot_at_or_below_the_target,
     history_lists_the_events,
+    history_by_name,
 );
 
 async fn domain(backend: &Backend, threshold: u64) -> Domain {
@@ -199,5 +206,34 @@ async fn history_lists_the_events(backend: &Backend) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn history_by_name(backend: &Backend) {
+    let domain = domain(backend, 0).await;
+    let id = wallet_of_five(&domain).await;
+    let store = domain.event_store();
+    let typed = store.history::<Wallet>(&id).await.unwrap();
+    assert_eq!(store.history_named("Wallet", &id).await.unwrap(), typed);
+    assert!(
+        store
+            .history_named("Wallet", "no-such-wallet")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let unknown = store.history_named("Walet", &id).await.unwrap_err();
+    assert!(matches!(unknown, Error::Usage { .. }), "{unknown:?}");
+    assert_eq!(
+        unknown.to_string(),
+        "unknown aggregate `Walet`; known: Vault, Wallet"
+    );
+    let stored = store.history_named("Ledger", &id).await.unwrap_err();
+    assert!(matches!(stored, Error::Usage { .. }), "{stored:?}");
+    assert_eq!(
+        stored.to_string(),
+        "`Ledger` is a state-stored aggregate: only event-sourced aggregates keep a history \
+         (event-sourced: Vault, Wallet)"
     );
 }

@@ -1,4 +1,4 @@
-//! `events read|stats|search`.
+//! `events read|stats|search|history`.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,36 @@ pub(super) async fn run(
         } => read(domain, out, &target, from, limit).await,
         EventsCommand::Stats => stats(domain, out).await,
         EventsCommand::Search { type_name, limit } => search(domain, out, &type_name, limit).await,
+        EventsCommand::History { aggregate, id } => history(domain, out, &aggregate, &id).await,
     }
+}
+
+/// `events history <Aggregate> <id>`: an unknown or state-stored aggregate is a usage error
+/// (exit 2), an id without events is not found (exit 4).
+async fn history(domain: &Domain, out: &Output, aggregate: &str, id: &str) -> Result<(), CliError> {
+    let entries = domain.event_store().history_named(aggregate, id).await?;
+    if entries.is_empty() {
+        return Err(CliError::new(
+            Exit::NotFound,
+            format!("no events of {aggregate} `{id}`"),
+        ));
+    }
+    if out.json() {
+        return out.document(&entries);
+    }
+    out.table(
+        &["version", "type", "time", "event id", "position"],
+        entries.iter().map(|e| {
+            vec![
+                e.version.to_string(),
+                e.type_name.clone(),
+                super::time(&e.time),
+                e.event_id.to_string(),
+                e.global_position.to_string(),
+            ]
+        }),
+    );
+    Ok(())
 }
 
 /// What `events read` reads.

@@ -584,6 +584,20 @@ impl Domain {
         crate::runtime::snapshot::create_all::<A>(self).await
     }
 
+    /// [`create_snapshot`](Domain::create_snapshot) of the aggregate named `aggregate` (its
+    /// Rust name, `Account`), for callers that know it by name only, as the command line
+    /// does. An unknown name, or a state-stored aggregate's, is an [`Error::Usage`] that
+    /// lists the domain's event-sourced aggregates.
+    pub async fn create_snapshot_named(&self, aggregate: &str, id: impl AsRef<str>) -> Result<i64> {
+        crate::runtime::snapshot::create_named(self, aggregate, id.as_ref()).await
+    }
+
+    /// [`create_snapshots`](Domain::create_snapshots) of the aggregate named `aggregate`;
+    /// errors as [`create_snapshot_named`](Domain::create_snapshot_named).
+    pub async fn create_snapshots_named(&self, aggregate: &str) -> Result<u64> {
+        crate::runtime::snapshot::create_all_named(self, aggregate).await
+    }
+
     /// What joins every commit's transaction, in order.
     pub(crate) fn commit_hooks(&self) -> &[Arc<dyn CommitHook>] {
         &self.inner.commit_hooks
@@ -786,6 +800,18 @@ impl EventStore<'_> {
         id: impl AsRef<str>,
     ) -> Result<Vec<crate::runtime::temporal::HistoryEntry>> {
         crate::runtime::temporal::history::<A>(self.domain, id.as_ref()).await
+    }
+
+    /// The events of the aggregate named `aggregate` (its Rust name, `Account`) with this
+    /// id: [`history`](EventStore::history) for callers that know the aggregate by name
+    /// only, as the command line does. An unknown name, or a state-stored aggregate's, is an
+    /// [`Error::Usage`] that lists the domain's event-sourced aggregates.
+    pub async fn history_named(
+        &self,
+        aggregate: &str,
+        id: impl AsRef<str>,
+    ) -> Result<Vec<crate::runtime::temporal::HistoryEntry>> {
+        crate::runtime::temporal::history_named(self.domain, aggregate, id.as_ref()).await
     }
 
     /// The stream of aggregate `A` with this id (`fidelis::account-<id>`).

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::model::element::Aggregate;
@@ -29,6 +30,7 @@ use crate::model::error::{Error, Result};
 use crate::model::identifier::Identifier;
 use crate::runtime::domain::Domain;
 use crate::runtime::repository::{joined, load_current, storable};
+use crate::runtime::temporal::event_sourced_named;
 use crate::store::Cursor;
 use crate::store::system::{self, Snapshot};
 
@@ -389,4 +391,39 @@ pub(crate) async fn create_all<A: Aggregate>(domain: &Domain) -> Result<u64> {
         }
     }
     Ok(written)
+}
+
+/// `create_snapshot::<A>` without the type: what the registry keeps of each aggregate, so
+/// that snapshots can be created by the aggregate's name.
+pub(crate) type CreateNamedFn = for<'a> fn(&'a Domain, &'a str) -> BoxFuture<'a, Result<i64>>;
+/// `create_snapshots::<A>` without the type.
+pub(crate) type CreateAllNamedFn = for<'a> fn(&'a Domain) -> BoxFuture<'a, Result<u64>>;
+
+/// The snapshot operations of one aggregate type, type-erased for by-name calls.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SnapshotOps {
+    create: CreateNamedFn,
+    create_all: CreateAllNamedFn,
+}
+
+impl SnapshotOps {
+    /// The operations of aggregate `A`.
+    pub(crate) fn of<A: Aggregate>() -> Self {
+        Self {
+            create: |domain, id| Box::pin(create::<A>(domain, id)),
+            create_all: |domain| Box::pin(create_all::<A>(domain)),
+        }
+    }
+}
+
+/// `domain.create_snapshot_named(aggregate, id)`.
+pub(crate) async fn create_named(domain: &Domain, aggregate: &str, id: &str) -> Result<i64> {
+    let ops = event_sourced_named(domain, aggregate, "have snapshots")?.snapshots;
+    (ops.create)(domain, id).await
+}
+
+/// `domain.create_snapshots_named(aggregate)`.
+pub(crate) async fn create_all_named(domain: &Domain, aggregate: &str) -> Result<u64> {
+    let ops = event_sourced_named(domain, aggregate, "have snapshots")?.snapshots;
+    (ops.create_all)(domain).await
 }

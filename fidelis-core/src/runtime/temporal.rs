@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::model::element::Aggregate;
 use crate::model::error::{Error, Result};
 use crate::model::identifier::Identifier;
+use crate::registry::AggregateInfo;
 use crate::runtime::context::Context;
 use crate::runtime::domain::Domain;
 use crate::runtime::repository::{
@@ -242,12 +243,62 @@ pub(crate) async fn check_current<A: Aggregate>(
 /// `event_store().history::<A>(id)`.
 pub(crate) async fn history<A: Aggregate>(domain: &Domain, id: &str) -> Result<Vec<HistoryEntry>> {
     let stream = stream_of::<A>(domain, id)?;
+    read_history(domain, &stream, id).await
+}
+
+/// `event_store().history_named(aggregate, id)`.
+pub(crate) async fn history_named(
+    domain: &Domain,
+    aggregate: &str,
+    id: &str,
+) -> Result<Vec<HistoryEntry>> {
+    let info = event_sourced_named(domain, aggregate, "keep a history")?;
+    let stream = joined(&info.category, '-', id);
+    read_history(domain, &stream, id).await
+}
+
+/// The event-sourced aggregate named `name`; an unknown name or a state-stored aggregate is
+/// an [`Error::Usage`] naming the event-sourced ones (`what`: what only they do).
+pub(crate) fn event_sourced_named<'d>(
+    domain: &'d Domain,
+    name: &str,
+    what: &str,
+) -> Result<&'d AggregateInfo> {
+    let aggregates = domain.registry().aggregates();
+    let known = || {
+        let names: Vec<&str> = aggregates
+            .iter()
+            .filter(|info| info.event_sourced)
+            .map(|info| info.name)
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    match aggregates.iter().find(|info| info.name == name) {
+        Some(info) if info.event_sourced => Ok(info),
+        Some(_) => Err(Error::usage(format!(
+            "`{name}` is a state-stored aggregate: only event-sourced aggregates {what} \
+             (event-sourced: {})",
+            known()
+        ))),
+        None => Err(Error::usage(format!(
+            "unknown aggregate `{name}`; known: {}",
+            known()
+        ))),
+    }
+}
+
+/// The history of `stream`, the stream of the aggregate with this id.
+async fn read_history(domain: &Domain, stream: &str, id: &str) -> Result<Vec<HistoryEntry>> {
     if !storable(id) {
         return Ok(Vec::new());
     }
     domain
         .storage()
-        .read_stream(&stream, 0)
+        .read_stream(stream, 0)
         .await?
         .into_iter()
         .map(|event| {
