@@ -189,7 +189,7 @@ fn transfer_outcome(transfer: &TransferView, account: &str) -> Markup {
                 }
                 @match transfer.status {
                     "completed" => ": completed.",
-                    "failed" => ": failed, nothing moved.",
+                    "failed" => ": failed, the balances are as before.",
                     _ => ": pending, the money is moving (reload to follow it).",
                 }
             }

@@ -157,7 +157,10 @@ mod checks {
         assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
         let shown = ledger.get(&sent.location.expect("a redirect")).await.body;
         assert!(shown.contains("data-status=\"failed\""), "{shown}");
-        assert!(shown.contains("failed, nothing moved"), "{shown}");
+        assert!(
+            shown.contains("failed, the balances are as before"),
+            "{shown}"
+        );
         assert!(shown.contains("Insufficient funds"), "{shown}");
         assert!(shown.contains("$10.00"), "{shown}");
 
