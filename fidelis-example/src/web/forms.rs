@@ -604,6 +604,44 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_takes_its_source_from_the_page_or_the_body() {
+        let on_page = TransferForm::command(
+            Some(Identifier::new("a-1")),
+            &input(&[("target", " b-2 "), ("amount", "5"), ("source", "ignored")]),
+        )
+        .expect("read");
+        assert_eq!(on_page.source, "a-1");
+        assert_eq!(on_page.target, "b-2");
+        assert_eq!(on_page.amount, Decimal::from(5));
+        let in_body = TransferForm::command(
+            None,
+            &input(&[("source", "a-1"), ("target", "b-2"), ("amount", "5")]),
+        )
+        .expect("read");
+        assert_eq!(in_body.source, "a-1");
+    }
+
+    #[test]
+    fn a_failed_account_look_up_is_its_fields_error_beside_the_others() {
+        let mut typed = input(&[("target", "ACC-404"), ("amount", "ten")]);
+        typed.accounts.insert(
+            "target".to_owned(),
+            Err("there is no account with the number or id `ACC-404`".to_owned()),
+        );
+        let errors =
+            TransferForm::command(Some(Identifier::new("a-1")), &typed).expect_err("refused");
+        assert_eq!(
+            errors.of("target"),
+            ["there is no account with the number or id `ACC-404`"]
+        );
+        assert_eq!(errors.of("amount"), ["must be an amount such as 12.50"]);
+        // Without a page's account (the API), the source is a field of the body.
+        let errors = TransferForm::command(None, &input(&[("amount", "x")])).expect_err("refused");
+        assert_eq!(errors.of("source"), ["is required"]);
+        assert_eq!(errors.of("target"), ["is required"]);
+    }
+
+    #[test]
     fn json_members_are_read_as_text() {
         let input = Input::from_json(serde_json::json!({"amount": 12.5, "reference": null}))
             .expect("an object");
