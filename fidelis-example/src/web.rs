@@ -5,14 +5,15 @@
 //!   projection, kept current without a reload by server-sent events (`GET /live`), and the
 //!   form to open an account;
 //! - `GET /accounts/{id}`: one account, its history from the event store, and the forms to
-//!   deposit, withdraw and close;
-//! - `POST /accounts`, `POST /accounts/{id}/deposit`, `…/withdraw`, `…/close`: the forms.
-//!   A refused command changes nothing and shows the page again (422) with each error next
-//!   to its field;
+//!   deposit, withdraw, transfer and close; `?transfer={transfer}` shows where that transfer
+//!   stands (the transfer form redirects there);
+//! - `POST /accounts`, `POST /accounts/{id}/deposit`, `…/withdraw`, `…/transfer`,
+//!   `…/close`: the forms. A refused command changes nothing and shows the page again (422)
+//!   with each error next to its field;
 //! - the JSON API beside them: `GET /api/accounts`, `GET /api/accounts/{id}`,
 //!   `GET /api/accounts/{id}/events`, `POST /api/accounts`,
-//!   `POST /api/accounts/{id}/deposits`, `…/withdrawals`, `…/close` (422 with the field
-//!   errors as JSON).
+//!   `POST /api/accounts/{id}/deposits`, `…/withdrawals`, `…/close`, `POST /api/transfers`,
+//!   `GET /api/transfers/{id}` (422 with the field errors as JSON).
 //!
 //! ```no_run
 //! # async fn run() -> fidelis_core::Result<()> {
@@ -42,7 +43,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use fidelis_core::{Domain, Error, Result};
 
-use self::forms::{CloseForm, DepositForm, OpenAccountForm, WithdrawalForm};
+use self::forms::{CloseForm, DepositForm, OpenAccountForm, TransferForm, WithdrawalForm};
 use self::live::LiveDashboard;
 
 /// What every request handler shares: the domain, and the dashboard's live feed.
@@ -110,6 +111,10 @@ impl WebApp {
             )
             .route("/accounts/{id}/close", post(pages::submit::<CloseForm>))
             .route(
+                "/accounts/{id}/transfer",
+                post(pages::submit::<TransferForm>),
+            )
+            .route(
                 "/api/accounts",
                 get(api::accounts).post(api::submit::<OpenAccountForm>),
             )
@@ -124,6 +129,8 @@ impl WebApp {
                 post(api::submit::<WithdrawalForm>),
             )
             .route("/api/accounts/{id}/close", post(api::submit::<CloseForm>))
+            .route("/api/transfers", post(api::submit::<TransferForm>))
+            .route("/api/transfers/{id}", get(api::transfer))
             .route("/static/style.css", get(assets::style))
             .route("/static/live.js", get(assets::script))
             .fallback(pages::not_found)

@@ -7,6 +7,9 @@
 #[path = "web/support.rs"]
 mod support;
 
+#[path = "web/transfers.rs"]
+mod transfers;
+
 use std::time::Duration;
 
 use axum::body::Body;

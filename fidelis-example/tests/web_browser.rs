@@ -1,8 +1,10 @@
 //! The web dashboard in a real headless Chromium, driven through chromedriver (WebDriver):
 //! an account opened through the form appears on a dashboard open in another tab without a
 //! reload (server-sent events), an invalid deposit shows its error next to the field and
-//! changes nothing, and the account page shows the history. Saves a screenshot of the
-//! dashboard under `target/tmp/`.
+//! changes nothing, the account page shows the history, and a transfer through its form
+//! (after one to an unknown account, refused at the field) completes and moves both
+//! balances. Saves screenshots of the dashboard and of the account page after the transfer
+//! under `target/tmp/`.
 //!
 //! Needs `chromedriver` (Debian: `apt-get install chromium chromium-driver`). Without it the
 //! test says it did not run, unless `FIDELIS_BROWSER_TESTS=required` (as in `.ci/run`), which
@@ -230,17 +232,38 @@ async fn the_dashboard_in_a_browser() {
             .is_err()
     );
 
+    // A transfer to an unknown account: refused at the target, nothing moved.
+    fill(&client, "#transfer-target", "ACC-404").await;
+    fill(&client, "#transfer-amount", "50").await;
+    submit(&client, "transfer").await;
+    let error = text_when(&client, "#transfer-target-error", |text| !text.is_empty()).await;
+    assert!(error.contains("no account"), "{error}");
+    text_when(&client, "#balance", |text| text == "$350.00").await;
+    // To Alice by her number: completed, and the page says so.
+    fill(&client, "#transfer-target", "ACC-001").await;
+    submit(&client, "transfer").await;
+    let outcome = text_when(&client, "#transfer-outcome", |text| !text.is_empty()).await;
+    assert!(
+        outcome.contains("Transfer of $50.00 to ACC-001: completed."),
+        "{outcome}"
+    );
+    text_when(&client, "#balance", |text| text == "$300.00").await;
+    let screenshot = client.screenshot().await.expect("a screenshot");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("account-after-transfer.png");
+    std::fs::write(&path, &screenshot).expect("the screenshot is written");
+    eprintln!("account page screenshot: {}", path.display());
+
     // Tab 1 shows the new account and its deposit without having reloaded.
     client
         .switch_to_window(dashboard_tab)
         .await
         .expect("switches back");
     let rows = text_when(&client, "#account-rows", |text| {
-        text.contains("Grace Hopper") && text.contains("$350.00")
+        text.contains("Grace Hopper") && text.contains("$300.00")
     })
     .await;
     assert!(
-        rows.contains("Alice Johnson") && rows.contains("$1500.00"),
+        rows.contains("Alice Johnson") && rows.contains("$1550.00"),
         "{rows}"
     );
     let not_reloaded = client

@@ -2,22 +2,28 @@
 //! how its raw text becomes a command, and where the domain's errors go on it.
 //!
 //! A form is a type implementing [`CommandForm`]; the pages and the API handle every form
-//! with one generic handler each. Adding a form (a transfer, say) is one more implementation
-//! here and one route per surface in `web.rs`.
+//! with one generic handler each. Adding a form is one more implementation here and one
+//! route per surface in `web.rs`.
 
 use std::collections::BTreeMap;
 
 use fidelis_core::prelude::*;
-use fidelis_core::{Handled, HasFields};
+use fidelis_core::{Domain, Handled, HasFields};
 use serde::Serialize;
 
+use super::read::{self, Named};
+use crate::account::{AccountError, AccountStatus};
 use crate::commands::{CloseAccount, MakeDeposit, MakeWithdrawal, OpenAccount};
+use crate::transfer::InitiateTransfer;
 
 /// The raw values of a submitted form or JSON body, by field name, as the user typed them
 /// (shown again next to the errors).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Input {
     values: BTreeMap<String, String>,
+    /// The accounts the fields name (by number or id), as [`CommandForm::resolve`] found
+    /// them: the account's id, or why there is none.
+    accounts: BTreeMap<String, Result<Identifier, String>>,
 }
 
 impl Input {
@@ -25,6 +31,7 @@ impl Input {
     pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         Self {
             values: pairs.into_iter().collect(),
+            accounts: BTreeMap::new(),
         }
     }
 
@@ -51,7 +58,10 @@ impl Input {
             }
         }
         if errors.is_empty() {
-            Ok(Self { values })
+            Ok(Self {
+                values,
+                accounts: BTreeMap::new(),
+            })
         } else {
             Err(errors)
         }
@@ -70,6 +80,46 @@ impl Input {
     /// An optional text field: `None` when blank.
     fn optional_text(&self, name: &str) -> Option<String> {
         Some(self.text(name)).filter(|text| !text.is_empty())
+    }
+
+    /// Looks up the account field `name` names, by id or else by account number, and keeps
+    /// what was found for [`account`](Self::account). A blank field is left alone (the
+    /// command's `is required` check reports it); an unknown, ambiguous or closed account is
+    /// an error of the field.
+    async fn look_up_account(&mut self, domain: &Domain, name: &str) -> Result<()> {
+        let text = self.text(name);
+        if text.is_empty() {
+            return Ok(());
+        }
+        let found = match read::account_named(domain, &text).await? {
+            Named::One(account) if account.status == AccountStatus::Closed => Err(format!(
+                "account {} is closed: it takes no transfers",
+                account.account_number
+            )),
+            Named::One(account) => Ok(account.id),
+            Named::None => Err(format!(
+                "there is no account with the number or id `{text}`"
+            )),
+            Named::Several(count) => Err(format!(
+                "{count} accounts have the number `{text}`: give the account's id instead"
+            )),
+        };
+        self.accounts.insert(name.to_owned(), found);
+        Ok(())
+    }
+
+    /// The account field `name` names: the id [`look_up_account`](Self::look_up_account)
+    /// found, or the text taken as an id when it was not looked up (blank when blank). A
+    /// failed look-up is recorded as the field's error and a blank id stands in.
+    fn account(&self, name: &str, errors: &mut FieldErrors) -> Identifier {
+        match self.accounts.get(name) {
+            Some(Ok(id)) => id.clone(),
+            Some(Err(message)) => {
+                errors.add(name, message.clone());
+                Identifier::new("")
+            }
+            None => Identifier::new(self.text(name)),
+        }
     }
 
     /// An amount of money. When it is missing or not a number the error is recorded and zero
@@ -227,15 +277,29 @@ pub(crate) trait CommandForm: Send + 'static {
     const SUBMIT: &'static str;
     /// Its inputs, in order.
     const FIELDS: &'static [FieldSpec];
-    /// Whether its command creates an account (the API answers 201 Created).
+    /// Whether its command creates something (an account, a transfer): the API answers
+    /// 201 Created.
     const CREATES: bool = false;
+
+    /// Looks up in the ledger what the submitted text refers to, before
+    /// [`command`](Self::command) reads it (the transfer's accounts, by number or id). What
+    /// cannot be found is recorded in `input` as the field's error; an `Err` is a failure of
+    /// the ledger itself, or an account of the path that does not exist (404) or is closed
+    /// (409). By default there is nothing to look up.
+    fn resolve(
+        _domain: &Domain,
+        _account: Option<&Identifier>,
+        _input: &mut Input,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 
     /// The command from the submitted text, about `account` (the account of the path, for
     /// the forms of an account's page); every unreadable field is an error.
     fn command(account: Option<Identifier>, input: &Input) -> Result<Self::Command, FieldErrors>;
 
-    /// The account to show once the command is processed.
-    fn account_after(account: Option<Identifier>, output: Self::Output) -> Option<Identifier>;
+    /// What to show once the command is processed.
+    fn after(account: Option<Identifier>, output: Self::Output) -> After;
 
     /// The input a field named by the domain's errors is shown at (`None`: on the form).
     fn field_for(domain_field: &str) -> Option<&'static str> {
@@ -244,6 +308,22 @@ pub(crate) trait CommandForm: Send + 'static {
             .find(|spec| spec.name == domain_field)
             .map(|spec| spec.name)
     }
+}
+
+/// What the pages and the API show once a form's command is processed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// The page of this account, and the API answers with it; `None`: the dashboard, and
+    /// the API answers 204 No Content.
+    Account(Option<Identifier>),
+    /// The page of `account` (when the form was on one) with the outcome of `transfer`;
+    /// the API answers with the transfer.
+    Transfer {
+        /// The account whose page the form was on.
+        account: Option<Identifier>,
+        /// The transfer the command initiated.
+        transfer: Identifier,
+    },
 }
 
 /// The account of the path, which every form of an account's page needs.
@@ -290,8 +370,8 @@ impl CommandForm for OpenAccountForm {
         finish::<Self>(command, errors)
     }
 
-    fn account_after(_account: Option<Identifier>, opened: Identifier) -> Option<Identifier> {
-        Some(opened)
+    fn after(_account: Option<Identifier>, opened: Identifier) -> After {
+        After::Account(Some(opened))
     }
 }
 
@@ -319,8 +399,8 @@ impl CommandForm for DepositForm {
         finish::<Self>(command, errors)
     }
 
-    fn account_after(account: Option<Identifier>, (): ()) -> Option<Identifier> {
-        account
+    fn after(account: Option<Identifier>, (): ()) -> After {
+        After::Account(account)
     }
 }
 
@@ -348,8 +428,8 @@ impl CommandForm for WithdrawalForm {
         finish::<Self>(command, errors)
     }
 
-    fn account_after(account: Option<Identifier>, (): ()) -> Option<Identifier> {
-        account
+    fn after(account: Option<Identifier>, (): ()) -> After {
+        After::Account(account)
     }
 
     /// "Insufficient funds" is the balance invariant's: it is this amount that is too large.
@@ -380,8 +460,77 @@ impl CommandForm for CloseForm {
         })
     }
 
-    fn account_after(account: Option<Identifier>, (): ()) -> Option<Identifier> {
-        account
+    fn after(account: Option<Identifier>, (): ()) -> After {
+        After::Account(account)
+    }
+}
+
+/// Sends money from the account of the page (or, in the API, the `source` field's) to the
+/// account the `target` field names by number or id. The `FundsTransfer` process manager
+/// moves the money: the transfer is accepted here, and completes or fails after.
+pub(crate) struct TransferForm;
+
+impl CommandForm for TransferForm {
+    type Command = InitiateTransfer;
+    type Output = Identifier;
+    const ID: &'static str = "transfer";
+    const TITLE: &'static str = "Transfer";
+    const SUBMIT: &'static str = "Transfer";
+    const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::text("target", "To account (number or id)", true),
+        FieldSpec::money("amount", "Amount"),
+    ];
+    const CREATES: bool = true;
+
+    async fn resolve(
+        domain: &Domain,
+        account: Option<&Identifier>,
+        input: &mut Input,
+    ) -> Result<()> {
+        match account {
+            // The page's account: unknown is 404, and closed 409 as for the other forms.
+            Some(id) => {
+                let source = domain
+                    .repository::<crate::account::Account>()
+                    .get(id)
+                    .await?;
+                if source.status == AccountStatus::Closed {
+                    return Err(AccountError::Closed {
+                        account_id: source.id,
+                    }
+                    .into());
+                }
+            }
+            None => input.look_up_account(domain, "source").await?,
+        }
+        input.look_up_account(domain, "target").await
+    }
+
+    fn command(
+        account: Option<Identifier>,
+        input: &Input,
+    ) -> Result<InitiateTransfer, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let command = InitiateTransfer {
+            source: account.unwrap_or_else(|| input.account("source", &mut errors)),
+            target: input.account("target", &mut errors),
+            amount: input.money("amount", &mut errors),
+        };
+        finish::<Self>(command, errors)
+    }
+
+    fn after(account: Option<Identifier>, transfer: Identifier) -> After {
+        After::Transfer { account, transfer }
+    }
+
+    /// `source` is a field of the API's body (the page's form takes it from the path).
+    fn field_for(domain_field: &str) -> Option<&'static str> {
+        match domain_field {
+            "source" => Some("source"),
+            "target" => Some("target"),
+            "amount" => Some("amount"),
+            _ => None,
+        }
     }
 }
 
@@ -452,6 +601,44 @@ mod tests {
             "is required",
         ));
         assert_eq!(fragment.form, ["account_id is required"]);
+    }
+
+    #[test]
+    fn a_transfer_takes_its_source_from_the_page_or_the_body() {
+        let on_page = TransferForm::command(
+            Some(Identifier::new("a-1")),
+            &input(&[("target", " b-2 "), ("amount", "5"), ("source", "ignored")]),
+        )
+        .expect("read");
+        assert_eq!(on_page.source, "a-1");
+        assert_eq!(on_page.target, "b-2");
+        assert_eq!(on_page.amount, Decimal::from(5));
+        let in_body = TransferForm::command(
+            None,
+            &input(&[("source", "a-1"), ("target", "b-2"), ("amount", "5")]),
+        )
+        .expect("read");
+        assert_eq!(in_body.source, "a-1");
+    }
+
+    #[test]
+    fn a_failed_account_look_up_is_its_fields_error_beside_the_others() {
+        let mut typed = input(&[("target", "ACC-404"), ("amount", "ten")]);
+        typed.accounts.insert(
+            "target".to_owned(),
+            Err("there is no account with the number or id `ACC-404`".to_owned()),
+        );
+        let errors =
+            TransferForm::command(Some(Identifier::new("a-1")), &typed).expect_err("refused");
+        assert_eq!(
+            errors.of("target"),
+            ["there is no account with the number or id `ACC-404`"]
+        );
+        assert_eq!(errors.of("amount"), ["must be an amount such as 12.50"]);
+        // Without a page's account (the API), the source is a field of the body.
+        let errors = TransferForm::command(None, &input(&[("amount", "x")])).expect_err("refused");
+        assert_eq!(errors.of("source"), ["is required"]);
+        assert_eq!(errors.of("target"), ["is required"]);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! The HTML pages and their forms' handlers.
 
 use axum::Form;
-use axum::extract::{Path, RawPathParams, State};
+use axum::extract::{Path, Query, RawPathParams, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use fidelis_core::Identifier;
 use maud::Markup;
+use serde::Deserialize;
 
 use super::AppState;
-use super::forms::{CommandForm, Input};
+use super::forms::{After, CommandForm, Input};
 use super::read;
 use super::rejection::Rejection;
 use super::views::{self, Refused};
@@ -21,9 +22,21 @@ pub(crate) async fn dashboard(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /accounts/{id}`: an account, its forms and its history.
-pub(crate) async fn account(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    account_page(&state, &id, None, StatusCode::OK).await
+/// The query of an account's page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AccountQuery {
+    /// A transfer to show the outcome of (where the transfer form redirects to).
+    transfer: Option<String>,
+}
+
+/// `GET /accounts/{id}`: an account, its forms and its history; with `?transfer=<id>`, where
+/// that transfer of this account stands too.
+pub(crate) async fn account(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<AccountQuery>,
+) -> Response {
+    account_page(&state, &id, None, StatusCode::OK, query.transfer.as_deref()).await
 }
 
 /// `POST` of form `F`: processes its command, then shows the account (303, so a reload does
@@ -38,15 +51,24 @@ pub(crate) async fn submit<F: CommandForm>(
         .iter()
         .find(|(name, _)| *name == "id")
         .map(|(_, id)| Identifier::new(id));
-    let input = Input::from_pairs(pairs);
-    let rejection = match F::command(account.clone(), &input) {
-        Err(errors) => Rejection::unreadable::<F>(errors),
+    let mut input = Input::from_pairs(pairs);
+    let reading = match F::resolve(&state.domain, account.as_ref(), &mut input).await {
+        Ok(()) => F::command(account.clone(), &input).map_err(Rejection::unreadable::<F>),
+        Err(error) => Err(Rejection::of_command::<F>(error)),
+    };
+    let rejection = match reading {
+        Err(rejection) => rejection,
         Ok(command) => match state.domain.process(command).await {
             Ok(output) => {
-                return match F::account_after(account, output) {
-                    Some(id) => Redirect::to(&format!("/accounts/{id}")).into_response(),
-                    None => Redirect::to("/").into_response(),
+                let to = match F::after(account, output) {
+                    After::Account(Some(id)) => format!("/accounts/{id}"),
+                    After::Transfer {
+                        account: Some(id),
+                        transfer,
+                    } => format!("/accounts/{id}?transfer={transfer}"),
+                    After::Account(None) | After::Transfer { account: None, .. } => "/".to_owned(),
                 };
+                return Redirect::to(&to).into_response();
             }
             Err(error) => Rejection::of_command::<F>(error),
         },
@@ -57,7 +79,7 @@ pub(crate) async fn submit<F: CommandForm>(
         errors: rejection.errors,
     };
     match account {
-        Some(id) => account_page(&state, id.as_str(), Some(&refused), rejection.status).await,
+        Some(id) => account_page(&state, id.as_str(), Some(&refused), rejection.status, None).await,
         None => match read::accounts(&state.domain).await {
             Ok(accounts) => (
                 rejection.status,
@@ -83,13 +105,26 @@ async fn account_page(
     id: &str,
     refused: Option<&Refused>,
     status: StatusCode,
+    transfer: Option<&str>,
 ) -> Response {
     let page: Result<Option<Markup>, _> = async {
         let Some(view) = read::account(&state.domain, id).await? else {
             return Ok(None);
         };
         let history = read::history(&state.domain, id).await?.unwrap_or_default();
-        Ok(Some(views::account(&view, &history, refused)))
+        let transfer = match transfer {
+            // Only a transfer of this account is shown on its page.
+            Some(transfer) => read::transfer(&state.domain, transfer)
+                .await?
+                .filter(|transfer| transfer.source == id || transfer.target == id),
+            None => None,
+        };
+        Ok(Some(views::account(
+            &view,
+            &history,
+            transfer.as_ref(),
+            refused,
+        )))
     }
     .await;
     match page {

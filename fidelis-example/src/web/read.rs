@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::account::{Account, AccountStatus};
 use crate::dashboard::AccountSummary;
+use crate::transfer::{Transfer, TransferStatus};
 
 /// A row of the dashboard.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -110,6 +111,97 @@ async fn find_account(domain: &Domain, id: &str) -> Result<Option<Account>> {
         Err(Error::NotFound { .. }) => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+/// What an account number or id names.
+#[derive(Clone, Debug)]
+pub(crate) enum Named {
+    /// This account.
+    One(Box<Account>),
+    /// No account.
+    None,
+    /// This many accounts share the number (numbers need not be unique).
+    Several(usize),
+}
+
+/// The account whose id is `text`, else the one whose number it is (found through the
+/// `AccountSummary` projection, so in asynchronous processing a new account is found by
+/// its number once projected, and by its id at once).
+pub(crate) async fn account_named(domain: &Domain, text: &str) -> Result<Named> {
+    if let Some(account) = find_account(domain, text).await? {
+        return Ok(Named::One(Box::new(account)));
+    }
+    let numbered = domain
+        .repository::<AccountSummary>()
+        .query()
+        .filter(AccountSummary::fields().account_number.eq(text))
+        .limit(2)
+        .all()
+        .await?;
+    match numbered.as_slice() {
+        [] => Ok(Named::None),
+        [summary] => Ok(find_account(domain, summary.account_id.as_str())
+            .await?
+            .map_or(Named::None, |account| Named::One(Box::new(account)))),
+        _ => Ok(Named::Several(
+            domain
+                .repository::<AccountSummary>()
+                .query()
+                .filter(AccountSummary::fields().account_number.eq(text))
+                .count()
+                .await? as usize,
+        )),
+    }
+}
+
+/// A transfer and where it stands.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct TransferView {
+    /// The transfer's identifier.
+    pub(crate) id: String,
+    /// The account the money leaves.
+    pub(crate) source: String,
+    /// Its number (`None` if the account is gone from the store).
+    pub(crate) source_number: Option<String>,
+    /// The account the money goes to.
+    pub(crate) target: String,
+    /// Its number.
+    pub(crate) target_number: Option<String>,
+    /// How much.
+    pub(crate) amount: Decimal,
+    /// `pending` (the money is moving: in asynchronous processing, until the engine has
+    /// run the process manager), `completed` or `failed`.
+    pub(crate) status: &'static str,
+    /// Why it failed, when it did.
+    pub(crate) reason: Option<String>,
+}
+
+/// One transfer, or `None` when there is none with this id.
+pub(crate) async fn transfer(domain: &Domain, id: &str) -> Result<Option<TransferView>> {
+    let transfer = match domain.repository::<Transfer>().get(id).await {
+        Ok(transfer) => transfer,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let number = |id: Identifier| async move {
+        find_account(domain, id.as_str())
+            .await
+            .map(|account| account.map(|account| account.account_number))
+    };
+    Ok(Some(TransferView {
+        id: transfer.id.to_string(),
+        source_number: number(transfer.source.clone()).await?,
+        target_number: number(transfer.target.clone()).await?,
+        source: transfer.source.into_string(),
+        target: transfer.target.into_string(),
+        amount: transfer.amount,
+        status: match transfer.status {
+            TransferStatus::Pending => "pending",
+            TransferStatus::Completed => "completed",
+            TransferStatus::Failed => "failed",
+        },
+        reason: transfer.reason,
+    }))
 }
 
 /// One event of an account's history.

@@ -4,7 +4,7 @@ use fidelis_core::prelude::*;
 use maud::{DOCTYPE, Markup, html};
 
 use super::forms::{CommandForm, FieldErrors, Input, InputKind};
-use super::read::{AccountRow, AccountView, HistoryEntry};
+use super::read::{AccountRow, AccountView, HistoryEntry, TransferView};
 
 /// A form shown again after a refused submission: what was typed, and why it was refused.
 pub(crate) struct Refused {
@@ -98,10 +98,12 @@ pub(crate) fn account_rows(accounts: &[AccountRow]) -> Markup {
     }
 }
 
-/// An account's page: its figures, its forms, its history.
+/// An account's page: its figures, the outcome of a transfer just made, its forms, its
+/// history.
 pub(crate) fn account(
     view: &AccountView,
     history: &[HistoryEntry],
+    transfer: Option<&TransferView>,
     refused: Option<&Refused>,
 ) -> Markup {
     let base = format!("/accounts/{}", view.id);
@@ -124,10 +126,14 @@ pub(crate) fn account(
                 }
                 dt { "Last activity" } dd { (moment(view.last_activity)) }
             }
+            @if let Some(transfer) = transfer {
+                (transfer_outcome(transfer, &view.id))
+            }
             @if view.is_active() {
                 section.forms aria-label="Movements" {
                     (form::<super::forms::DepositForm>(&format!("{base}/deposit"), refused))
                     (form::<super::forms::WithdrawalForm>(&format!("{base}/withdraw"), refused))
+                    (form::<super::forms::TransferForm>(&format!("{base}/transfer"), refused))
                     (form::<super::forms::CloseForm>(&format!("{base}/close"), refused))
                 }
             } @else {
@@ -158,6 +164,40 @@ pub(crate) fn account(
             }
         },
     )
+}
+
+/// Where a transfer of the account `account` stands: completed, failed with the reason
+/// (nothing moved, or what moved was returned), or still pending (in asynchronous
+/// processing, until the engine has moved the money: reload to follow it).
+fn transfer_outcome(transfer: &TransferView, account: &str) -> Markup {
+    let outgoing = transfer.source == account;
+    let (other, other_number) = if outgoing {
+        (&transfer.target, &transfer.target_number)
+    } else {
+        (&transfer.source, &transfer.source_number)
+    };
+    let class = format!("transfer-outcome {}", transfer.status);
+    html! {
+        section #transfer-outcome class=(class) role="status" data-transfer-id=(transfer.id)
+            data-status=(transfer.status) {
+            h2 { "Transfer " (transfer.status) }
+            p {
+                "Transfer of " (money(transfer.amount))
+                @if outgoing { " to " } @else { " from " }
+                a href={ "/accounts/" (other) } {
+                    (other_number.as_deref().unwrap_or(other.as_str()))
+                }
+                @match transfer.status {
+                    "completed" => ": completed.",
+                    "failed" => ": failed, the balances are as before.",
+                    _ => ": pending, the money is moving (reload to follow it).",
+                }
+            }
+            @if let Some(reason) = &transfer.reason {
+                p.reason { (reason) }
+            }
+        }
+    }
 }
 
 /// A form of `F`, posting to `action`; filled in with the submitted values and errors when
