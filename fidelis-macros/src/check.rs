@@ -509,17 +509,17 @@ pub fn process_step(cx: &Ctxt, method: &Method) -> bool {
 }
 
 /// A command has one handler, so one impl block handles it once. Each `#[handle(C)]` of a
-/// block passes through [`OneHandlerPerCommand::first`], which reports a second one for the
+/// block passes through [`HandledOnce::first`], which reports a second one for the
 /// same `C` at its `C`, naming the method that handles it already. Handlers in different
-/// blocks cannot see each other; rustc's "conflicting implementations of trait `Handled`"
-/// (E0119) reports those, pointed at both `#[handle(C)]`s.
+/// blocks cannot see each other; rustc's "conflicting implementations of trait
+/// `OneHandlerPerCommand`" (E0119) reports those, pointed at both `#[handle(C)]`s.
 #[derive(Default)]
-pub struct OneHandlerPerCommand {
+pub struct HandledOnce {
     /// The commands handled so far: the `#[cfg]`s and command as written, and the method.
     seen: Vec<(String, syn::Ident)>,
 }
 
-impl OneHandlerPerCommand {
+impl HandledOnce {
     /// Whether `method` is the first of its block to handle `command`. Methods under
     /// different `#[cfg]`s may handle the same command (only one of them is compiled).
     pub fn first(&mut self, cx: &Ctxt, method: &Method, command: &Type) -> bool {

@@ -226,10 +226,10 @@ pub fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
         .collect()
 }
 
-/// The `impl Handled for C` of one `#[handle(C)]` method, around `items`. Its header carries
-/// the span of `C` as written, so rustc's error for a command handled twice (E0119,
-/// "conflicting implementations of trait `Handled`") points at both `#[handle(C)]`s rather
-/// than at the two macro attributes.
+/// The `impl OneHandlerPerCommand for C` of one `#[handle(C)]` method, around `items`. Its
+/// header carries the span of `C` as written, so rustc's error for a command handled twice
+/// (E0119, "conflicting implementations of trait `OneHandlerPerCommand`") points at both
+/// `#[handle(C)]`s rather than at the two macro attributes.
 pub fn handled_impl(
     p: &TokenStream,
     cfgs: &[Attribute],
@@ -237,7 +237,7 @@ pub fn handled_impl(
     items: TokenStream,
 ) -> TokenStream {
     let span = syn::spanned::Spanned::span(command);
-    let handled = respan(quote!(#p::Handled), span);
+    let handled = respan(quote!(#p::OneHandlerPerCommand), span);
     quote::quote_spanned! {span=>
         #(#cfgs)*
         #[automatically_derived]

@@ -47,7 +47,7 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
     let mut invariants = Vec::new();
     let mut routes = Vec::new();
     let mut handlers = Vec::new();
-    let mut handled = check::OneHandlerPerCommand::default();
+    let mut handled = check::HandledOnce::default();
     for method in &element.methods {
         let ident = &method.sig.ident;
         let cfgs = &method.cfgs;

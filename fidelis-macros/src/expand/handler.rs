@@ -64,7 +64,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let mut routes = Vec::new();
     let mut impls = Vec::new();
-    let mut handled = check::OneHandlerPerCommand::default();
+    let mut handled = check::HandledOnce::default();
     for method in &methods {
         let Some(command) = message_type(
             &cx,
