@@ -56,7 +56,8 @@ pub use crate::engine::{
 };
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,
-    InvariantStage, Persisted, Projection, ProjectionRow, Projector, Queryable, ValueObject,
+    InvariantStage, OneHandlerPerCommand, Persisted, Projection, ProjectionRow, Projector,
+    Queryable, ValueObject,
 };
 pub use crate::model::error::{DomainError, Error, Result, ValidationError};
 pub use crate::model::event::{

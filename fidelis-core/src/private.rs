@@ -15,8 +15,8 @@ pub use crate::model::aggregate::AggregateMeta;
 pub use crate::model::element::{
     Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
     CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
-    HasFields, Invariant, InvariantStage, ListensTo, Persisted, Projection, Projector, Queryable,
-    Stateless, StorageKind, ValueObject,
+    HasFields, Invariant, InvariantStage, ListensTo, OneHandlerPerCommand, Persisted, Projection,
+    Projector, Queryable, Stateless, StorageKind, ValueObject,
 };
 pub use crate::model::error::{Error, Result, ValidationError};
 pub use crate::model::event::Event;

@@ -508,6 +508,48 @@ pub fn process_step(cx: &Ctxt, method: &Method) -> bool {
     ok
 }
 
+/// A command has one handler, so one impl block handles it once. Each `#[handle(C)]` of a
+/// block passes through [`HandledOnce::first`], which reports a second one for the
+/// same `C` at its `C`, naming the method that handles it already. Handlers in different
+/// blocks cannot see each other; rustc's "conflicting implementations of trait
+/// `OneHandlerPerCommand`" (E0119) reports those, pointed at both `#[handle(C)]`s.
+#[derive(Default)]
+pub struct HandledOnce {
+    /// The commands handled so far: the `#[cfg]`s and command as written, and the method.
+    seen: Vec<(String, syn::Ident)>,
+}
+
+impl HandledOnce {
+    /// Whether `method` is the first of its block to handle `command`. Methods under
+    /// different `#[cfg]`s may handle the same command (only one of them is compiled).
+    pub fn first(&mut self, cx: &Ctxt, method: &Method, command: &Type) -> bool {
+        use quote::ToTokens;
+        use syn::spanned::Spanned;
+        let cfgs = &method.cfgs;
+        let key = format!("{} {}", quote::quote!(#(#cfgs)*), command.to_token_stream());
+        if let Some((_, first)) = self.seen.iter().find(|(seen, _)| *seen == key) {
+            let written = crate::expand::type_string(command);
+            cx.error(
+                command.span(),
+                format!(
+                    "`{written}` is already handled by `{first}`{at} in this impl: a command has exactly one handler, so keep one of the two `#[handle({written})]` methods",
+                    at = line_of(first.span())
+                        .map(|line| format!(" (line {line})"))
+                        .unwrap_or_default(),
+                ),
+            );
+            return false;
+        }
+        self.seen.push((key, method.sig.ident.clone()));
+        true
+    }
+}
+
+/// The source line of a span, when the compiler says (inside a proc macro only).
+fn line_of(span: proc_macro2::Span) -> Option<usize> {
+    proc_macro::is_available().then(|| span.unwrap().line())
+}
+
 /// Whether a handler method takes `&self`; one without `self` is called on the type, so a
 /// handler type whose methods all go without needs no instance.
 pub fn takes_self(method: &Method) -> bool {

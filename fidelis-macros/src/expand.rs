@@ -226,6 +226,25 @@ pub fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
         .collect()
 }
 
+/// The `impl OneHandlerPerCommand for C` of one `#[handle(C)]` method, around `items`. Its
+/// header carries the span of `C` as written, so rustc's error for a command handled twice
+/// (E0119, "conflicting implementations of trait `OneHandlerPerCommand`") points at both
+/// `#[handle(C)]`s rather than at the two macro attributes.
+pub fn handled_impl(
+    p: &TokenStream,
+    cfgs: &[Attribute],
+    command: &Type,
+    items: TokenStream,
+) -> TokenStream {
+    let span = syn::spanned::Spanned::span(command);
+    let handled = respan(quote!(#p::OneHandlerPerCommand), span);
+    quote::quote_spanned! {span=>
+        #(#cfgs)*
+        #[automatically_derived]
+        impl #handled for #command { #items }
+    }
+}
+
 /// The name of an impl block's self type, for messages.
 pub fn self_name(item: &syn::ItemImpl) -> String {
     last_segment(&item.self_ty).unwrap_or_else(|| String::from("this type"))

@@ -166,9 +166,9 @@ pub trait Command: Element + HasFields + Clone + Debug + Serialize + Deserialize
     type Aggregate: Aggregate;
 }
 
-/// A command with its one handler. `#[handle(C)]` implements it, so a second handler for
-/// the same command is a compile error (conflicting implementations), and
-/// `domain.process(c)` of a command without a handler does not compile.
+/// A command with its one handler: `domain.process(c)` of a command without one does not
+/// compile. `#[handle(C)]` implements it through [`OneHandlerPerCommand`]; a hand-written
+/// element may implement it directly.
 #[diagnostic::on_unimplemented(
     message = "command `{Self}` has no handler",
     label = "no `#[handle({Self})]` method handles this command",
@@ -185,6 +185,38 @@ pub trait Handled: Command {
         command: Self,
         ctx: &'a mut Context,
     ) -> BoxFuture<'a, Result<Self::Output>>;
+}
+
+/// What `#[handle(C)]` implements: the command's one handler, from which [`Handled`] follows.
+/// A command with two `#[handle(C)]` methods is thus a compile error that states the rule,
+/// "conflicting implementations of trait `OneHandlerPerCommand` for type `C`", pointed at
+/// both `#[handle(C)]`s (rustc's wording of E0119 cannot be changed; the trait's name can).
+pub trait OneHandlerPerCommand: Command {
+    /// The command handler type.
+    type Handler: Element;
+    /// What the handler returns on success.
+    type Output: Send + 'static;
+    /// Calls the handler method.
+    fn dispatch<'a>(
+        handler: &'a Self::Handler,
+        command: Self,
+        ctx: &'a mut Context,
+    ) -> BoxFuture<'a, Result<Self::Output>>;
+}
+
+// `do_not_recommend`: a command without a handler is reported as not `Handled` (with its
+// message), not as "`OneHandlerPerCommand` is not implemented, required for `Handled`".
+#[diagnostic::do_not_recommend]
+impl<C: OneHandlerPerCommand> Handled for C {
+    type Handler = <C as OneHandlerPerCommand>::Handler;
+    type Output = <C as OneHandlerPerCommand>::Output;
+    fn dispatch<'a>(
+        handler: &'a Self::Handler,
+        command: Self,
+        ctx: &'a mut Context,
+    ) -> BoxFuture<'a, Result<Self::Output>> {
+        <C as OneHandlerPerCommand>::dispatch(handler, command, ctx)
+    }
 }
 
 /// Marks a command handler as `part_of` an aggregate: it may handle that aggregate's commands.

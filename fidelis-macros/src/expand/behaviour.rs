@@ -47,6 +47,7 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
     let mut invariants = Vec::new();
     let mut routes = Vec::new();
     let mut handlers = Vec::new();
+    let mut handled = check::HandledOnce::default();
     for method in &element.methods {
         let ident = &method.sig.ident;
         let cfgs = &method.cfgs;
@@ -56,7 +57,8 @@ pub fn expand(cx: Ctxt, args: TokenStream, item: ItemImpl) -> TokenStream {
             let Some((command, create)) = handle_args(&cx, method) else {
                 continue;
             };
-            if check::aggregate_handle(&cx, method, create) {
+            if check::aggregate_handle(&cx, method, create) && handled.first(&cx, method, &command)
+            {
                 let method_name = ident.unraw().to_string();
                 routes.push(quote! {
                     #(#cfgs)*
@@ -234,10 +236,11 @@ fn handler(
     let check = quote_spanned! {span=>
         const _: () = <#own as #p::CommandOf<#aggregate>>::ASSERT;
     };
-    quote! {
-        #(#cfgs)*
-        #[automatically_derived]
-        impl #p::Handled for #command {
+    let handled = expand::handled_impl(
+        p,
+        cfgs,
+        command,
+        quote! {
             type Handler = #p::AggregateHandler<#ty>;
             type Output = #output;
             fn dispatch<'a>(
@@ -247,7 +250,10 @@ fn handler(
             ) -> #p::BoxFuture<'a, #p::Result<Self::Output>> {
                 ::std::boxed::Box::pin(async move { #body })
             }
-        }
+        },
+    );
+    quote! {
+        #handled
         #(#cfgs)*
         #check
     }

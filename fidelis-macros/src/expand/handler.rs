@@ -64,6 +64,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let mut routes = Vec::new();
     let mut impls = Vec::new();
+    let mut handled = check::HandledOnce::default();
     for method in &methods {
         let Some(command) = message_type(
             &cx,
@@ -74,7 +75,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             check::command_handle(&cx, method);
             continue;
         };
-        if !check::command_handle(&cx, method) {
+        if !check::command_handle(&cx, method) || !handled.first(&cx, method, &command) {
             continue;
         }
         let ident = &method.sig.ident;
@@ -107,20 +108,20 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         let check = quote_spanned! {command.span()=>
             const _: () = <#checked_ty as #p::HandlesCommandsOf<<#command as #p::Command>::Aggregate>>::ASSERT;
         };
-        impls.push(quote! {
-            #(#cfgs)*
-            #[automatically_derived]
-            impl #p::Handled for #command {
-                type Handler = #handler_ty;
-                type Output = <#output as #p::HandlerReturn>::Output;
-                fn dispatch<'a>(
-                    #handler_param: &'a #handler_ty,
-                    command: Self,
-                    ctx: &'a mut #p::Context,
-                ) -> #p::BoxFuture<'a, #p::Result<Self::Output>> {
-                    ::std::boxed::Box::pin(async move { #p::HandlerReturn::into_result(#call) })
-                }
+        let items = quote! {
+            type Handler = #handler_ty;
+            type Output = <#output as #p::HandlerReturn>::Output;
+            fn dispatch<'a>(
+                #handler_param: &'a #handler_ty,
+                command: Self,
+                ctx: &'a mut #p::Context,
+            ) -> #p::BoxFuture<'a, #p::Result<Self::Output>> {
+                ::std::boxed::Box::pin(async move { #p::HandlerReturn::into_result(#call) })
             }
+        };
+        let handled = expand::handled_impl(&p, cfgs, &command, items);
+        impls.push(quote! {
+            #handled
             #(#cfgs)*
             #check
         });
