@@ -2,22 +2,23 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-// The public API is the crate root, `prelude`, and four modules whose path says what they are
-// for: `config` (database URLs and pools), `query` (field handles, filters and the query an
-// adapter runs), `store` (for adapter authors) and `testing` (the scenario DSL). The other
+// The public API is the crate root, `prelude`, and five modules whose path says what they are for:
+// `config` (database URLs and pools), `query` (field handles, filters and the query an adapter
+// runs), `store` and `broker` (for adapter authors) and `testing` (the scenario DSL). The other
 // modules are private; what users need of them is re-exported at the root, and what only the
 // macros' generated code needs is in `__private`. See the README, "Public API".
 //
-// The layout, lowest layer first (a module imports only from the layers above it in this
-// list): `model` (identifiers, errors, fields, queries, events, elements: nothing of ours),
-// `registry` (what a domain is made of), `store` (the storage ports, the system tables and the
-// adapters), `runtime` (configuration, contexts, repositories, commit, dispatch, the domain),
-// `engine` (the subscriptions that process stored events in async mode), `testing`. The
-// exceptions, by design, are the contracts between an element and the runtime:
-// `model::element`'s traits name the registrar an element registers itself with and the
-// contexts its handlers receive (`runtime::context`), and the registry's listener thunks name
-// those contexts too; and the runtime starts the engine's wake-ups from its commit. `task`
+// The layout, lowest layer first (a module imports only from the layers above it in this list):
+// `model` (identifiers, errors, fields, queries, events, elements: nothing of ours), `registry`
+// (what a domain is made of), `store` (the storage ports, the system tables and the adapters),
+// `broker` (the message broker port and its adapters), `runtime` (configuration, contexts,
+// repositories, commit, dispatch, the domain), `engine` (the subscriptions that process stored
+// events in async mode), `testing`. The exceptions, by design, are the contracts between an element
+// and the runtime: `model::element`'s traits name the registrar an element registers itself with
+// and the contexts its handlers receive (`runtime::context`), and the registry's listener thunks
+// name those contexts too; and the runtime starts the engine's wake-ups from its commit. `task`
 // (running a future to completion) is a utility of every layer.
+pub mod broker;
 mod engine;
 mod model;
 mod registry;

@@ -282,6 +282,19 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A message broker refused or failed an operation (unreachable, a publish not
+    /// acknowledged, a consumer group that cannot be created).
+    #[error("broker error ({broker}): {message}")]
+    Broker {
+        /// The broker's kind and address, without a password (`redis://127.0.0.1:6379`).
+        broker: String,
+        /// What failed.
+        message: String,
+        /// The client's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// Stored or received data could not be decoded.
     #[error("cannot decode {what}: {message}")]
     Serialization {
@@ -352,6 +365,28 @@ impl Error {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Error::Storage {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A broker error with a message.
+    pub fn broker(broker: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Broker {
+            broker: broker.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A broker error wrapping the client's error.
+    pub fn broker_with(
+        broker: impl Into<String>,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Broker {
+            broker: broker.into(),
             message: message.into(),
             source: Some(Box::new(source)),
         }
