@@ -76,6 +76,12 @@ pub enum EventsCommand {
         /// The aggregate's id.
         id: String,
     },
+    /// One request's causal tree: its commands (from the command log) and events, each
+    /// under the message that caused it, across aggregates and process managers.
+    Trace {
+        /// The request's correlation id.
+        correlation_id: String,
+    },
 }
 
 /// `dlq …`

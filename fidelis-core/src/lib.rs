@@ -86,6 +86,7 @@ pub use crate::runtime::rebuild::{
 pub use crate::runtime::repository::{DomainRepository, Query, Repository};
 pub use crate::runtime::retry::RetryPolicy;
 pub use crate::runtime::temporal::{Historical, HistoryEntry};
+pub use crate::runtime::trace::{Trace, TraceKind, TraceNode};
 pub use crate::store::Cursor;
 
 /// The examples of the macros' reference pages (`fidelis-macros/docs/*.md`, shown on the

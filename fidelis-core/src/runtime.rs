@@ -16,4 +16,5 @@ pub(crate) mod retry;
 pub(crate) mod snapshot;
 pub(crate) mod submit;
 pub(crate) mod temporal;
+pub(crate) mod trace;
 pub(crate) mod unit_of_work;

@@ -303,6 +303,26 @@ pub trait Storage: Send + Sync + 'static {
         }
     }
 
+    /// Every event of one request (its metadata's `correlation_id`), in global order: what a
+    /// trace reads. SQL stores answer from an index on the correlation id; the default reads
+    /// every event in batches of 10,000.
+    async fn read_correlated(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>> {
+        let mut correlated = Vec::new();
+        let mut after = Cursor::START;
+        loop {
+            let batch = self.read_all(after, 10_000).await?;
+            let Some(last) = batch.last() else {
+                return Ok(correlated);
+            };
+            after = last.metadata.cursor();
+            correlated.extend(
+                batch
+                    .into_iter()
+                    .filter(|event| event.metadata.correlation_id.as_str() == correlation_id),
+            );
+        }
+    }
+
     /// Where the store keeps its data, for messages: the URL without its password on SQL
     /// stores (the default: [`kind`](Self::kind)).
     fn location(&self) -> String {

@@ -217,13 +217,13 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
     let events = store.json(&["events", "read", "fidelis::account"]);
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 5);
-    assert_eq!(events[0]["type"], "Fidelis.AccountOpened.v1");
+    assert_eq!(events[0]["type_name"], "Fidelis.AccountOpened.v1");
     assert_eq!(events[1]["data"]["amount"], "500");
     let stream = events[0]["stream"].as_str().unwrap();
     let second = events[1]["global_position"].as_i64().unwrap().to_string();
     let tail = store.json(&["events", "read", "Account", "--from", &second]);
     assert_eq!(tail.as_array().unwrap().len(), 4);
-    assert_eq!(tail[0]["type"], "Fidelis.DepositMade.v1");
+    assert_eq!(tail[0]["type_name"], "Fidelis.DepositMade.v1");
     let first = store.json(&["events", "read", stream, "--limit", "1"]);
     assert_eq!(first.as_array().unwrap().len(), 1);
     assert_eq!(first[0]["version"], 0);
@@ -365,7 +365,7 @@ async fn history_and_snapshots_by_name(store: &Store) {
     assert_eq!(history.len(), 3, "{history:?}");
     for (entry, event) in history.iter().zip(&own) {
         assert_eq!(entry["version"], event["version"]);
-        assert_eq!(entry["type_name"], event["type"]);
+        assert_eq!(entry["type_name"], event["type_name"]);
         assert_eq!(entry["event_id"], event["id"]);
         assert_eq!(entry["global_position"], event["global_position"]);
         assert_eq!(entry["time"], event["time"]);
@@ -511,7 +511,61 @@ macro_rules! on_sqlite_and_postgres {
     )*};
 }
 
+/// `events trace`: a transfer's request, through the process manager, as a tree.
+async fn a_transfer_traces_through_the_process_manager(store: &Store) {
+    store.ok(&[]);
+    let events = store.json(&["events", "read", "Transfer"]);
+    let initiated = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type_name"] == "Fidelis.TransferInitiated.v1")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let correlation = initiated["correlation_id"].as_str().unwrap();
+
+    let trace = store.json(&["events", "trace", correlation]);
+    assert_eq!(trace["correlation_id"], correlation);
+    let roots = trace["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{trace:#}");
+    assert_eq!(roots[0]["kind"], "command");
+    assert_eq!(roots[0]["type_name"], "Fidelis.InitiateTransfer");
+    // Each message's depth under the request.
+    fn depths(node: &Value, depth: usize, out: &mut Vec<(String, usize)>) {
+        out.push((node["type_name"].as_str().unwrap().to_owned(), depth));
+        for child in node["children"].as_array().unwrap() {
+            depths(child, depth + 1, out);
+        }
+    }
+    let mut seen = Vec::new();
+    depths(&roots[0], 0, &mut seen);
+    let depth_of = |name: &str| {
+        seen.iter()
+            .find(|(type_name, _)| type_name == name)
+            .map(|(_, depth)| *depth)
+            .unwrap_or_else(|| panic!("{name} in {seen:?}"))
+    };
+    assert_eq!(depth_of("Fidelis.TransferInitiated.v1"), 1);
+    assert_eq!(depth_of("Fidelis.MakeWithdrawal"), 2);
+    assert_eq!(depth_of("Fidelis.WithdrawalMade.v1"), 3);
+    assert_eq!(depth_of("Fidelis.MakeDeposit"), 4);
+    assert_eq!(depth_of("Fidelis.CompleteTransfer"), 4);
+    assert_eq!(depth_of("Fidelis.TransferCompleted.v1"), 5);
+
+    let human = store.ok(&["events", "trace", correlation]);
+    let first = human.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("command Fidelis.InitiateTransfer"),
+        "{human}"
+    );
+    assert!(
+        human.contains("      event Fidelis.WithdrawalMade.v1 fidelis::account-"),
+        "{human}"
+    );
+    store.fails(&["events", "trace", "no-such-request"], 4);
+}
+
 on_sqlite_and_postgres!(
+    a_transfer_traces_through_the_process_manager,
     every_command_prints_a_table_and_json,
     a_rebuild_equals_the_live_rows,
     a_failing_projector_fails_the_rebuild_and_dead_letters_are_handled,

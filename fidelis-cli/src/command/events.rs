@@ -1,4 +1,4 @@
-//! `events read|stats|search|history`.
+//! `events read|stats|search|history|trace`.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +23,36 @@ pub(super) async fn run(
         EventsCommand::Stats => stats(domain, out).await,
         EventsCommand::Search { type_name, limit } => search(domain, out, &type_name, limit).await,
         EventsCommand::History { aggregate, id } => history(domain, out, &aggregate, &id).await,
+        EventsCommand::Trace { correlation_id } => trace(domain, out, &correlation_id).await,
     }
+}
+
+/// `events trace <correlation-id>`: the tree, one message per line, indented under its cause
+/// (`--json`: the `Trace`); a correlation id nothing carries is not found (exit 4).
+async fn trace(domain: &Domain, out: &Output, correlation_id: &str) -> Result<(), CliError> {
+    let trace = domain.event_store().trace(correlation_id).await?;
+    if trace.is_empty() {
+        return Err(CliError::new(
+            Exit::NotFound,
+            format!("no command or event has correlation id `{correlation_id}`"),
+        ));
+    }
+    if out.json() {
+        return out.document(&trace);
+    }
+    for (depth, node) in trace.walk() {
+        let indent = "  ".repeat(depth);
+        let at = super::time(&node.time);
+        let line = match (&node.stream, node.version) {
+            (Some(stream), Some(version)) => format!(
+                "{at}  {indent}event {} {stream}@{version}  {}",
+                node.type_name, node.id
+            ),
+            _ => format!("{at}  {indent}command {}  {}", node.type_name, node.id),
+        };
+        out.line(&line);
+    }
+    Ok(())
 }
 
 /// `events history <Aggregate> <id>`: an unknown or state-stored aggregate is a usage error
@@ -196,7 +225,6 @@ struct EventOut {
     global_position: i64,
     stream: String,
     version: i64,
-    #[serde(rename = "type")]
     type_name: String,
     time: chrono::DateTime<chrono::Utc>,
     id: String,

@@ -741,6 +741,59 @@ impl EventStore<'_> {
         system::query::<CommandLogEntry>(self.domain.storage().as_ref(), &query).await
     }
 
+    /// The causal forest of one request: every command (from the command log) and event with
+    /// this correlation id, each under the message that caused it, across aggregates, event
+    /// handlers and process managers. Roots are what came from outside (and events whose
+    /// command was not logged). Empty when nothing has this correlation id.
+    ///
+    /// ```rust,standalone_crate
+    /// use fidelis_core::prelude::*;
+    ///
+    /// #[event(part_of = Account)]
+    /// pub struct Opened { pub account_id: Identifier }
+    ///
+    /// #[aggregate(event_sourced)]
+    /// pub struct Account { pub open: bool }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[apply]
+    ///     fn on_opened(&mut self, _: &Opened) { self.open = true; }
+    /// }
+    ///
+    /// #[command(part_of = Account)]
+    /// pub struct Open {}
+    ///
+    /// #[derive(Default)]
+    /// pub struct Accounts;
+    ///
+    /// #[command_handler(part_of = Account)]
+    /// impl Accounts {
+    ///     #[handle(Open)]
+    ///     async fn open(&self, _: Open, ctx: &mut Context) -> Result<()> {
+    ///         let mut account = Account::create_new();
+    ///         account.raise(Opened { account_id: account.id.clone() })?;
+    ///         ctx.repository::<Account>().add(account).await
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<()> {
+    /// let domain = Domain::builder("bank").discover_crate(module_path!()).build().await?;
+    /// let options = ProcessOptions::new().correlation_id("signup-7");
+    /// domain.process_with(Open {}, options).await?;
+    ///
+    /// let trace = domain.event_store().trace("signup-7").await?;
+    /// assert_eq!(trace.roots.len(), 1);
+    /// assert_eq!(trace.roots[0].type_name, "Bank.Open");
+    /// assert_eq!(trace.roots[0].children[0].type_name, "Bank.Opened.v1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn trace(&self, correlation_id: impl AsRef<str>) -> Result<crate::Trace> {
+        crate::runtime::trace::trace(self.domain, correlation_id.as_ref()).await
+    }
+
     /// Every event of a stream (`fidelis::account-<id>`), in order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>> {
         if !crate::runtime::repository::storable(stream) {

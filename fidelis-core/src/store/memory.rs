@@ -396,6 +396,16 @@ impl Storage for MemoryStorage {
         Ok(state.events[first..].iter().take(limit).cloned().collect())
     }
 
+    async fn read_correlated(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>> {
+        let state = self.state.read().await;
+        Ok(state
+            .events
+            .iter()
+            .filter(|event| event.metadata.correlation_id.as_str() == correlation_id)
+            .cloned()
+            .collect())
+    }
+
     async fn read_categories(&self, read: &GlobalRead<'_>) -> Result<Vec<RecordedEvent>> {
         if let Some(partition) = &read.partition {
             partition.check()?;

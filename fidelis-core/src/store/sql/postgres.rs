@@ -159,6 +159,7 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
     const GLOBAL_ORDER: &'static str = "transaction_id, global_position";
     const CURSOR_COLUMNS: &'static str = "transaction_id, global_position";
     const GLOBAL_ORDER_DESC: &'static str = "transaction_id DESC, global_position DESC";
+    const CORRELATION: &'static str = "(metadata->>'correlation_id')";
     const HEAD: &'static str = "SELECT transaction_id, global_position FROM fidelis_events \
          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1";
@@ -252,6 +253,8 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
             for statement in [
                 "CREATE INDEX IF NOT EXISTS fidelis_events_commit ON fidelis_events (transaction_id, global_position)",
                 "CREATE INDEX IF NOT EXISTS fidelis_events_category_commit ON fidelis_events (category, transaction_id, global_position)",
+                // A request's events, for traces.
+                "CREATE INDEX IF NOT EXISTS fidelis_events_correlation ON fidelis_events ((metadata->>'correlation_id'))",
             ] {
                 sqlx::query(statement).execute(&mut **transaction).await?;
             }

@@ -165,6 +165,7 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
     const GLOBAL_ORDER: &'static str = "global_position";
     const CURSOR_COLUMNS: &'static str = "global_position, global_position";
     const GLOBAL_ORDER_DESC: &'static str = "global_position DESC";
+    const CORRELATION: &'static str = "json_extract(metadata, '$.correlation_id')";
     const HEAD: &'static str = "SELECT global_position, global_position FROM fidelis_events \
          ORDER BY global_position DESC LIMIT 1";
 
@@ -239,6 +240,15 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
                 events = existing_columns(connection, EVENTS_TABLE).await?;
             }
             sql::events_drift(Syntax::Sqlite, &events, problems);
+        }
+        if problems.is_empty() {
+            // A request's events, for traces (also on tables made before traces existed).
+            sqlx::query(
+                "CREATE INDEX IF NOT EXISTS fidelis_events_correlation \
+                 ON fidelis_events (json_extract(metadata, '$.correlation_id'))",
+            )
+            .execute(&mut *connection)
+            .await?;
         }
         Ok(())
     }

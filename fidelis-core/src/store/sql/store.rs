@@ -53,6 +53,8 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     const CURSOR_COLUMNS: &'static str;
     /// The `ORDER BY` of the global order, last first.
     const GLOBAL_ORDER_DESC: &'static str;
+    /// The expression of an event's correlation id (indexed by `setup_events`).
+    const CORRELATION: &'static str;
 
     /// Starts a write transaction (cancel-safe: see the dialects).
     async fn begin(&self, pool: &sqlx::Pool<Self::Db>, url: &Arc<str>) -> Result<Self::Tx>;
@@ -332,6 +334,24 @@ impl<D: Dialect> SqlStore<D> {
             failed(
                 &self.url,
                 &format!("reading category `{category}`"),
+                failure,
+            )
+        })
+    }
+
+    pub(crate) async fn read_correlated(&self, correlation_id: &str) -> Result<Vec<RecordedEvent>> {
+        let mut statement = Statement::new(D::SYNTAX, "");
+        let id = statement.param(SqlValue::Text(correlation_id.to_owned()));
+        statement.sql = format!(
+            "SELECT {} FROM {EVENTS_TABLE} WHERE {} = {id} ORDER BY {}",
+            D::EVENT_COLUMNS,
+            D::CORRELATION,
+            D::GLOBAL_ORDER
+        );
+        D::events(self.on(), statement).await.map_err(|failure| {
+            failed(
+                &self.url,
+                &format!("reading the events of correlation id `{correlation_id}`"),
                 failure,
             )
         })
@@ -737,6 +757,12 @@ macro_rules! sql_storage {
                 read: &crate::store::GlobalRead<'_>,
             ) -> crate::Result<Vec<crate::RecordedEvent>> {
                 self.store.read_categories(read).await
+            }
+            async fn read_correlated(
+                &self,
+                correlation_id: &str,
+            ) -> crate::Result<Vec<crate::RecordedEvent>> {
+                self.store.read_correlated(correlation_id).await
             }
             async fn backlog(
                 &self,
