@@ -501,6 +501,7 @@ macro_rules! on_sqlite_and_postgres {
                 super::$check(&store).await;
                 store.finish().await;
             }
+            #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let Some(store) = super::Store::postgres().await else { return };

@@ -6,9 +6,10 @@
 //! balances. Saves screenshots of the dashboard and of the account page after the transfer
 //! under `target/tmp/`.
 //!
-//! Needs `chromedriver` (Debian: `apt-get install chromium chromium-driver`). Without it the
-//! test says it did not run, unless `FIDELIS_BROWSER_TESTS=required` (as in `.ci/run`), which
-//! makes a missing driver a failure.
+//! Needs `chromedriver` (Debian: `apt-get install chromium chromium-driver`). Without it at
+//! build time the test is built `#[ignore]`d (`cargo test` lists it as ignored, with the
+//! reason), unless `FIDELIS_BROWSER_TESTS=required` (as in `.ci/run`), which makes a missing
+//! driver a failure.
 
 #![cfg(feature = "web")]
 
@@ -20,28 +21,21 @@ use fidelis_core::prelude::*;
 use fidelis_example::commands::OpenAccount;
 use fidelis_example::web::WebApp;
 
-/// chromedriver on the `PATH`, or `None` (after saying so) when it is missing and the
-/// browser tests are not required.
-fn chromedriver(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("chromedriver"))
-            .find(|candidate| candidate.is_file())
-    });
-    let required = std::env::var("FIDELIS_BROWSER_TESTS").is_ok_and(|value| value == "required");
-    match found {
-        Some(path) => Some(path),
-        None if required => {
-            panic!("FIDELIS_BROWSER_TESTS=required but chromedriver is not on the PATH")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: {test}: chromedriver is not on the PATH, so this browser test did not run \
-                 (apt-get install chromium chromium-driver; FIDELIS_BROWSER_TESTS=required makes this a failure)"
-            );
-            None
-        }
-    }
+/// chromedriver on the `PATH`. The test is built `#[ignore]`d when it was not there at build
+/// time (see build.rs), so a missing one here is a failure.
+fn chromedriver() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("chromedriver"))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "chromedriver is not on the PATH (apt-get install chromium chromium-driver), \
+                 though it was when this test was built or FIDELIS_BROWSER_TESTS=required"
+            )
+        })
 }
 
 /// A port nobody listens on right now.
@@ -136,11 +130,13 @@ async fn submit(client: &Client, form: &str) {
         .expect("clicks");
 }
 
+#[cfg_attr(
+    not(fidelis_browser),
+    ignore = "install chromium and chromium-driver (or set FIDELIS_BROWSER_TESTS=required) to run the browser test"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_browser() {
-    let Some(driver) = chromedriver("the_dashboard_in_a_browser") else {
-        return;
-    };
+    let driver = chromedriver();
     let domain = fidelis_example::domain()
         .database("memory")
         .build()

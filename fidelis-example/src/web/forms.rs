@@ -375,6 +375,35 @@ impl CommandForm for OpenAccountForm {
     }
 }
 
+/// The fields of a deposit and of a withdrawal.
+const MOVEMENT_FIELDS: &[FieldSpec] = &[
+    FieldSpec::money("amount", "Amount"),
+    FieldSpec::text("reference", "Reference", false),
+];
+
+/// What a deposit or a withdrawal form says: money moving in or out of the page's account.
+struct Movement {
+    account_id: Identifier,
+    amount: Decimal,
+    reference: Option<String>,
+}
+
+impl Movement {
+    /// The movement, with the errors of the fields that could not be read.
+    fn read(
+        account: Option<Identifier>,
+        input: &Input,
+    ) -> Result<(Movement, FieldErrors), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let movement = Movement {
+            account_id: the_account(account)?,
+            amount: input.money("amount", &mut errors),
+            reference: input.optional_text("reference"),
+        };
+        Ok((movement, errors))
+    }
+}
+
 /// Pays money into the account of the page.
 pub(crate) struct DepositForm;
 
@@ -384,17 +413,14 @@ impl CommandForm for DepositForm {
     const ID: &'static str = "deposit";
     const TITLE: &'static str = "Deposit";
     const SUBMIT: &'static str = "Deposit";
-    const FIELDS: &'static [FieldSpec] = &[
-        FieldSpec::money("amount", "Amount"),
-        FieldSpec::text("reference", "Reference", false),
-    ];
+    const FIELDS: &'static [FieldSpec] = MOVEMENT_FIELDS;
 
     fn command(account: Option<Identifier>, input: &Input) -> Result<MakeDeposit, FieldErrors> {
-        let mut errors = FieldErrors::default();
+        let (movement, errors) = Movement::read(account, input)?;
         let command = MakeDeposit {
-            account_id: the_account(account)?,
-            amount: input.money("amount", &mut errors),
-            reference: input.optional_text("reference"),
+            account_id: movement.account_id,
+            amount: movement.amount,
+            reference: movement.reference,
         };
         finish::<Self>(command, errors)
     }
@@ -413,17 +439,14 @@ impl CommandForm for WithdrawalForm {
     const ID: &'static str = "withdraw";
     const TITLE: &'static str = "Withdraw";
     const SUBMIT: &'static str = "Withdraw";
-    const FIELDS: &'static [FieldSpec] = &[
-        FieldSpec::money("amount", "Amount"),
-        FieldSpec::text("reference", "Reference", false),
-    ];
+    const FIELDS: &'static [FieldSpec] = MOVEMENT_FIELDS;
 
     fn command(account: Option<Identifier>, input: &Input) -> Result<MakeWithdrawal, FieldErrors> {
-        let mut errors = FieldErrors::default();
+        let (movement, errors) = Movement::read(account, input)?;
         let command = MakeWithdrawal {
-            account_id: the_account(account)?,
-            amount: input.money("amount", &mut errors),
-            reference: input.optional_text("reference"),
+            account_id: movement.account_id,
+            amount: movement.amount,
+            reference: movement.reference,
         };
         finish::<Self>(command, errors)
     }

@@ -249,6 +249,7 @@ macro_rules! on_every_database {
                 checks::$check(&ledger).await;
                 ledger.finish().await;
             }
+            #[cfg_attr(not(fidelis_postgres), ignore = "set FIDELIS_TEST_POSTGRES_URL to run the PostgreSQL tests")]
             #[tokio::test]
             async fn postgres() {
                 let Some(ledger) =
