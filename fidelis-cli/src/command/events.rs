@@ -121,40 +121,75 @@ async fn read(
     from: i64,
     limit: Option<usize>,
 ) -> Result<(), CliError> {
-    let store = domain.event_store();
-    let events: Vec<RecordedEvent> = match target(domain, target_text)? {
-        Target::Stream(stream) => store
-            .read_stream(&stream)
-            .await?
-            .into_iter()
-            .filter(|e| e.metadata.version >= from)
-            .collect(),
-        Target::Category(category) => store
-            .read_category(&category, Cursor::START)
-            .await?
-            .into_iter()
-            .filter(|e| e.metadata.global_position >= from)
-            .collect(),
-    };
-    let events: Vec<EventOut> = events
-        .iter()
-        .take(limit.unwrap_or(usize::MAX))
-        .map(EventOut::of)
-        .collect::<Result<_, _>>()?;
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    match target(domain, target_text)? {
+        Target::Stream(stream) => {
+            let storage = domain.storage_unchecked();
+            for event in storage
+                .read_stream(&stream, from.max(0))
+                .await?
+                .iter()
+                .take(limit)
+            {
+                events.push(EventOut::of(event)?);
+            }
+        }
+        Target::Category(category) => {
+            each_event(domain, Some(&category), |event| {
+                if event.metadata.global_position >= from {
+                    events.push(EventOut::of(event)?);
+                }
+                Ok(events.len() < limit)
+            })
+            .await?;
+        }
+    }
     print_events(out, &events)
 }
 
+/// Calls `visit` with each event of a category (of every category: `None`) in global order,
+/// read in batches so a large store is never held in memory, until `visit` returns `false`.
+async fn each_event(
+    domain: &Domain,
+    category: Option<&str>,
+    mut visit: impl FnMut(&RecordedEvent) -> Result<bool, CliError>,
+) -> Result<(), CliError> {
+    const BATCH: usize = 1_000;
+    let storage = domain.storage_unchecked();
+    storage.settle().await?;
+    let mut after = Cursor::START;
+    loop {
+        let batch = match category {
+            Some(category) => storage.read_category(category, after, BATCH).await?,
+            None => storage.read_all(after, BATCH).await?,
+        };
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.metadata.cursor();
+        for event in &batch {
+            if !visit(event)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
 async fn stats(domain: &Domain, out: &Output) -> Result<(), CliError> {
-    let events = domain.event_store().read_all(Cursor::START).await?;
     let head = domain.storage_unchecked().head().await?;
+    let mut total = 0_u64;
     let mut categories = BTreeMap::<String, u64>::new();
     let mut types = BTreeMap::<String, u64>::new();
-    for event in &events {
+    each_event(domain, None, |event| {
+        total += 1;
         *categories
             .entry(event.metadata.category().to_owned())
             .or_default() += 1;
         *types.entry(event.metadata.type_name.clone()).or_default() += 1;
-    }
+        Ok(true)
+    })
+    .await?;
     if out.json() {
         let counts = |map: &BTreeMap<String, u64>, key: &str| -> Vec<serde_json::Value> {
             map.iter()
@@ -162,15 +197,14 @@ async fn stats(domain: &Domain, out: &Output) -> Result<(), CliError> {
                 .collect()
         };
         return out.document(&serde_json::json!({
-            "events": events.len(),
+            "events": total,
             "head": { "position": head.position, "commit": head.commit },
             "categories": counts(&categories, "category"),
             "types": counts(&types, "type"),
         }));
     }
     out.line(&format!(
-        "{} events; head at global position {}",
-        events.len(),
+        "{total} events; head at global position {}",
         head.position
     ));
     out.table(
@@ -207,15 +241,21 @@ async fn search(
             .collect();
         return Err(CliError::unknown("event type", wanted, &known));
     };
-    let events: Vec<EventOut> = domain
-        .event_store()
-        .read_all(Cursor::START)
-        .await?
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    // Only the event's own category holds events of its type.
+    let category = registry
+        .aggregates()
         .iter()
-        .filter(|e| e.metadata.type_name == event.type_name)
-        .take(limit.unwrap_or(usize::MAX))
-        .map(EventOut::of)
-        .collect::<Result<_, _>>()?;
+        .find(|aggregate| aggregate.name == event.aggregate_name)
+        .map(|aggregate| aggregate.category.clone());
+    each_event(domain, category.as_deref(), |e| {
+        if e.metadata.type_name == event.type_name {
+            events.push(EventOut::of(e)?);
+        }
+        Ok(events.len() < limit)
+    })
+    .await?;
     print_events(out, &events)
 }
 
