@@ -1,42 +1,8 @@
 // A step handles an event of an aggregate the process manager does not list.
 use fidelis_core::prelude::*;
 
-#[aggregate]
-pub struct Transfer {
-    pub amount: i64,
-}
-
-#[aggregate]
-pub struct Account {
-    pub balance: i64,
-}
-
-#[aggregate]
-pub struct Card {
-    pub limit: i64,
-}
-
-#[event(part_of = Transfer)]
-pub struct TransferInitiated {
-    pub transfer_id: Identifier,
-    pub amount: i64,
-}
-
-#[event(part_of = Account)]
-pub struct WithdrawalMade {
-    pub account_id: Identifier,
-    pub reference: Option<String>,
-}
-
-#[event(part_of = Card)]
-pub struct CardBlocked {
-    pub card_id: Identifier,
-}
-
-#[process_manager(aggregates = [Transfer, Account])]
-pub struct FundsTransfer {
-    pub status: String,
-}
+// The aggregates, events and process manager state every case of this folder shares.
+include!("domain.rs.in");
 
 #[process_manager]
 impl FundsTransfer {
