@@ -11,6 +11,12 @@
 //! publishes the same ids again).
 
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod url;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,16 +26,32 @@ use serde::de::DeserializeOwned;
 
 use crate::model::error::{Error, Result};
 
+#[cfg(feature = "nats")]
+pub use self::nats::NatsBroker;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBroker;
 pub use memory::MemoryBroker;
 
-/// The broker a URL names: `memory` (a new [`MemoryBroker`]), `redis://…` (the `redis`
-/// feature) or `nats://…` (the `nats` feature). A URL of another scheme, or of a scheme whose
-/// feature is off, is an [`Error::Configuration`] that says which.
+/// The broker a URL names: `memory` (a new [`MemoryBroker`]), `redis://…` (a `RedisBroker`,
+/// the `redis` feature) or `nats://…` (a `NatsBroker`, the `nats` feature); their
+/// documentation lists the options a URL may carry as query parameters
+/// (`redis://127.0.0.1:6379?maxlen=100000`). A URL of another scheme, or of a scheme whose
+/// feature is off, is an [`Error::Configuration`] that says which; a server that cannot be
+/// reached is an [`Error::Broker`] naming the URL without its password.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Broker>> {
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
     match scheme {
         "memory" => Ok(std::sync::Arc::new(MemoryBroker::new())),
-        "redis" | "rediss" => Err(feature_off(scheme, "redis")),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(std::sync::Arc::new(RedisBroker::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
+        "redis" => Err(feature_off(scheme, "redis")),
+        "rediss" => Err(Error::configuration(
+            "a `rediss://` broker (Redis over TLS) is not supported; use `redis://`",
+        )),
+        #[cfg(feature = "nats")]
+        "nats" | "tls" => Ok(std::sync::Arc::new(NatsBroker::connect(url).await?)),
+        #[cfg(not(feature = "nats"))]
         "nats" | "tls" => Err(feature_off(scheme, "nats")),
         _ => Err(Error::Configuration {
             problems: vec![format!(
@@ -39,6 +61,20 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Broker>> {
     }
 }
 
+/// `stream `a`` or `streams `a`, `b``, for errors about a batch.
+#[cfg(feature = "redis")]
+fn streams_of(messages: &[BrokerMessage]) -> String {
+    let mut streams: Vec<&str> = messages.iter().map(|m| m.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let names: Vec<String> = streams.iter().map(|s| format!("`{s}`")).collect();
+    match names.len() {
+        1 => format!("stream {}", names[0]),
+        _ => format!("streams {}", names.join(", ")),
+    }
+}
+
+#[cfg(not(all(feature = "redis", feature = "nats")))]
 fn feature_off(scheme: &str, feature: &str) -> Error {
     Error::Configuration {
         problems: vec![format!(
