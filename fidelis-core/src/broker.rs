@@ -9,6 +9,20 @@
 //! Delivery is therefore at least once; a message's [`id`](BrokerMessage::id) is what makes a
 //! repeat recognisable (the relay uses the event id, so a relay retried after a crash
 //! publishes the same ids again).
+//!
+//! The adapters differ where their brokers do:
+//!
+//! - **Repeats.** [`MemoryBroker`] and NATS JetStream drop a message whose id is already on
+//!   its stream (JetStream within its duplicate window, 2 minutes by default); Redis Streams
+//!   cannot, so a republished message reaches consumers again with the same id, and a
+//!   consumer must skip ids it has handled (Fidelis' subscribers do).
+//! - **Redelivery.** An unacknowledged message is delivered again after the adapter's
+//!   redelivery time (`redeliver_after` on Redis and memory, `ack_wait` on NATS), to any
+//!   consumer of the group, with [`Delivery::attempt`] counting the deliveries.
+//! - **Retention.** Redis keeps about `maxlen` entries per stream (1,000,000 by default) and
+//!   trims older ones whether read or not; JetStream streams created here keep everything.
+//! - **Outages.** A call while the server is away fails with [`Error::Broker`]; the adapters
+//!   reconnect by themselves, so the caller retries with the same broker object.
 
 mod memory;
 #[cfg(feature = "nats")]
@@ -170,7 +184,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Appends `messages` to their streams, in the order given (the relay passes each event
     /// stream's events in version order). Returns only when the broker has accepted every one;
     /// on an error, some may have been accepted and the caller publishes them all again (a
-    /// broker that can de-duplicates on [`BrokerMessage::id`]).
+    /// broker that can de-duplicate drops the repeats by [`BrokerMessage::id`]; Redis cannot).
     async fn publish(&self, messages: &[BrokerMessage]) -> Result<()>;
 
     /// A consumer of `stream` in consumer group `group`, creating the group (reading from the
@@ -183,7 +197,9 @@ pub trait Broker: Send + Sync + 'static {
 pub trait BrokerConsumer: Send {
     /// Up to `max` messages: first those delivered to the group earlier and not acknowledged
     /// within the broker's redelivery time, then new ones. Waits up to `wait` when there are
-    /// none, then returns an empty batch.
+    /// none, then returns an empty batch; it returns as soon as there is one, without waiting
+    /// to fill the batch. A broker that is away is an [`Error::Broker`]; the next call tries
+    /// again.
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
 
     /// Acknowledges a delivery: the group is done with its message.
