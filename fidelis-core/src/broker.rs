@@ -9,8 +9,28 @@
 //! Delivery is therefore at least once; a message's [`id`](BrokerMessage::id) is what makes a
 //! repeat recognisable (the relay uses the event id, so a relay retried after a crash
 //! publishes the same ids again).
+//!
+//! The adapters differ where their brokers do:
+//!
+//! - **Repeats.** [`MemoryBroker`] and NATS JetStream drop a message whose id is already on
+//!   its stream (JetStream within its duplicate window, 2 minutes by default); Redis Streams
+//!   cannot, so a republished message reaches consumers again with the same id, and a
+//!   consumer must skip ids it has handled (Fidelis' subscribers do).
+//! - **Redelivery.** An unacknowledged message is delivered again after the adapter's
+//!   redelivery time (`redeliver_after` on Redis and memory, `ack_wait` on NATS), to any
+//!   consumer of the group, with [`Delivery::attempt`] counting the deliveries.
+//! - **Retention.** Redis keeps about `maxlen` entries per stream (1,000,000 by default) and
+//!   trims older ones whether read or not; JetStream streams created here keep everything.
+//! - **Outages.** A call while the server is away fails with [`Error::Broker`]; the adapters
+//!   reconnect by themselves, so the caller retries with the same broker object.
 
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod url;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,16 +40,32 @@ use serde::de::DeserializeOwned;
 
 use crate::model::error::{Error, Result};
 
+#[cfg(feature = "nats")]
+pub use self::nats::NatsBroker;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBroker;
 pub use memory::MemoryBroker;
 
-/// The broker a URL names: `memory` (a new [`MemoryBroker`]), `redis://…` (the `redis`
-/// feature) or `nats://…` (the `nats` feature). A URL of another scheme, or of a scheme whose
-/// feature is off, is an [`Error::Configuration`] that says which.
+/// The broker a URL names: `memory` (a new [`MemoryBroker`]), `redis://…` (a `RedisBroker`,
+/// the `redis` feature) or `nats://…` (a `NatsBroker`, the `nats` feature); their
+/// documentation lists the options a URL may carry as query parameters
+/// (`redis://127.0.0.1:6379?maxlen=100000`). A URL of another scheme, or of a scheme whose
+/// feature is off, is an [`Error::Configuration`] that says which; a server that cannot be
+/// reached is an [`Error::Broker`] naming the URL without its password.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Broker>> {
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
     match scheme {
         "memory" => Ok(std::sync::Arc::new(MemoryBroker::new())),
-        "redis" | "rediss" => Err(feature_off(scheme, "redis")),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(std::sync::Arc::new(RedisBroker::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
+        "redis" => Err(feature_off(scheme, "redis")),
+        "rediss" => Err(Error::configuration(
+            "a `rediss://` broker (Redis over TLS) is not supported; use `redis://`",
+        )),
+        #[cfg(feature = "nats")]
+        "nats" | "tls" => Ok(std::sync::Arc::new(NatsBroker::connect(url).await?)),
+        #[cfg(not(feature = "nats"))]
         "nats" | "tls" => Err(feature_off(scheme, "nats")),
         _ => Err(Error::Configuration {
             problems: vec![format!(
@@ -39,6 +75,20 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Broker>> {
     }
 }
 
+/// `stream `a`` or `streams `a`, `b``, for errors about a batch.
+#[cfg(feature = "redis")]
+fn streams_of(messages: &[BrokerMessage]) -> String {
+    let mut streams: Vec<&str> = messages.iter().map(|m| m.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let names: Vec<String> = streams.iter().map(|s| format!("`{s}`")).collect();
+    match names.len() {
+        1 => format!("stream {}", names[0]),
+        _ => format!("streams {}", names.join(", ")),
+    }
+}
+
+#[cfg(not(all(feature = "redis", feature = "nats")))]
 fn feature_off(scheme: &str, feature: &str) -> Error {
     Error::Configuration {
         problems: vec![format!(
@@ -134,7 +184,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Appends `messages` to their streams, in the order given (the relay passes each event
     /// stream's events in version order). Returns only when the broker has accepted every one;
     /// on an error, some may have been accepted and the caller publishes them all again (a
-    /// broker that can de-duplicates on [`BrokerMessage::id`]).
+    /// broker that can de-duplicate drops the repeats by [`BrokerMessage::id`]; Redis cannot).
     async fn publish(&self, messages: &[BrokerMessage]) -> Result<()>;
 
     /// A consumer of `stream` in consumer group `group`, creating the group (reading from the
@@ -147,7 +197,9 @@ pub trait Broker: Send + Sync + 'static {
 pub trait BrokerConsumer: Send {
     /// Up to `max` messages: first those delivered to the group earlier and not acknowledged
     /// within the broker's redelivery time, then new ones. Waits up to `wait` when there are
-    /// none, then returns an empty batch.
+    /// none, then returns an empty batch; it returns as soon as there is one, without waiting
+    /// to fill the batch. A broker that is away is an [`Error::Broker`]; the next call tries
+    /// again.
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
 
     /// Acknowledges a delivery: the group is done with its message.
