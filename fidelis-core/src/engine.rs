@@ -24,6 +24,7 @@ mod dead_letters;
 pub(crate) mod http;
 mod lease;
 mod partitions;
+mod relay;
 mod subscription;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub use commands::{COMMANDS_SUBSCRIPTION, CommandQueueStatus};
 pub use dead_letters::{DeadLetters, ReplaySummary};
 pub use lease::{DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS};
 pub(crate) use lease::{Leases, shared_by_engines};
+pub use relay::RelayStatus;
+use relay::{Relay, Round};
 pub(crate) use subscription::Subscription;
 use subscription::Turn;
 
@@ -128,6 +131,8 @@ pub(crate) struct EngineShared {
     subscriptions: Vec<Arc<Subscription>>,
     /// The dispatcher of submitted commands (engine/commands.rs).
     pub(crate) commands: Arc<CommandQueue>,
+    /// The outbox relay (engine/relay.rs).
+    relay: Arc<Relay>,
     leases: Leases,
     /// Set once the checkpoints' partition layout was checked (see `partitions.rs`).
     layout: tokio::sync::OnceCell<()>,
@@ -161,9 +166,20 @@ impl EngineShared {
                 .map(|info| Arc::new(Subscription::new(info.clone(), partitions)))
                 .collect(),
             commands: Arc::default(),
+            relay: Arc::default(),
             leases: Leases::new(domain, lease),
             layout: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// This engine process's owner id (leases, outbox claims).
+    pub(crate) fn owner(&self) -> &str {
+        self.leases.owner()
+    }
+
+    /// The lease time, which is also how long an outbox claim holds.
+    pub(crate) fn lease(&self) -> Duration {
+        self.leases.lease()
     }
 
     pub(crate) fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
@@ -351,6 +367,7 @@ impl Engine {
             while self.commands().step(&self.domain).await? > 0 {
                 progressed = true;
             }
+            progressed |= self.relay_until_idle().await?;
             elsewhere.clear();
             for subscription in self.subscriptions() {
                 for partition in 0..subscription.partitions() {
@@ -405,6 +422,28 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Relays the outbox until nothing is left to publish here or the broker refuses (its
+    /// error is kept for [`relay_status`](Self::relay_status), not returned: commands and
+    /// subscriptions go on while a broker is down). Whether it published anything.
+    async fn relay_until_idle(&self) -> Result<bool> {
+        let shared = self.domain.engine_shared();
+        let mut published = false;
+        while let Round::Published(_) = shared
+            .relay
+            .step(&self.domain, shared.owner(), shared.lease())
+            .await?
+        {
+            published = true;
+        }
+        Ok(published)
+    }
+
+    /// The outbox relay: its broker, the events waiting for it, what this process published
+    /// and the last broker error. `None` when the domain has no broker.
+    pub async fn relay_status(&self) -> Result<Option<RelayStatus>> {
+        self.domain.engine_shared().relay.status(&self.domain).await
     }
 
     /// Steps one partition while it has events and its lease holds; whether it read any.
@@ -469,6 +508,13 @@ impl Engine {
             self.commands().clone(),
             stopped.clone(),
         )));
+        if self.domain.broker().is_some() {
+            tasks.push(tokio::spawn(relay::run(
+                self.domain.clone(),
+                self.domain.engine_shared().relay.clone(),
+                stopped.clone(),
+            )));
+        }
         let coordinator = tokio::spawn(coordinate(self.domain.clone(), stopped.clone()));
         let listener = tokio::spawn(listen(self.domain.clone(), stopped.clone()));
         tracing::info!(

@@ -53,7 +53,7 @@ pub use rust_decimal::{self, Decimal};
 pub use crate::engine::http::{HttpListener, Readiness};
 pub use crate::engine::{
     COMMANDS_SUBSCRIPTION, CommandQueueStatus, DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS,
-    DeadLetters, Engine, HandlerRetry, ReplaySummary, SubscriptionStatus,
+    DeadLetters, Engine, HandlerRetry, RelayStatus, ReplaySummary, SubscriptionStatus,
 };
 pub use crate::model::element::{
     Aggregate, BelongsTo, Command, DomainEvent, Element, Handled, HasFields, Invariant,

@@ -91,6 +91,8 @@ pub struct EventInfo {
     pub aggregate_name: &'static str,
     /// Its fields.
     pub fields: &'static [FieldDef],
+    /// Whether the outbox relays it to the broker (`#[event(published)]`, fact events).
+    pub published: bool,
     pub(crate) decode_current: DecodeFn,
     pub(crate) replay: ReplayFn,
     /// Ends an upcaster chain at this event.
@@ -423,6 +425,7 @@ impl Registrar {
                 aggregate: TypeId::of::<E::Aggregate>(),
                 aggregate_name: <E::Aggregate as Element>::NAME,
                 fields: E::FIELDS,
+                published: E::PUBLISHED,
                 decode_current: decode_event::<E>,
                 replay: replay_event::<E>,
                 finish: event_version::finish::<E>,

@@ -8,6 +8,7 @@ pub(crate) mod dispatch;
 pub(crate) mod domain;
 pub(crate) mod facts;
 pub(crate) mod options;
+pub(crate) mod outbox;
 pub(crate) mod process_manager;
 pub(crate) mod projection_runner;
 pub(crate) mod rebuild;

@@ -80,14 +80,24 @@ impl Store {
 
     /// Runs `fidelis-example --database <url> <args>`.
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fidelis-example"))
+        self.run_with_broker(args, None)
+    }
+
+    /// Runs `fidelis-example --database <url> <args>` with `FIDELIS_BROKER_URL` set to
+    /// `broker` (unset when `None`).
+    fn run_with_broker(&self, args: &[&str], broker: Option<&str>) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fidelis-example"));
+        command
             .arg("--database")
             .arg(&self.url)
             .args(args)
             .env_remove("FIDELIS_DATABASE_URL")
             .env_remove("FIDELIS_PROCESSING")
-            .output()
-            .expect("the example binary runs")
+            .env_remove("FIDELIS_BROKER_URL");
+        if let Some(broker) = broker {
+            command.env("FIDELIS_BROKER_URL", broker);
+        }
+        command.output().expect("the example binary runs")
     }
 
     /// Runs a command that must succeed; its stdout.
@@ -266,6 +276,17 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
             "FundsTransfer"
         ]
     );
+
+    assert_eq!(subscriptions["outbox"], Value::Null, "no broker, no relay");
+    let output = store.run_with_broker(&["subscriptions", "status", "--json"], Some("memory"));
+    assert!(output.status.success(), "{output:?}");
+    let with_broker: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(with_broker["outbox"]["broker"], "memory", "{with_broker}");
+    assert_eq!(with_broker["outbox"]["pending"], 0, "{with_broker}");
+    let output = store.run_with_broker(&["subscriptions", "status"], Some("kafka://nowhere"));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scheme `kafka` is not supported"), "{stderr}");
 
     assert_eq!(store.ok(&["dlq", "list"]).trim(), "No dead letters.");
     assert_eq!(store.json(&["dlq", "list"]), serde_json::json!([]));

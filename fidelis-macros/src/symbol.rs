@@ -10,6 +10,8 @@ pub const PART_OF: &str = "part_of";
 pub const VERSION: &str = "version";
 /// `type_name = "…"` on events
 pub const TYPE_NAME: &str = "type_name";
+/// `#[event(published)]`: the outbox relays the event to the broker
+pub const PUBLISHED: &str = "published";
 /// `crate = path`: where the runtime crate is, when renamed
 pub const CRATE: &str = "crate";
 /// `aggregates = [A, B]`

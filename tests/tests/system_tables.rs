@@ -168,18 +168,22 @@ async fn every_system_row_round_trips(backend: &Backend) {
 
     let message = OutboxMessage {
         id: "evt-8".to_owned(),
+        domain: "bank".to_owned(),
         stream: "bank::account-1".to_owned(),
         version: 8,
+        position: 80,
         type_name: "Bank.DepositMade.v1".to_owned(),
         data: json!({"amount": "10.00"}),
         metadata: json!({"correlation_id": "c-1"}),
         created_at: at(2),
-        published_at: None,
+        claimed_by: None,
+        claimed_until: None,
         attempts: 0,
         last_error: None,
     };
     let published = OutboxMessage {
-        published_at: Some(at(3)),
+        claimed_by: Some("host:1:abcd".to_owned()),
+        claimed_until: Some(at(3)),
         attempts: 1,
         last_error: Some("redis: timed out".to_owned()),
         ..message.clone()

@@ -7,6 +7,7 @@ use crate::output::Output;
 
 pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError> {
     let statuses = domain.engine().status().await?;
+    let relay = domain.engine().relay_status().await?;
     if out.json() {
         let statuses: Vec<_> = statuses
             .iter()
@@ -29,6 +30,15 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
         return out.document(&serde_json::json!({
             "processing": format!("{:?}", domain.processing()).to_lowercase(),
             "subscriptions": statuses,
+            // `null` when the domain has no broker.
+            "outbox": relay.map(|r| serde_json::json!({
+                "broker": r.broker,
+                "pending": r.pending,
+                "oldest_pending_seconds": r.oldest_pending.as_secs_f64(),
+                "published": r.published,
+                "failures": r.failures,
+                "last_error": r.last_error,
+            })),
         }));
     }
     out.table(
@@ -59,6 +69,27 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
             ]
         }),
     );
+    if let Some(r) = relay {
+        out.line("");
+        out.table(
+            &[
+                "outbox broker",
+                "pending",
+                "oldest",
+                "published",
+                "failures",
+                "last error",
+            ],
+            std::iter::once(vec![
+                r.broker,
+                r.pending.to_string(),
+                format!("{:.1}s", r.oldest_pending.as_secs_f64()),
+                r.published.to_string(),
+                r.failures.to_string(),
+                super::cut(r.last_error.as_deref().unwrap_or("-"), 60),
+            ]),
+        );
+    }
     Ok(())
 }
 

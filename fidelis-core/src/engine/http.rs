@@ -210,11 +210,21 @@ async fn readyz(State(served): State<Served>) -> Response {
 async fn metrics(State(served): State<Served>) -> Response {
     match served.engine.status().await {
         Ok(statuses) => {
-            let body = render(
+            let mut body = render(
                 served.engine.domain.name(),
                 &statuses,
                 served.engine.domain.metrics().failed_event_handlers,
             );
+            match served.engine.relay_status().await {
+                Ok(Some(relay)) => {
+                    body.push_str(&render_relay(served.engine.domain.name(), &relay))
+                }
+                Ok(None) => {}
+                // The subscriptions' metrics still serve; the relay's are left out this time.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the outbox relay's status for /metrics")
+                }
+            }
             (
                 [(
                     header::CONTENT_TYPE,
@@ -307,6 +317,47 @@ fn render(domain: &str, statuses: &[SubscriptionStatus], failed_event_handlers: 
     out
 }
 
+/// The outbox relay's metrics (only for a domain with a broker).
+fn render_relay(domain: &str, relay: &super::RelayStatus) -> String {
+    let domain = escape(domain);
+    let broker = escape(&relay.broker);
+    let mut out = String::new();
+    let families = [
+        (
+            "fidelis_outbox_pending",
+            "gauge",
+            "Events waiting in the outbox for the broker.",
+            relay.pending.to_string(),
+        ),
+        (
+            "fidelis_outbox_oldest_pending_seconds",
+            "gauge",
+            "How long ago the oldest event waiting in the outbox was committed.",
+            relay.oldest_pending.as_secs_f64().to_string(),
+        ),
+        (
+            "fidelis_outbox_published_total",
+            "counter",
+            "Events this process relayed to the broker.",
+            relay.published.to_string(),
+        ),
+        (
+            "fidelis_outbox_failures",
+            "gauge",
+            "Broker failures in a row (0 once a publish succeeds).",
+            relay.failures.to_string(),
+        ),
+    ];
+    // Writing to a String cannot fail.
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{domain=\"{domain}\",broker=\"{broker}\"}} {value}"
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +383,33 @@ mod tests {
             owner: None,
             last_error: Some("boom".to_owned()),
         }
+    }
+
+    #[test]
+    fn relay_metrics_name_the_domain_and_broker() {
+        let relay = crate::engine::RelayStatus {
+            broker: "memory".to_owned(),
+            pending: 3,
+            oldest_pending: Duration::from_millis(2500),
+            published: 10,
+            failures: 1,
+            last_error: Some("down".to_owned()),
+        };
+        let text = render_relay("bank", &relay);
+        assert!(
+            text.contains("fidelis_outbox_pending{domain=\"bank\",broker=\"memory\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "fidelis_outbox_oldest_pending_seconds{domain=\"bank\",broker=\"memory\"} 2.5\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE fidelis_outbox_published_total counter\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub trait DomainEvent: Element + HasFields + Clone + Debug + Serialize + Deseria
     const VERSION: u32;
     /// A type name given with `#[event(type_name = "…")]`, instead of `<Domain>.<Event>.v<N>`.
     const TYPE_NAME: Option<&'static str>;
+    /// Whether the outbox relays it to the domain's broker (`#[event(.., published)]`; fact
+    /// events always are). Without a broker, nothing is published.
+    const PUBLISHED: bool = false;
     /// The id of the aggregate it happened to: the field `<aggregate>_id`, `id`, or the one
     /// marked `#[field(identifier)]`.
     fn aggregate_id(&self) -> Option<&Identifier>;

@@ -112,6 +112,8 @@ impl<A: FactEvents> DomainEvent for Fact<A> {
     type Aggregate = A;
     const VERSION: u32 = 1;
     const TYPE_NAME: Option<&'static str> = None;
+    /// Facts exist for other bounded contexts and reporting pipelines: always published.
+    const PUBLISHED: bool = true;
     fn aggregate_id(&self) -> Option<&Identifier> {
         Some(self.0.id())
     }

@@ -60,6 +60,20 @@
 //! builder's [`record_commands(false)`](crate::DomainBuilder::record_commands) or
 //! `fidelis.toml`'s `[processing] record_commands = false` turns it off.
 //!
+//! # Broker
+//!
+//! With a broker, the events of `#[event(.., published)]` types and fact events are written
+//! to the outbox with the events and relayed to it by the engine (see
+//! [`crate::broker`]). The first of these that is set wins: the builder's
+//! [`broker`](crate::DomainBuilder::broker) (or
+//! [`broker_adapter`](crate::DomainBuilder::broker_adapter)), the environment variable
+//! `FIDELIS_BROKER_URL`, `fidelis.toml`'s
+//! ```toml
+//! [broker]
+//! url = "redis://127.0.0.1:6379"
+//! ```
+//! and no broker (nothing is written to the outbox).
+//!
 //! Pool settings given to the builder ([`DomainBuilder::pool_size`](crate::DomainBuilder::pool_size),
 //! [`connect_timeout`](crate::DomainBuilder::connect_timeout),
 //! [`acquire_timeout`](crate::DomainBuilder::acquire_timeout)) win over `fidelis.toml`, which
@@ -88,6 +102,8 @@ use crate::store::memory::MemoryStorage;
 
 /// The environment variable naming the database URL.
 pub const DATABASE_URL_VAR: &str = "FIDELIS_DATABASE_URL";
+/// The environment variable naming the broker URL.
+pub const BROKER_URL_VAR: &str = "FIDELIS_BROKER_URL";
 /// The environment variable naming the processing mode (`sync` or `async`).
 pub const PROCESSING_VAR: &str = "FIDELIS_PROCESSING";
 /// The configuration file read from the current directory.
@@ -183,6 +199,30 @@ fn record_commands_with(file: &Path) -> Result<bool> {
     Ok(read_file(file)?.record_commands.unwrap_or(true))
 }
 
+/// Resolves the broker URL: `explicit` (the builder's) > `FIDELIS_BROKER_URL` >
+/// `fidelis.toml`'s `[broker] url` > none. `None`: the domain has no broker.
+pub fn resolve_broker(explicit: Option<&str>) -> Result<Option<String>> {
+    resolve_broker_with(
+        explicit,
+        std::env::var(BROKER_URL_VAR).ok(),
+        Path::new(CONFIG_FILE),
+    )
+}
+
+pub(crate) fn resolve_broker_with(
+    explicit: Option<&str>,
+    env: Option<String>,
+    file: &Path,
+) -> Result<Option<String>> {
+    if let Some(url) = explicit {
+        return Ok(Some(url.to_owned()));
+    }
+    if let Some(url) = env.filter(|url| !url.trim().is_empty()) {
+        return Ok(Some(url));
+    }
+    Ok(read_file(file)?.broker_url)
+}
+
 /// Pool settings given explicitly (builder methods): unset ones fall back to `fidelis.toml`,
 /// then to [`PoolOptions::default`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -239,6 +279,8 @@ struct FileSettings {
     snapshot_threshold: Option<u64>,
     /// `[processing] record_commands`.
     record_commands: Option<bool>,
+    /// `[broker] url`.
+    broker_url: Option<String>,
 }
 
 /// Resolves the database settings: `explicit` (the builder's URL) > `FIDELIS_DATABASE_URL` >
@@ -357,6 +399,24 @@ fn parse_file(text: &str) -> std::result::Result<FileSettings, String> {
                         "unknown key `snapshots.{other}` (expected threshold)"
                     ));
                 }
+            }
+        }
+    }
+    if let Some(broker) = document.get("broker") {
+        let broker = broker
+            .as_table()
+            .ok_or("`broker` must be a table: `[broker]`")?;
+        for (key, value) in broker {
+            match key.as_str() {
+                "url" => {
+                    settings.broker_url = Some(
+                        value
+                            .as_str()
+                            .ok_or("`broker.url` must be a string: \"redis://…\" or \"nats://…\"")?
+                            .to_owned(),
+                    );
+                }
+                other => return Err(format!("unknown key `broker.{other}` (expected url)")),
             }
         }
     }
@@ -682,6 +742,45 @@ mod tests {
             error.contains("`processing.record_commands` must be `true` or `false`"),
             "{error}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn broker_url() {
+        let dir =
+            std::env::temp_dir().join(format!("fidelis-broker-{}", crate::Identifier::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONFIG_FILE);
+        assert_eq!(resolve_broker_with(None, None, &path).unwrap(), None);
+        std::fs::write(&path, "[broker]\nurl = \"nats://file:4222\"\n").unwrap();
+        assert_eq!(
+            resolve_broker_with(None, None, &path).unwrap().as_deref(),
+            Some("nats://file:4222")
+        );
+        assert_eq!(
+            resolve_broker_with(None, Some("redis://env".into()), &path)
+                .unwrap()
+                .as_deref(),
+            Some("redis://env"),
+            "the environment wins over the file"
+        );
+        assert_eq!(
+            resolve_broker_with(Some("memory"), Some("redis://env".into()), &path)
+                .unwrap()
+                .as_deref(),
+            Some("memory"),
+            "the builder wins over the environment"
+        );
+        std::fs::write(&path, "[broker]\nurl = 6379\n").unwrap();
+        let error = resolve_broker_with(None, None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`broker.url` must be a string"), "{error}");
+        std::fs::write(&path, "[broker]\nadress = \"x\"\n").unwrap();
+        let error = resolve_broker_with(None, None, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown key `broker.adress`"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -96,6 +96,8 @@ struct DomainInner {
     command_enrichers: Vec<CommandEnricher>,
     /// What adds extensions to every event, in order.
     event_enrichers: Vec<EventEnricher>,
+    /// Where the outbox relay publishes, if anywhere.
+    broker: Option<Arc<dyn crate::broker::Broker>>,
 }
 
 /// How one command is processed: its place in a request, and where it came from.
@@ -637,6 +639,11 @@ impl Domain {
         self.inner.handler_retry
     }
 
+    /// The broker the outbox relay publishes to (`None`: the domain publishes nothing).
+    pub fn broker(&self) -> Option<&Arc<dyn crate::broker::Broker>> {
+        self.inner.broker.as_ref()
+    }
+
     pub(crate) fn engine_shared(&self) -> &EngineShared {
         &self.inner.engine
     }
@@ -1002,6 +1009,13 @@ pub struct DomainBuilder {
     event_enrichers: Vec<EventEnricher>,
     engine_partitions: Option<u32>,
     engine_lease: std::time::Duration,
+    broker: Option<BrokerChoice>,
+}
+
+/// The broker a builder was given: a URL to connect at `build`, or an adapter.
+enum BrokerChoice {
+    Url(String),
+    Adapter(Arc<dyn crate::broker::Broker>),
 }
 
 /// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
@@ -1032,6 +1046,7 @@ impl DomainBuilder {
             event_enrichers: Vec::new(),
             engine_partitions: None,
             engine_lease: crate::engine::DEFAULT_LEASE,
+            broker: None,
         }
     }
 
@@ -1262,6 +1277,30 @@ impl DomainBuilder {
         self
     }
 
+    /// Publishes the events of `#[event(.., published)]` types and fact events to the broker
+    /// at `url` (`redis://…`, `nats://…`, `memory`; see [`crate::broker::connect`]), through
+    /// the outbox: they are written to it in the transaction of the events and relayed by the
+    /// engine. Without it, `FIDELIS_BROKER_URL`, then `fidelis.toml`'s `[broker] url`, then no
+    /// broker (see [`crate::runtime::config`]). A URL this build cannot connect to fails
+    /// `build` with [`Error::Configuration`].
+    pub fn broker(mut self, url: impl Into<String>) -> Self {
+        self.broker = Some(BrokerChoice::Url(url.into()));
+        self
+    }
+
+    /// Publishes through this broker adapter (a [`MemoryBroker`](crate::broker::MemoryBroker)
+    /// in tests, or an adapter of your own); see [`broker`](Self::broker).
+    pub fn broker_adapter(self, broker: impl crate::broker::Broker) -> Self {
+        self.broker_shared(Arc::new(broker))
+    }
+
+    /// Publishes through a broker adapter shared with other code; see
+    /// [`broker`](Self::broker).
+    pub fn broker_shared(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
+        self.broker = Some(BrokerChoice::Adapter(broker));
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -1310,6 +1349,17 @@ impl DomainBuilder {
             Some(record) => record,
             None => crate::runtime::config::record_commands()?,
         };
+        let broker = match self.broker {
+            Some(BrokerChoice::Adapter(broker)) => Some(broker),
+            Some(BrokerChoice::Url(url)) => Some(crate::broker::connect(&url).await?),
+            None => match crate::runtime::config::resolve_broker(None)? {
+                Some(url) => Some(crate::broker::connect(&url).await?),
+                None => None,
+            },
+        };
+        if let Some(broker) = &broker {
+            tracing::info!(domain = %self.name, broker = %broker.describe(), "publishing through the outbox");
+        }
         let storage = match self.storage {
             Some(storage) => storage,
             None => {
@@ -1338,9 +1388,15 @@ impl DomainBuilder {
                 snapshot_threshold,
                 failed_event_handlers: AtomicU64::new(0),
                 event_handler_depth_limit: self.event_handler_depth_limit,
-                commit_hooks: match processing {
-                    Processing::Sync => vec![Arc::new(InlineProjectors)],
-                    Processing::Async => vec![Arc::new(NotifyEngines)],
+                commit_hooks: {
+                    let mut hooks: Vec<Arc<dyn CommitHook>> = match processing {
+                        Processing::Sync => vec![Arc::new(InlineProjectors)],
+                        Processing::Async => vec![Arc::new(NotifyEngines)],
+                    };
+                    if broker.is_some() {
+                        hooks.push(Arc::new(crate::runtime::outbox::OutboxWriter));
+                    }
+                    hooks
                 },
                 dispatcher: match processing {
                     Processing::Sync => Arc::new(SyncDispatcher),
@@ -1351,6 +1407,7 @@ impl DomainBuilder {
                 record_commands,
                 command_enrichers: self.command_enrichers,
                 event_enrichers: self.event_enrichers,
+                broker,
             }),
         };
         domain.setup_database().await?;

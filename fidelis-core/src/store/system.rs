@@ -364,15 +364,21 @@ impl SystemRow for DeadLetter {
     }
 }
 
-/// An event to publish to a broker, written in the transaction that commits it.
+/// An event to publish to a broker, written in the transaction that commits it (only when
+/// the domain has a broker, and only for published event types and fact events). The relay
+/// deletes a row once the broker accepted it, so the table holds what is still to publish.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct OutboxMessage {
     /// The event's id (brokers de-duplicate on it).
     pub id: String,
+    /// The domain that recorded it: each domain's relay publishes its own rows.
+    pub domain: String,
     /// The event's stream…
     pub stream: String,
     /// …and version in it: the relay keeps each stream's order.
     pub version: i64,
+    /// The event's global position: the relay publishes in this order.
+    pub position: i64,
     /// The event's type name.
     pub type_name: String,
     /// The event's data.
@@ -381,8 +387,10 @@ pub struct OutboxMessage {
     pub metadata: Value,
     /// When it was committed.
     pub created_at: DateTime<Utc>,
-    /// When the relay published it (`None`: not yet).
-    pub published_at: Option<DateTime<Utc>>,
+    /// The relay (engine owner id) publishing it now, if any…
+    pub claimed_by: Option<String>,
+    /// …until when its claim holds: past it, another relay may take the row over.
+    pub claimed_until: Option<DateTime<Utc>>,
     /// Failed publish attempts.
     pub attempts: i64,
     /// The last publish error.
@@ -395,13 +403,16 @@ impl SystemRow for OutboxMessage {
         "OutboxMessage",
         &[
             key(),
+            text("domain"),
             text("stream"),
             integer("version"),
+            integer("position"),
             text("type_name"),
             json("data"),
             json("metadata"),
             time("created_at"),
-            optional_time("published_at"),
+            optional_text("claimed_by"),
+            optional_time("claimed_until"),
             integer("attempts"),
             optional_text("last_error"),
         ],

@@ -27,6 +27,11 @@ const SPECS: &[Spec] = &[
         kind: Kind::Str,
         example: "type_name = \"Bank.Opened.v1\"",
     },
+    Spec {
+        name: PUBLISHED,
+        kind: Kind::Flag,
+        example: "published",
+    },
     attr::CRATE_SPEC,
 ];
 
@@ -65,6 +70,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         Some(lit) => quote!(::core::option::Option::Some(#lit)),
         None => quote!(::core::option::Option::None),
     };
+    let published = args.key(PUBLISHED).is_some();
     // The aggregate id: `#[field(identifier)]`, `<aggregate>_id`, or `id`, of type Identifier.
     let aggregate_field = last_segment(&part_of).map(|a| format!("{}_id", snake_case(&a)));
     let identifier = check::at_most_one_identifier(&cx, &fields);
@@ -123,6 +129,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #aggregate
             const VERSION: ::core::primitive::u32 = #version;
             const TYPE_NAME: ::core::option::Option<&'static ::core::primitive::str> = #type_name;
+            const PUBLISHED: ::core::primitive::bool = #published;
             fn aggregate_id(&self) -> ::core::option::Option<&#p::Identifier> {
                 #aggregate_id
             }
