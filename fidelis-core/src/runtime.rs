@@ -15,5 +15,6 @@ pub(crate) mod repository;
 pub(crate) mod retry;
 pub(crate) mod snapshot;
 pub(crate) mod submit;
+pub(crate) mod subscriber;
 pub(crate) mod temporal;
 pub(crate) mod unit_of_work;

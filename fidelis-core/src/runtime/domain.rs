@@ -96,6 +96,8 @@ struct DomainInner {
     command_enrichers: Vec<CommandEnricher>,
     /// What adds extensions to every event, in order.
     event_enrichers: Vec<EventEnricher>,
+    /// The message broker the engine's subscribers consume from.
+    broker: Option<Arc<dyn crate::broker::Broker>>,
 }
 
 /// How one command is processed: its place in a request, and where it came from.
@@ -641,6 +643,48 @@ impl Domain {
         &self.inner.engine
     }
 
+    /// The message broker set with [`DomainBuilder::broker_adapter`], if any.
+    pub(crate) fn broker(&self) -> Option<&Arc<dyn crate::broker::Broker>> {
+        self.inner.broker.as_ref()
+    }
+
+    /// Hands a broker message to the subscribers of `stream` (`#[subscriber(stream = "…")]`)
+    /// here and now, as the engine does with the messages it consumes from the domain's
+    /// broker: for tests, and for programs that receive messages without a broker (a webhook
+    /// endpoint). The message is handed as being on `stream`.
+    ///
+    /// Each subscriber that has not handled the message's id yet runs once; a message it
+    /// handled before is skipped (its id is recorded with what the subscriber wrote). The
+    /// first subscriber error is returned as is, without retries or dead letters (the
+    /// caller, such as a webhook's sender, retries); a stream no subscriber reads is an
+    /// [`Error::Usage`].
+    ///
+    /// ```rust,standalone_crate
+    /// use fidelis_core::prelude::*;
+    /// use fidelis_core::broker::BrokerMessage;
+    ///
+    /// pub struct Webhooks;
+    ///
+    /// #[subscriber(stream = "payflow.webhooks")]
+    /// impl Webhooks {
+    ///     async fn handle(message: &BrokerMessage, _ctx: &mut EventHandlerContext) -> Result<()> {
+    ///         let _body: serde_json::Value = message.json()?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<()> {
+    /// let domain = Domain::builder("bank").build().await?;
+    /// let message = BrokerMessage::json_message("m-1", "payflow.webhooks", &serde_json::json!({}));
+    /// domain.deliver("payflow.webhooks", message).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn deliver(&self, stream: &str, message: crate::broker::BrokerMessage) -> Result<()> {
+        crate::runtime::subscriber::deliver(self, stream, message).await
+    }
+
     /// Creates the tables of projections and stored aggregates that are missing, and
     /// reports tables whose columns no longer match their fields. `build` calls it; call it
     /// again after changing the database by hand.
@@ -949,6 +993,7 @@ pub struct DomainBuilder {
     event_enrichers: Vec<EventEnricher>,
     engine_partitions: Option<u32>,
     engine_lease: std::time::Duration,
+    broker: Option<Arc<dyn crate::broker::Broker>>,
 }
 
 /// The default of [`DomainBuilder::event_handler_depth_limit`]: the events of a command and
@@ -979,6 +1024,7 @@ impl DomainBuilder {
             event_enrichers: Vec::new(),
             engine_partitions: None,
             engine_lease: crate::engine::DEFAULT_LEASE,
+            broker: None,
         }
     }
 
@@ -1209,6 +1255,15 @@ impl DomainBuilder {
         self
     }
 
+    /// Uses this message broker: the engine consumes each subscriber's stream
+    /// (`#[subscriber(stream = "…")]`) from it, through the consumer group named after the
+    /// subscriber. Give a [`MemoryBroker`](crate::broker::MemoryBroker) in tests, or what
+    /// [`broker::connect`](crate::broker::connect) returns.
+    pub fn broker_adapter(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
     /// Registers the elements, checks the whole domain (every problem is reported at once,
     /// including a [`discover_crate`](Self::discover_crate) name that discovers nothing),
     /// connects the storage and creates missing tables.
@@ -1298,6 +1353,7 @@ impl DomainBuilder {
                 record_commands,
                 command_enrichers: self.command_enrichers,
                 event_enrichers: self.event_enrichers,
+                broker: self.broker,
             }),
         };
         domain.setup_database().await?;
