@@ -542,8 +542,8 @@ impl Engine {
     }
 
     /// Where each subscription's partitions stand: one row per subscription and partition,
-    /// and one per subscriber of a broker stream (with its handled count), by name then
-    /// partition. The lag is counted by the store (one `COUNT` on
+    /// and, when the domain has a broker, one per subscriber of a broker stream (with its
+    /// handled count), by name then partition. The lag is counted by the store (one `COUNT` on
     /// SQL stores), exactly.
     pub async fn status(&self) -> Result<Vec<SubscriptionStatus>> {
         let storage = self.domain.storage();
@@ -605,8 +605,11 @@ impl Engine {
                 });
             }
         }
-        for consumer in &self.domain.engine_shared().subscribers {
-            statuses.push(consumer.status(&self.domain, &letters).await?);
+        // Subscribers run in the engine only when the domain has a broker to consume from.
+        if self.domain.broker().is_some() {
+            for consumer in &self.domain.engine_shared().subscribers {
+                statuses.push(consumer.status(&self.domain, &letters).await?);
+            }
         }
         statuses.sort_by(|a, b| (&a.name, a.partition).cmp(&(&b.name, b.partition)));
         Ok(statuses)
