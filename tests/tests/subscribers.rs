@@ -122,9 +122,26 @@ impl BrokerConsumer for DoublingConsumer {
     }
 }
 
+/// A subscriber with state and no `Default`: its instance is given to the builder.
+pub struct Tagged {
+    pub tag: String,
+}
+
+#[subscriber(stream = "ledger.tags")]
+impl Tagged {
+    async fn handle(&self, message: &BrokerMessage, _ctx: &mut EventHandlerContext) -> Result<()> {
+        if message.header("tag") == Some(self.tag.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::usage(format!("not tagged `{}`", self.tag)))
+        }
+    }
+}
+
 fn builder(processing: Processing, broker: Option<Arc<dyn Broker>>) -> DomainBuilder {
     let builder = Domain::builder("ledgers")
         .discover_crate(module_path!())
+        .instance(Tagged { tag: "blue".into() })
         .processing(processing)
         .resource(Calls::default())
         .handler_retry(HandlerRetry::exponential(3, Duration::from_millis(1)));
@@ -179,7 +196,9 @@ async fn status_of(domain: &Domain, name: &str) -> fidelis_core::SubscriptionSta
 
 async fn deliver_runs_the_subscriber_once_per_message(backend: &Backend) {
     for processing in [Processing::Sync, Processing::Async] {
-        let domain = backend.build(builder(processing, None)).await;
+        // A broker only so the status lists the subscriber: nothing is published to it.
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+        let domain = backend.build(builder(processing, Some(broker))).await;
         let ledger = open(&domain).await;
         domain
             .deliver(
@@ -222,7 +241,7 @@ async fn deliver_runs_the_subscriber_once_per_message(backend: &Backend) {
             .expect_err("nobody reads it");
         assert_eq!(
             error.to_string(),
-            "no subscriber of domain `ledgers` reads broker stream `ledger.unknown`; its subscribers read `ledger.credits` (LedgerCredits), `ledger.openings` (LedgerOpenings)"
+            "no subscriber of domain `ledgers` reads broker stream `ledger.unknown`; its subscribers read `ledger.credits` (LedgerCredits), `ledger.openings` (LedgerOpenings), `ledger.tags` (Tagged)"
         );
         domain.engine().run_until_idle().await.expect("runs");
     }
@@ -469,4 +488,74 @@ async fn a_subscriber_registers_by_hand() {
         domain.registry().broker_subscribers(),
         [("LedgerCredits", "ledger.credits")]
     );
+}
+
+/// A subscriber with state runs on the instance given to the builder; without one, `build`
+/// says so.
+#[tokio::test]
+async fn a_subscriber_with_state_needs_its_instance() {
+    let domain = Backend::memory()
+        .await
+        .unwrap()
+        .build(builder(Processing::Sync, None))
+        .await;
+    let tagged = |tag: &str| {
+        BrokerMessage::json_message(format!("tag-{tag}"), "ledger.tags", &json!({}))
+            .with_header("tag", tag)
+    };
+    domain
+        .deliver("ledger.tags", tagged("blue"))
+        .await
+        .expect("blue passes");
+    let error = domain
+        .deliver("ledger.tags", tagged("red"))
+        .await
+        .expect_err("red does not");
+    assert_eq!(
+        error.to_string(),
+        "handler Tagged::handle failed: on message `tag-red` of broker stream `ledger.tags`: not tagged `blue`"
+    );
+
+    let error = Domain::builder("ledgers")
+        .without_discovery()
+        .register::<Tagged>()
+        .build()
+        .await
+        .expect_err("no instance");
+    assert_eq!(
+        error.to_string(),
+        "domain configuration is invalid:\n  - `Tagged` has no instance: implement `Default` for it, register one with `Domain::builder(..).instance(..)`, or write `handle` without `self` if it holds no state"
+    );
+}
+
+/// A broker that is down holds its messages: `run_until_idle` goes on (the status says
+/// why), and they are consumed once it is back.
+#[tokio::test]
+async fn a_broker_that_is_down_holds_its_messages() {
+    let broker = MemoryBroker::new();
+    let domain = Backend::memory()
+        .await
+        .unwrap()
+        .build(builder(Processing::Sync, Some(Arc::new(broker.clone()))))
+        .await;
+    let ledger = open(&domain).await;
+    broker
+        .publish(&[credit("down-1", &ledger, 4)])
+        .await
+        .expect("published");
+    broker.set_available(false);
+    domain
+        .engine()
+        .run_until_idle()
+        .await
+        .expect("the engine goes on");
+    let status = status_of(&domain, "LedgerCredits").await;
+    assert_eq!(status.handled, Some(0));
+    let last_error = status.last_error.expect("the broker's error");
+    assert!(
+        last_error.starts_with("broker error (memory)"),
+        "{last_error}"
+    );
+    broker.set_available(true);
+    assert_eq!(balance(&domain, &ledger).await, 4);
 }

@@ -369,15 +369,26 @@ async fn wait_unless_stopped(delay: Duration, stop: Option<&watch::Receiver<bool
 }
 
 /// Consumes until the broker has nothing more for any subscriber (`run_until_idle`);
-/// whether it handled anything.
+/// whether it handled anything. A broker that cannot be reached is logged and kept in the
+/// subscriber's status, not returned: the messages wait on the broker, and the rest of the
+/// engine's work goes on (a store error is returned).
 pub(crate) async fn drain(domain: &Domain, consumers: &[Arc<SubscriberConsumer>]) -> Result<bool> {
     let Some(broker) = domain.broker() else {
         return Ok(false);
     };
     let mut progressed = false;
     for consumer in consumers {
-        while consumer.step(domain, broker, IDLE_WAIT, None).await? > 0 {
-            progressed = true;
+        loop {
+            match consumer.step(domain, broker, IDLE_WAIT, None).await {
+                Ok(0) => break,
+                Ok(_) => progressed = true,
+                Err(error @ Error::Broker { .. }) => {
+                    tracing::warn!(subscriber = consumer.name(), %error, "broker unavailable; its messages wait there");
+                    consumer.set_last_error(error.to_string());
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(progressed)
