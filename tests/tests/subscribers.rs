@@ -75,6 +75,10 @@ pub struct LedgerOpenings;
 impl LedgerOpenings {
     async fn handle(&self, message: &BrokerMessage, ctx: &mut EventHandlerContext) -> Result<()> {
         let body: serde_json::Value = message.json()?;
+        if body["holder"] == "Racer" {
+            // Long enough for a second run of the message to start before this one commits.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut ledger = Ledger::create_new();
         let ledger_id = ledger.id.clone();
         ledger.raise(LedgerOpened {
@@ -467,7 +471,31 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_replayed(backend
     assert_eq!(balance(&domain, &ledger).await, 15);
 }
 
+/// Two runs of one message at once (a redelivery while the first is still working): the
+/// subscriber's own unit of work commits once, the other run is rolled back.
+async fn racing_runs_of_one_message_commit_once(backend: &Backend) {
+    let domain = backend.build(builder(Processing::Sync, None)).await;
+    let message = BrokerMessage::json_message("race-1", OPENINGS, &json!({ "holder": "Racer" }));
+    let (first, second) = tokio::join!(
+        domain.deliver(OPENINGS, message.clone()),
+        domain.deliver(OPENINGS, message.clone()),
+    );
+    first.expect("the first run");
+    second.expect("the second run");
+    let category = domain.event_store().category_of::<Ledger>().unwrap();
+    let opened = domain
+        .event_store()
+        .read_category(&category, Cursor::START)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.data().unwrap()["holder"] == "Racer")
+        .count();
+    assert_eq!(opened, 1);
+}
+
 on_every_adapter!(
+    racing_runs_of_one_message_commit_once,
     deliver_runs_the_subscriber_once_per_message,
     the_engine_consumes_each_subscribers_stream,
     a_repeated_message_id_is_handled_once,

@@ -140,6 +140,14 @@ impl SubscriberConsumer {
             let error = match subscriber::handle_once(domain, subscriber, message, None).await {
                 Ok(Handled::Done | Handled::Repeat) => return Ok(true),
                 Err(error @ (Error::Storage { .. } | Error::Broker { .. })) => return Err(error),
+                // Another run of the message committed its record first (a conflict at
+                // commit): it is handled.
+                Err(error)
+                    if error.is_version_conflict()
+                        && subscriber::seen(domain, subscriber, message).await? =>
+                {
+                    return Ok(true);
+                }
                 Err(error) => error,
             };
             let now = Utc::now();

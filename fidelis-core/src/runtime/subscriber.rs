@@ -14,8 +14,9 @@ use crate::model::identifier::Identifier;
 use crate::registry::BrokerSubscriber;
 use crate::runtime::context::{Context, EventHandlerContext};
 use crate::runtime::domain::Domain;
-use crate::store::Transaction;
+use crate::store::system::SystemRow;
 use crate::store::system::{self, DeadLetter, SubscriberMessage};
+use crate::store::{JsonRow, Transaction};
 
 /// What became of a message handed to a subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,36 +168,68 @@ struct Record {
 
 impl Record {
     /// Records the message as handled (and removes the dead letter it resolves); `false`
-    /// when it is recorded as handled already, and the transaction must not commit.
+    /// when it is recorded as handled already, or another run records it meanwhile, and the
+    /// transaction must not commit. The write is version-checked (insert-only when there is
+    /// no row yet), so two runs of one message that race (a redelivery while the first is
+    /// still working) cannot both commit.
     async fn write(self, transaction: &mut dyn Transaction) -> Result<bool> {
-        let existing = system::get_in::<SubscriberMessage>(transaction, &self.key).await?;
-        if existing.is_some_and(|row| row.status == SubscriberMessage::HANDLED) {
-            tracing::debug!(
-                subscriber = self.subscriber,
-                message = %self.message_id,
-                "message handled meanwhile; this run's unit of work is rolled back"
-            );
-            return Ok(false);
-        }
+        let table = SubscriberMessage::TABLE.name;
+        let existing = transaction.get_json_row(table, &self.key).await?;
+        let expected = match &existing {
+            None => -1,
+            Some(row) => {
+                if row.data.get("status").and_then(serde_json::Value::as_str)
+                    == Some(SubscriberMessage::HANDLED)
+                {
+                    return Ok(self.refused());
+                }
+                row.version
+            }
+        };
         if let Some(letter) = &self.resolves {
             system::remove::<DeadLetter>(transaction, letter).await?;
         }
-        system::put(
-            transaction,
-            SubscriberMessage {
-                id: self.key,
-                domain: self.domain,
-                subscriber: self.subscriber.to_owned(),
-                message_id: self.message_id,
-                stream: self.stream,
-                status: SubscriberMessage::HANDLED.to_owned(),
-                headers: serde_json::Value::Object(serde_json::Map::new()),
-                payload: String::new(),
-                updated_at: Utc::now(),
-            },
-        )
-        .await?;
-        Ok(true)
+        let row = SubscriberMessage {
+            id: self.key.clone(),
+            domain: self.domain.clone(),
+            subscriber: self.subscriber.to_owned(),
+            message_id: self.message_id.clone(),
+            stream: self.stream.clone(),
+            status: SubscriberMessage::HANDLED.to_owned(),
+            headers: serde_json::Value::Object(serde_json::Map::new()),
+            payload: String::new(),
+            updated_at: Utc::now(),
+        };
+        let serde_json::Value::Object(data) =
+            serde_json::to_value(&row).map_err(|error| Error::Serialization {
+                what: format!("a row of system table {table}"),
+                message: error.to_string(),
+            })?
+        else {
+            return Err(Error::Serialization {
+                what: format!("a row of system table {table}"),
+                message: "does not serialize to a JSON object".to_owned(),
+            });
+        };
+        let row = JsonRow {
+            id: self.key.clone(),
+            version: expected + 1,
+            data,
+        };
+        match transaction.put_json_row(table, row, Some(expected)).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.is_version_conflict() => Ok(self.refused()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn refused(&self) -> bool {
+        tracing::debug!(
+            subscriber = self.subscriber,
+            message = %self.message_id,
+            "message handled meanwhile; this run's unit of work is rolled back"
+        );
+        false
     }
 }
 
