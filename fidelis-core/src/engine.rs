@@ -25,6 +25,7 @@ pub(crate) mod http;
 mod lease;
 mod partitions;
 mod relay;
+mod subscribers;
 mod subscription;
 
 use std::collections::HashMap;
@@ -52,6 +53,7 @@ pub use lease::{DEFAULT_LEASE, DEFAULT_POSTGRES_PARTITIONS};
 pub(crate) use lease::{Leases, shared_by_engines};
 pub use relay::RelayStatus;
 use relay::{Relay, Round};
+pub(crate) use subscribers::SubscriberConsumer;
 pub(crate) use subscription::Subscription;
 use subscription::Turn;
 
@@ -129,6 +131,9 @@ impl HandlerRetry {
 /// at a time in this process) and the leases this process holds.
 pub(crate) struct EngineShared {
     subscriptions: Vec<Arc<Subscription>>,
+    /// The consumers of the subscribers of broker streams (engine/subscribers.rs), in both
+    /// processing modes: they read a broker, not the stored events.
+    subscribers: Vec<Arc<SubscriberConsumer>>,
     /// The dispatcher of submitted commands (engine/commands.rs).
     pub(crate) commands: Arc<CommandQueue>,
     /// The outbox relay (engine/relay.rs).
@@ -165,6 +170,11 @@ impl EngineShared {
                 .iter()
                 .map(|info| Arc::new(Subscription::new(info.clone(), partitions)))
                 .collect(),
+            subscribers: registry
+                .broker_subscribers
+                .iter()
+                .map(|subscriber| Arc::new(SubscriberConsumer::new(subscriber)))
+                .collect(),
             commands: Arc::default(),
             relay: Arc::default(),
             leases: Leases::new(domain, lease),
@@ -187,6 +197,11 @@ impl EngineShared {
         self.subscriptions
             .iter()
             .find(|s| s.name() == name || s.checkpoint_name() == name)
+    }
+
+    /// The consumer of the subscriber named `name`.
+    pub(crate) fn subscriber(&self, name: &str) -> Option<&Arc<SubscriberConsumer>> {
+        self.subscribers.iter().find(|s| s.name() == name)
     }
 }
 
@@ -368,6 +383,8 @@ impl Engine {
                 progressed = true;
             }
             progressed |= self.relay_until_idle().await?;
+            progressed |=
+                subscribers::drain(&self.domain, &self.domain.engine_shared().subscribers).await?;
             elsewhere.clear();
             for subscription in self.subscriptions() {
                 for partition in 0..subscription.partitions() {
@@ -503,6 +520,13 @@ impl Engine {
                 )));
             }
         }
+        for consumer in &self.domain.engine_shared().subscribers {
+            tasks.push(tokio::spawn(subscribers::run(
+                self.domain.clone(),
+                consumer.clone(),
+                stopped.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(commands::run(
             self.domain.clone(),
             self.commands().clone(),
@@ -564,7 +588,8 @@ impl Engine {
     }
 
     /// Where each subscription's partitions stand: one row per subscription and partition,
-    /// by subscription name then partition. The lag is counted by the store (one `COUNT` on
+    /// and, when the domain has a broker, one per subscriber of a broker stream (with its
+    /// handled count), by name then partition. The lag is counted by the store (one `COUNT` on
     /// SQL stores), exactly.
     pub async fn status(&self) -> Result<Vec<SubscriptionStatus>> {
         let storage = self.domain.storage();
@@ -622,9 +647,17 @@ impl Engine {
                     dead_letters,
                     owner,
                     last_error: subscription.last_error(partition),
+                    handled: None,
                 });
             }
         }
+        // Subscribers run in the engine only when the domain has a broker to consume from.
+        if self.domain.broker().is_some() {
+            for consumer in &self.domain.engine_shared().subscribers {
+                statuses.push(consumer.status(&self.domain, &letters).await?);
+            }
+        }
+        statuses.sort_by(|a, b| (&a.name, a.partition).cmp(&(&b.name, b.partition)));
         Ok(statuses)
     }
 }
@@ -665,6 +698,10 @@ pub struct SubscriptionStatus {
     pub owner: Option<String>,
     /// The last error this process saw it fail with (a handler's, or the store's).
     pub last_error: Option<String>,
+    /// A subscriber of a broker stream (`#[subscriber]`): how many messages it has handled
+    /// (all engines together). Its position, head and lag stay at zero: the broker keeps
+    /// them. `None` for projectors and event handlers.
+    pub handled: Option<u64>,
 }
 
 /// Renews, releases and takes leases every third of the lease time while the engine runs.

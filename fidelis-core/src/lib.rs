@@ -13,11 +13,12 @@
 // (what a domain is made of), `store` (the storage ports, the system tables and the adapters),
 // `broker` (the message broker port and its adapters), `runtime` (configuration, contexts,
 // repositories, commit, dispatch, the domain), `engine` (the subscriptions that process stored
-// events in async mode), `testing`. The exceptions, by design, are the contracts between an element
-// and the runtime: `model::element`'s traits name the registrar an element registers itself with
-// and the contexts its handlers receive (`runtime::context`), and the registry's listener thunks
-// name those contexts too; and the runtime starts the engine's wake-ups from its commit. `task`
-// (running a future to completion) is a utility of every layer.
+// events in async mode), `testing`. The exceptions, by design, are the contracts between an
+// element and the runtime: `model::element`'s traits name the registrar an element registers
+// itself with and the contexts its handlers receive (`runtime::context`), and the registry's
+// listener thunks name those contexts too (a subscriber's thunk names the broker's message as
+// well); and the runtime starts the engine's wake-ups from its commit. `task` (running a future to
+// completion) is a utility of every layer.
 pub mod broker;
 mod engine;
 mod model;
@@ -42,7 +43,7 @@ pub use chrono;
 #[doc(inline)]
 pub use fidelis_macros::{
     aggregate, apply, command, command_handler, entity, event, event_handler, event_version, field,
-    handle, invariant, on, process_manager, projection, projector, value_object,
+    handle, invariant, on, process_manager, projection, projector, subscriber, value_object,
 };
 /// The exact decimal type of `Decimal` fields (the `decimal` feature): use it for money.
 #[cfg(feature = "decimal")]
@@ -126,6 +127,8 @@ mod macro_doctests {
     struct ProcessManager;
     #[doc = include_str!("../../fidelis-macros/docs/entity.md")]
     struct Entity;
+    #[doc = include_str!("../../fidelis-macros/docs/subscriber.md")]
+    struct Subscriber;
 }
 
 /// Everything a domain crate needs: `use fidelis_core::prelude::*;`.
@@ -134,12 +137,13 @@ pub mod prelude {
     #[cfg(feature = "decimal")]
     pub use rust_decimal::Decimal;
 
+    pub use crate::broker::BrokerMessage;
     pub use crate::model::query::TextHandle;
     pub use crate::{
         Aggregate, Command, Context, Cursor, Domain, DomainError, DomainEvent, Error, Event,
         EventHandlerContext, EventMetadata, Fact, Identifier, Priority, ProcessOptions, Projection,
         ProjectorContext, Result, RetryPolicy, ValidationError, aggregate, apply, command,
         command_handler, entity, event, event_handler, event_version, field, handle, invariant, on,
-        process_manager, projection, projector, value_object,
+        process_manager, projection, projector, subscriber, value_object,
     };
 }

@@ -11,6 +11,7 @@ pub use inventory;
 pub use serde;
 pub use serde_json;
 
+pub use crate::broker::BrokerMessage;
 pub use crate::model::aggregate::AggregateMeta;
 pub use crate::model::element::{
     Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
@@ -42,7 +43,7 @@ pub use crate::model::identifier::Identifier;
 pub use crate::model::query::{FieldHandle, IntoQueryValue, QueryValue};
 pub use crate::registry::{
     AggregateInfo, AggregateRef, AutoRegistration, CommandInfo, CommandRoute, EventHandlerThunk,
-    EventInfo, ListenerRoute, ProjectionInfo, ProjectorThunk, Registrar,
+    EventInfo, ListenerRoute, ProjectionInfo, ProjectorThunk, Registrar, SubscriberThunk,
 };
 
 /// `aggregate.raise(event)`.

@@ -5,6 +5,7 @@
 //! [`AutoRegistration`] to `inventory`) or registered by hand with
 //! `Domain::builder(..).register::<T>()`. Both call the element's [`Element::register`].
 
+mod subscriber;
 mod upcasting;
 
 use std::any::{Any, TypeId};
@@ -23,6 +24,10 @@ use crate::model::event_version::{self, DecodeOldFn, EventVersion, FinishFn, Ste
 use crate::model::fact::{Fact, FactEvents};
 use crate::model::field::FieldDef;
 use crate::runtime::context::{EventHandlerContext, ProjectorContext};
+
+pub(crate) use subscriber::BrokerSubscriber;
+pub use subscriber::SubscriberThunk;
+use subscriber::{SubscriberEntry, TypedSubscriber};
 
 /// One auto-registered element, submitted to `inventory` by the macros.
 #[doc(hidden)]
@@ -195,7 +200,7 @@ impl CommandRoute {
     }
 }
 
-type Instance = Arc<dyn Any + Send + Sync>;
+pub(crate) type Instance = Arc<dyn Any + Send + Sync>;
 
 /// Calls one projector method with a type-erased instance and event.
 pub(crate) trait ProjectorCall: Send + Sync {
@@ -371,6 +376,7 @@ pub struct Registrar {
     handlers: BTreeMap<TypeId, HandlerInfo>,
     versions: BTreeMap<TypeId, EventVersionInfo>,
     facts: BTreeMap<TypeId, FactInfo>,
+    subscribers: BTreeMap<TypeId, SubscriberEntry>,
 }
 
 /// Makes the fact event of an aggregate's state (`None`: not that aggregate's state).
@@ -553,6 +559,28 @@ impl Registrar {
         });
     }
 
+    /// Registers a subscriber of broker stream `stream` (`#[subscriber(stream = "…")]`),
+    /// its `handle` method called through `thunk`; `factory` makes the instance when the
+    /// subscriber implements `Default`.
+    pub fn subscriber<H: Element>(
+        &mut self,
+        factory: Option<fn() -> H>,
+        stream: &'static str,
+        thunk: SubscriberThunk<H>,
+    ) {
+        self.subscribers
+            .entry(TypeId::of::<H>())
+            .or_insert_with(|| SubscriberEntry {
+                name: H::NAME,
+                stream,
+                instance: factory.map(|make| Arc::new(make()) as Instance),
+                call: Arc::new(TypedSubscriber {
+                    thunk,
+                    subscriber: H::NAME,
+                }),
+            });
+    }
+
     fn handler<H: Element>(&mut self, info: HandlerInfo) {
         // Registering twice (discovered and by hand) keeps the first; an instance given with
         // `.instance(..)` replaces the default one in `set_instance`.
@@ -562,8 +590,12 @@ impl Registrar {
     /// Sets the instance of a handler (one with state, or without `Default`).
     pub(crate) fn set_instance<H: Element>(&mut self, instance: H) {
         H::register(self);
+        let instance: Instance = Arc::new(instance);
         if let Some(info) = self.handlers.get_mut(&TypeId::of::<H>()) {
-            info.instance = Some(Arc::new(instance));
+            info.instance = Some(instance.clone());
+        }
+        if let Some(entry) = self.subscribers.get_mut(&TypeId::of::<H>()) {
+            entry.instance = Some(instance);
         }
     }
 
@@ -733,6 +765,7 @@ impl Registrar {
                 .filter(|h| matches!(h.kind, ElementKind::Projector | ElementKind::EventHandler))
                 .map(|h| (h.name.to_owned(), h.name)),
         );
+        subscriber::check(&self.subscribers, &self.handlers, &mut problems);
         duplicates(
             &mut problems,
             "event type name",
@@ -874,7 +907,9 @@ impl Registrar {
             .filter_map(|(id, h)| h.instance.clone().map(|instance| (*id, instance)))
             .collect();
 
+        let broker_subscribers = subscriber::built(self.subscribers);
         Ok(Registry {
+            broker_subscribers,
             aggregates: self.aggregates.into_iter().collect(),
             event_types,
             upcasts,
@@ -963,6 +998,8 @@ pub struct Registry {
     pub(crate) event_handlers: FastMap<TypeId, Vec<Listener<dyn EventHandlerCall>>>,
     /// The projectors and event handlers, by name: the engine's subscriptions.
     pub(crate) subscribers: Vec<SubscriberInfo>,
+    /// The subscribers of broker streams (`#[subscriber]`), by name.
+    pub(crate) broker_subscribers: Vec<BrokerSubscriber>,
 }
 
 /// A projector or event handler as the engine subscribes it.
@@ -1039,7 +1076,16 @@ impl Registry {
                 .flatten()
                 .map(|listener| &listener.instance)
                 .chain(self.event_handlers.values().flatten().map(|l| &l.instance))
+                .chain(self.broker_subscribers.iter().map(|s| &s.instance))
                 .any(|instance| instance.as_ref().type_id() == id)
+    }
+
+    /// The subscribers of broker streams: each one's name and the stream it reads, by name.
+    pub fn broker_subscribers(&self) -> Vec<(&'static str, &'static str)> {
+        self.broker_subscribers
+            .iter()
+            .map(|subscriber| (subscriber.name, subscriber.stream))
+            .collect()
     }
 
     pub(crate) fn aggregate_info<A: 'static>(&self) -> Result<&AggregateInfo> {

@@ -16,6 +16,7 @@ pub(crate) mod repository;
 pub(crate) mod retry;
 pub(crate) mod snapshot;
 pub(crate) mod submit;
+pub(crate) mod subscriber;
 pub(crate) mod temporal;
 pub(crate) mod trace;
 pub(crate) mod unit_of_work;

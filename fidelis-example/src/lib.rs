@@ -31,6 +31,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod events;
 pub mod funds_transfer;
+pub mod payments;
 pub mod scenario;
 pub mod signatory;
 pub mod transfer;

@@ -701,3 +701,102 @@ pub fn projection_version(cx: &Ctxt, lit: Option<&syn::LitInt>) -> u32 {
         }
     }
 }
+
+/// `#[subscriber(stream = "…")]` names the broker stream it reads, so the name is not empty
+/// (nor only spaces). Gives the stream when it is given and valid.
+///
+/// ```text
+/// #[subscriber]                 // error: which stream?
+/// #[subscriber(stream = "")]    // error: an empty name
+/// ```
+pub fn subscriber_stream(cx: &Ctxt, args: &crate::attr::Args) -> Option<String> {
+    if !args.mentioned(crate::symbol::STREAM) {
+        cx.error(
+            proc_macro2::Span::call_site(),
+            "`#[subscriber]` needs the broker stream it reads: `#[subscriber(stream = \"payflow.webhooks\")]`",
+        );
+        return None;
+    }
+    let lit = args.str(crate::symbol::STREAM)?;
+    let stream = lit.value();
+    if stream.trim().is_empty() {
+        cx.error(
+            lit.span(),
+            "`stream` of `#[subscriber]` names a broker stream, and cannot be empty: `stream = \"payflow.webhooks\"`",
+        );
+        return None;
+    }
+    Some(stream)
+}
+
+/// A subscriber's `handle`: `async fn handle(&self, message: &BrokerMessage, ctx: &mut
+/// EventHandlerContext) -> Result<()>` (or without `self`, or not `async`). The message is
+/// borrowed: the engine keeps it to acknowledge or dead-letter it.
+///
+/// ```text
+/// async fn handle(&self, message: BrokerMessage, ctx: &mut EventHandlerContext) -> Result<()>
+///                                 ^^^^^^^^^^^^^ taken as `&BrokerMessage`
+/// ```
+pub fn subscriber_handle(cx: &Ctxt, sig: &Signature) -> bool {
+    let shape = Shape {
+        attr: "#[subscriber]",
+        expected: "async fn handle(&self, message: &BrokerMessage, ctx: &mut EventHandlerContext) -> Result<()>",
+    };
+    let mut ok = no_method_generics(cx, &shape, sig);
+    if !matches!(receiver(sig), None | Some((true, false))) {
+        shape.error(
+            cx,
+            &sig.inputs,
+            "a subscriber's `handle` takes `&self`, or no `self` at all (a subscriber without state)",
+        );
+        ok = false;
+    }
+    let params = typed_params(sig);
+    let [message, ctx] = params.as_slice() else {
+        shape.error(
+            cx,
+            &sig.inputs,
+            "a subscriber's `handle` takes two parameters (besides `&self`, if it has it): the message and the context",
+        );
+        return false;
+    };
+    let borrowed = match message {
+        Type::Reference(reference) if reference.mutability.is_none() => match &*reference.elem {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "BrokerMessage"),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !borrowed {
+        shape.error(cx, message, "the message is taken as `&BrokerMessage`");
+        ok = false;
+    }
+    match ctx {
+        Type::Reference(reference) if reference.mutability.is_some() => {
+            ok &= context_of_role(cx, &shape, &reference.elem, "EventHandlerContext");
+        }
+        other => {
+            shape.error(
+                cx,
+                other,
+                "the context is taken as `&mut EventHandlerContext`",
+            );
+            ok = false;
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && !returns_result_unit_or_unit(ty)
+    {
+        shape.error(
+            cx,
+            ty,
+            "a subscriber's `handle` returns `Result<()>` (or nothing)",
+        );
+        ok = false;
+    }
+    ok
+}

@@ -14,6 +14,7 @@ pub mod message;
 pub mod process_manager;
 pub mod projection;
 pub mod registration;
+pub mod subscriber;
 pub mod value_enum;
 pub mod value_object;
 

@@ -71,6 +71,12 @@ pub fn process_manager(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::process_manager::expand(args.into(), input.into()).into()
 }
 
+#[cfg_attr(not(doctest), doc = include_str!("../docs/subscriber.md"))]
+#[proc_macro_attribute]
+pub fn subscriber(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::subscriber::expand(args.into(), input.into()).into()
+}
+
 #[cfg_attr(not(doctest), doc = include_str!("../docs/projection.md"))]
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, input: TokenStream) -> TokenStream {

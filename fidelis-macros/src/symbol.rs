@@ -24,6 +24,10 @@ pub const NEXT: &str = "next";
 pub const FACT_EVENTS: &str = "fact_events";
 /// `for = Projection` on projectors
 pub const FOR: &str = "for";
+/// `stream = "payflow.webhooks"` on subscribers: the broker stream it reads
+pub const STREAM: &str = "stream";
+/// A subscriber's one method, `handle`
+pub const HANDLE_METHOD: &str = "handle";
 
 /// `#[field(identifier)]`
 pub const IDENTIFIER: &str = "identifier";

@@ -239,6 +239,26 @@ pub mod bank {
         #[handle(WalletFunded)]
         fn funded(_event: &Event<WalletFunded>, _ctx: &mut EventHandlerContext) {}
     }
+
+    /// Reads a broker stream: one stateless, one with state.
+    pub struct Webhooks;
+
+    #[subscriber(stream = "bank.webhooks")]
+    impl Webhooks {
+        async fn handle(message: &BrokerMessage, _ctx: &mut EventHandlerContext) -> Result<()> {
+            let _body: serde_json::Value = message.json()?;
+            Ok(())
+        }
+    }
+
+    /// Counts nothing, but takes `&self`.
+    #[derive(Default)]
+    pub struct Audit;
+
+    #[subscriber(stream = "bank.audit")]
+    impl Audit {
+        fn handle(&self, _message: &BrokerMessage, _ctx: &mut EventHandlerContext) {}
+    }
 }
 
 #[tokio::test]

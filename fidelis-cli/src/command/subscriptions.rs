@@ -1,6 +1,6 @@
 //! `subscriptions status`.
 
-use fidelis_core::Domain;
+use fidelis_core::{Domain, SubscriptionStatus};
 
 use crate::error::CliError;
 use crate::output::Output;
@@ -14,7 +14,7 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
             .map(|s| {
                 serde_json::json!({
                     "name": s.name,
-                    "kind": kind(s.projector),
+                    "kind": kind(s),
                     "partition": s.partition,
                     "partitions": s.partitions,
                     "owner": s.owner,
@@ -24,6 +24,7 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
                     "behind_seconds": s.behind.as_secs_f64(),
                     "dead_letters": s.dead_letters,
                     "last_error": s.last_error,
+                    "handled": s.handled,
                 })
             })
             .collect();
@@ -57,7 +58,7 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
         statuses.iter().map(|s| {
             vec![
                 s.name.clone(),
-                kind(s.projector).to_owned(),
+                kind(s).to_owned(),
                 format!("{}/{}", s.partition, s.partitions),
                 s.owner.clone().unwrap_or_else(|| "-".to_owned()),
                 s.position.position.to_string(),
@@ -93,9 +94,11 @@ pub(super) async fn status(domain: &Domain, out: &Output) -> Result<(), CliError
     Ok(())
 }
 
-fn kind(projector: bool) -> &'static str {
-    if projector {
+fn kind(status: &SubscriptionStatus) -> &'static str {
+    if status.projector {
         "projector"
+    } else if status.handled.is_some() {
+        "subscriber"
     } else {
         "event handler"
     }

@@ -50,6 +50,9 @@ impl DeadLetters {
         if subscription == COMMANDS_SUBSCRIPTION {
             return self.commands().await;
         }
+        if let Some(subscriber) = self.domain.engine_shared().subscriber(subscription) {
+            return subscriber.dead_letters(&self.domain).await;
+        }
         self.subscription(subscription)?
             .dead_letters(self.domain.storage().as_ref())
             .await
@@ -63,7 +66,9 @@ impl DeadLetters {
     /// Delivers a dead letter's event again, now, to its subscription only, then the events
     /// of its stream that waited behind it; returns the error if one of them fails again.
     ///
-    /// A submitted command's letter runs the command again, now; on success it goes.
+    /// A submitted command's letter runs the command again, now; on success it goes. A
+    /// subscriber's letter (`#[subscriber]`) hands its message to that subscriber again,
+    /// now; on success it goes, with the message recorded as handled.
     pub async fn replay(&self, id: &str) -> Result<()> {
         let letter = self.letter(id).await?;
         if letter.subscription == COMMANDS_SUBSCRIPTION {
@@ -71,6 +76,9 @@ impl DeadLetters {
                 .command_queue()
                 .replay(&self.domain, letter, false)
                 .await;
+        }
+        if let Some(subscriber) = self.domain.engine_shared().subscriber(&letter.subscription) {
+            return subscriber.replay(&self.domain, letter, false).await;
         }
         self.subscription(&letter.subscription)?
             .replay(&self.domain, id, false)
@@ -93,7 +101,8 @@ impl DeadLetters {
     /// Drops a dead letter without delivering its event; the events that waited behind it
     /// are delivered (and may fail in turn).
     ///
-    /// A submitted command's letter goes with the command, which never runs.
+    /// A submitted command's letter goes with the command, which never runs; a subscriber's
+    /// letter goes, and its message, never handled, is still skipped when it comes again.
     pub async fn purge(&self, id: &str) -> Result<()> {
         let letter = self.letter(id).await?;
         if letter.subscription == COMMANDS_SUBSCRIPTION {
@@ -101,6 +110,9 @@ impl DeadLetters {
                 .command_queue()
                 .replay(&self.domain, letter, true)
                 .await;
+        }
+        if let Some(subscriber) = self.domain.engine_shared().subscriber(&letter.subscription) {
+            return subscriber.replay(&self.domain, letter, true).await;
         }
         self.subscription(&letter.subscription)?
             .replay(&self.domain, id, true)
@@ -167,7 +179,7 @@ impl DeadLetters {
             .ok_or_else(|| {
                 Error::usage(format!(
                     "no subscription `{name}` in domain `{}`: subscriptions are named after \
-                     projectors and event handlers",
+                     projectors, event handlers and subscribers",
                     self.domain.name()
                 ))
             })

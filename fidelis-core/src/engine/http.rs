@@ -382,6 +382,7 @@ mod tests {
             dead_letters,
             owner: None,
             last_error: Some("boom".to_owned()),
+            handled: None,
         }
     }
 

@@ -38,6 +38,8 @@ pub enum ElementKind {
     EventVersion,
     /// `#[process_manager]`
     ProcessManager,
+    /// `#[subscriber]`: consumes a message broker's stream.
+    Subscriber,
     /// `#[entity]`
     Entity,
 }

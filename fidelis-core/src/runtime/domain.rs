@@ -639,13 +639,51 @@ impl Domain {
         self.inner.handler_retry
     }
 
-    /// The broker the outbox relay publishes to (`None`: the domain publishes nothing).
+    /// The domain's broker: the outbox relay publishes to it and the subscribers consume from
+    /// it (`None`: the domain has none).
     pub fn broker(&self) -> Option<&Arc<dyn crate::broker::Broker>> {
         self.inner.broker.as_ref()
     }
 
     pub(crate) fn engine_shared(&self) -> &EngineShared {
         &self.inner.engine
+    }
+
+    /// Hands a broker message to the subscribers of `stream` (`#[subscriber(stream = "…")]`)
+    /// here and now, as the engine does with the messages it consumes from the domain's
+    /// broker: for tests, and for programs that receive messages without a broker (a webhook
+    /// endpoint). The message is handed as being on `stream`.
+    ///
+    /// Each subscriber that has not handled the message's id yet runs once; a message it
+    /// handled before is skipped (its id is recorded with what the subscriber wrote). The
+    /// first subscriber error is returned as is, without retries or dead letters (the
+    /// caller, such as a webhook's sender, retries); a stream no subscriber reads is an
+    /// [`Error::Usage`].
+    ///
+    /// ```rust,standalone_crate
+    /// use fidelis_core::prelude::*;
+    /// use fidelis_core::broker::BrokerMessage;
+    ///
+    /// pub struct Webhooks;
+    ///
+    /// #[subscriber(stream = "payflow.webhooks")]
+    /// impl Webhooks {
+    ///     async fn handle(message: &BrokerMessage, _ctx: &mut EventHandlerContext) -> Result<()> {
+    ///         let _body: serde_json::Value = message.json()?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<()> {
+    /// let domain = Domain::builder("bank").build().await?;
+    /// let message = BrokerMessage::json_message("m-1", "payflow.webhooks", &serde_json::json!({}));
+    /// domain.deliver("payflow.webhooks", message).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn deliver(&self, stream: &str, message: crate::broker::BrokerMessage) -> Result<()> {
+        crate::runtime::subscriber::deliver(self, stream, message).await
     }
 
     /// Creates the tables of projections and stored aggregates that are missing, and

@@ -1,6 +1,6 @@
 //! The system tables: what the runtime keeps beside events and projections (subscription
-//! checkpoints, partition leases, snapshots, dead letters, the outbox, the command log and
-//! idempotency keys).
+//! checkpoints, partition leases, snapshots, dead letters, the outbox, the command log,
+//! idempotency keys and the broker messages subscribers handled).
 //!
 //! Each is a built-in schema on the same document machinery as projections: a typed row
 //! ([`SystemRow`]) with field definitions, created by `setup` like any table, written through a
@@ -45,12 +45,13 @@ pub const RESERVED_TABLES: &[&str] = &[
     QueuedCommand::TABLE.name,
     IdempotencyKey::TABLE.name,
     ProcessState::TABLE.name,
+    SubscriberMessage::TABLE.name,
     // Reserved by earlier versions (never written): kept out of elements' reach.
     "fidelis_command_log",
 ];
 
 /// The schemas of every system table, for `setup`.
-pub fn schemas() -> [TableSchema; 9] {
+pub fn schemas() -> [TableSchema; 10] {
     [
         Checkpoint::TABLE,
         Lease::TABLE,
@@ -61,6 +62,7 @@ pub fn schemas() -> [TableSchema; 9] {
         QueuedCommand::TABLE,
         IdempotencyKey::TABLE,
         ProcessState::TABLE,
+        SubscriberMessage::TABLE,
     ]
 }
 
@@ -606,6 +608,71 @@ impl SystemRow for ProcessState {
             boolean("complete"),
             json("handled"),
             integer("version"),
+            time("updated_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A broker message a subscriber (`#[subscriber]`) has handled or given up on, so that a
+/// repeat of it (a redelivery, or the relay publishing again after a crash: Redis Streams
+/// cannot de-duplicate) is acknowledged and skipped. It is written in the transaction of
+/// the subscriber's own unit of work when it wrote anything, else right after the handler
+/// returned.
+///
+/// The row of a dead-lettered message keeps its headers and payload, for the dead letter's
+/// replay; a handled message's row keeps neither.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SubscriberMessage {
+    /// `<domain>/<subscriber>/<message id>`.
+    pub id: String,
+    /// The domain of the subscriber.
+    pub domain: String,
+    /// The subscriber's name (its consumer group).
+    pub subscriber: String,
+    /// The message's id.
+    pub message_id: String,
+    /// The broker stream it came from.
+    pub stream: String,
+    /// `handled`, `dead` (a dead letter holds it) or `purged` (its dead letter was purged).
+    pub status: String,
+    /// Its headers, as a JSON object (`{}` once handled).
+    pub headers: Value,
+    /// Its payload as text (invalid UTF-8 replaced by U+FFFD; empty once handled).
+    pub payload: String,
+    /// When it was handled, dead-lettered or purged.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SubscriberMessage {
+    /// Handled: its repeats are skipped.
+    pub const HANDLED: &'static str = "handled";
+    /// Given up on: a dead letter of the subscriber holds it, and its repeats are skipped.
+    pub const DEAD: &'static str = "dead";
+    /// Its dead letter was purged: never handled, and its repeats are skipped.
+    pub const PURGED: &'static str = "purged";
+
+    /// The key of a subscriber's record of a message.
+    pub fn key(domain: &str, subscriber: &str, message_id: &str) -> String {
+        format!("{domain}/{subscriber}/{message_id}")
+    }
+}
+
+impl SystemRow for SubscriberMessage {
+    const TABLE: TableSchema = schema(
+        "fidelis_subscriber_messages",
+        "SubscriberMessage",
+        &[
+            key(),
+            text("domain"),
+            text("subscriber"),
+            text("message_id"),
+            text("stream"),
+            text("status"),
+            json("headers"),
+            text("payload"),
             time("updated_at"),
         ],
     );
