@@ -12,6 +12,9 @@
 //! later events of its stream wait behind it for that subscription, other streams go on, and
 //! [`DeadLetters`](crate::DeadLetters) replays or purges it.
 //!
+//! Subscribers of broker streams (`#[subscriber]`) are consumed here too, in both processing
+//! modes, when the domain has a broker (`engine/subscribers.rs`).
+//!
 //! Wake-ups: a commit made through any domain of this process wakes the engines at once (on
 //! every adapter); on PostgreSQL, commits of other processes wake them through
 //! `LISTEN`/`NOTIFY` (each commit of an asynchronous domain notifies in its transaction, so
@@ -250,7 +253,9 @@ impl CommitHook for NotifyEngines {
 /// commits with its checkpoint (its database writes once; outside effects at least once, the
 /// event id stable). A failing
 /// event is retried ([`HandlerRetry`]), then dead-lettered, holding back the later events of
-/// its stream in that subscription only ([`DeadLetters`]). Commits of this process wake the
+/// its stream in that subscription only ([`DeadLetters`]). With a broker
+/// ([`DomainBuilder::broker_adapter`](crate::DomainBuilder::broker_adapter)), it also consumes
+/// each subscriber's stream (`#[subscriber]`). Commits of this process wake the
 /// engine at once, PostgreSQL's `NOTIFY` wakes it for other processes' commits, and it polls
 /// besides (20 ms to 1 s).
 ///

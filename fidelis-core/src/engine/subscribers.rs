@@ -273,9 +273,15 @@ impl SubscriberConsumer {
         };
         let subscriber = self.subscriber(domain)?;
         match subscriber::handle_once(domain, subscriber, &message, Some(&letter.id)).await {
-            Ok(_) => {
+            Ok(Handled::Done) => {
                 tracing::info!(subscriber = self.name, letter = %letter.id, "dead letter replayed");
                 Ok(())
+            }
+            // Handled meanwhile by another run: nothing left to replay, the letter goes.
+            Ok(Handled::Repeat) => {
+                let mut transaction = storage.begin().await?;
+                system::remove::<DeadLetter>(transaction.as_mut(), &letter.id).await?;
+                transaction.commit().await
             }
             Err(error) => {
                 self.set_last_error(error.to_string());

@@ -654,8 +654,9 @@ impl Domain {
     /// broker: for tests, and for programs that receive messages without a broker (a webhook
     /// endpoint). The message is handed as being on `stream`.
     ///
-    /// Each subscriber that has not handled the message's id yet runs once; a message it
-    /// handled before is skipped (its id is recorded with what the subscriber wrote). The
+    /// Each subscriber that has not seen the message's id yet runs once; a message it
+    /// handled (or the engine dead-lettered) before is skipped (its id is recorded with what
+    /// the subscriber wrote). The
     /// first subscriber error is returned as is, without retries or dead letters (the
     /// caller, such as a webhook's sender, retries); a stream no subscriber reads is an
     /// [`Error::Usage`].
