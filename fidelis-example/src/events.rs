@@ -5,7 +5,7 @@ use fidelis_core::prelude::*;
 use crate::account::Account;
 
 /// An account was opened with an opening deposit.
-#[event(part_of = Account)]
+#[event(part_of = Account, published)]
 pub struct AccountOpened {
     /// The account.
     pub account_id: Identifier,
@@ -18,7 +18,7 @@ pub struct AccountOpened {
 }
 
 /// Money was paid in.
-#[event(part_of = Account)]
+#[event(part_of = Account, published)]
 pub struct DepositMade {
     /// The account.
     pub account_id: Identifier,
