@@ -286,7 +286,10 @@ async fn every_command_prints_a_table_and_json(store: &Store) {
     let output = store.run_with_broker(&["subscriptions", "status"], Some("kafka://nowhere"));
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("scheme `kafka` is not supported"), "{stderr}");
+    assert!(
+        stderr.contains("scheme `kafka` is not supported"),
+        "{stderr}"
+    );
 
     assert_eq!(store.ok(&["dlq", "list"]).trim(), "No dead letters.");
     assert_eq!(store.json(&["dlq", "list"]), serde_json::json!([]));
