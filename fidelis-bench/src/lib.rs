@@ -17,6 +17,7 @@ pub mod engine;
 pub mod fidelis;
 pub mod postgres_es;
 pub mod raw;
+pub mod relay;
 pub mod transfers;
 pub mod workload;
 

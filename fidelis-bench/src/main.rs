@@ -21,6 +21,8 @@
 //! rebuild of `AccountSummary` from the store of (f), runs alone with `--only rebuild`.
 //! Workload (i), the example's transfers through its `FundsTransfer` process manager (transfers per second, sync
 //! processing, memory, SQLite and PostgreSQL), runs only when named: `--only transfers`.
+//! Workload (j), the outbox relay's throughput to an in-memory broker (memory, SQLite and
+//! PostgreSQL), runs only when named: `--only relay`.
 
 #![allow(clippy::print_stdout)] // printing the report is this binary's job
 
@@ -38,6 +40,7 @@ use fidelis_bench::engine::{self as engine_rows, CatchupPass, EngineSizes, Laten
 use fidelis_bench::fidelis::{FidelisLedger, FidelisPostgres, FidelisSqlite};
 use fidelis_bench::postgres_es::PostgresEsLedger;
 use fidelis_bench::raw::RawSqlx;
+use fidelis_bench::relay::{self as relay_rows, RelayPass, RelaySizes};
 use fidelis_bench::transfers::{self as transfer_rows, TransferSizes, TransfersPass};
 use fidelis_bench::workload::{Money, deposit_amount, opening_deposit};
 use fidelis_bench::{BenchError, Ledger, Sizes};
@@ -67,6 +70,8 @@ const ENGINE: &str = "engine";
 const REBUILD: &str = "rebuild";
 /// `--only transfers`: workload (i), the example's transfer process manager, alone.
 const TRANSFERS: &str = "transfers";
+/// `--only relay`: workload (j), the outbox relay, alone.
+const RELAY: &str = "relay";
 
 /// Events held by each implementation in the memory measurement.
 const MEMORY_EVENTS: usize = 100_000;
@@ -97,6 +102,8 @@ struct Args {
     rebuild: Vec<String>,
     /// The stores workload (i) runs on (only when named: `--only transfers`).
     transfers: Vec<String>,
+    /// The stores workload (j) runs on (only when named: `--only relay`).
+    relay: Vec<String>,
     /// The PostgreSQL server, when its rows run.
     postgres_url: Option<String>,
     /// Why the PostgreSQL rows do not run, when they do not.
@@ -120,6 +127,7 @@ fn parse_args() -> Result<Args, String> {
         latency: Vec::new(),
         rebuild: Vec::new(),
         transfers: Vec::new(),
+        relay: Vec::new(),
         postgres_url: None,
         postgres_skipped: None,
     };
@@ -149,8 +157,10 @@ fn parse_args() -> Result<Args, String> {
                 let name = iter
                     .next()
                     .ok_or("--only needs an implementation name or a workload")?;
-                if ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS]
-                    .contains(&name.as_str())
+                if ![
+                    CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS, RELAY,
+                ]
+                .contains(&name.as_str())
                     && !IMPLEMENTATIONS.contains(&name.as_str())
                     && !DATABASE_IMPLEMENTATIONS.contains(&name.as_str())
                     && !concurrent::IMPLEMENTATIONS.contains(&name.as_str())
@@ -159,7 +169,7 @@ fn parse_args() -> Result<Args, String> {
                         "unknown implementation `{name}`: one of {IMPLEMENTATIONS:?}, \
                          {DATABASE_IMPLEMENTATIONS:?} or {:?}, or a workload: `{CONCURRENT}` (e), \
                          `{CATCHUP}` (f), `{LATENCY}` (g), `{ENGINE}` (f and g), `{REBUILD}` (h), \
-                         `{TRANSFERS}` (i)",
+                         `{TRANSFERS}` (i), `{RELAY}` (j)",
                         concurrent::IMPLEMENTATIONS
                     ));
                 }
@@ -209,6 +219,8 @@ fn parse_args() -> Result<Args, String> {
                      side (one domain and pool each, in this process), for each N\n\
                      --only transfers: the example's transfers through its process manager (i), alone \
                      (memory, SQLite, PostgreSQL)\n\
+                     --only relay: the outbox relay's throughput to an in-memory broker (j), alone \
+                     (memory, SQLite, PostgreSQL)\n\
                      --clients N: client tasks of the concurrent deposits (default 16)\n\
                      --pool N: connections per implementation in the concurrent deposits (default 16)",
                     concurrent::IMPLEMENTATIONS
@@ -234,11 +246,19 @@ fn parse_args() -> Result<Args, String> {
     let latency_named = named(&[LATENCY, ENGINE]);
     let rebuild_named = named(&[REBUILD]);
     let transfers_named = named(&[TRANSFERS]);
-    let workloads_named =
-        concurrent_named || catchup_named || latency_named || rebuild_named || transfers_named;
+    let relay_named = named(&[RELAY]);
+    let workloads_named = concurrent_named
+        || catchup_named
+        || latency_named
+        || rebuild_named
+        || transfers_named
+        || relay_named;
     let engine_default = args.only.is_empty();
     args.only.retain(|n| {
-        ![CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS].contains(&n.as_str())
+        ![
+            CONCURRENT, CATCHUP, LATENCY, ENGINE, REBUILD, TRANSFERS, RELAY,
+        ]
+        .contains(&n.as_str())
     });
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let databases_on = explicit_databases != Some(false);
@@ -279,6 +299,13 @@ fn parse_args() -> Result<Args, String> {
             .map(|backend| (*backend).to_owned())
             .collect();
     }
+    if relay_named {
+        args.relay = relay_rows::BACKENDS
+            .iter()
+            .filter(|backend| databases_on || **backend == "memory")
+            .map(|backend| (*backend).to_owned())
+            .collect();
+    }
     let wants_postgres = args
         .databases
         .iter()
@@ -290,6 +317,7 @@ fn parse_args() -> Result<Args, String> {
             .chain(&args.latency)
             .chain(&args.rebuild)
             .chain(&args.transfers)
+            .chain(&args.relay)
             .any(|b| b == "postgres");
     if wants_postgres {
         let url = std::env::var(POSTGRES_URL_VAR)
@@ -312,6 +340,7 @@ fn parse_args() -> Result<Args, String> {
             args.latency.retain(|backend| backend != "postgres");
             args.rebuild.retain(|backend| backend != "postgres");
             args.transfers.retain(|backend| backend != "postgres");
+            args.relay.retain(|backend| backend != "postgres");
         } else {
             args.postgres_url = url;
         }
@@ -818,6 +847,41 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
             }
         }
     }
+    let relay_sizes = if args.quick {
+        RelaySizes::QUICK
+    } else {
+        RelaySizes::FULL
+    };
+    let mut best_relay: BTreeMap<String, RelayPass> = BTreeMap::new();
+    if !args.relay.is_empty() {
+        let relay_runtime = concurrent::runtime()?;
+        for rep in 0..args.reps {
+            for backend in &args.relay {
+                progress.step(format_args!(
+                    "(j) relay of {} events, repetition {}/{}: {backend:<8}",
+                    relay_sizes.events(),
+                    rep + 1,
+                    args.reps
+                ));
+                let pass = relay_runtime.block_on(relay_rows::relay(
+                    backend,
+                    relay_sizes,
+                    args.postgres_url.as_deref(),
+                ))?;
+                failures.extend(
+                    pass.mismatches
+                        .iter()
+                        .map(|mismatch| format!("{backend} (relay): {mismatch}")),
+                );
+                if best_relay
+                    .get(backend)
+                    .is_none_or(|best| pass.elapsed < best.elapsed)
+                {
+                    best_relay.insert(backend.clone(), pass);
+                }
+            }
+        }
+    }
     progress.finish();
     drop(gag);
 
@@ -871,6 +935,26 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                 "| {backend} | {:.0} | {:.2} |",
                 pass.rate(),
                 pass.elapsed.as_secs_f64() * 1000.0 / pass.transfers as f64
+            );
+        }
+    }
+    if !args.relay.is_empty() {
+        println!(
+            "\n(j) Outbox relay to an in-memory broker: {} events ({} streams × {}) committed with \
+             their outbox rows, then relayed by `run_until_idle` (best of {} repetitions)\n",
+            relay_sizes.events(),
+            relay_sizes.streams,
+            relay_sizes.events_per_stream,
+            args.reps
+        );
+        println!("| store | events/s relayed | relay time | seeding (not measured) |");
+        println!("|---|---:|---:|---:|");
+        for (backend, pass) in &best_relay {
+            println!(
+                "| {backend} | {:.0} | {:.2} s | {:.1} s |",
+                pass.rate(),
+                pass.elapsed.as_secs_f64(),
+                pass.seed.as_secs_f64()
             );
         }
     }

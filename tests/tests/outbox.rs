@@ -456,6 +456,71 @@ async fn a_relay_failing_after_the_publish_repeats_the_same_ids(backend: &Backen
     assert!(outbox_rows(&domain).await.is_empty());
 }
 
+/// A relay that died holding a claim (its process killed mid-batch): the stream of the
+/// claimed row waits whole until the claim lapses, other streams go on, and then everything
+/// arrives in order.
+async fn a_dead_relays_claim_holds_its_stream_until_it_lapses(backend: &Backend) {
+    let broker = MemoryBroker::new();
+    let domain = backend
+        .build(builder(Processing::Sync).broker_adapter(broker.clone()))
+        .await;
+    let ada = open(&domain, "Ada").await;
+    deposit(&domain, &ada, 1).await;
+    let bob = open(&domain, "Bob").await;
+    let (ada_events, _) = stored(&domain, &ada).await;
+    let storage = domain.storage_unchecked();
+    let first = system::get::<OutboxMessage>(storage.as_ref(), ada_events[0].metadata.id.as_str())
+        .await
+        .unwrap()
+        .expect("Ada's opening is in the outbox");
+    let lapses =
+        fidelis_core::chrono::Utc::now() + fidelis_core::chrono::Duration::milliseconds(600);
+    let mut transaction = storage.begin().await.unwrap();
+    system::put(
+        transaction.as_mut(),
+        OutboxMessage {
+            claimed_by: Some("dead-host:1:0000".to_owned()),
+            claimed_until: Some(lapses),
+            ..first
+        },
+    )
+    .await
+    .unwrap();
+    transaction.commit().await.unwrap();
+
+    let engine = domain.engine();
+    engine.run_until_idle().await.unwrap();
+    let (ada_stream, bob_stream) = (
+        &ada_events[0].metadata.stream,
+        format!("bank::account-{bob}"),
+    );
+    assert!(
+        messages_of(&broker, EVENTS, ada_stream).is_empty(),
+        "Ada's stream waits for the claimed row, its later deposit too"
+    );
+    assert_eq!(
+        messages_of(&broker, EVENTS, &bob_stream).len(),
+        1,
+        "Bob's goes on"
+    );
+    assert_eq!(engine.relay_status().await.unwrap().unwrap().pending, 2);
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    engine.run_until_idle().await.unwrap();
+    assert_eq!(
+        messages_of(&broker, EVENTS, ada_stream)
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        ada_events
+            .iter()
+            .map(|e| e.metadata.id.as_str())
+            .collect::<Vec<_>>(),
+        "once the claim lapsed, the stream arrives whole and in order"
+    );
+    assert!(outbox_rows(&domain).await.is_empty());
+}
+
 async fn a_running_engine_relays_and_retries_with_backoff(backend: &Backend) {
     let broker = MemoryBroker::new();
     let domain = backend
@@ -515,6 +580,7 @@ on_every_adapter!(
     rolled_back_commands_and_brokerless_domains_write_no_outbox_row,
     a_broker_outage_holds_nothing_up,
     a_relay_failing_after_the_publish_repeats_the_same_ids,
+    a_dead_relays_claim_holds_its_stream_until_it_lapses,
     a_running_engine_relays_and_retries_with_backoff,
 );
 
