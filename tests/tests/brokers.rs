@@ -74,9 +74,15 @@ impl Target {
     }
 
     async fn broker_at(&self, url: &str) -> Arc<dyn Broker> {
-        let millis = REDELIVERY.as_millis();
+        self.broker_redelivering(url, REDELIVERY).await
+    }
+
+    /// A broker on this target that delivers again after `redelivery`.
+    async fn broker_redelivering(&self, url: &str, redelivery: Duration) -> Arc<dyn Broker> {
+        let millis = redelivery.as_millis();
         let url = match self.kind {
-            Kind::Memory => return Arc::new(self.memory.clone()),
+            Kind::Memory if redelivery == REDELIVERY => return Arc::new(self.memory.clone()),
+            Kind::Memory => return Arc::new(MemoryBroker::redeliver_after(redelivery)),
             Kind::Redis => with_options(url, &format!("redeliver_after={millis}ms&timeout=2s")),
             Kind::Nats => with_options(url, &format!("ack_wait={millis}ms&timeout=2s")),
         };
@@ -256,6 +262,41 @@ async fn an_unacknowledged_message_is_delivered_again_with_attempt_2(target: &Ta
     assert_eq!(second[0].attempt, 2);
     consumer.ack(&second[0]).await.expect("ack the redelivery");
     assert_nothing_arrives(consumer.as_mut()).await;
+}
+
+async fn receive_keeps_to_its_wait_with_many_unacknowledged(target: &Target) {
+    // A long redelivery time, so a receive that overstays its wait is not rescued by one.
+    let broker = target
+        .broker_redelivering(&target.url, Duration::from_secs(60))
+        .await;
+    let stream = unique_stream();
+    // More than JetStream's default limit of unacknowledged messages per group (1,000).
+    let batch: Vec<_> = (0..1_100)
+        .map(|i| message(&stream, &format!("m{i}")))
+        .collect();
+    broker.publish(&batch).await.expect("publish");
+    let mut consumer = broker.consumer(&stream, "ledger").await.expect("consumer");
+    let mut held = 0;
+    for _ in 0..3 {
+        held += consumer
+            .receive(500, Duration::ZERO)
+            .await
+            .expect("receive")
+            .len();
+    }
+    assert!(held >= 1_000, "only {held} delivered");
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        consumer
+            .receive(10, Duration::from_millis(300))
+            .await
+            .expect("receive");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "a receive of 300ms took {took:?}"
+        );
+    }
 }
 
 async fn a_republished_id_is_dropped_or_shown_as_a_repeat(target: &Target) {
@@ -474,6 +515,7 @@ on_every_broker!(
     an_acknowledged_message_is_not_delivered_again,
     an_unacknowledged_message_is_delivered_again_with_attempt_2,
     a_republished_id_is_dropped_or_shown_as_a_repeat,
+    receive_keeps_to_its_wait_with_many_unacknowledged,
     headers_and_a_malformed_payload_arrive_intact,
     a_broker_down_mid_run_fails_then_recovers_losing_nothing,
     a_bad_url_is_refused_with_the_reason,

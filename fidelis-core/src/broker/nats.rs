@@ -36,6 +36,8 @@ const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many publishes may wait for their acknowledgement at once within one batch.
 const PUBLISH_WINDOW: usize = 256;
+/// How long past a pull's expiry its answer may take before the consumer stops waiting.
+const PULL_GRACE: Duration = Duration::from_millis(500);
 /// The URL options this adapter reads.
 const OPTIONS: [&str; 3] = ["ack_wait", "duplicate_window", "timeout"];
 
@@ -49,7 +51,9 @@ const OPTIONS: [&str; 3] = ["ack_wait", "duplicate_window", "timeout"];
 ///   `2m`). A relay that republishes later than that publishes a repeat that consumers see.
 ///   It applies to the streams this broker creates; an existing stream keeps its own.
 /// - `ack_wait`: how long a delivery may stay unacknowledged before it is delivered again
-///   (default `30s`); it applies to the consumer groups this broker creates.
+///   (default `30s`); it applies to the consumer groups this broker creates. A group holds at
+///   most 1,000 unacknowledged messages (JetStream's `max_ack_pending`): past that, it gets
+///   no new ones until it acknowledges some or their `ack_wait` passes.
 /// - `timeout`: how long a request or a publish acknowledgement may take (default `5s`).
 ///
 /// The client reconnects by itself after the server went away: calls while it is down fail
@@ -304,8 +308,12 @@ impl NatsConsumer {
             }
         };
         let mut batch = batch.map_err(|error| self.error("cannot pull messages", error))?;
+        // JetStream holds a pull (even a no-wait one) past its expiry while the group is at its
+        // limit of unacknowledged messages (`max_ack_pending`, 1,000 by default): stop
+        // waiting then.
+        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default() + PULL_GRACE;
         let mut deliveries = Vec::new();
-        while let Some(message) = batch.next().await {
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
             // The batch yields boxed errors, which are not `Error` themselves.
             let message = message.map_err(|error| {
                 self.error("cannot pull messages", std::io::Error::other(error))

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamPendingCountReply,
+    StreamReadReply,
+};
 use redis::{RedisError, Value};
 
 use super::url::BrokerUrl;
@@ -33,6 +36,11 @@ const DEFAULT_MAXLEN: u64 = 1_000_000;
 const DEFAULT_REDELIVER_AFTER: Duration = Duration::from_secs(30);
 /// How long a command may take to answer, unless the URL's `timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A consumer of a group idle this long with nothing pending is a consumer of a process that
+/// is gone: it is removed when a new consumer of the group starts. (A live one reads at least
+/// every `redeliver_after`, and Redis recreates a removed consumer on its next read anyway.)
+const PRUNE_IDLE_AFTER: Duration = Duration::from_secs(3_600);
 
 /// The entry field holding the message id.
 const ID_FIELD: &str = "id";
@@ -189,6 +197,7 @@ impl Broker for RedisBroker {
             claim_cursor: "0-0".to_owned(),
         };
         consumer.create_group().await?;
+        consumer.prune_idle_consumers().await;
         Ok(Box::new(consumer))
     }
 }
@@ -227,6 +236,48 @@ impl RedisConsumer {
         }
     }
 
+    /// Removes the group's consumers that are long idle with nothing pending (each
+    /// `consumer()` adds one with a name of its own, so restarts would pile them up). Only
+    /// housekeeping: a failure is logged, not returned.
+    async fn prune_idle_consumers(&mut self) {
+        let idle_after = PRUNE_IDLE_AFTER.as_millis();
+        let listed: std::result::Result<StreamInfoConsumersReply, _> = self
+            .query(
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&self.stream)
+                    .arg(&self.group),
+                Duration::ZERO,
+            )
+            .await;
+        let consumers = match listed {
+            Ok(reply) => reply.consumers,
+            Err(error) => {
+                tracing::debug!(%error, stream = %self.stream, "cannot list the group's consumers");
+                return;
+            }
+        };
+        let gone: Vec<_> = consumers
+            .into_iter()
+            .filter(|c| c.pending == 0 && c.idle as u128 > idle_after && c.name != self.name)
+            .collect();
+        for gone in gone {
+            let removed: std::result::Result<i64, _> = self
+                .query(
+                    redis::cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(&self.stream)
+                        .arg(&self.group)
+                        .arg(&gone.name),
+                    Duration::ZERO,
+                )
+                .await;
+            if let Err(error) = removed {
+                tracing::debug!(%error, consumer = %gone.name, "cannot remove an idle consumer");
+            }
+        }
+    }
+
     /// Runs a command on this consumer's connection, bounded by the broker's timeout plus
     /// `blocking` (how long the command itself may wait on the server).
     async fn query<T: redis::FromRedisValue>(
@@ -237,10 +288,7 @@ impl RedisConsumer {
         let limit = self.broker.timeout + blocking;
         match tokio::time::timeout(limit, command.query_async(&mut self.connection)).await {
             Ok(result) => result,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {limit:?}"),
-            ))),
+            Err(_) => Err(timed_out(limit)),
         }
     }
 
@@ -280,26 +328,31 @@ impl RedisConsumer {
                  they are lost (raise `maxlen`)"
             );
         }
-        let (Some(first), Some(last)) = (reply.claimed.first(), reply.claimed.last()) else {
+        if reply.claimed.is_empty() {
             return Ok(Vec::new());
-        };
-        // XAUTOCLAIM counted the delivery but does not say how many there were: XPENDING does.
-        let pending: StreamPendingCountReply = self
-            .query(
-                redis::cmd("XPENDING")
-                    .arg(&self.stream)
-                    .arg(&self.group)
-                    .arg(&first.id)
-                    .arg(&last.id)
-                    .arg(reply.claimed.len())
-                    .arg(&self.name),
-                Duration::ZERO,
-            )
-            .await
+        }
+        // XAUTOCLAIM counted the delivery but does not say how many there were: XPENDING
+        // does, one entry each (a range could hold this consumer's other pending entries).
+        let mut counts_of = redis::pipe();
+        for entry in &reply.claimed {
+            counts_of
+                .cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
+        let limit = self.broker.timeout;
+        let pending: Vec<StreamPendingCountReply> =
+            match tokio::time::timeout(limit, counts_of.query_async(&mut self.connection)).await {
+                Ok(result) => result,
+                Err(_) => Err(timed_out(limit)),
+            }
             .map_err(|error| self.error("cannot read the delivery counts", error))?;
         let counts: HashMap<String, usize> = pending
-            .ids
             .into_iter()
+            .flat_map(|reply| reply.ids)
             .map(|entry| (entry.id, entry.times_delivered))
             .collect();
         Ok(reply
@@ -406,6 +459,14 @@ impl BrokerConsumer for RedisConsumer {
             )
         })
     }
+}
+
+/// The error of a command that got no answer in time.
+fn timed_out(limit: Duration) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {limit:?}"),
+    ))
 }
 
 /// The message an entry holds. An entry written by another producer may lack Fidelis' fields:
