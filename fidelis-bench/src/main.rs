@@ -720,17 +720,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                         args.postgres_url.as_deref(),
                         engines,
                     ))?;
-                    failures.extend(
-                        pass.mismatches
-                            .iter()
-                            .map(|mismatch| format!("{row} (engine catch-up): {mismatch}")),
+                    keep_best(
+                        &mut best_catchup,
+                        &mut failures,
+                        &row,
+                        "engine catch-up",
+                        pass,
+                        |new, best| new.elapsed < best.elapsed,
                     );
-                    if best_catchup
-                        .get(&row)
-                        .is_none_or(|best| pass.elapsed < best.elapsed)
-                    {
-                        best_catchup.insert(row, pass);
-                    }
                 }
             }
             for backend in &args.rebuild {
@@ -745,17 +742,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     engine_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (rebuild): {mismatch}")),
+                keep_best(
+                    &mut best_rebuild,
+                    &mut failures,
+                    backend,
+                    "rebuild",
+                    pass,
+                    |new, best| new.elapsed < best.elapsed,
                 );
-                if best_rebuild
-                    .get(backend)
-                    .is_none_or(|best| pass.elapsed < best.elapsed)
-                {
-                    best_rebuild.insert(backend.clone(), pass);
-                }
             }
             for backend in &args.latency {
                 progress.step(format_args!(
@@ -769,17 +763,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     engine_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (commit → visible): {mismatch}")),
+                keep_best(
+                    &mut best_latency,
+                    &mut failures,
+                    backend,
+                    "commit → visible",
+                    pass,
+                    |new, best| new.quantile(0.99) < best.quantile(0.99),
                 );
-                if best_latency
-                    .get(backend)
-                    .is_none_or(|best| pass.quantile(0.99) < best.quantile(0.99))
-                {
-                    best_latency.insert(backend.clone(), pass);
-                }
             }
         }
     }
@@ -804,17 +795,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     transfer_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (transfers): {mismatch}")),
+                keep_best(
+                    &mut best_transfers,
+                    &mut failures,
+                    backend,
+                    "transfers",
+                    pass,
+                    |new, best| new.elapsed < best.elapsed,
                 );
-                if best_transfers
-                    .get(backend)
-                    .is_none_or(|best| pass.elapsed < best.elapsed)
-                {
-                    best_transfers.insert(backend.clone(), pass);
-                }
             }
         }
     }
@@ -1274,6 +1262,51 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         ExitCode::FAILURE
     })
+}
+
+/// A pass checked against the expected outcome afterwards.
+trait Checked {
+    /// What the check found wrong (empty when all is right).
+    fn mismatches(&self) -> &[String];
+}
+
+impl Checked for CatchupPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+impl Checked for LatencyPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+impl Checked for TransfersPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+/// Records one pass of a workload that runs on several stores: its mismatches go to
+/// `failures`, named by `row` and `what`, and the pass becomes `row`'s best when there is none
+/// yet or `better(pass, best)` says so.
+fn keep_best<P: Checked>(
+    best: &mut BTreeMap<String, P>,
+    failures: &mut Vec<String>,
+    row: &str,
+    what: &str,
+    pass: P,
+    better: impl Fn(&P, &P) -> bool,
+) {
+    failures.extend(
+        pass.mismatches()
+            .iter()
+            .map(|mismatch| format!("{row} ({what}): {mismatch}")),
+    );
+    if best.get(row).is_none_or(|best| better(&pass, best)) {
+        best.insert(row.to_owned(), pass);
+    }
 }
 
 /// Progress on stderr: one line rewritten in place on a terminal, one line per step when
