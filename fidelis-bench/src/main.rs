@@ -603,9 +603,10 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
 
     // cqrs-es's `MemStore` prints two lines per command; they go to /dev/null while anything
     // is measured (for every implementation alike), and the report is printed afterwards.
+    // Asked before stdout goes to /dev/null: whether both streams are a terminal.
+    let mut progress = Progress::new();
     std::io::stdout().flush()?;
     let gag = gag::Gag::stdout()?;
-    let mut progress = Progress::new();
     for &(factor, full) in passes.iter().filter(|_| !args.only.is_empty()) {
         let sizes = base.scaled(factor);
         for rep in 0..args.reps {
@@ -1309,8 +1310,9 @@ fn keep_best<P: Checked>(
     }
 }
 
-/// Progress on stderr: one line rewritten in place on a terminal, one line per step when
-/// stderr is a file or a pipe (CI logs), so a log never holds one run-on line.
+/// Progress on stderr: one line rewritten in place when stdout and stderr are both a
+/// terminal, one line per step otherwise (`| cat`, `| tee log`, `2> file`, CI logs), so that
+/// no log holds one run-on line of carriage returns. Must be made before stdout is gagged.
 struct Progress {
     terminal: bool,
     shown: bool,
@@ -1320,15 +1322,15 @@ impl Progress {
     fn new() -> Self {
         use std::io::IsTerminal;
         Self {
-            terminal: std::io::stderr().is_terminal(),
+            terminal: std::io::stderr().is_terminal() && std::io::stdout().is_terminal(),
             shown: false,
         }
     }
 
     fn step(&mut self, line: std::fmt::Arguments<'_>) {
         if self.terminal {
-            // Padded, so a shorter name overwrites all of a longer one.
-            eprint!("\r{line}");
+            // `ESC [K` clears the rest of the line: a shorter step leaves nothing of a longer.
+            eprint!("\r\x1b[K{line}");
         } else {
             eprintln!("{}", line.to_string().trim_end());
         }
