@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fidelis_core::DomainBuilder;
+use fidelis_core::store::memory::MemoryStorage;
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -104,5 +106,53 @@ impl PostgresScratch {
             .await?;
         self.admin.close().await;
         Ok(())
+    }
+}
+
+/// A fresh store for one pass of a workload that runs on every backend (`memory`, `sqlite`,
+/// `postgres`): where a domain connects, and what to clean up afterwards.
+pub enum Scratch {
+    /// A new memory store.
+    Memory(MemoryStorage),
+    /// A new SQLite file.
+    Sqlite(SqliteScratch),
+    /// A new PostgreSQL schema.
+    Postgres(PostgresScratch),
+}
+
+impl Scratch {
+    /// A fresh store on `backend`; `workload` names the workload in the error for an unknown
+    /// backend.
+    pub async fn new(
+        backend: &str,
+        postgres_url: Option<&str>,
+        workload: &str,
+    ) -> Result<Self, BenchError> {
+        Ok(match backend {
+            "memory" => Self::Memory(MemoryStorage::new()),
+            "sqlite" => Self::Sqlite(SqliteScratch::new()?),
+            "postgres" => {
+                let url = postgres_url.ok_or_else(|| format!("{POSTGRES_URL_VAR} is unset"))?;
+                Self::Postgres(PostgresScratch::new(url).await?)
+            }
+            other => return Err(format!("unknown {workload} backend `{other}`").into()),
+        })
+    }
+
+    /// `builder` connected to this store.
+    pub fn connect(&self, builder: DomainBuilder) -> DomainBuilder {
+        match self {
+            Self::Memory(storage) => builder.storage(storage.clone()),
+            Self::Sqlite(scratch) => builder.database(scratch.url()),
+            Self::Postgres(scratch) => builder.database(scratch.url()),
+        }
+    }
+
+    /// Drops the store (a PostgreSQL schema; the others go with their value).
+    pub async fn drop_store(self) -> Result<(), BenchError> {
+        match self {
+            Self::Postgres(scratch) => scratch.drop_schema().await,
+            Self::Memory(_) | Self::Sqlite(_) => Ok(()),
+        }
     }
 }

@@ -17,14 +17,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::{Domain, DomainBuilder, Identifier, Processing};
 use fidelis_example::account::Account;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::{AccountSummary, AccountSummaryProjector};
 use fidelis_example::events::{AccountClosed, AccountOpened, DepositMade, WithdrawalMade};
 
-use crate::db::{PostgresScratch, SqliteScratch};
+use crate::db::Scratch;
 use crate::workload::{
     BenchError, Money, account_number, deposit_amount, holder_name, opening_deposit,
 };
@@ -118,43 +117,6 @@ impl LatencyPass {
     }
 }
 
-/// A fresh store: where a domain connects, and what to clean up afterwards.
-enum Scratch {
-    Memory(MemoryStorage),
-    Sqlite(SqliteScratch),
-    Postgres(PostgresScratch),
-}
-
-impl Scratch {
-    async fn new(backend: &str, postgres_url: Option<&str>) -> Result<Self, BenchError> {
-        Ok(match backend {
-            "memory" => Self::Memory(MemoryStorage::new()),
-            "sqlite" => Self::Sqlite(SqliteScratch::new()?),
-            "postgres" => {
-                let url = postgres_url
-                    .ok_or_else(|| format!("{} is unset", crate::db::POSTGRES_URL_VAR))?;
-                Self::Postgres(PostgresScratch::new(url).await?)
-            }
-            other => return Err(format!("unknown engine backend `{other}`").into()),
-        })
-    }
-
-    fn connect(&self, builder: DomainBuilder) -> DomainBuilder {
-        match self {
-            Self::Memory(storage) => builder.storage(storage.clone()),
-            Self::Sqlite(scratch) => builder.database(scratch.url()),
-            Self::Postgres(scratch) => builder.database(scratch.url()),
-        }
-    }
-
-    async fn drop_store(self) -> Result<(), BenchError> {
-        match self {
-            Self::Postgres(scratch) => scratch.drop_schema().await,
-            Self::Memory(_) | Self::Sqlite(_) => Ok(()),
-        }
-    }
-}
-
 /// The example's domain with the `AccountSummary` projector as its only subscription (the
 /// compliance handler left out), in asynchronous processing.
 fn projector_only() -> DomainBuilder {
@@ -189,7 +151,7 @@ pub async fn catchup(
     postgres_url: Option<&str>,
     engines: Option<usize>,
 ) -> Result<CatchupPass, BenchError> {
-    let scratch = Scratch::new(backend, postgres_url).await?;
+    let scratch = Scratch::new(backend, postgres_url, "engine").await?;
     let result = catchup_on(&scratch, sizes, engines).await;
     scratch.drop_store().await?;
     result
@@ -342,7 +304,7 @@ pub async fn rebuild(
     sizes: EngineSizes,
     postgres_url: Option<&str>,
 ) -> Result<CatchupPass, BenchError> {
-    let scratch = Scratch::new(backend, postgres_url).await?;
+    let scratch = Scratch::new(backend, postgres_url, "engine").await?;
     let result = rebuild_on(&scratch, sizes).await;
     scratch.drop_store().await?;
     result
@@ -381,7 +343,7 @@ pub async fn latency(
     sizes: EngineSizes,
     postgres_url: Option<&str>,
 ) -> Result<LatencyPass, BenchError> {
-    let scratch = Scratch::new(backend, postgres_url).await?;
+    let scratch = Scratch::new(backend, postgres_url, "engine").await?;
     let result = latency_on(&scratch, sizes).await;
     scratch.drop_store().await?;
     result

@@ -7,7 +7,9 @@ use fidelis_example::account::Account;
 use fidelis_example::commands::{MakeDeposit, OpenAccount};
 use fidelis_example::dashboard::AccountSummary;
 
-use crate::workload::{BenchError, Ledger, Money, account_number, holder_name, opening_deposit};
+use crate::workload::{
+    BenchError, Ledger, Money, account_number, deposit_amount, holder_name, opening_deposit,
+};
 
 /// The Fidelis ledger: the example domain, and a second domain on the same storage with the
 /// aggregate cache off, for cold loads. Automatic snapshots are off in both, so the cold row
@@ -61,6 +63,25 @@ impl FidelisLedger {
     }
 }
 
+impl FidelisLedger {
+    /// Workload d's long stream on a database: the account opened through a command, then
+    /// its `events - 1` deposits raised in one unit of work by hand, so one transaction (as
+    /// postgres-es' seeding inserts its rows in one): through commands, 10,000 deposits
+    /// would be 10,000 commits before anything is measured. The events are the ones the
+    /// commands would store.
+    pub async fn seed_in_one_unit(&mut self, events: usize) -> Result<String, BenchError> {
+        let id = self.open(0).await?;
+        let mut unit = self.domain.unit_of_work();
+        let mut account = unit.repository::<Account>().get(&id).await?;
+        for k in 1..events {
+            account.deposit(deposit_amount(k), None)?;
+        }
+        unit.repository::<Account>().add(account).await?;
+        unit.commit().await?;
+        Ok(id)
+    }
+}
+
 /// [`FidelisLedger`] on a SQLite file (WAL, `synchronous = NORMAL`, as fidelis-core opens it).
 pub struct FidelisSqlite(pub FidelisLedger);
 
@@ -98,6 +119,10 @@ macro_rules! delegate_ledger {
 
             async fn snapshot_load_balance(&mut self, id: &str) -> Result<Money, BenchError> {
                 self.0.snapshot_load_balance(id).await
+            }
+
+            async fn seed_long_stream(&mut self, events: usize) -> Result<String, BenchError> {
+                self.0.seed_in_one_unit(events).await
             }
         }
     };

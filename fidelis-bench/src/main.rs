@@ -632,9 +632,10 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
 
     // cqrs-es's `MemStore` prints two lines per command; they go to /dev/null while anything
     // is measured (for every implementation alike), and the report is printed afterwards.
+    // Asked before stdout goes to /dev/null: whether both streams are a terminal.
+    let mut progress = Progress::new();
     std::io::stdout().flush()?;
     let gag = gag::Gag::stdout()?;
-    let mut progress = Progress::new();
     for &(factor, full) in passes.iter().filter(|_| !args.only.is_empty()) {
         let sizes = base.scaled(factor);
         for rep in 0..args.reps {
@@ -749,17 +750,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                         args.postgres_url.as_deref(),
                         engines,
                     ))?;
-                    failures.extend(
-                        pass.mismatches
-                            .iter()
-                            .map(|mismatch| format!("{row} (engine catch-up): {mismatch}")),
+                    keep_best(
+                        &mut best_catchup,
+                        &mut failures,
+                        &row,
+                        "engine catch-up",
+                        pass,
+                        |new, best| new.elapsed < best.elapsed,
                     );
-                    if best_catchup
-                        .get(&row)
-                        .is_none_or(|best| pass.elapsed < best.elapsed)
-                    {
-                        best_catchup.insert(row, pass);
-                    }
                 }
             }
             for backend in &args.rebuild {
@@ -774,17 +772,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     engine_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (rebuild): {mismatch}")),
+                keep_best(
+                    &mut best_rebuild,
+                    &mut failures,
+                    backend,
+                    "rebuild",
+                    pass,
+                    |new, best| new.elapsed < best.elapsed,
                 );
-                if best_rebuild
-                    .get(backend)
-                    .is_none_or(|best| pass.elapsed < best.elapsed)
-                {
-                    best_rebuild.insert(backend.clone(), pass);
-                }
             }
             for backend in &args.latency {
                 progress.step(format_args!(
@@ -798,17 +793,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     engine_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (commit → visible): {mismatch}")),
+                keep_best(
+                    &mut best_latency,
+                    &mut failures,
+                    backend,
+                    "commit → visible",
+                    pass,
+                    |new, best| new.quantile(0.99) < best.quantile(0.99),
                 );
-                if best_latency
-                    .get(backend)
-                    .is_none_or(|best| pass.quantile(0.99) < best.quantile(0.99))
-                {
-                    best_latency.insert(backend.clone(), pass);
-                }
             }
         }
     }
@@ -833,17 +825,14 @@ fn run(args: &Args) -> Result<ExitCode, BenchError> {
                     transfer_sizes,
                     args.postgres_url.as_deref(),
                 ))?;
-                failures.extend(
-                    pass.mismatches
-                        .iter()
-                        .map(|mismatch| format!("{backend} (transfers): {mismatch}")),
+                keep_best(
+                    &mut best_transfers,
+                    &mut failures,
+                    backend,
+                    "transfers",
+                    pass,
+                    |new, best| new.elapsed < best.elapsed,
                 );
-                if best_transfers
-                    .get(backend)
-                    .is_none_or(|best| pass.elapsed < best.elapsed)
-                {
-                    best_transfers.insert(backend.clone(), pass);
-                }
             }
         }
     }
@@ -1360,8 +1349,54 @@ fn main() -> ExitCode {
     })
 }
 
-/// Progress on stderr: one line rewritten in place on a terminal, one line per step when
-/// stderr is a file or a pipe (CI logs), so a log never holds one run-on line.
+/// A pass checked against the expected outcome afterwards.
+trait Checked {
+    /// What the check found wrong (empty when all is right).
+    fn mismatches(&self) -> &[String];
+}
+
+impl Checked for CatchupPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+impl Checked for LatencyPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+impl Checked for TransfersPass {
+    fn mismatches(&self) -> &[String] {
+        &self.mismatches
+    }
+}
+
+/// Records one pass of a workload that runs on several stores: its mismatches go to
+/// `failures`, named by `row` and `what`, and the pass becomes `row`'s best when there is none
+/// yet or `better(pass, best)` says so.
+fn keep_best<P: Checked>(
+    best: &mut BTreeMap<String, P>,
+    failures: &mut Vec<String>,
+    row: &str,
+    what: &str,
+    pass: P,
+    better: impl Fn(&P, &P) -> bool,
+) {
+    failures.extend(
+        pass.mismatches()
+            .iter()
+            .map(|mismatch| format!("{row} ({what}): {mismatch}")),
+    );
+    if best.get(row).is_none_or(|best| better(&pass, best)) {
+        best.insert(row.to_owned(), pass);
+    }
+}
+
+/// Progress on stderr: one line rewritten in place when stdout and stderr are both a
+/// terminal, one line per step otherwise (`| cat`, `| tee log`, `2> file`, CI logs), so that
+/// no log holds one run-on line of carriage returns. Must be made before stdout is gagged.
 struct Progress {
     terminal: bool,
     shown: bool,
@@ -1371,15 +1406,15 @@ impl Progress {
     fn new() -> Self {
         use std::io::IsTerminal;
         Self {
-            terminal: std::io::stderr().is_terminal(),
+            terminal: std::io::stderr().is_terminal() && std::io::stdout().is_terminal(),
             shown: false,
         }
     }
 
     fn step(&mut self, line: std::fmt::Arguments<'_>) {
         if self.terminal {
-            // Padded, so a shorter name overwrites all of a longer one.
-            eprint!("\r{line}");
+            // `ESC [K` clears the rest of the line: a shorter step leaves nothing of a longer.
+            eprint!("\r\x1b[K{line}");
         } else {
             eprintln!("{}", line.to_string().trim_end());
         }

@@ -6,13 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use fidelis_core::store::memory::MemoryStorage;
-use fidelis_core::{Decimal, DomainBuilder, Identifier};
+use fidelis_core::{Decimal, Identifier};
 use fidelis_example::account::Account;
 use fidelis_example::commands::OpenAccount;
 use fidelis_example::transfer::{InitiateTransfer, Transfer, TransferStatus};
 
-use crate::db::{PostgresScratch, SqliteScratch};
+use crate::db::Scratch;
 use crate::workload::BenchError;
 
 /// The stores workload (h) runs on.
@@ -60,42 +59,6 @@ impl TransfersPass {
     }
 }
 
-enum Store {
-    Memory(MemoryStorage),
-    Sqlite(SqliteScratch),
-    Postgres(PostgresScratch),
-}
-
-impl Store {
-    async fn new(backend: &str, postgres_url: Option<&str>) -> Result<Self, BenchError> {
-        Ok(match backend {
-            "memory" => Self::Memory(MemoryStorage::new()),
-            "sqlite" => Self::Sqlite(SqliteScratch::new()?),
-            "postgres" => {
-                let url = postgres_url
-                    .ok_or_else(|| format!("{} is unset", crate::db::POSTGRES_URL_VAR))?;
-                Self::Postgres(PostgresScratch::new(url).await?)
-            }
-            other => return Err(format!("unknown transfers backend `{other}`").into()),
-        })
-    }
-
-    fn connect(&self, builder: DomainBuilder) -> DomainBuilder {
-        match self {
-            Self::Memory(storage) => builder.storage(storage.clone()),
-            Self::Sqlite(scratch) => builder.database(scratch.url()),
-            Self::Postgres(scratch) => builder.database(scratch.url()),
-        }
-    }
-
-    async fn drop_store(self) -> Result<(), BenchError> {
-        match self {
-            Self::Postgres(scratch) => scratch.drop_schema().await,
-            Self::Memory(_) | Self::Sqlite(_) => Ok(()),
-        }
-    }
-}
-
 const OPENING: i64 = 1_000_000;
 
 /// Workload (h) on `backend`, on a fresh store dropped afterwards.
@@ -104,13 +67,13 @@ pub async fn transfers(
     sizes: TransferSizes,
     postgres_url: Option<&str>,
 ) -> Result<TransfersPass, BenchError> {
-    let store = Store::new(backend, postgres_url).await?;
+    let store = Scratch::new(backend, postgres_url, "transfers").await?;
     let result = transfers_on(&store, sizes).await;
     store.drop_store().await?;
     result
 }
 
-async fn transfers_on(store: &Store, sizes: TransferSizes) -> Result<TransfersPass, BenchError> {
+async fn transfers_on(store: &Scratch, sizes: TransferSizes) -> Result<TransfersPass, BenchError> {
     let domain = store.connect(fidelis_example::domain()).build().await?;
     let mut accounts: Vec<Identifier> = Vec::with_capacity(sizes.accounts);
     for i in 0..sizes.accounts {

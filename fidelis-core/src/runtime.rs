@@ -1,6 +1,7 @@
 //! Running a domain: configuration, the contexts handlers see, repositories, the commit of a
 //! unit of work with its hooks, the dispatch of committed events, and the `Domain` itself.
 
+pub(crate) mod command_log;
 pub(crate) mod commit;
 pub mod config;
 pub(crate) mod context;

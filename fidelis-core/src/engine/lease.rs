@@ -90,6 +90,10 @@ pub(crate) struct Leases {
     changed: watch::Sender<u64>,
     /// `Engine::run`s under way: `run_until_idle` keeps the leases they rely on.
     runs: std::sync::atomic::AtomicUsize,
+    /// Held by [`renew_due`](Self::renew_due): the partitions `run_until_idle` steps side by
+    /// side renew one at a time, so two never renew the same lease in competing
+    /// transactions (the second finds nothing due).
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl Leases {
@@ -102,6 +106,7 @@ impl Leases {
             held: Mutex::new(HashMap::new()),
             changed: watch::Sender::new(0),
             runs: std::sync::atomic::AtomicUsize::new(0),
+            renewing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -336,6 +341,7 @@ impl Leases {
     /// Renews the held leases last renewed a third of the lease time ago or more (used
     /// between batches of `run_until_idle`, which has no heartbeat task).
     pub(crate) async fn renew_due(&self, storage: &dyn Storage) -> Result<()> {
+        let _renewing = self.renewing.lock().await;
         let due: Vec<String> = self
             .held()
             .iter()

@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::model::error::Result;
-use serde_json::Value;
 
 use crate::model::event::{AnyRecordedEvent, EventMetadata, Extensions, Payload, RecordedEvent};
 use crate::model::identifier::Identifier;
+use crate::runtime::command_log::LoggedData;
 use crate::runtime::context::Context;
 use crate::runtime::domain::Domain;
 use crate::runtime::options::{CommandMetadata, enrich_event};
@@ -70,11 +70,10 @@ impl CommitHook for InlineProjectors {
 
 /// The command a unit of work processes: its log entry (when the domain records commands)
 /// and the queue row it came from (when it was submitted), written with its events.
-#[derive(Debug)]
 pub(crate) struct CommandRecord {
-    pub(crate) metadata: CommandMetadata,
-    /// The command's JSON, when the domain records commands.
-    pub(crate) data: Option<Value>,
+    pub(crate) metadata: Arc<CommandMetadata>,
+    /// The command itself, kept typed for its log entry, when the domain records commands.
+    pub(crate) logged: Option<Arc<dyn LoggedData>>,
     /// The version of the queue row it was read at, when the engine dispatches it.
     pub(crate) queued: Option<i64>,
 }
@@ -82,14 +81,14 @@ pub(crate) struct CommandRecord {
 impl CommandRecord {
     /// Whether it has anything to write.
     pub(crate) fn writes(&self) -> bool {
-        self.data.is_some() || self.queued.is_some()
+        self.logged.is_some() || self.queued.is_some()
     }
 
     /// Writes the log entry and takes the command off the queue, in the unit of work's
     /// transaction: both stand or fall with its events.
     async fn write(
         &self,
-        domain: &str,
+        domain: &Domain,
         events: &[Arc<dyn AnyRecordedEvent>],
         time: chrono::DateTime<Utc>,
         transaction: &mut dyn Transaction,
@@ -117,26 +116,22 @@ impl CommandRecord {
                 .await?;
             system::remove::<QueuedCommand>(transaction, id).await?;
         }
-        let Some(data) = &self.data else {
+        let Some(logged) = &self.logged else {
             return Ok(());
         };
-        let entry = CommandLogEntry {
-            id: metadata.id.to_string(),
-            domain: domain.to_owned(),
-            type_name: metadata.type_name.clone(),
-            data: data.clone(),
-            correlation_id: metadata.correlation_id.to_string(),
-            causation_id: metadata.causation_id.as_ref().map(ToString::to_string),
-            priority: metadata.priority.as_str().to_owned(),
-            extensions: Value::Object(metadata.extensions.clone()),
-            events: events
+        // Written as a `CommandLogEntry` encodes, read back as one (see `command_log`).
+        let entry = logged.clone().entry(
+            metadata.clone(),
+            domain.shared_name(),
+            events
                 .iter()
-                .map(|event| event.metadata().id.to_string())
+                .map(|event| event.metadata().id.clone())
                 .collect(),
-            received_at: metadata.time,
-            processed_at: time,
-        };
-        system::put(transaction, entry).await
+            time,
+        );
+        transaction
+            .put_row(CommandLogEntry::TABLE.name, metadata.id.to_string(), entry)
+            .await
     }
 }
 
@@ -290,7 +285,7 @@ pub(crate) async fn prepare(
     work.rows.write_to(transaction.as_mut()).await?;
     if let Some(command) = &command {
         command
-            .write(domain.name(), &recorded, time, transaction.as_mut())
+            .write(&domain, &recorded, time, transaction.as_mut())
             .await?;
     }
 

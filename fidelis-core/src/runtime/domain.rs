@@ -21,6 +21,7 @@ use crate::model::error::{Error, Result};
 use crate::model::event::{EventMetadata, Extensions, Priority, RecordedEvent};
 use crate::model::identifier::Identifier;
 use crate::registry::{Registrar, Registry, discovered};
+use crate::runtime::command_log::{self, LoggedData};
 use crate::runtime::commit::{CommandRecord, CommitHook, InlineProjectors};
 use crate::runtime::config::Processing;
 use crate::runtime::context::{Context, Processed};
@@ -70,7 +71,8 @@ pub struct Domain {
 }
 
 struct DomainInner {
-    name: String,
+    /// Shared: every command log entry names it.
+    name: Arc<str>,
     registry: Registry,
     storage: Arc<dyn Storage>,
     retry: RetryPolicy,
@@ -175,6 +177,11 @@ impl Domain {
     /// The domain's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The name, shared (a command log entry keeps it without a copy).
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        self.inner.name.clone()
     }
 
     /// The registry of the domain's elements.
@@ -322,23 +329,32 @@ impl Domain {
                 priority: metadata.priority,
                 extensions: Arc::new(metadata.extensions.clone()),
             };
-            let data = if self.inner.record_commands {
-                Some(serde_json::to_value(&command).map_err(|error| Error::Serialization {
-                    what: format!("command {}", C::NAME),
-                    message: error.to_string(),
-                })?)
+            // The log keeps the command typed, shared with the attempts below, and encodes it
+            // with its entry; a command that would not encode is refused here all the same,
+            // before its handler runs.
+            let mut command = Some(command);
+            let shared = if self.inner.record_commands {
+                if let Some(command) = &command {
+                    command_log::check_encodes(C::NAME, command)?;
+                }
+                command.take().map(Arc::new)
             } else {
                 None
             };
-            let record = CommandRecord { metadata, data, queued: request.queued };
+            let logged = shared.clone().map(|command| command as Arc<dyn LoggedData>);
+            let record = CommandRecord { metadata: Arc::new(metadata), logged, queued: request.queued };
             let record = record.writes().then(|| Arc::new(record));
             let max_attempts = self.inner.retry.max_attempts();
-            let mut command = Some(command);
             let mut attempt = 1;
             let mut delay = std::time::Duration::ZERO;
             loop {
-                // The last attempt takes the command; earlier ones work on a copy.
-                let this_command = if attempt < max_attempts { command.clone() } else { command.take() };
+                // Each attempt works on a copy of the logged command; without the log, the last
+                // attempt takes the command and earlier ones work on a copy.
+                let this_command = match &shared {
+                    Some(shared) => Some(C::clone(shared)),
+                    None if attempt < max_attempts => command.clone(),
+                    None => command.take(),
+                };
                 let Some(this_command) = this_command else {
                     return Err(Error::configuration("command consumed before its last attempt"));
                 };
@@ -1417,7 +1433,7 @@ impl DomainBuilder {
         let engine = EngineShared::new(&registry, &self.name, partitions, self.engine_lease);
         let domain = Domain {
             inner: Arc::new(DomainInner {
-                name: self.name,
+                name: self.name.into(),
                 engine: Arc::new(engine),
                 registry,
                 storage,

@@ -124,11 +124,13 @@ pub fn order_by(field: &'static str, descending: bool) -> Order {
 
 fn decode<R: SystemRow>(row: Row) -> Result<R> {
     match row {
-        Row::Typed(typed) => typed
-            .as_any()
-            .downcast_ref::<R>()
-            .cloned()
-            .ok_or_else(|| corrupt::<R>("a row of another type is stored under this table")),
+        Row::Typed(typed) => match typed.as_any().downcast_ref::<R>() {
+            Some(row) => Ok(row.clone()),
+            // Written as another type that encodes as `R` (the command log's entries are
+            // written so): read through its JSON, as a SQL adapter would.
+            None => serde_json::from_value(Value::Object(typed.to_json()?))
+                .map_err(|error| corrupt::<R>(&error.to_string())),
+        },
         Row::Json(JsonRow { data, .. }) => serde_json::from_value(Value::Object(data))
             .map_err(|error| corrupt::<R>(&error.to_string())),
     }
