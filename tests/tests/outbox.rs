@@ -6,6 +6,8 @@
 //! error and the backlog, and everything arrives once the broker is back. A relay that
 //! published but could not record it publishes the same ids again, which the broker
 //! de-duplicates. On PostgreSQL, two engines relaying at once keep every stream's order.
+//! Against the real Redis and NATS, a broker taken away mid-run (a TCP proxy cut, then
+//! restored) loses nothing and repeats nothing.
 
 #![allow(missing_docs)] // test elements are public for the macros, not documented API
 
@@ -25,6 +27,9 @@ use fidelis_core::{DomainBuilder, Error, Processing, RecordedEvent};
 
 mod support;
 use support::{Backend, on_every_adapter};
+#[path = "support/proxy.rs"]
+mod proxy;
+use proxy::Proxy;
 
 #[aggregate(event_sourced, fact_events)]
 pub struct Account {
@@ -744,4 +749,112 @@ async fn a_broker_this_build_cannot_reach_fails_build_with_a_configuration_error
         .unwrap();
     assert_eq!(domain.broker().unwrap().describe(), "memory");
     assert_eq!(OutboxMessage::TABLE.name, "fidelis_outbox");
+}
+
+/// The relay against a real broker (Redis Streams, NATS JetStream) taken away mid-run: a TCP
+/// proxy between the domain and the server is cut while commands commit, then restored. Every
+/// published event reaches a consumer group once, in its stream's order.
+async fn a_real_broker_taken_away_mid_run_loses_nothing(url: &str) {
+    let server = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let proxy = Proxy::start(server.split(['/', '?']).next().unwrap_or(server).to_owned()).await;
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let domain = builder(Processing::Sync)
+        .database("memory")
+        .broker(format!("{scheme}://{}", proxy.address()))
+        .build()
+        .await
+        .expect("the domain connects through the proxy");
+    // A consumer group of this run's own, straight to the server: it reads the stream from
+    // its start, so it also sees earlier runs' messages, which are filtered out by stream.
+    let direct = fidelis_core::broker::connect(url).await.unwrap();
+    let group = format!("outage-{}", Identifier::generate());
+    let mut consumer = direct.consumer(EVENTS, &group).await.unwrap();
+    let engine = domain.engine();
+
+    let account = open(&domain, "Ada").await;
+    deposit(&domain, &account, 1).await;
+    engine.run_until_idle().await.unwrap();
+
+    proxy.cut().await;
+    for amount in 2..=6 {
+        deposit(&domain, &account, amount).await; // commits while the broker is away
+    }
+    engine.run_until_idle().await.unwrap(); // the relay fails; the engine does not
+    let status = engine.relay_status().await.unwrap().unwrap();
+    assert_eq!(
+        status.pending,
+        5 + 5,
+        "five deposits and their facts: {status:?}"
+    );
+    assert!(status.last_error.is_some(), "{status:?}");
+
+    proxy.restore();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        engine.run_until_idle().await.unwrap();
+        let status = engine.relay_status().await.unwrap().unwrap();
+        if status.pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay did not catch up: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (events, _) = stored(&domain, &account).await;
+    let stream = domain.event_store().stream_of::<Account>(&account).unwrap();
+    let mut received = Vec::new();
+    while received.len() < events.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} events received",
+            received.len(),
+            events.len()
+        );
+        for delivery in consumer
+            .receive(100, Duration::from_millis(500))
+            .await
+            .unwrap()
+        {
+            if delivery.message.header(STREAM_HEADER) == Some(stream.as_str()) {
+                received.push(delivery.message.id.clone());
+            }
+            consumer.ack(&delivery).await.unwrap();
+        }
+    }
+    // Nothing more comes: each event once (a repeat would follow within the wait).
+    for delivery in consumer
+        .receive(100, Duration::from_millis(500))
+        .await
+        .unwrap()
+    {
+        assert_ne!(
+            delivery.message.header(STREAM_HEADER),
+            Some(stream.as_str())
+        );
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.metadata.id.to_string()).collect();
+    assert_eq!(received, ids, "every event once, in version order");
+}
+
+#[cfg_attr(
+    not(fidelis_redis),
+    ignore = "set FIDELIS_TEST_REDIS_URL to run the Redis tests"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_taken_away_mid_run_loses_nothing() {
+    let url = std::env::var("FIDELIS_TEST_REDIS_URL").expect("FIDELIS_TEST_REDIS_URL");
+    a_real_broker_taken_away_mid_run_loses_nothing(&url).await;
+}
+
+#[cfg_attr(
+    not(fidelis_nats),
+    ignore = "set FIDELIS_TEST_NATS_URL to run the NATS tests"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_taken_away_mid_run_loses_nothing() {
+    let url = std::env::var("FIDELIS_TEST_NATS_URL").expect("FIDELIS_TEST_NATS_URL");
+    a_real_broker_taken_away_mid_run_loses_nothing(&url).await;
 }
