@@ -16,25 +16,8 @@ use support::{Backend, on_every_adapter};
 #[path = "support/ledger.rs"]
 mod ledger;
 use ledger::*;
-
-/// A credit of 7 makes the handler debit 1 back, through `ctx.process`.
-#[derive(Default)]
-pub struct Refunds;
-
-#[event_handler(part_of = Ledger)]
-impl Refunds {
-    #[handle(Credited)]
-    async fn credited(&self, event: &Event<Credited>, ctx: &mut EventHandlerContext) -> Result<()> {
-        if event.amount == 7 {
-            ctx.process(Debit {
-                ledger_id: event.ledger_id.clone(),
-                amount: 1,
-            })
-            .await?;
-        }
-        Ok(())
-    }
-}
+#[path = "support/refunds.rs"]
+mod refunds;
 
 fn builder(processing: Processing) -> DomainBuilder {
     Domain::builder("ledgers")
