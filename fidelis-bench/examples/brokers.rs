@@ -1,6 +1,9 @@
 //! Broker throughput and latency: how fast the memory, Redis Streams and NATS JetStream
 //! adapters accept messages (batches of 100, and one at a time), and how long a message takes
-//! from `publish` returning to a consumer of a group receiving it, at a steady rate.
+//! from `publish` returning to a consumer of a group receiving it, at a steady rate. Then the
+//! outbox through each broker: the relay's throughput (workload (j) on an in-memory store,
+//! relayed to the broker) and the latency from a command's commit to a consumer receiving its
+//! event, with the engine running.
 //!
 //! ```sh
 //! FIDELIS_BENCH_REDIS_URL=redis://127.0.0.1:6379 FIDELIS_BENCH_NATS_URL=nats://127.0.0.1:4222 \
@@ -17,6 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fidelis_bench::relay::{self, RelaySizes};
 use fidelis_core::broker::{self, Broker, BrokerMessage};
 
 /// One event-sized payload (about 200 bytes of JSON, like a relayed `DepositMade`).
@@ -133,6 +137,11 @@ async fn main() -> ExitCode {
         (50_000, 5_000, 2_000)
     };
     let interval = Duration::from_millis(5); // 200 messages/s
+    let sizes = if quick {
+        RelaySizes::QUICK
+    } else {
+        RelaySizes::FULL
+    };
     let mut targets = vec![("memory".to_owned(), "memory".to_owned())];
     for (name, variable) in [
         ("Redis Streams", "FIDELIS_BENCH_REDIS_URL"),
@@ -149,8 +158,8 @@ async fn main() -> ExitCode {
     );
     println!("|---|---:|---:|---:|---:|");
     let mut failed = false;
-    for (name, url) in targets {
-        let broker = match broker::connect(&url).await {
+    for (name, url) in &targets {
+        let broker = match broker::connect(url).await {
             Ok(broker) => broker,
             Err(error) => {
                 eprintln!("{name}: {error}");
@@ -167,6 +176,39 @@ async fn main() -> ExitCode {
         match row.await {
             Ok((batched, one, p50, p99)) => println!(
                 "| {name} | {batched:.0} | {one:.0} | {:.2} ms | {:.2} ms |",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            ),
+            Err(error) => {
+                eprintln!("{name}: {error}");
+                failed = true;
+            }
+        }
+    }
+    println!();
+    println!(
+        "| broker | relay, {} events (in-memory store), events/s | commit → consumer at 200/s \
+         ({samples} commands), p50 | p99 |",
+        sizes.events()
+    );
+    println!("|---|---:|---:|---:|");
+    for (name, url) in &targets {
+        let row = async {
+            let broker = broker::connect(url).await.map_err(|e| e.to_string())?;
+            let pass = relay::relay_through(broker.clone(), sizes)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !pass.mismatches.is_empty() {
+                return Err(pass.mismatches.join("; "));
+            }
+            let (p50, p99) = relay::commit_to_consumer(broker, samples, interval)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((pass.rate(), p50, p99))
+        };
+        match row.await {
+            Ok((rate, p50, p99)) => println!(
+                "| {name} | {rate:.0} | {:.2} ms | {:.2} ms |",
                 p50.as_secs_f64() * 1e3,
                 p99.as_secs_f64() * 1e3
             ),
