@@ -158,7 +158,7 @@ fn wake_all() {
     commits().send_modify(|count| *count = count.wrapping_add(1));
 }
 
-/// Wakes this process's engines (a command was submitted).
+/// Wakes this process's engines (a command was submitted, or a commit wrote outbox rows).
 pub(crate) fn wake_engines() {
     wake_all();
 }

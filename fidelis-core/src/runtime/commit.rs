@@ -147,6 +147,10 @@ pub(crate) fn already_processed(id: &str) -> crate::model::error::Error {
 pub(crate) struct Prepared {
     transaction: Box<dyn Transaction>,
     committed: Committed,
+    /// The commit may have written outbox rows (the domain has a broker and the unit of work
+    /// events): once it is durable, this process's relay is woken, in either processing mode,
+    /// instead of finding them at its next poll.
+    wakes_relay: bool,
 }
 
 /// What a commit stored.
@@ -170,6 +174,9 @@ impl Prepared {
     /// Commits the transaction: from here on, everything it holds is durable.
     pub(crate) async fn commit(self) -> Result<Committed> {
         self.transaction.commit().await?;
+        if self.wakes_relay {
+            crate::engine::wake_engines();
+        }
         Ok(self.committed)
     }
 }
@@ -320,8 +327,10 @@ pub(crate) async fn prepare(
             },
         )
         .collect();
+    let wakes_relay = domain.broker().is_some() && !recorded.is_empty();
     Ok(Some(Prepared {
         transaction,
+        wakes_relay,
         committed: Committed {
             events: recorded,
             states,
