@@ -187,12 +187,27 @@ async fn relay_on(
     let domain = builder.build().await?;
     let (seed, _) = seed(&domain, sizes).await?;
     let engine = domain.engine();
+    let elapsed = timed_relay(&engine).await?;
+    let messages = broker.messages(TOPIC);
+    finish(&engine, &messages, sizes, seed, elapsed).await
+}
+
+/// How long one `run_until_idle` takes to empty the outbox.
+async fn timed_relay(engine: &fidelis_core::Engine) -> Result<Duration, BenchError> {
     let started = Instant::now();
     engine.run_until_idle().await?;
-    let elapsed = started.elapsed();
+    Ok(started.elapsed())
+}
 
-    let messages = broker.messages(TOPIC);
-    let mut mismatches = check(&messages, sizes.events());
+/// The pass of a run that relayed `messages`: what [`check`] finds, and any row left behind.
+async fn finish(
+    engine: &fidelis_core::Engine,
+    messages: &[BrokerMessage],
+    sizes: RelaySizes,
+    seed: Duration,
+    elapsed: Duration,
+) -> Result<RelayPass, BenchError> {
+    let mut mismatches = check(messages, sizes.events());
     let pending = engine
         .relay_status()
         .await?
@@ -320,24 +335,9 @@ pub async fn relay_through(
         .await?;
     let (seed, streams) = seed(&domain, sizes).await?;
     let engine = domain.engine();
-    let started = Instant::now();
-    engine.run_until_idle().await?;
-    let elapsed = started.elapsed();
+    let elapsed = timed_relay(&engine).await?;
     let messages = receive_run(consumer.as_mut(), &streams, sizes.events(), |_| {}).await?;
-    let mut mismatches = check(&messages, sizes.events());
-    let pending = engine
-        .relay_status()
-        .await?
-        .map_or(0, |status| status.pending);
-    if pending != 0 {
-        mismatches.push(format!("{pending} rows left in the outbox"));
-    }
-    Ok(RelayPass {
-        events: messages.len(),
-        seed,
-        elapsed,
-        mismatches,
-    })
+    finish(&engine, &messages, sizes, seed, elapsed).await
 }
 
 /// From a command's commit to a consumer of the broker receiving its event: `samples`
