@@ -16,8 +16,8 @@ pub use crate::model::aggregate::AggregateMeta;
 pub use crate::model::element::{
     Aggregate, AggregateCommands, AggregateHandler, AggregateInvariants, Apply, BelongsTo, Command,
     CommandOf, CommandTarget, DomainEvent, Element, ElementKind, Handled, HandlesCommandsOf,
-    HasFields, Invariant, InvariantStage, ListensTo, OneHandlerPerCommand, Persisted, Projection,
-    Projector, Queryable, Stateless, StorageKind, ValueObject,
+    HasFields, Invariant, InvariantStage, ListensTo, OneHandlerPerCommand, OutputCodec, Persisted,
+    Projection, Projector, Queryable, Stateless, StorageKind, ValueObject,
 };
 pub use crate::model::error::{Error, Result, ValidationError};
 pub use crate::model::event::Event;
@@ -438,6 +438,47 @@ pub trait CommandsFallback<T> {
 }
 impl<T> CommandsFallback<T> for &CommandsProbe<T> {
     fn command_routes(&self) -> Option<Vec<CommandRoute>> {
+        None
+    }
+}
+
+/// Autoref specialization for `#[handle(C)]`'s `output_codec`: `(&OutputProbe::<T>::new())
+/// .output_codec()` is `Some` codec through serde when `T` has serde encodings (the method of
+/// `OutputViaSerde`, found without autoref), else `None` (the method of `OutputWithoutSerde`,
+/// found with it).
+pub struct OutputProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> OutputProbe<T> {
+    /// The probe.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// See [`OutputProbe`].
+pub trait OutputViaSerde<T> {
+    /// A codec through serde.
+    fn output_codec(&self) -> Option<OutputCodec<T>>;
+}
+
+impl<T: serde::Serialize + DeserializeOwned> OutputViaSerde<T> for OutputProbe<T> {
+    fn output_codec(&self) -> Option<OutputCodec<T>> {
+        Some(OutputCodec {
+            encode: |output: &T| serde_json::to_value(output),
+            decode: serde_json::from_value::<T>,
+        })
+    }
+}
+
+/// See [`OutputProbe`].
+pub trait OutputWithoutSerde<T> {
+    /// No codec.
+    fn output_codec(&self) -> Option<OutputCodec<T>>;
+}
+
+impl<T> OutputWithoutSerde<T> for &OutputProbe<T> {
+    fn output_codec(&self) -> Option<OutputCodec<T>> {
         None
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod rebuild;
 pub(crate) mod repository;
 pub(crate) mod retry;
 pub(crate) mod snapshot;
+pub(crate) mod step_command;
 pub(crate) mod submit;
 pub(crate) mod subscriber;
 pub(crate) mod temporal;

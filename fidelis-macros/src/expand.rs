@@ -231,19 +231,48 @@ pub fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
 /// header carries the span of `C` as written, so rustc's error for a command handled twice
 /// (E0119, "conflicting implementations of trait `OneHandlerPerCommand`") points at both
 /// `#[handle(C)]`s rather than at the two macro attributes.
+///
+/// `output` is the handler's output type as written: its `output_codec` (how a process
+/// manager's step records the output) is probed for serde encodings, except for a type that
+/// borrows (`&'static str`), for which the probe would pick serde and then fail the borrow
+/// check (`Deserialize` is not general enough), so such an output gets none.
 pub fn handled_impl(
     p: &TokenStream,
     cfgs: &[Attribute],
     command: &Type,
+    output: &TokenStream,
     items: TokenStream,
 ) -> TokenStream {
     let span = syn::spanned::Spanned::span(command);
     let handled = respan(quote!(#p::OneHandlerPerCommand), span);
+    let codec = if borrows(output.clone()) {
+        quote!(::core::option::Option::None)
+    } else {
+        quote! {
+            #[allow(unused_imports)]
+            use #p::{OutputViaSerde as _, OutputWithoutSerde as _};
+            (&#p::OutputProbe::<Self::Output>::new()).output_codec()
+        }
+    };
     quote::quote_spanned! {span=>
         #(#cfgs)*
         #[automatically_derived]
-        impl #handled for #command { #items }
+        impl #handled for #command {
+            #items
+            fn output_codec() -> ::core::option::Option<#p::OutputCodec<Self::Output>> {
+                #codec
+            }
+        }
     }
+}
+
+/// Whether a type as written borrows: has a `&` or a lifetime anywhere in it.
+fn borrows(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Punct(punct) => matches!(punct.as_char(), '&' | '\''),
+        proc_macro2::TokenTree::Group(group) => borrows(group.stream()),
+        _ => false,
+    })
 }
 
 /// The name of an impl block's self type, for messages.

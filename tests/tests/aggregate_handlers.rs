@@ -413,3 +413,13 @@ async fn a_handler_type_with_state_mixes_methods_with_and_without_self() {
         .expect("counted");
     assert_eq!(count, 0);
 }
+
+/// A handler whose output borrows (`&'static str`) compiles, and its output is not recorded
+/// for process managers (serde cannot decode a borrowed `&'static str` from stored JSON);
+/// `i64` is.
+#[test]
+fn borrowed_outputs_have_no_codec() {
+    use fidelis_core::Handled;
+    assert!(<StampBook as Handled>::output_codec().is_none());
+    assert!(<CountStamps as Handled>::output_codec().is_some());
+}

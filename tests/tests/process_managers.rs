@@ -7,6 +7,8 @@
 #![allow(missing_docs)]
 
 use fidelis_core::prelude::*;
+use fidelis_core::query::QuerySpec;
+use fidelis_core::store::system::{self, StepCommand};
 use fidelis_core::{DomainBuilder, Processing};
 
 mod support;
@@ -107,6 +109,22 @@ pub struct FollowUp {
     pub status: String,
     pub notes: i64,
     pub mails: i64,
+    /// The mail an escalation sent.
+    pub escalation: Option<Identifier>,
+}
+
+/// The tickets whose escalation step already failed once (each test has its own tickets).
+static CRASHED: std::sync::Mutex<Vec<Identifier>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether this is the first run of the ticket's escalation step (which then fails, as a
+/// crash between its command's commit and the storing of its state would).
+fn first_run(ticket: &Identifier) -> bool {
+    let mut crashed = CRASHED.lock().unwrap();
+    if crashed.contains(ticket) {
+        return false;
+    }
+    crashed.push(ticket.clone());
+    true
 }
 
 #[process_manager]
@@ -128,7 +146,25 @@ impl FollowUp {
     }
 
     #[handle(NoteAdded, correlate = ticket_id)]
-    async fn noted(&mut self, event: &Event<NoteAdded>, _: &mut EventHandlerContext) -> Result<()> {
+    async fn noted(
+        &mut self,
+        event: &Event<NoteAdded>,
+        ctx: &mut EventHandlerContext,
+    ) -> Result<()> {
+        if event.text == "escalate" {
+            let mail: Identifier = ctx
+                .process(SendMail {
+                    ticket: Some(event.ticket_id.to_string()),
+                })
+                .await?;
+            self.escalation = Some(mail);
+            if first_run(&event.ticket_id) {
+                return Err(Error::handler(
+                    "FollowUp",
+                    "crashed after the mail went out",
+                ));
+            }
+        }
         // Yield, so that concurrent steps on one instance would interleave if they could.
         tokio::task::yield_now().await;
         if event.text == "boom" {
@@ -370,7 +406,49 @@ async fn concurrent_steps_lose_no_update(backend: &Backend) {
     );
 }
 
+/// A step that fails after a command it issued committed (as a crash before its state is
+/// stored would) runs again on redelivery, and the command is not processed again: the run
+/// gets the first run's output (the mail's id), and one mail went out.
+async fn a_step_run_again_issues_no_command_twice(backend: &Backend) {
+    let domain = backend.build(builder().processing(Processing::Async)).await;
+    let ticket: Identifier = domain
+        .process(OpenTicket { title: "x".into() })
+        .await
+        .unwrap();
+    domain
+        .process(AddNote {
+            ticket_id: ticket.clone(),
+            text: "escalate".into(),
+        })
+        .await
+        .unwrap();
+    domain.engine().run_until_idle().await.unwrap();
+    let follow = state(&domain, &ticket).await;
+    assert_eq!(follow.notes, 1, "the step ran to its end, once");
+    assert_eq!(follow.mails, 2, "the opening mail and one escalation mail");
+    let mail = follow.escalation.expect("the escalation's mail");
+    let sent = domain.repository::<Mail>().get(&mail).await.unwrap();
+    assert_eq!(sent.ticket.as_deref(), Some(ticket.as_str()));
+    assert!(domain.dead_letters().list().await.unwrap().is_empty());
+    // The command's record, written with its events, holds the output the second run got.
+    let query = QuerySpec {
+        filters: vec![system::field_eq("key", ticket.to_string())],
+        ..Default::default()
+    };
+    let recorded = system::query::<StepCommand>(domain.storage_unchecked().as_ref(), &query)
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let escalation = recorded
+        .iter()
+        .find(|row| row.output == Some(serde_json::json!(mail.as_str())))
+        .expect("the escalation mail's record");
+    assert_eq!(escalation.process, "FollowUp");
+    assert_eq!(escalation.type_name, "SendMail");
+}
+
 on_every_adapter!(
+    a_step_run_again_issues_no_command_twice,
     sync_lifecycle,
     async_lifecycle,
     failing_step_stores_nothing,

@@ -340,6 +340,7 @@ async fn process(domain: &Domain, queued: &Taken) -> Result<()> {
         received_at: Some(command.submitted_at),
         enriched: true,
         queued: Some(queued.version),
+        step_command: None,
     };
     let span = tracing::info_span!(
         "submitted_command",

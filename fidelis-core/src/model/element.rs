@@ -190,6 +190,13 @@ pub trait Handled: Command {
         command: Self,
         ctx: &'a mut Context,
     ) -> BoxFuture<'a, Result<Self::Output>>;
+    /// How the handler's output is recorded when a process manager issues the command (see
+    /// `runtime/step_command.rs`): `#[handle(C)]` fills it in when the output type has serde
+    /// encodings; `None`, the default, when it has not.
+    #[doc(hidden)]
+    fn output_codec() -> Option<OutputCodec<Self::Output>> {
+        None
+    }
 }
 
 /// What `#[handle(C)]` implements: the command's one handler, from which [`Handled`] follows.
@@ -207,6 +214,13 @@ pub trait OneHandlerPerCommand: Command {
         command: Self,
         ctx: &'a mut Context,
     ) -> BoxFuture<'a, Result<Self::Output>>;
+    /// How the handler's output is recorded when a process manager issues the command (see
+    /// `runtime/step_command.rs`): `#[handle(C)]` fills it in when the output type has serde
+    /// encodings; `None`, the default, when it has not.
+    #[doc(hidden)]
+    fn output_codec() -> Option<OutputCodec<Self::Output>> {
+        None
+    }
 }
 
 // `do_not_recommend`: a command without a handler is reported as not `Handled` (with its
@@ -222,6 +236,18 @@ impl<C: OneHandlerPerCommand> Handled for C {
     ) -> BoxFuture<'a, Result<Self::Output>> {
         <C as OneHandlerPerCommand>::dispatch(handler, command, ctx)
     }
+    fn output_codec() -> Option<OutputCodec<Self::Output>> {
+        <C as OneHandlerPerCommand>::output_codec()
+    }
+}
+
+/// Encodes and decodes a command handler's output as JSON.
+#[doc(hidden)]
+pub struct OutputCodec<O> {
+    /// The output as JSON.
+    pub encode: fn(&O) -> serde_json::Result<serde_json::Value>,
+    /// The output from JSON.
+    pub decode: fn(serde_json::Value) -> serde_json::Result<O>,
 }
 
 /// Marks a command handler as `part_of` an aggregate: it may handle that aggregate's commands.

@@ -197,10 +197,12 @@ pub(crate) async fn prepare(
         causation_id,
         lineage,
         command,
+        step_command,
         work,
     } = unit;
-    // A command that changed nothing still commits its log entry (or leaves the queue).
-    if work.is_empty() && command.is_none() {
+    // A command that changed nothing still commits its log entry (or leaves the queue, or
+    // records that its process manager's step issued it).
+    if work.is_empty() && command.is_none() && step_command.is_none() {
         return Ok(None);
     }
     let registry = domain.registry();
@@ -294,6 +296,9 @@ pub(crate) async fn prepare(
         command
             .write(&domain, &recorded, time, transaction.as_mut())
             .await?;
+    }
+    if let Some(step_command) = step_command {
+        crate::runtime::step_command::record(transaction.as_mut(), step_command).await?;
     }
 
     let commit = Commit {

@@ -18,6 +18,7 @@ use crate::runtime::commit::CommandRecord;
 use crate::runtime::domain::{Domain, Request};
 use crate::runtime::options::{Lineage, ProcessOptions};
 use crate::runtime::repository::Repository;
+use crate::runtime::step_command::{self, StepScope};
 use crate::store::{JsonRow, Row, Transaction, TypedRow};
 
 /// The context of a command handler: one unit of work.
@@ -40,6 +41,8 @@ pub struct Context {
     pub(crate) lineage: Lineage,
     /// The command this unit of work processes, for the command log and the queue.
     pub(crate) command: Option<Arc<CommandRecord>>,
+    /// The record of a command a process manager's step issued, written with its events.
+    pub(crate) step_command: Option<crate::store::system::StepCommand>,
     pub(crate) work: Work,
 }
 
@@ -138,6 +141,7 @@ impl Context {
             causation_id,
             lineage: Lineage::default(),
             command: None,
+            step_command: None,
             work: Work::default(),
         }
     }
@@ -221,11 +225,13 @@ impl Context {
 /// resources as [`Context`] does, and [`process`](Self::process) to issue commands.
 pub struct EventHandlerContext {
     pub(crate) unit: Context,
+    /// The process manager step being run, if this is one: its commands get derived ids.
+    pub(crate) step: Option<StepScope>,
 }
 
 impl EventHandlerContext {
     pub(crate) fn new(unit: Context) -> Self {
-        Self { unit }
+        Self { unit, step: None }
     }
 
     /// The domain the event was committed in.
@@ -314,8 +320,36 @@ impl EventHandlerContext {
                 extensions,
                 ..Request::default()
             };
-            let (output, _) = self.unit.domain.process_request(command, request).await?;
-            Ok(output)
+            let Some(step) = &self.step else {
+                let (output, _) = self.unit.domain.process_request(command, request).await?;
+                return Ok(output);
+            };
+            // A process manager's step: the command is processed once across runs of the
+            // step (see `runtime/step_command.rs`).
+            let domain = &self.unit.domain;
+            let record = step.next::<C>(domain.name());
+            let id = record.id.clone();
+            if let Some(output) =
+                step_command::recorded::<C>(domain.storage().as_ref(), &id).await?
+            {
+                tracing::debug!(command = C::NAME, command_id = %id, "issued by an earlier run of this step; not processed again");
+                return Ok(output);
+            }
+            let request = Request {
+                command_id: Some(Identifier::from(id.as_str())),
+                step_command: Some(record),
+                ..request
+            };
+            match domain.process_request(command, request).await {
+                Ok((output, _)) => Ok(output),
+                // Another run of the step committed it meanwhile: its output stands.
+                Err(error) => {
+                    match step_command::recorded::<C>(domain.storage().as_ref(), &id).await {
+                        Ok(Some(output)) => Ok(output),
+                        _ => Err(error),
+                    }
+                }
+            }
         })
     }
 }

@@ -120,6 +120,8 @@ pub(crate) struct Request {
     pub(crate) enriched: bool,
     /// The version of the queue row of a submitted command, taken off the queue at commit.
     pub(crate) queued: Option<i64>,
+    /// The record of a command a process manager's step issues, written with its events.
+    pub(crate) step_command: Option<crate::store::system::StepCommand>,
 }
 
 /// A queued command as the engine hands it to its type's [`dispatch_queued`].
@@ -361,6 +363,7 @@ impl Domain {
                 let mut ctx = Context::new(self.clone(), correlation_id.clone(), Some(command_id.clone()));
                 ctx.lineage = lineage.clone();
                 ctx.command = record.clone();
+                let step_command = request.step_command.clone();
                 let result = async {
                     let handler_span = tracing::debug_span!(
                         "handler",
@@ -390,6 +393,10 @@ impl Domain {
                                 format!("panicked while handling `{}`: {message}", C::NAME),
                             ))
                         })?;
+                    if let Some(step_command) = step_command {
+                        ctx.step_command =
+                            Some(crate::runtime::step_command::with_output::<C>(step_command, &output)?);
+                    }
                     // Commits, then delivers the events to their handlers.
                     let events = unit_of_work::commit(ctx).await?;
                     Ok::<_, Error>((output, events))

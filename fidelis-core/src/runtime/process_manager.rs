@@ -33,6 +33,7 @@ use crate::model::event::Event;
 use crate::model::identifier::Identifier;
 use crate::registry::{AggregateRef, ListenerRoute, Registrar};
 use crate::runtime::context::EventHandlerContext;
+use crate::runtime::step_command::StepScope;
 use crate::store::system::{self, ProcessState, SystemRow};
 
 tokio::task_local! {
@@ -278,7 +279,18 @@ impl<P: ProcessSteps> ProcessRunner<P> {
         };
         let span =
             tracing::debug_span!("process_step", process = P::NAME, method = step.method, %key);
-        tracing::Instrument::instrument((step.call)(&mut state, event, ctx), span).await?;
+        // The step's commands get ids derived from this event: a run of the step after one
+        // that committed some of them (and then failed or crashed before the state below was
+        // stored) gets their recorded outputs instead of issuing them again.
+        ctx.step = Some(StepScope::new(
+            P::NAME,
+            key.clone(),
+            event.metadata().id.clone(),
+        ));
+        let outcome =
+            tracing::Instrument::instrument((step.call)(&mut state, event, ctx), span).await;
+        ctx.step = None;
+        outcome?;
         if step.end {
             state.process_meta_mut().complete();
         }

@@ -45,13 +45,14 @@ pub const RESERVED_TABLES: &[&str] = &[
     QueuedCommand::TABLE.name,
     IdempotencyKey::TABLE.name,
     ProcessState::TABLE.name,
+    StepCommand::TABLE.name,
     SubscriberMessage::TABLE.name,
     // Reserved by earlier versions (never written): kept out of elements' reach.
     "fidelis_command_log",
 ];
 
 /// The schemas of every system table, for `setup`.
-pub fn schemas() -> [TableSchema; 10] {
+pub fn schemas() -> [TableSchema; 11] {
     [
         Checkpoint::TABLE,
         Lease::TABLE,
@@ -62,6 +63,7 @@ pub fn schemas() -> [TableSchema; 10] {
         QueuedCommand::TABLE,
         IdempotencyKey::TABLE,
         ProcessState::TABLE,
+        StepCommand::TABLE,
         SubscriberMessage::TABLE,
     ]
 }
@@ -177,6 +179,12 @@ const fn boolean(name: &'static str) -> FieldDef {
 }
 const fn json(name: &'static str) -> FieldDef {
     FieldDef::new(name, FieldKind::Dict, "serde_json::Value")
+}
+const fn optional_json(name: &'static str) -> FieldDef {
+    FieldDef {
+        required: false,
+        ..FieldDef::new(name, FieldKind::Dict, "Option<serde_json::Value>")
+    }
 }
 const fn list(name: &'static str) -> FieldDef {
     FieldDef::new(name, FieldKind::List, "Vec<String>")
@@ -611,6 +619,50 @@ impl SystemRow for ProcessState {
             json("handled"),
             integer("version"),
             time("updated_at"),
+        ],
+    );
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A command a process manager's step issued and committed: written in the transaction of
+/// the command's own unit of work (so it stands or falls with the command's events), under
+/// the id the step derived for it. A step run again (its event redelivered after a crash, or
+/// retried after it failed) derives the same id, finds the row, and gets the recorded output
+/// instead of processing the command a second time.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepCommand {
+    /// The command's id, derived from the domain, process manager, instance, event and the
+    /// command's place in the step.
+    pub id: String,
+    /// The process manager's name.
+    pub process: String,
+    /// The correlation key of the instance.
+    pub key: String,
+    /// The event whose step issued it.
+    pub event_id: String,
+    /// The command's type name.
+    pub type_name: String,
+    /// What its handler returned, as JSON (`null` for `()`); `None` when the output type has
+    /// no serde encoding.
+    pub output: Option<Value>,
+    /// When it committed.
+    pub created_at: DateTime<Utc>,
+}
+
+impl SystemRow for StepCommand {
+    const TABLE: TableSchema = schema(
+        "fidelis_process_commands",
+        "StepCommand",
+        &[
+            key(),
+            text("process"),
+            text("key"),
+            text("event_id"),
+            text("type_name"),
+            optional_json("output"),
+            time("created_at"),
         ],
     );
     fn id(&self) -> &str {

@@ -240,6 +240,7 @@ fn handler(
         p,
         cfgs,
         command,
+        &output,
         quote! {
             type Handler = #p::AggregateHandler<#ty>;
             type Output = #output;

@@ -119,7 +119,7 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                 ::std::boxed::Box::pin(async move { #p::HandlerReturn::into_result(#call) })
             }
         };
-        let handled = expand::handled_impl(&p, cfgs, &command, items);
+        let handled = expand::handled_impl(&p, cfgs, &command, &quote!(#output), items);
         impls.push(quote! {
             #handled
             #(#cfgs)*
