@@ -117,6 +117,17 @@ pub struct TableSchema {
     /// domain prefix). `setup` refuses to start beside such a table, with the statement that
     /// renames it, instead of silently creating an empty new one.
     pub former_name: Option<&'static str>,
+    /// Secondary indexes, each the columns (field names) it orders by, in order. SQL stores
+    /// create them at `setup` when missing (`<table>_<columns>_idx`); the memory store has
+    /// no use for them.
+    pub indexes: &'static [&'static [&'static str]],
+}
+
+impl TableSchema {
+    /// The schema with these secondary indexes (see [`indexes`](Self::indexes)).
+    pub const fn with_indexes(self, indexes: &'static [&'static [&'static str]]) -> Self {
+        Self { indexes, ..self }
+    }
 }
 
 /// The message of a unique violation, on every adapter.

@@ -193,6 +193,7 @@ const fn schema(
         fields,
         identifier: "id",
         former_name: None,
+        indexes: &[],
     }
 }
 
@@ -402,6 +403,7 @@ pub struct OutboxMessage {
 }
 
 impl SystemRow for OutboxMessage {
+    // The relay reads a domain's rows by position.
     const TABLE: TableSchema = schema(
         "fidelis_outbox",
         "OutboxMessage",
@@ -420,7 +422,8 @@ impl SystemRow for OutboxMessage {
             integer("attempts"),
             optional_text("last_error"),
         ],
-    );
+    )
+    .with_indexes(&[&["domain", "position"]]);
     fn id(&self) -> &str {
         &self.id
     }
@@ -456,6 +459,7 @@ pub struct CommandLogEntry {
 }
 
 impl SystemRow for CommandLogEntry {
+    // A trace reads a request's commands by correlation id.
     const TABLE: TableSchema = schema(
         "fidelis_commands",
         "CommandLogEntry",
@@ -472,7 +476,8 @@ impl SystemRow for CommandLogEntry {
             time("received_at"),
             time("processed_at"),
         ],
-    );
+    )
+    .with_indexes(&[&["correlation_id"]]);
     fn id(&self) -> &str {
         &self.id
     }
@@ -663,6 +668,7 @@ impl SubscriberMessage {
 }
 
 impl SystemRow for SubscriberMessage {
+    // A subscriber's status counts its handled messages.
     const TABLE: TableSchema = schema(
         "fidelis_subscriber_messages",
         "SubscriberMessage",
@@ -677,7 +683,8 @@ impl SystemRow for SubscriberMessage {
             text("payload"),
             time("updated_at"),
         ],
-    );
+    )
+    .with_indexes(&[&["domain", "subscriber", "status"]]);
     fn id(&self) -> &str {
         &self.id
     }

@@ -300,6 +300,12 @@ impl<D: Dialect> SqlStore<D> {
         if !problems.is_empty() {
             return Err(Error::Configuration { problems });
         }
+        // Once every table has its columns (an index on a missing one would fail).
+        for create in tables.iter().flat_map(super::create_indexes) {
+            D::execute(On::Tx(&mut transaction), Statement::new(D::SYNTAX, create))
+                .await
+                .map_err(fail)?;
+        }
         D::commit(transaction).await.map_err(fail)?;
         self.schemas.insert(D::SYNTAX, tables);
         Ok(())
