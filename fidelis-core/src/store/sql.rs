@@ -21,6 +21,7 @@ use crate::model::field::{FieldDef, FieldKind};
 use crate::model::query::{CompareOp, Condition, QuerySpec, QueryValue};
 use crate::store::TableSchema;
 
+mod outbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]

@@ -98,6 +98,14 @@ pub async fn remove<R: SystemRow>(transaction: &mut dyn Transaction, id: &str) -
     transaction.remove_row(R::TABLE.name, id).await
 }
 
+/// Removes rows in the transaction (no error for those that do not exist).
+pub async fn remove_all<R: SystemRow>(
+    transaction: &mut dyn Transaction,
+    ids: &[String],
+) -> Result<()> {
+    transaction.remove_rows(R::TABLE.name, ids).await
+}
+
 /// The committed rows matching a query (built with [`field_eq`] and [`order_by`]).
 pub async fn query<R: SystemRow>(storage: &dyn Storage, query: &QuerySpec) -> Result<Vec<R>> {
     storage
