@@ -47,6 +47,18 @@ pub(crate) fn claim_statement(syntax: Syntax, claim: &OutboxClaim<'_>) -> Statem
     statement
 }
 
+/// Whether the domain has any outbox row (one indexed read): an idle relay polls with it, so
+/// its polls stay reads and do not take SQLite's one writer.
+fn any_row_statement(syntax: Syntax, domain: &str) -> Statement {
+    let mut statement = Statement::new(syntax, "");
+    let domain = statement.param(SqlValue::Text(domain.to_owned()));
+    statement.sql = format!(
+        "SELECT CAST(1 AS BIGINT) FROM {} WHERE \"domain\" = {domain} LIMIT 1",
+        quote(OutboxMessage::TABLE.name)
+    );
+    statement
+}
+
 impl<D: Dialect> SqlStore<D> {
     pub(crate) async fn claim_outbox(
         &self,
@@ -55,6 +67,15 @@ impl<D: Dialect> SqlStore<D> {
         let table = OutboxMessage::TABLE.name;
         let statements = self.schemas.get(table)?;
         let what = format!("claiming outbox rows of domain `{}`", claim.domain);
+        let any = D::integers(
+            On::Pool(&self.pool),
+            any_row_statement(D::SYNTAX, claim.domain),
+        )
+        .await
+        .map_err(|error| db_error(&self.url, &what, error))?;
+        if any.is_none() {
+            return Ok(Some(Vec::new()));
+        }
         let mut transaction = self.dialect.begin(&self.pool, &self.url).await?;
         // The domain's relays claim one after another (PostgreSQL: an advisory lock until
         // the commit; SQLite's one writer already), so the statement of the second starts
