@@ -117,6 +117,17 @@ pub struct TableSchema {
     /// domain prefix). `setup` refuses to start beside such a table, with the statement that
     /// renames it, instead of silently creating an empty new one.
     pub former_name: Option<&'static str>,
+    /// Secondary indexes, each the columns (field names) it orders by, in order. SQL stores
+    /// create them at `setup` when missing (`<table>_<columns>_idx`); the memory store has
+    /// no use for them.
+    pub indexes: &'static [&'static [&'static str]],
+}
+
+impl TableSchema {
+    /// The schema with these secondary indexes (see [`indexes`](Self::indexes)).
+    pub const fn with_indexes(self, indexes: &'static [&'static [&'static str]]) -> Self {
+        Self { indexes, ..self }
+    }
 }
 
 /// The message of a unique violation, on every adapter.
@@ -210,6 +221,22 @@ pub struct Backlog {
     pub events: u64,
     /// The cursor of the last of them (`None` when there is none).
     pub last: Option<Cursor>,
+}
+
+/// A relay's claim on the oldest outbox rows of a domain
+/// ([`Storage::claim_outbox`]; the rows are [`OutboxMessage`](system::OutboxMessage)s).
+#[derive(Clone, Copy, Debug)]
+pub struct OutboxClaim<'a> {
+    /// The domain whose rows to claim.
+    pub domain: &'a str,
+    /// The relay claiming them (its engine's owner id).
+    pub owner: &'a str,
+    /// The time claims are compared with: one that ends at or before it has lapsed.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// Until when the new claims hold.
+    pub until: chrono::DateTime<chrono::Utc>,
+    /// At most this many rows.
+    pub limit: usize,
 }
 
 /// Wake-ups after commits ([`Storage::commit_signal`]).
@@ -354,6 +381,17 @@ pub trait Storage: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Claims, in one write, the outbox rows of `claim.domain` that the relay `claim.owner`
+    /// may publish now: up to `claim.limit` rows in position order, leaving out rows another
+    /// relay holds (its claim not lapsed) and every later row of their streams. Each claimed
+    /// row gets `claimed_by`, `claimed_until` and its version moved by one; they are
+    /// returned as stored (in any order). Two relays claiming at once never both claim a
+    /// row, and the second sees the first's claims. `None` (the default): the adapter has
+    /// no such write, and the relay claims row by row with version checks.
+    async fn claim_outbox(&self, _claim: &OutboxClaim<'_>) -> Result<Option<Vec<JsonRow>>> {
+        Ok(None)
+    }
+
     /// One row.
     async fn get_json_row(&self, table: &str, id: &str) -> Result<Option<JsonRow>>;
 
@@ -421,6 +459,15 @@ pub trait Transaction: Send {
 
     /// Deletes a row (no error when it does not exist).
     async fn remove_row(&mut self, table: &str, id: &str) -> Result<()>;
+
+    /// Deletes rows (no error for those that do not exist). SQL stores delete them in one
+    /// statement; the default removes them one by one.
+    async fn remove_rows(&mut self, table: &str, ids: &[String]) -> Result<()> {
+        for id in ids {
+            self.remove_row(table, id).await?;
+        }
+        Ok(())
+    }
 
     /// Asks the store to wake the readers listening for commits
     /// ([`Storage::commit_signal`]) once this transaction commits (PostgreSQL: `NOTIFY`,

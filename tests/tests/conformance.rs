@@ -233,6 +233,7 @@ const TABLE: TableSchema = TableSchema {
     fields: ROWS,
     identifier: "id",
     former_name: None,
+    indexes: &[],
 };
 
 fn event(type_name: &str, data: Value) -> RecordedEvent {
@@ -1843,6 +1844,7 @@ mod suite {
             fields: BAD_FIELDS,
             identifier: "id",
             former_name: None,
+            indexes: &[],
         };
         let error = storage.setup(&[bad]).await.unwrap_err();
         let Error::Configuration { problems } = &error else {

@@ -46,6 +46,7 @@ const TABLE: TableSchema = TableSchema {
     fields: FIELDS,
     identifier: "id",
     former_name: None,
+    indexes: &[],
 };
 
 async fn store() -> Arc<MemoryStorage> {

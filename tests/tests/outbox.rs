@@ -23,6 +23,7 @@ use fidelis_core::broker::{
 };
 use fidelis_core::prelude::*;
 use fidelis_core::store::system::{self, OutboxMessage, SystemRow};
+use fidelis_core::store::{JsonRow, OutboxClaim};
 use fidelis_core::{DomainBuilder, Error, Processing, RecordedEvent};
 
 mod support;
@@ -587,7 +588,170 @@ on_every_adapter!(
     a_relay_failing_after_the_publish_repeats_the_same_ids,
     a_dead_relays_claim_holds_its_stream_until_it_lapses,
     a_running_engine_relays_and_retries_with_backoff,
+    relays_claim_batches_apart,
 );
+
+/// The outbox rows as stored, in position order, with their versions.
+async fn stored_rows(domain: &Domain) -> Vec<(OutboxMessage, i64)> {
+    let rows = domain
+        .storage_unchecked()
+        .query(OutboxMessage::TABLE.name, &Default::default())
+        .await
+        .unwrap();
+    let mut rows: Vec<(OutboxMessage, i64)> = rows
+        .into_iter()
+        .map(|row| {
+            let version = row.version;
+            (
+                serde_json::from_value(serde_json::Value::Object(row.data)).unwrap(),
+                version,
+            )
+        })
+        .collect();
+    rows.sort_by_key(|(row, _)| row.position);
+    rows
+}
+
+fn ids_of(rows: &[JsonRow]) -> Vec<String> {
+    let mut rows: Vec<&JsonRow> = rows.iter().collect();
+    rows.sort_by_key(|row| row.data["position"].as_i64());
+    rows.into_iter().map(|row| row.id.clone()).collect()
+}
+
+/// The batched claim of SQL stores ([`Storage::claim_outbox`], one statement) with two
+/// relays and more: the first takes the oldest rows; the second leaves them and every later
+/// row of their streams and takes the rest (its own claims again on a second call); a third
+/// finds nothing free until the claims lapse, then takes everything, each row's version
+/// moved once more; of relays claiming at once, one takes the rows and the others see it.
+async fn relays_claim_batches_apart(backend: &Backend) {
+    use fidelis_core::chrono::{Duration as Span, Utc};
+    let domain = backend
+        .build(builder(Processing::Sync).broker_adapter(MemoryBroker::new()))
+        .await;
+    let ada = open(&domain, "Ada").await;
+    let bob = open(&domain, "Bob").await;
+    deposit(&domain, &ada, 1).await;
+    deposit(&domain, &bob, 2).await;
+    deposit(&domain, &ada, 3).await;
+    let rows = stored_rows(&domain).await;
+    assert_eq!(rows.len(), 10, "5 events and their facts");
+    let storage = domain.storage_unchecked();
+    let now = Utc::now();
+    let claim = |owner: &'static str, limit: usize, now| OutboxClaim {
+        domain: "bank",
+        owner,
+        now,
+        until: now + Span::seconds(60),
+        limit,
+    };
+    let Some(first) = storage
+        .claim_outbox(&claim("relay-a", 3, now))
+        .await
+        .unwrap()
+    else {
+        assert!(
+            backend.is_memory(),
+            "SQL stores claim in one statement; memory claims row by row in the relay"
+        );
+        return;
+    };
+    let oldest: Vec<String> = rows[..3].iter().map(|(row, _)| row.id.clone()).collect();
+    assert_eq!(ids_of(&first), oldest, "the oldest rows, by position");
+    for claimed in &first {
+        let (before, version) = rows.iter().find(|(row, _)| row.id == claimed.id).unwrap();
+        assert_eq!(claimed.version, version + 1, "a claim moves the version");
+        assert_eq!(claimed.data["claimed_by"], "relay-a");
+        assert_eq!(claimed.data["attempts"], before.attempts);
+    }
+    let held: Vec<&str> = rows[..3]
+        .iter()
+        .map(|(row, _)| row.stream.as_str())
+        .collect();
+    let rest: Vec<String> = rows[3..]
+        .iter()
+        .filter(|(row, _)| !held.contains(&row.stream.as_str()))
+        .map(|(row, _)| row.id.clone())
+        .collect();
+    assert!(!rest.is_empty() && rest.len() < 7, "{rest:?}");
+    let second = storage
+        .claim_outbox(&claim("relay-b", 100, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ids_of(&second),
+        rest,
+        "the second relay leaves the first's rows and the later rows of their streams"
+    );
+    let again = storage
+        .claim_outbox(&claim("relay-b", 100, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids_of(&again), rest, "a relay takes its own claims again");
+    let third = storage
+        .claim_outbox(&claim("relay-c", 100, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(third.is_empty(), "everything is held: {third:?}");
+    let later = now + Span::seconds(120);
+    let lapsed = storage
+        .claim_outbox(&claim("relay-c", 100, later))
+        .await
+        .unwrap()
+        .unwrap();
+    let all: Vec<String> = rows.iter().map(|(row, _)| row.id.clone()).collect();
+    assert_eq!(ids_of(&lapsed), all, "lapsed claims are taken over");
+    let versions: Vec<i64> = stored_rows(&domain).await.iter().map(|(_, v)| *v).collect();
+    // relay-a's rows twice (a, c), relay-b's three times (b, b, c), the others once (c).
+    let expected: Vec<i64> = rows
+        .iter()
+        .map(|(row, version)| {
+            version
+                + if oldest.contains(&row.id) {
+                    2
+                } else if rest.contains(&row.id) {
+                    3
+                } else {
+                    1
+                }
+        })
+        .collect();
+    assert_eq!(versions, expected, "one version per claim");
+
+    // Relays claiming at once (the claims above lapsed): one after another, so the first
+    // takes everything, and the others see its claims and take nothing.
+    let latest = later + Span::seconds(120);
+    let claimers: Vec<_> = ["relay-1", "relay-2", "relay-3", "relay-4"]
+        .into_iter()
+        .map(|owner| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let claim = OutboxClaim {
+                    domain: "bank",
+                    owner,
+                    now: latest,
+                    until: latest + Span::seconds(60),
+                    limit: 100,
+                };
+                (owner, storage.claim_outbox(&claim).await.unwrap().unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for claimer in claimers {
+        let (owner, claimed) = claimer.await.unwrap();
+        if !claimed.is_empty() {
+            assert_eq!(ids_of(&claimed), all, "{owner} took part of the rows");
+            winners.push(owner);
+        }
+    }
+    assert_eq!(winners.len(), 1, "rows claimed twice: {winners:?}");
+    for (row, _) in stored_rows(&domain).await {
+        assert_eq!(row.claimed_by.as_deref(), Some(winners[0]));
+    }
+}
 
 /// A [`MemoryBroker`] that takes 0–50 ms to accept a publish, so that two relays' publishes
 /// overlap and one that overtook another's earlier events would be seen.

@@ -1,19 +1,21 @@
 //! The system tables (`fidelis_core::store::system`) on every adapter: `setup` creates them,
 //! every row type round-trips exactly through a transaction, is found by a query on its
 //! fields, is replaced and removed; rows written in a transaction that is dropped are not
-//! stored; and a domain whose own table would take a system table's name is refused by
-//! `build`.
+//! stored; `setup` creates the indexes the tables declare (again on a second `setup`, and
+//! refuses an index on a column that is not a field); and a domain whose own table would
+//! take a system table's name is refused by `build`.
 
 #![allow(missing_docs)]
 
 use fidelis_core::chrono::{DateTime, TimeZone, Utc};
 use fidelis_core::prelude::*;
 use fidelis_core::query::QuerySpec;
-use fidelis_core::store::Storage;
 use fidelis_core::store::system::{
     self, Checkpoint, CommandLogEntry, DeadLetter, IdempotencyKey, Lease, OutboxMessage,
     QueuedCommand, Snapshot, SystemRow,
 };
+use fidelis_core::store::{Storage, TableSchema};
+use fidelis_core::{FieldDef, FieldKind};
 use serde_json::json;
 
 mod support;
@@ -23,6 +25,7 @@ on_every_adapter!(
     every_system_row_round_trips,
     queries_find_rows_by_field,
     dropped_transactions_write_no_system_rows,
+    setup_creates_the_declared_indexes,
 );
 
 /// A time with whole microseconds: what every adapter keeps of a time.
@@ -324,5 +327,101 @@ async fn a_domain_table_with_a_reserved_name_is_refused() {
     assert!(
         message.contains("`Events`'s table would be `fidelis_events`"),
         "{message}"
+    );
+}
+
+/// The columns of an index as the database describes it (`None`: no such index).
+async fn index_columns(backend: &Backend, index: &str) -> Option<Vec<String>> {
+    let definition: Option<String> = match backend {
+        Backend::Memory(_) => unreachable!("no indexes on memory"),
+        Backend::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&backend.url()).await.unwrap();
+            let sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?";
+            let found = sqlx::query_scalar(sql)
+                .bind(index)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            found
+        }
+        Backend::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&backend.url()).await.unwrap();
+            let sql = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1";
+            let found = sqlx::query_scalar(sql)
+                .bind(index)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            found
+        }
+    };
+    // `… ON <table> [USING btree] (<columns>)`: the columns, without quotes.
+    let definition = definition?;
+    let columns = definition.rsplit_once('(')?.1.trim_end_matches(')');
+    Some(
+        columns
+            .split(", ")
+            .map(|column| column.trim_matches('"').to_owned())
+            .collect(),
+    )
+}
+
+async fn setup_creates_the_declared_indexes(backend: &Backend) {
+    let (_domain, storage) = storage(backend).await;
+    if backend.is_memory() {
+        return;
+    }
+    // A second setup finds them there.
+    storage.setup(&system::schemas()).await.unwrap();
+    for (index, columns) in [
+        (
+            "fidelis_outbox_domain_position_idx",
+            &["domain", "position"][..],
+        ),
+        ("fidelis_commands_correlation_id_idx", &["correlation_id"]),
+        (
+            "fidelis_subscriber_messages_domain_subscriber_status_idx",
+            &["domain", "subscriber", "status"],
+        ),
+    ] {
+        assert_eq!(
+            index_columns(backend, index).await.as_deref(),
+            Some(
+                &columns
+                    .iter()
+                    .map(|column| (*column).to_owned())
+                    .collect::<Vec<_>>()[..]
+            ),
+            "{index} on {}",
+            backend.url()
+        );
+    }
+    let mut declared = 0;
+    for table in system::schemas() {
+        declared += table.indexes.len();
+    }
+    assert_eq!(declared, 3, "a new index gets a line above");
+
+    // An index must name fields of its table.
+    const FIELDS: &[FieldDef] = &[FieldDef {
+        identifier: true,
+        ..FieldDef::new("id", FieldKind::String, "String")
+    }];
+    let bad = TableSchema {
+        name: "indexed_rows",
+        element: "IndexedRow",
+        fields: FIELDS,
+        identifier: "id",
+        former_name: None,
+        indexes: &[&["id", "missing"], &[]],
+    };
+    let error = storage.setup(&[bad]).await.unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "the index on (id, missing) of table `indexed_rows` names `missing`, which is not one of its fields"
+        ) && error.contains("an index of table `indexed_rows` has no columns"),
+        "{error}"
     );
 }

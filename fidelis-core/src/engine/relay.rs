@@ -8,13 +8,20 @@
 //! 2. keep each stream's rows from its first row on, and skip a stream whose first row
 //!    another relay has claimed (its claim not lapsed): that relay publishes the stream's
 //!    earlier events, and the later ones wait for it;
-//! 3. claim the kept rows in one transaction, each with a version check: of two relays
-//!    reading the same rows, one claims them and the other's transaction fails and is
-//!    dropped (on PostgreSQL the second waits on the first's row locks, then sees the new
-//!    version);
+//! 3. claim the kept rows at once: two relays never both claim a row, and the second sees
+//!    the first's claims;
 //! 4. publish them in one [`Broker::publish`] call, in position order;
-//! 5. on success delete them; on a broker error give the claim back with `attempts` and
-//!    `last_error` updated, and wait (exponential backoff) before the next round.
+//! 5. on success delete them (one transaction); on a broker error give the claim back with
+//!    `attempts` and `last_error` updated, and wait (exponential backoff) before the next
+//!    round.
+//!
+//! SQL stores do 1–3 in one statement ([`Storage::claim_outbox`]), in a transaction of its
+//! own during which the domain's other relays wait to claim. Elsewhere (memory) the relay
+//! reads the rows, applies [`select`], and claims the kept rows in one transaction, each
+//! with a version check: of two relays reading the same rows, one claims them and the
+//! other's transaction fails and is dropped.
+//!
+//! [`Storage::claim_outbox`]: crate::store::Storage::claim_outbox
 //!
 //! Claims are rows rather than `FOR UPDATE SKIP LOCKED` held across the publish: they work
 //! the same on every adapter through the storage port, hold no connection while the broker
@@ -39,8 +46,8 @@ use crate::model::error::{Error, Result};
 use crate::model::event::category_of;
 use crate::model::query::QuerySpec;
 use crate::runtime::domain::Domain;
-use crate::store::JsonRow;
 use crate::store::system::{self, OutboxMessage, SystemRow};
+use crate::store::{JsonRow, OutboxClaim};
 
 use super::HandlerRetry;
 
@@ -109,24 +116,22 @@ impl Relay {
             return Ok(Round::Idle);
         };
         let _turn = self.turn.lock().await;
-        let now = Utc::now();
-        let selected = select(pending_rows(domain, BATCH).await?, owner, now);
-        if selected.is_empty() {
+        let claimed = claim_batch(domain, owner, claim).await?;
+        if claimed.is_empty() {
             return Ok(Round::Idle);
         }
-        let Some(claimed) = claim_rows(domain, selected, owner, now, claim).await? else {
-            return Ok(Round::Idle);
-        };
         let messages = claimed
             .iter()
             .map(|pending| message(&pending.row))
             .collect::<Vec<_>>();
         match broker.publish(&messages).await {
             Ok(()) => {
+                let ids: Vec<String> = claimed
+                    .iter()
+                    .map(|pending| pending.row.id.clone())
+                    .collect();
                 let mut transaction = domain.storage().begin().await?;
-                for pending in &claimed {
-                    system::remove::<OutboxMessage>(transaction.as_mut(), &pending.row.id).await?;
-                }
+                system::remove_all::<OutboxMessage>(transaction.as_mut(), &ids).await?;
                 transaction.commit().await?;
                 let mut state = self.state();
                 state.published += claimed.len() as u64;
@@ -207,17 +212,44 @@ async fn pending_rows(domain: &Domain, limit: usize) -> Result<Vec<Pending>> {
         .query(OutboxMessage::TABLE.name, &domain_rows(domain, Some(limit)))
         .await?
         .into_iter()
-        .map(|row| {
-            let version = row.version;
-            let row = serde_json::from_value(Value::Object(row.data)).map_err(|error| {
-                Error::Serialization {
-                    what: format!("a row of system table {}", OutboxMessage::TABLE.name),
-                    message: error.to_string(),
-                }
-            })?;
-            Ok(Pending { row, version })
-        })
+        .map(decode)
         .collect()
+}
+
+fn decode(row: JsonRow) -> Result<Pending> {
+    let version = row.version;
+    let row =
+        serde_json::from_value(Value::Object(row.data)).map_err(|error| Error::Serialization {
+            what: format!("a row of system table {}", OutboxMessage::TABLE.name),
+            message: error.to_string(),
+        })?;
+    Ok(Pending { row, version })
+}
+
+/// Claims the rows this relay may publish now (steps 1–3 of the module docs), in position
+/// order; none when there are none, or another relay claimed them first.
+async fn claim_batch(domain: &Domain, owner: &str, claim: Duration) -> Result<Vec<Pending>> {
+    let now = Utc::now();
+    let until = now + chrono::Duration::from_std(claim).unwrap_or(chrono::Duration::seconds(10));
+    let batch = OutboxClaim {
+        domain: domain.name(),
+        owner,
+        now,
+        until,
+        limit: BATCH,
+    };
+    if let Some(rows) = domain.storage().claim_outbox(&batch).await? {
+        let mut claimed = rows.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|pending| pending.row.position);
+        return Ok(claimed);
+    }
+    let selected = select(pending_rows(domain, BATCH).await?, owner, now);
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(claim_rows(domain, selected, owner, until)
+        .await?
+        .unwrap_or_default())
 }
 
 /// The rows this relay may publish now: each stream's rows from its first pending one on,
@@ -250,10 +282,8 @@ async fn claim_rows(
     domain: &Domain,
     rows: Vec<Pending>,
     owner: &str,
-    now: DateTime<Utc>,
-    claim: Duration,
+    until: DateTime<Utc>,
 ) -> Result<Option<Vec<Pending>>> {
-    let until = now + chrono::Duration::from_std(claim).unwrap_or(chrono::Duration::seconds(10));
     let mut transaction = domain.storage().begin().await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for pending in rows {

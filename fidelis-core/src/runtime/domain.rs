@@ -734,6 +734,7 @@ pub(crate) fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
             identifier: p.identifier,
             // Earlier versions of Fidelis named version 1's table without the domain.
             former_name: (p.version == 1).then(|| intern(&crate::registry::snake_case(p.name))),
+            indexes: &[],
         })
         .collect();
     tables.extend(
@@ -747,6 +748,7 @@ pub(crate) fn table_schemas(registry: &Registry) -> Vec<TableSchema> {
                 fields: a.fields,
                 identifier: a.identifier,
                 former_name: Some(intern(&crate::registry::snake_case(a.name))),
+                indexes: &[],
             }),
     );
     tables.extend(crate::store::system::schemas());

@@ -21,6 +21,7 @@ use crate::model::field::{FieldDef, FieldKind};
 use crate::model::query::{CompareOp, Condition, QuerySpec, QueryValue};
 use crate::store::TableSchema;
 
+mod outbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
@@ -133,6 +134,7 @@ pub(crate) fn check_schemas(tables: &[TableSchema]) -> Result<()> {
                 table.name, table.identifier
             ));
         }
+        index_problems(table, &mut problems);
     }
     if problems.is_empty() {
         Ok(())
@@ -241,6 +243,58 @@ pub(crate) fn create_table(syntax: Syntax, table: &TableSchema) -> String {
         quote(table.name),
         columns.join(", ")
     )
+}
+
+/// The name of a secondary index: `<table>_<columns>_idx`.
+fn index_name(table: &TableSchema, columns: &[&str]) -> String {
+    format!("{}_{}_idx", table.name, columns.join("_"))
+}
+
+/// Adds a sentence per index that names no columns, a column that is not a field, or whose
+/// name would be too long (PostgreSQL would shorten it, and two could end up the same).
+fn index_problems(table: &TableSchema, problems: &mut Vec<String>) {
+    for columns in table.indexes {
+        if columns.is_empty() {
+            problems.push(format!("an index of table `{}` has no columns", table.name));
+            continue;
+        }
+        for column in *columns {
+            if !table.fields.iter().any(|field| field.name == *column) {
+                problems.push(format!(
+                    "the index on ({}) of table `{}` names `{column}`, which is not one of its fields",
+                    columns.join(", "),
+                    table.name
+                ));
+            }
+        }
+        let name = index_name(table, columns);
+        if !is_identifier(&name) {
+            problems.push(format!(
+                "the index on ({}) of table `{}` would be named `{name}`, longer than 63 characters",
+                columns.join(", "),
+                table.name
+            ));
+        }
+    }
+}
+
+/// `CREATE INDEX IF NOT EXISTS` for each secondary index of a table (checked by
+/// [`check_schemas`]). Run at every `setup`, so tables made before an index was declared
+/// get it too.
+pub(crate) fn create_indexes(table: &TableSchema) -> Vec<String> {
+    table
+        .indexes
+        .iter()
+        .map(|columns| {
+            let quoted: Vec<String> = columns.iter().map(|column| quote(column)).collect();
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote(&index_name(table, columns)),
+                quote(table.name),
+                quoted.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A column as the database describes it.

@@ -100,6 +100,14 @@ pub async fn remove<R: SystemRow>(transaction: &mut dyn Transaction, id: &str) -
     transaction.remove_row(R::TABLE.name, id).await
 }
 
+/// Removes rows in the transaction (no error for those that do not exist).
+pub async fn remove_all<R: SystemRow>(
+    transaction: &mut dyn Transaction,
+    ids: &[String],
+) -> Result<()> {
+    transaction.remove_rows(R::TABLE.name, ids).await
+}
+
 /// The committed rows matching a query (built with [`field_eq`] and [`order_by`]).
 pub async fn query<R: SystemRow>(storage: &dyn Storage, query: &QuerySpec) -> Result<Vec<R>> {
     storage
@@ -201,6 +209,7 @@ const fn schema(
         fields,
         identifier: "id",
         former_name: None,
+        indexes: &[],
     }
 }
 
@@ -410,6 +419,7 @@ pub struct OutboxMessage {
 }
 
 impl SystemRow for OutboxMessage {
+    // The relay reads a domain's rows by position.
     const TABLE: TableSchema = schema(
         "fidelis_outbox",
         "OutboxMessage",
@@ -428,7 +438,8 @@ impl SystemRow for OutboxMessage {
             integer("attempts"),
             optional_text("last_error"),
         ],
-    );
+    )
+    .with_indexes(&[&["domain", "position"]]);
     fn id(&self) -> &str {
         &self.id
     }
@@ -464,6 +475,7 @@ pub struct CommandLogEntry {
 }
 
 impl SystemRow for CommandLogEntry {
+    // A trace reads a request's commands by correlation id.
     const TABLE: TableSchema = schema(
         "fidelis_commands",
         "CommandLogEntry",
@@ -480,7 +492,8 @@ impl SystemRow for CommandLogEntry {
             time("received_at"),
             time("processed_at"),
         ],
-    );
+    )
+    .with_indexes(&[&["correlation_id"]]);
     fn id(&self) -> &str {
         &self.id
     }
@@ -715,6 +728,7 @@ impl SubscriberMessage {
 }
 
 impl SystemRow for SubscriberMessage {
+    // A subscriber's status counts its handled messages.
     const TABLE: TableSchema = schema(
         "fidelis_subscriber_messages",
         "SubscriberMessage",
@@ -729,7 +743,8 @@ impl SystemRow for SubscriberMessage {
             text("payload"),
             time("updated_at"),
         ],
-    );
+    )
+    .with_indexes(&[&["domain", "subscriber", "status"]]);
     fn id(&self) -> &str {
         &self.id
     }

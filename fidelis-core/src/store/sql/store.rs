@@ -144,7 +144,7 @@ pub(crate) struct SqlStore<D: Dialect> {
     /// The URL without password, for messages.
     pub(crate) url: Arc<str>,
     pub(crate) dialect: Arc<D>,
-    schemas: Arc<Schemas>,
+    pub(super) schemas: Arc<Schemas>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -168,7 +168,7 @@ pub(crate) fn db_error(url: &str, what: &str, error: sqlx::Error) -> Error {
     }
 }
 
-fn failed(url: &str, what: &str, failure: Failure) -> Error {
+pub(super) fn failed(url: &str, what: &str, failure: Failure) -> Error {
     match failure {
         Failure::Sql(error) => db_error(url, what, error),
         Failure::Data(error) => error,
@@ -299,6 +299,12 @@ impl<D: Dialect> SqlStore<D> {
         }
         if !problems.is_empty() {
             return Err(Error::Configuration { problems });
+        }
+        // Once every table has its columns (an index on a missing one would fail).
+        for create in tables.iter().flat_map(super::create_indexes) {
+            D::execute(On::Tx(&mut transaction), Statement::new(D::SYNTAX, create))
+                .await
+                .map_err(fail)?;
         }
         D::commit(transaction).await.map_err(fail)?;
         self.schemas.insert(D::SYNTAX, tables);
@@ -695,6 +701,38 @@ impl<D: Dialect> SqlTransaction<D> {
         Ok(())
     }
 
+    /// One `DELETE` per 500 rows (within any database's limit of bind parameters).
+    pub(crate) async fn remove_rows(&mut self, table: &str, ids: &[String]) -> Result<()> {
+        let statements = self.schemas.get(table)?;
+        let schema = &statements.schema;
+        for chunk in ids.chunks(500) {
+            let mut statement = Statement::new(D::SYNTAX, "");
+            let placeholders: Vec<String> = chunk
+                .iter()
+                .filter_map(|id| super::key_value(schema, id))
+                .map(|key| statement.param(key))
+                .collect();
+            if placeholders.is_empty() {
+                continue;
+            }
+            statement.sql = format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                super::quote(schema.name),
+                super::quote(schema.identifier),
+                placeholders.join(", ")
+            );
+            D::execute(On::Tx(&mut self.transaction), statement)
+                .await
+                .map_err(|error| {
+                    self.error(
+                        &format!("removing {} rows of table `{table}`", chunk.len()),
+                        error,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn commit(self) -> Result<()> {
         let SqlTransaction {
             transaction, url, ..
@@ -809,6 +847,12 @@ macro_rules! sql_storage {
             ) -> crate::Result<u64> {
                 self.store.count(table, query).await
             }
+            async fn claim_outbox(
+                &self,
+                claim: &crate::store::OutboxClaim<'_>,
+            ) -> crate::Result<Option<Vec<crate::store::JsonRow>>> {
+                self.store.claim_outbox(claim).await
+            }
         }
 
         #[async_trait::async_trait]
@@ -845,6 +889,9 @@ macro_rules! sql_storage {
             }
             async fn remove_row(&mut self, table: &str, id: &str) -> crate::Result<()> {
                 crate::store::sql::store::SqlTransaction::remove_row(self, table, id).await
+            }
+            async fn remove_rows(&mut self, table: &str, ids: &[String]) -> crate::Result<()> {
+                crate::store::sql::store::SqlTransaction::remove_rows(self, table, ids).await
             }
             async fn notify_commit(&mut self) -> crate::Result<()> {
                 crate::store::sql::store::SqlTransaction::notify_commit(self).await
