@@ -654,10 +654,10 @@ impl<D: Dialect> SqlTransaction<D> {
                 events.push(event);
             }
         }
-        if !events.is_empty() {
-            if let Err(failure) = D::insert_events(&mut self.transaction, &mut events).await {
-                return Err(self.append_failed(&bases, failure));
-            }
+        if !events.is_empty()
+            && let Err(failure) = D::insert_events(&mut self.transaction, &mut events).await
+        {
+            return Err(self.append_failed(&bases, failure));
         }
         let mut events = events.into_iter().map(|event| event.metadata);
         Ok(lengths
