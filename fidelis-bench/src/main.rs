@@ -460,7 +460,8 @@ async fn pass<L: Ledger>(
         // Timed apart from the workloads: a unit of work of `long_stream` events (issue 15).
         let start = Instant::now();
         let id = ledger.seed_long_stream(sizes.long_stream).await?;
-        println!(
+        // stderr: the passes run with stdout gagged.
+        eprintln!(
             "seeding workload (d), {}: {} events in one unit of work in {:.3} s",
             L::NAME,
             thousands(sizes.long_stream),
