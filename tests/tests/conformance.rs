@@ -836,6 +836,8 @@ mod suite {
         append(storage, "acme::account-2", ExpectedVersion::Exact(-1), 2)
             .await
             .unwrap();
+        // PostgreSQL readers of the global order wait for older transactions to end.
+        storage.settle().await.unwrap();
         let before = storage.read_all(Cursor::START, 10).await.unwrap();
         let appends = vec![
             stream_append("acme::account-1", ExpectedVersion::Exact(-1), 2_000),
@@ -881,6 +883,7 @@ mod suite {
         }
 
         // What the store reads back is what the append returned, in the global order too.
+        storage.settle().await.unwrap();
         let all = storage
             .read_all(before[1].metadata.cursor(), 10_000)
             .await
@@ -996,6 +999,7 @@ mod suite {
         }
         assert_eq!(storage.stream_version("acme::account-2").await.unwrap(), 0);
         assert_eq!(storage.stream_version("acme::account-3").await.unwrap(), 0);
+        storage.settle().await.unwrap();
         let all = storage.read_all(Cursor::START, 100).await.unwrap();
         assert_eq!(all.len(), 2, "the two committed events, nothing else");
     }
