@@ -457,7 +457,16 @@ async fn pass<L: Ledger>(
         black_box(total);
         timings.push((Workload::Read, sizes.reads, start.elapsed()));
 
+        // Timed apart from the workloads: a unit of work of `long_stream` events (issue 15).
+        let start = Instant::now();
         let id = ledger.seed_long_stream(sizes.long_stream).await?;
+        // stderr: the passes run with stdout gagged.
+        eprintln!(
+            "seeding workload (d), {}: {} events in one unit of work in {:.3} s",
+            L::NAME,
+            thousands(sizes.long_stream),
+            start.elapsed().as_secs_f64()
+        );
         let warm = ledger.load_balance(&id).await?; // fills a cache, if there is one
         // One untimed load before each cold row: on SQLite, the first read of a pooled
         // connection after another connection's write costs a one-off 40-125 ms when that

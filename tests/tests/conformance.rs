@@ -23,7 +23,8 @@ use fidelis_core::store::memory::MemoryStorage;
 use fidelis_core::store::postgres::PostgresStorage;
 use fidelis_core::store::sqlite::SqliteStorage;
 use fidelis_core::store::{
-    Cursor, ExpectedVersion, GlobalRead, JsonRow, Partition, Row, Storage, TableSchema, TypedRow,
+    Cursor, ExpectedVersion, GlobalRead, JsonRow, Partition, Row, Storage, StreamAppend,
+    TableSchema, TypedRow,
 };
 use fidelis_core::{
     AnyEvent, Error, EventMetadata, FieldDef, FieldKind, Identifier, Payload, RecordedEvent,
@@ -183,6 +184,8 @@ conformance!(
     typed_rows_put_get,
     visit_stream_lends_events_in_order,
     typed_payloads_are_kept_or_encoded_once,
+    append_all_orders_every_stream_of_a_unit,
+    append_all_conflicts_store_nothing_of_the_unit,
 );
 conformance_sql!(
     drift_is_reported,
@@ -816,6 +819,190 @@ mod suite {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn stream_append(stream: &str, expected: ExpectedVersion, n: usize) -> StreamAppend {
+        StreamAppend {
+            stream: stream.to_owned(),
+            expected,
+            events: events(n),
+        }
+    }
+
+    /// Enough events over several streams to take more than one `INSERT` on SQLite (3,000
+    /// events each), a stream named twice, and one with events from before.
+    pub async fn append_all_orders_every_stream_of_a_unit(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        append(storage, "acme::account-2", ExpectedVersion::Exact(-1), 2)
+            .await
+            .unwrap();
+        // PostgreSQL readers of the global order wait for older transactions to end.
+        storage.settle().await.unwrap();
+        let before = storage.read_all(Cursor::START, 10).await.unwrap();
+        let appends = vec![
+            stream_append("acme::account-1", ExpectedVersion::Exact(-1), 2_000),
+            stream_append("acme::account-2", ExpectedVersion::Exact(1), 1_500),
+            stream_append("acme::ledger-1", ExpectedVersion::Any, 3),
+            // Goes on from the first append to the stream, as a second `append` would.
+            stream_append("acme::account-1", ExpectedVersion::Exact(1_999), 2),
+        ];
+        let mut transaction = storage.begin().await.unwrap();
+        let stored = transaction.append_all(appends).await.unwrap();
+        transaction.commit().await.unwrap();
+
+        let lengths: Vec<usize> = stored.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [2_000, 1_500, 3, 2]);
+        let versions =
+            |index: usize| -> Vec<i64> { stored[index].iter().map(|e| e.version).collect() };
+        assert_eq!(versions(0), (0..2_000).collect::<Vec<_>>());
+        assert_eq!(versions(1), (2..1_502).collect::<Vec<_>>());
+        assert_eq!(versions(2), [0, 1, 2]);
+        assert_eq!(versions(3), [2_000, 2_001]);
+        let stored: Vec<&EventMetadata> = stored.iter().flatten().collect();
+        assert!(
+            stored
+                .windows(2)
+                .all(|pair| pair[0].global_position < pair[1].global_position),
+            "positions follow the order of the appends"
+        );
+        if matches!(h.raw, Raw::Postgres(_)) {
+            assert!(
+                stored.iter().all(|e| e.commit == stored[0].commit),
+                "one transaction: one commit"
+            );
+        } else {
+            assert!(stored.iter().all(|e| e.commit == e.global_position));
+            // One writer: gapless, after the events of before.
+            let first = before[1].metadata.global_position + 1;
+            assert!(
+                stored
+                    .iter()
+                    .zip(first..)
+                    .all(|(e, p)| e.global_position == p)
+            );
+        }
+
+        // What the store reads back is what the append returned, in the global order too.
+        storage.settle().await.unwrap();
+        let all = storage
+            .read_all(before[1].metadata.cursor(), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), stored.len());
+        for (read, stored) in all.iter().zip(&stored) {
+            assert_eq!(&read.metadata, *stored);
+            assert_eq!(read.metadata.correlation_id.as_str(), "correlation-1");
+            assert_eq!(
+                read.metadata.causation_id.as_ref().map(|id| id.as_str()),
+                Some("cause-1")
+            );
+        }
+        let account = storage.read_stream("acme::account-1", 0).await.unwrap();
+        assert_eq!(account.len(), 2_002);
+        assert!(
+            account
+                .iter()
+                .zip(0..)
+                .all(|(e, v)| e.metadata.version == v)
+        );
+        assert_eq!(
+            storage.stream_version("acme::account-2").await.unwrap(),
+            1_501
+        );
+        assert_eq!(storage.stream_version("acme::ledger-1").await.unwrap(), 2);
+    }
+
+    fn assert_conflict(
+        result: fidelis_core::Result<()>,
+        expected_stream: &str,
+        versions: (i64, i64),
+    ) {
+        match result {
+            Err(Error::VersionConflict {
+                stream,
+                expected,
+                actual,
+            }) => assert_eq!(
+                (stream.as_str(), expected, actual),
+                (expected_stream, versions.0, versions.1)
+            ),
+            other => panic!("expected a version conflict on {expected_stream}, got {other:?}"),
+        }
+    }
+
+    /// A conflict on any stream of an `append_all` fails it, and nothing of the unit is
+    /// stored: found before the insert (the stream had moved), or by the database while
+    /// inserting (another writer took the version meanwhile).
+    pub async fn append_all_conflicts_store_nothing_of_the_unit(h: &Harness) {
+        let storage = h.storage.clone();
+        storage.setup(&[]).await.unwrap();
+        append(
+            storage.as_ref(),
+            "acme::account-2",
+            ExpectedVersion::Exact(-1),
+            1,
+        )
+        .await
+        .unwrap();
+        let attempt = async {
+            let mut transaction = storage.begin().await?;
+            transaction
+                .append_all(vec![
+                    stream_append("acme::account-1", ExpectedVersion::Exact(-1), 2),
+                    stream_append("acme::account-2", ExpectedVersion::Exact(-1), 1),
+                    stream_append("acme::ledger-1", ExpectedVersion::Any, 1),
+                ])
+                .await?;
+            transaction.commit().await
+        };
+        assert_conflict(attempt.await, "acme::account-2", (-1, 0));
+
+        // The first writer holds version 0 of `account-3`, uncommitted; the second reads the
+        // stream as empty (PostgreSQL) and its insert waits for the first, or it waits at
+        // its start (SQLite), or is refused at its commit (memory).
+        let mut first = storage.begin().await.unwrap();
+        first
+            .append_all(vec![stream_append(
+                "acme::account-3",
+                ExpectedVersion::Exact(-1),
+                1,
+            )])
+            .await
+            .unwrap();
+        let (committed, first_committed) = tokio::sync::oneshot::channel::<()>();
+        let second = tokio::spawn({
+            let storage = storage.clone();
+            async move {
+                let mut transaction = storage.begin().await?;
+                transaction
+                    .append_all(vec![
+                        stream_append("acme::account-4", ExpectedVersion::Exact(-1), 2),
+                        stream_append("acme::account-3", ExpectedVersion::Exact(-1), 1),
+                    ])
+                    .await?;
+                // Memory waits for nothing: it commits after the first, as the others do.
+                let _ = first_committed.await;
+                transaction.commit().await
+            }
+        });
+        // Let the second writer reach its insert before the first commits.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        first.commit().await.unwrap();
+        let _ = committed.send(());
+        assert_conflict(second.await.unwrap(), "acme::account-3", (-1, 0));
+
+        for stream in ["acme::account-1", "acme::ledger-1", "acme::account-4"] {
+            assert!(
+                storage.read_stream(stream, 0).await.unwrap().is_empty(),
+                "nothing of the failed unit is stored in {stream}"
+            );
+        }
+        assert_eq!(storage.stream_version("acme::account-2").await.unwrap(), 0);
+        assert_eq!(storage.stream_version("acme::account-3").await.unwrap(), 0);
+        storage.settle().await.unwrap();
+        let all = storage.read_all(Cursor::START, 100).await.unwrap();
+        assert_eq!(all.len(), 2, "the two committed events, nothing else");
     }
 
     pub async fn read_stream_from_a_version(h: &Harness) {

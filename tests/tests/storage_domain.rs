@@ -23,7 +23,9 @@ use support::{Backend, on_every_adapter};
 on_every_adapter!(
     concurrent_deposits_are_all_kept,
     failing_projector_leaves_nothing_behind,
-    corrupt_events_name_their_stream
+    corrupt_events_name_their_stream,
+    one_unit_of_work_appends_to_many_streams_in_order,
+    a_conflict_on_one_stream_stores_nothing_of_the_unit
 );
 
 async fn banking(backend: &Backend, builder: DomainBuilder) -> Domain {
@@ -502,4 +504,125 @@ async fn corrupt_events_name_their_stream(backend: &Backend) {
             .balance,
         Decimal::from(10)
     );
+}
+
+// ---- (d) a unit of work over several streams -------------------------------------------
+
+const STREAMS: usize = 5;
+/// Deposits per stream: 3,500 events in all, more than one `INSERT` on SQLite.
+const DEPOSITS_PER_STREAM: usize = 700;
+
+async fn one_unit_of_work_appends_to_many_streams_in_order(backend: &Backend) {
+    let domain = banking(backend, fidelis_example::domain()).await;
+    let mut ids = Vec::new();
+    for n in 0..STREAMS {
+        let id = domain
+            .process(open(&format!("ACC-2{n:02}"), Decimal::from(100)))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let storage = domain.storage_unchecked().clone();
+    storage.settle().await.unwrap();
+    let before = storage.head().await.unwrap();
+
+    let mut unit = domain.unit_of_work();
+    // Touched last to first: the appends follow the order the handler touched them in.
+    for id in ids.iter().rev() {
+        let mut account = unit.repository::<Account>().get(id).await.unwrap();
+        for _ in 0..DEPOSITS_PER_STREAM {
+            account.deposit(Decimal::from(1), None).unwrap();
+        }
+        unit.repository::<Account>().add(account).await.unwrap();
+    }
+    unit.commit().await.unwrap();
+
+    storage.settle().await.unwrap();
+    let events = storage.read_all(before, 100_000).await.unwrap();
+    let streams: Vec<String> = ids
+        .iter()
+        .rev()
+        .map(|id| domain.event_store().stream_of::<Account>(id).unwrap())
+        .collect();
+    let deposits: Vec<&RecordedEvent> = events
+        .iter()
+        .filter(|event| streams.contains(&event.metadata.stream))
+        .collect();
+    assert_eq!(deposits.len(), STREAMS * DEPOSITS_PER_STREAM);
+    // Stream after stream, each in version order, positions increasing, one commit.
+    for (chunk, stream) in deposits.chunks(DEPOSITS_PER_STREAM).zip(&streams) {
+        assert!(chunk.iter().all(|event| &event.metadata.stream == stream));
+        let versions: Vec<i64> = chunk.iter().map(|event| event.metadata.version).collect();
+        assert_eq!(
+            versions,
+            (1..=DEPOSITS_PER_STREAM as i64).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        deposits
+            .windows(2)
+            .all(|pair| pair[0].metadata.global_position < pair[1].metadata.global_position)
+    );
+    // One commit: the transaction's (PostgreSQL), or each position (one writer at a time).
+    let commit = deposits[0].metadata.commit;
+    assert!(
+        deposits.iter().all(|event| event.metadata.commit == commit)
+            || deposits
+                .iter()
+                .all(|event| event.metadata.commit == event.metadata.global_position)
+    );
+    for id in &ids {
+        let account = domain.repository::<Account>().get(id).await.unwrap();
+        assert_eq!(account.version(), DEPOSITS_PER_STREAM as i64);
+        assert_eq!(
+            account.balance,
+            Decimal::from(100 + DEPOSITS_PER_STREAM as i64)
+        );
+    }
+}
+
+async fn a_conflict_on_one_stream_stores_nothing_of_the_unit(backend: &Backend) {
+    let domain = banking(backend, fidelis_example::domain()).await;
+    let first = domain
+        .process(open("ACC-301", Decimal::from(100)))
+        .await
+        .unwrap();
+    let second = domain
+        .process(open("ACC-302", Decimal::from(100)))
+        .await
+        .unwrap();
+
+    let mut unit = domain.unit_of_work();
+    let mut one = unit.repository::<Account>().get(&first).await.unwrap();
+    let mut two = unit.repository::<Account>().get(&second).await.unwrap();
+    // Another writer moves the second account meanwhile.
+    domain
+        .process(MakeDeposit {
+            account_id: second.clone(),
+            amount: Decimal::from(5),
+            reference: None,
+        })
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        one.deposit(Decimal::from(1), None).unwrap();
+        two.deposit(Decimal::from(1), None).unwrap();
+    }
+    unit.repository::<Account>().add(one).await.unwrap();
+    unit.repository::<Account>().add(two).await.unwrap();
+    match unit.commit().await {
+        Err(Error::VersionConflict {
+            stream,
+            expected,
+            actual,
+        }) => {
+            let conflicted = domain.event_store().stream_of::<Account>(&second).unwrap();
+            assert_eq!((stream, expected, actual), (conflicted, 0, 1));
+        }
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let one = domain.repository::<Account>().get(&first).await.unwrap();
+    assert_eq!((one.version(), one.balance), (0, Decimal::from(100)));
+    let two = domain.repository::<Account>().get(&second).await.unwrap();
+    assert_eq!((two.version(), two.balance), (1, Decimal::from(105)));
 }

@@ -21,7 +21,7 @@ use crate::runtime::context::Context;
 use crate::runtime::domain::Domain;
 use crate::runtime::options::{CommandMetadata, enrich_event};
 use crate::store::system::{self, CommandLogEntry, QueuedCommand, SystemRow};
-use crate::store::{ExpectedVersion, JsonRow, Transaction};
+use crate::store::{ExpectedVersion, JsonRow, StreamAppend, Transaction};
 
 /// What a commit hook is told about the commit it joins. (Hooks to come add what they need
 /// here: the command log, the command's id.)
@@ -231,9 +231,11 @@ pub(crate) async fn prepare(
             .put_json_row(&change.table, document, Some(change.expected_version))
             .await?;
     }
+    // Every aggregate's events in one append (two statements on SQL stores, whatever the
+    // number of streams), in the order the handler touched the aggregates.
+    let mut appends = Vec::new();
     for change in &work.aggregates {
         if change.events.is_empty() {
-            last_events.push(None);
             continue;
         }
         let mut records = Vec::with_capacity(change.events.len());
@@ -264,9 +266,24 @@ pub(crate) async fn prepare(
         } else {
             ExpectedVersion::Any
         };
-        let stored = transaction
-            .append(&change.stream, expected, records)
-            .await?;
+        appends.push(StreamAppend {
+            stream: change.stream.clone(),
+            expected,
+            events: records,
+        });
+    }
+    let mut stored = if appends.is_empty() {
+        Vec::new()
+    } else {
+        transaction.append_all(appends).await?
+    }
+    .into_iter();
+    for change in &work.aggregates {
+        if change.events.is_empty() {
+            last_events.push(None);
+            continue;
+        }
+        let stored = stored.next().unwrap_or_default();
         last_events.push(stored.last().map(|metadata| metadata.id.clone()));
         for (event, stored) in change.events.iter().zip(stored) {
             recorded.push(event.record(stored));

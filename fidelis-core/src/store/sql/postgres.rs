@@ -64,8 +64,8 @@ const ROW_LOCK_CLASS: i32 = 0x6669_6401;
 ///   ([`Storage::settle`](crate::store::Storage::settle) waits for that).
 /// - The unique `(stream, version)` constraint enforces optimistic concurrency in the
 ///   database itself; its violation is a [`Error::VersionConflict`], as are deadlocks and
-///   serialization failures (they are worth retrying). An append is one `INSERT` of all its
-///   events.
+///   serialization failures (they are worth retrying). A unit of work's events, of every
+///   stream, go in one `INSERT` (and each stream's version is read in one statement before).
 /// - A stored aggregate's row is locked (`SELECT … FOR UPDATE`) while its version is checked;
 ///   a new row is written with a plain `INSERT`, so that two writers creating it cannot both
 ///   win.
@@ -264,17 +264,23 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
 
     async fn insert_events(
         transaction: &mut PgTransaction,
-        stream: &str,
         events: &mut [RecordedEvent],
     ) -> std::result::Result<(), Failure> {
         let mut ids = Vec::with_capacity(events.len());
+        let mut streams = Vec::with_capacity(events.len());
+        let mut hashes = Vec::with_capacity(events.len());
+        let mut categories = Vec::with_capacity(events.len());
         let mut versions = Vec::with_capacity(events.len());
         let mut type_names = Vec::with_capacity(events.len());
         let mut data = Vec::with_capacity(events.len());
         let mut metadata = Vec::with_capacity(events.len());
         let mut times = Vec::with_capacity(events.len());
         for event in events.iter() {
+            let stream = event.metadata.stream.as_str();
             ids.push(event.metadata.id.as_str().to_owned());
+            streams.push(stream.to_owned());
+            hashes.push(stream_hash(stream));
+            categories.push(category_of(stream).to_owned());
             versions.push(event.metadata.version);
             type_names.push(event.metadata.type_name.clone());
             // The event's JSON text, made here once (the store keeps no typed events), bound
@@ -283,22 +289,24 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
             metadata.push(sql::event_metadata(&event.metadata).to_string());
             times.push(event.metadata.time);
         }
-        let first = versions.first().copied().unwrap_or_default();
-        // One statement for every event; the rows come out of `UNNEST` in order, so their
-        // positions (from the identity column) increase with their versions.
-        let stored = sqlx::query_as::<_, (i64, i64, i64)>(&format!(
+        // One statement for every event of every stream, whatever their number: each column
+        // is one array parameter (PostgreSQL's limit of 65,535 parameters is never near).
+        // The rows come out of `UNNEST` in order, so their positions (from the identity
+        // column) follow the order of `events`.
+        let stored = sqlx::query_as::<_, (String, i64, i64, i64)>(&format!(
             "INSERT INTO {EVENTS_TABLE} \
                (transaction_id, id, stream, stream_hash, category, version, type_name, data, metadata, time) \
-             SELECT pg_current_xact_id()::text::bigint, e.id, $1, $2, $3, e.version, e.type_name, \
-               e.data::json, e.metadata::jsonb, e.time \
-             FROM UNNEST($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
-               AS e(id, version, type_name, data, metadata, time) \
-             RETURNING version, global_position, transaction_id"
+             SELECT pg_current_xact_id()::text::bigint, e.id, e.stream, e.stream_hash, e.category, \
+               e.version, e.type_name, e.data::json, e.metadata::jsonb, e.time \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+               $7::text[], $8::text[], $9::timestamptz[]) \
+               AS e(id, stream, stream_hash, category, version, type_name, data, metadata, time) \
+             RETURNING stream, version, global_position, transaction_id"
         ))
-        .bind(stream)
-        .bind(stream_hash(stream))
-        .bind(category_of(stream))
         .bind(ids)
+        .bind(streams)
+        .bind(hashes)
+        .bind(categories)
         .bind(versions)
         .bind(type_names)
         .bind(data)
@@ -306,19 +314,36 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
         .bind(times)
         .fetch_all(&mut **transaction)
         .await?;
-        for (version, position, commit) in stored {
-            let Some(event) = usize::try_from(version - first)
-                .ok()
-                .and_then(|index| events.get_mut(index))
-            else {
+        // `RETURNING` promises no order: each row finds its event by its key.
+        let index: std::collections::HashMap<(&str, i64), usize> = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| ((event.metadata.stream.as_str(), event.metadata.version), index))
+            .collect();
+        let mut positions = Vec::with_capacity(stored.len());
+        for (stream, version, position, commit) in &stored {
+            let Some(&at) = index.get(&(stream.as_str(), *version)) else {
                 return Err(Failure::Data(Error::storage(format!(
                     "appending to stream `{stream}`: the database returned version {version}, which this append did not write"
                 ))));
             };
-            event.metadata.global_position = position;
-            event.metadata.commit = commit;
+            positions.push((at, *position, *commit));
+        }
+        drop(index);
+        for (at, position, commit) in positions {
+            if let Some(event) = events.get_mut(at) {
+                event.metadata.global_position = position;
+                event.metadata.commit = commit;
+            }
         }
         Ok(())
+    }
+
+    fn duplicate_stream(error: &dyn sqlx::error::DatabaseError) -> Option<String> {
+        let detail = error
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+            .detail()?;
+        duplicate_stream(detail)
     }
 
     fn after(statement: &mut Statement, after: Cursor) -> String {
@@ -402,6 +427,18 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
         }
     }
 });
+
+/// The stream of a unique violation's detail, `Key (stream, version)=(<stream>, <version>)
+/// already exists.` (PostgreSQL writes the key's values unquoted; the version, a number,
+/// is last, so a stream holding `, ` still reads back whole.)
+fn duplicate_stream(detail: &str) -> Option<String> {
+    let key = detail
+        .strip_prefix("Key (stream, version)=(")?
+        .strip_suffix(") already exists.")?;
+    let (stream, version) = key.rsplit_once(", ")?;
+    version.parse::<i64>().ok()?;
+    Some(stream.to_owned())
+}
 
 /// Errors PostgreSQL reports while a connection starts that a retry may cure:
 /// `too_many_connections` (53300) and `cannot_connect_now` (57P03, starting up).
@@ -740,4 +777,27 @@ async fn existing_columns(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duplicate_stream;
+
+    #[test]
+    fn the_stream_of_a_duplicate_key() {
+        let detail = |stream: &str| format!("Key (stream, version)=({stream}, 7) already exists.");
+        assert_eq!(
+            duplicate_stream(&detail("bank::account-1")).as_deref(),
+            Some("bank::account-1")
+        );
+        assert_eq!(
+            duplicate_stream(&detail("odd, (name)")).as_deref(),
+            Some("odd, (name)")
+        );
+        assert_eq!(duplicate_stream("Key (id)=(x) already exists."), None);
+        assert_eq!(
+            duplicate_stream("Key (stream, version)=(s, x) already exists."),
+            None
+        );
+    }
 }

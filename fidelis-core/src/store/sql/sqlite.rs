@@ -25,8 +25,8 @@ use crate::store::sql::{
 };
 use crate::store::{Cursor, JsonRow, TableSchema, stream_hash};
 
-/// Events per `INSERT`: SQLite binds at most 32766 parameters to a statement.
-const EVENTS_PER_INSERT: usize = 1_000;
+/// Events per `INSERT`: SQLite binds at most 32,766 parameters to a statement, 10 per event.
+const EVENTS_PER_INSERT: usize = 3_000;
 
 /// The SQLite adapter: an embedded database file, for laptops and single-process services.
 ///
@@ -41,7 +41,8 @@ const EVENTS_PER_INSERT: usize = 1_000;
 ///   busy handler.
 /// - Global positions are assigned in the transaction (the last position + 1) while it holds
 ///   the write lock, so they are gapless and commit in order: an event's commit (its
-///   [`Cursor`]) is its position. An append is one multi-row `INSERT`.
+///   [`Cursor`]) is its position. A unit of work's events, of every stream, go in one
+///   multi-row `INSERT` (of up to 3,000 events: SQLite's parameter limit).
 /// - Times are stored as RFC 3339 text with nanoseconds (fixed width, so text order is time
 ///   order), dates as `YYYY-MM-DD`, JSON as text.
 ///
@@ -255,7 +256,6 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
 
     async fn insert_events(
         transaction: &mut SqliteTransaction,
-        stream: &str,
         events: &mut [RecordedEvent],
     ) -> std::result::Result<(), Failure> {
         // Under the write lock: the last position is this transaction's to go on from.
@@ -274,8 +274,6 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
             event.metadata.global_position = position;
             event.metadata.commit = position;
         }
-        let category = category_of(stream);
-        let hash = stream_hash(stream);
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let statement = format!(
@@ -289,12 +287,13 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
                 .collect::<Result<Vec<String>>>()
                 .map_err(Failure::Data)?;
             let query = chunk.iter().zip(data).fold(sqlx::query(&statement), |query, (event, data)| {
+                let stream = event.metadata.stream.as_str();
                 query
                     .bind(event.metadata.global_position)
                     .bind(event.metadata.id.as_str())
                     .bind(stream)
-                    .bind(hash)
-                    .bind(category)
+                    .bind(stream_hash(stream))
+                    .bind(category_of(stream))
                     .bind(event.metadata.version)
                     .bind(&event.metadata.type_name)
                     .bind(data)

@@ -3,6 +3,7 @@
 //! differs between databases: how a transaction starts, how values bind and rows decode, the
 //! events table and how events are appended, and the global order's read condition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use super::{EVENTS_TABLE, ExistingColumn, Schemas, SqlValue, Statement, Syntax, 
 use crate::model::error::{Error, Result};
 use crate::model::event::{EventMetadata, RecordedEvent};
 use crate::model::query::QuerySpec;
-use crate::store::{Cursor, ExpectedVersion, GlobalRead, JsonRow, TableSchema};
+use crate::store::{Cursor, ExpectedVersion, GlobalRead, JsonRow, StreamAppend, TableSchema};
 
 /// Where a dialect runs a statement: on the pool (reads outside transactions) or in a
 /// transaction.
@@ -106,13 +107,18 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     async fn lock_setup(_transaction: &mut Self::Tx) -> std::result::Result<(), sqlx::Error> {
         Ok(())
     }
-    /// Inserts a stream's events (their stream and versions set) in one statement and sets
-    /// their positions and commit.
+    /// Inserts events of one or more streams (their streams and versions set), in one
+    /// statement where the database's parameter limit allows, and sets their positions and
+    /// commit: positions increase in the order of `events`.
     async fn insert_events(
         transaction: &mut Self::Tx,
-        stream: &str,
         events: &mut [RecordedEvent],
     ) -> std::result::Result<(), Failure>;
+    /// The stream of the key a unique violation of `(stream, version)` names, when the
+    /// database says (PostgreSQL does, in its detail).
+    fn duplicate_stream(_error: &dyn sqlx::error::DatabaseError) -> Option<String> {
+        None
+    }
     /// The condition of events strictly after a cursor that readers of the global order may
     /// read now (with its parameters added to `statement`).
     fn after(statement: &mut Statement, after: Cursor) -> String;
@@ -192,6 +198,49 @@ fn read_stream_statement<D: Dialect>(stream: &str, from_version: i64) -> Stateme
         D::EVENT_COLUMNS
     );
     statement
+}
+
+/// Streams whose versions one statement reads: one parameter each, far below SQLite's
+/// 32,766 and PostgreSQL's 65,535.
+const STREAMS_PER_READ: usize = 500;
+
+/// One row: the version of each stream's last event (`-1` for none), in the order given. Each
+/// column is the indexed `MAX` of [`stream_version_statement`].
+fn stream_versions_statement<D: Dialect>(streams: &[&str]) -> Statement {
+    let mut statement = Statement::new(D::SYNTAX, "");
+    let columns: Vec<String> = streams
+        .iter()
+        .map(|stream| {
+            let stream = statement.param(SqlValue::Text((*stream).to_owned()));
+            format!(
+                "(SELECT COALESCE(MAX(version), -1) FROM {EVENTS_TABLE} WHERE stream = {stream})"
+            )
+        })
+        .collect();
+    statement.sql = format!("SELECT {}", columns.join(", "));
+    statement
+}
+
+/// `<streams>` in an error's what: one stream as a lone append names it.
+fn named_streams(streams: &[&str]) -> String {
+    match streams {
+        [one] => format!("stream `{one}`"),
+        many => format!(
+            "streams {}",
+            many.iter()
+                .map(|stream| format!("`{stream}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn reading_versions(streams: &[&str]) -> String {
+    format!("reading the version of {}", named_streams(streams))
+}
+
+fn appending(streams: &[&str]) -> String {
+    format!("appending to {}", named_streams(streams))
 }
 
 fn stream_version_statement<D: Dialect>(stream: &str) -> Statement {
@@ -541,52 +590,119 @@ impl<D: Dialect> SqlTransaction<D> {
         &mut self,
         stream: &str,
         expected: ExpectedVersion,
-        mut events: Vec<RecordedEvent>,
+        events: Vec<RecordedEvent>,
     ) -> Result<Vec<EventMetadata>> {
-        let current = D::integers(
-            On::Tx(&mut self.transaction),
-            stream_version_statement::<D>(stream),
-        )
-        .await
-        .map_err(|error| self.error(&format!("reading the version of stream `{stream}`"), error))?;
-        let current = first_integer(current).unwrap_or(-1);
-        if let ExpectedVersion::Exact(expected) = expected
-            && expected != current
+        let append = StreamAppend {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        };
+        Ok(self
+            .append_all(vec![append])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    /// [`Transaction::append_all`](crate::store::Transaction::append_all): the streams'
+    /// versions in one statement, every event in one `INSERT` (chunked where the database
+    /// limits its parameters), and each stream's version check as [`append`](Self::append)
+    /// made it alone.
+    pub(crate) async fn append_all(
+        &mut self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<EventMetadata>>> {
+        let mut streams: Vec<&str> = Vec::new();
+        for append in &appends {
+            if !streams.contains(&append.stream.as_str()) {
+                streams.push(&append.stream);
+            }
+        }
+        let mut current: HashMap<String, i64> = HashMap::with_capacity(streams.len());
+        for chunk in streams.chunks(STREAMS_PER_READ) {
+            let versions = D::integers(
+                On::Tx(&mut self.transaction),
+                stream_versions_statement::<D>(chunk),
+            )
+            .await
+            .map_err(|error| db_error(&self.url, &reading_versions(chunk), error))?
+            .unwrap_or_default();
+            for (index, stream) in chunk.iter().enumerate() {
+                let version = versions.get(index).copied().flatten().unwrap_or(-1);
+                current.insert((*stream).to_owned(), version);
+            }
+        }
+        // Versions as appending one stream after the other would set them; `base` is each
+        // append's stream version before it, what a conflict on it reports.
+        let mut bases = Vec::with_capacity(appends.len());
+        let mut lengths = Vec::with_capacity(appends.len());
+        let mut events = Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum());
+        for append in appends {
+            let version = current.entry(append.stream.clone()).or_insert(-1);
+            if let ExpectedVersion::Exact(expected) = append.expected
+                && expected != *version
+            {
+                return Err(Error::VersionConflict {
+                    stream: append.stream,
+                    expected,
+                    actual: *version,
+                });
+            }
+            bases.push((append.stream.clone(), *version));
+            lengths.push(append.events.len());
+            for mut event in append.events {
+                *version += 1;
+                event.metadata.version = *version;
+                if event.metadata.stream != append.stream {
+                    event.metadata.stream.clone_from(&append.stream);
+                }
+                events.push(event);
+            }
+        }
+        if !events.is_empty()
+            && let Err(failure) = D::insert_events(&mut self.transaction, &mut events).await
         {
-            return Err(Error::VersionConflict {
-                stream: stream.to_owned(),
-                expected,
-                actual: current,
-            });
+            return Err(self.append_failed(&bases, failure));
         }
-        let mut version = current;
-        for event in &mut events {
-            version += 1;
-            event.metadata.version = version;
-            if event.metadata.stream != stream {
-                event.metadata.stream = stream.to_owned();
-            }
-        }
-        match D::insert_events(&mut self.transaction, stream, &mut events).await {
-            Ok(()) => Ok(events.into_iter().map(|event| event.metadata).collect()),
-            // The unique (stream, version) constraint, or a deadlock: another writer won.
-            Err(Failure::Sql(sqlx::Error::Database(error))) if error.is_unique_violation() => {
-                Err(Error::VersionConflict {
-                    stream: stream.to_owned(),
-                    expected: current,
-                    actual: current + 1,
-                })
-            }
-            Err(Failure::Sql(error)) if D::is_retryable(&error) => Err(Error::VersionConflict {
+        let mut events = events.into_iter().map(|event| event.metadata);
+        Ok(lengths
+            .into_iter()
+            .map(|length| events.by_ref().take(length).collect())
+            .collect())
+    }
+
+    /// The error of a failed `INSERT` of events. The unique `(stream, version)` constraint, or
+    /// a deadlock: another writer won, a [`Error::VersionConflict`] on the stream whose key
+    /// the database names (the first stream when it names none).
+    fn append_failed(&self, bases: &[(String, i64)], failure: Failure) -> Error {
+        let conflict = |stream: &str| {
+            let (stream, current) = bases
+                .iter()
+                .find(|(name, _)| name == stream)
+                .or(bases.first())
+                .map_or((stream, -1), |(name, current)| (name.as_str(), *current));
+            Error::VersionConflict {
                 stream: stream.to_owned(),
                 expected: current,
                 actual: current + 1,
-            }),
-            Err(failure) => Err(failed(
-                &self.url,
-                &format!("appending to stream `{stream}`"),
-                failure,
-            )),
+            }
+        };
+        match failure {
+            Failure::Sql(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                let stream = D::duplicate_stream(error.as_ref()).unwrap_or_default();
+                conflict(&stream)
+            }
+            Failure::Sql(error) if D::is_retryable(&error) => conflict(""),
+            failure => {
+                let mut streams: Vec<&str> = Vec::new();
+                for (stream, _) in bases {
+                    if !streams.contains(&stream.as_str()) {
+                        streams.push(stream);
+                    }
+                }
+                failed(&self.url, &appending(&streams), failure)
+            }
         }
     }
 
@@ -865,6 +981,12 @@ macro_rules! sql_storage {
             ) -> crate::Result<Vec<crate::EventMetadata>> {
                 crate::store::sql::store::SqlTransaction::append(self, stream, expected, events)
                     .await
+            }
+            async fn append_all(
+                &mut self,
+                appends: Vec<crate::store::StreamAppend>,
+            ) -> crate::Result<Vec<Vec<crate::EventMetadata>>> {
+                crate::store::sql::store::SqlTransaction::append_all(self, appends).await
             }
             async fn get_json_row(
                 &mut self,
