@@ -15,13 +15,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::Utc;
-use serde_json::Value;
 
 use crate::model::element::{Handled, OutputCodec};
 use crate::model::error::{Error, Result};
 use crate::model::identifier::Identifier;
-use crate::store::system::{self, StepCommand, SystemRow};
-use crate::store::{JsonRow, Storage, Transaction};
+use crate::store::system::{self, StepCommand};
+use crate::store::{Storage, Transaction};
 
 /// The namespace of the derived command ids (a fixed, random UUID).
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a4e_93d7_4b0a_8e55_c0d1_7a2f_9b34);
@@ -132,35 +131,22 @@ fn output_of<O>(row: &StepCommand, codec: Option<OutputCodec<O>>) -> Result<O> {
 /// the step that got this far rolls its unit of work back.
 pub(crate) async fn record(transaction: &mut dyn Transaction, row: StepCommand) -> Result<()> {
     let id = row.id.clone();
-    let Value::Object(data) = serde_json::to_value(&row).map_err(|error| Error::Serialization {
-        what: format!("the record of step command {id}"),
-        message: error.to_string(),
-    })?
-    else {
-        return Err(Error::storage("a step command record is not a JSON object"));
-    };
-    let row = JsonRow {
-        id: id.clone(),
-        version: 0,
-        data,
-    };
-    transaction
-        .put_json_row(StepCommand::TABLE.name, row, Some(-1))
-        .await
-        .map_err(|error| {
-            if error.is_version_conflict() {
-                // Not retried as a conflict: processing the command again cannot succeed.
-                Error::usage(format!(
-                    "step command {id} was committed meanwhile by another run of the step"
-                ))
-            } else {
-                error
-            }
-        })
+    system::insert(transaction, row).await.map_err(|error| {
+        if error.is_version_conflict() {
+            // Not retried as a conflict: processing the command again cannot succeed.
+            Error::usage(format!(
+                "step command {id} was committed meanwhile by another run of the step"
+            ))
+        } else {
+            error
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn row(output: Option<Value>) -> StepCommand {

@@ -9,8 +9,7 @@ use crate::model::error::{Error, Result};
 use crate::model::identifier::Identifier;
 use crate::runtime::domain::{Domain, Submitted};
 use crate::runtime::options::{CommandMetadata, ProcessOptions, enrich_command};
-use crate::store::JsonRow;
-use crate::store::system::{self, IdempotencyKey, QueuedCommand, SystemRow};
+use crate::store::system::{self, IdempotencyKey, QueuedCommand};
 
 /// See [`Domain::submit_with`].
 pub(crate) async fn submit<C: Handled>(
@@ -58,7 +57,7 @@ pub(crate) async fn submit<C: Handled>(
             created_at: metadata.time,
         };
         // Insert-only: a concurrent submission with the same key fails here or at commit.
-        let inserted = insert(transaction.as_mut(), row).await;
+        let inserted = system::insert(transaction.as_mut(), row).await;
         if let Some(first) = taken_meanwhile(domain, key, inserted).await? {
             return Ok(first);
         }
@@ -111,28 +110,6 @@ fn duplicate(taken: IdempotencyKey) -> Submitted {
         command_id: Identifier::new(taken.command_id),
         duplicate: true,
     }
-}
-
-/// Inserts a row that must not exist yet (a version conflict if it does).
-async fn insert<R: SystemRow>(
-    transaction: &mut dyn crate::store::Transaction,
-    row: R,
-) -> Result<()> {
-    let data = match serde_json::to_value(&row) {
-        Ok(Value::Object(data)) => data,
-        Ok(_) | Err(_) => {
-            return Err(Error::Serialization {
-                what: format!("a row of system table {}", R::TABLE.name),
-                message: "does not serialize to a JSON object".to_owned(),
-            });
-        }
-    };
-    let row = JsonRow {
-        id: row.id().to_owned(),
-        version: 0,
-        data,
-    };
-    transaction.put_json_row(R::TABLE.name, row, Some(-1)).await
 }
 
 /// When `outcome` is the version conflict of a key another submission took meanwhile, that

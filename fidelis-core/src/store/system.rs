@@ -95,6 +95,25 @@ pub async fn put<R: SystemRow>(transaction: &mut dyn Transaction, row: R) -> Res
     transaction.put_row(R::TABLE.name, id, Arc::new(row)).await
 }
 
+/// Inserts a row that must not exist yet, in the transaction: a version conflict if it does.
+pub async fn insert<R: SystemRow>(transaction: &mut dyn Transaction, row: R) -> Result<()> {
+    let data = match serde_json::to_value(&row) {
+        Ok(Value::Object(data)) => data,
+        Ok(_) | Err(_) => {
+            return Err(Error::Serialization {
+                what: format!("a row of system table {}", R::TABLE.name),
+                message: "does not serialize to a JSON object".to_owned(),
+            });
+        }
+    };
+    let row = JsonRow {
+        id: row.id().to_owned(),
+        version: 0,
+        data,
+    };
+    transaction.put_json_row(R::TABLE.name, row, Some(-1)).await
+}
+
 /// Removes a row in the transaction (no error when there is none).
 pub async fn remove<R: SystemRow>(transaction: &mut dyn Transaction, id: &str) -> Result<()> {
     transaction.remove_row(R::TABLE.name, id).await
