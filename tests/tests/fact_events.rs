@@ -246,6 +246,10 @@ async fn every_change_records_one_fact(backend: &Backend, processing: Processing
     let facts = store.read_stream(&fact_stream).await.unwrap();
     let versions: Vec<i64> = facts.iter().map(|f| f.metadata.version).collect();
     assert_eq!(versions, [0, 1, 2]);
+    // Appended with the command's events, after them.
+    for (event, fact) in own.iter().zip(&facts) {
+        assert!(fact.metadata.global_position > event.metadata.global_position);
+    }
     assert!(
         facts
             .iter()

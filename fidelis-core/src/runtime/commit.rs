@@ -272,6 +272,25 @@ pub(crate) async fn prepare(
             events: records,
         });
     }
+    // The facts of the changed aggregates are events of this commit, appended after its
+    // events in the same call: projectors and event handlers receive them with the others.
+    let facts = crate::runtime::facts::appends(
+        registry,
+        &work.aggregates,
+        crate::runtime::facts::FactContext {
+            time,
+            correlation_id: &correlation_id,
+            causation_id: &causation_id,
+            priority: lineage.priority,
+            extensions: &lineage.extensions,
+            enrichers: domain.event_enrichers(),
+        },
+    )?;
+    let mut fact_events = Vec::with_capacity(facts.len());
+    for fact in facts {
+        appends.push(fact.append);
+        fact_events.push(fact.event);
+    }
     let mut stored = if appends.is_empty() {
         Vec::new()
     } else {
@@ -289,24 +308,9 @@ pub(crate) async fn prepare(
             recorded.push(event.record(stored));
         }
     }
-    // The facts of the changed aggregates are events of this commit: projectors and event
-    // handlers receive them with the others.
-    let facts = crate::runtime::facts::FactContext {
-        time,
-        correlation_id: &correlation_id,
-        causation_id: &causation_id,
-        priority: lineage.priority,
-        extensions: &lineage.extensions,
-        enrichers: domain.event_enrichers(),
-    };
-    crate::runtime::facts::record(
-        registry,
-        &work.aggregates,
-        transaction.as_mut(),
-        facts,
-        &mut recorded,
-    )
-    .await?;
+    for (event, stored) in fact_events.iter().zip(stored) {
+        recorded.extend(stored.into_iter().map(|metadata| event.record(metadata)));
+    }
     // The handler's rows go in before the hooks, so projectors read them.
     work.rows.write_to(transaction.as_mut()).await?;
     if let Some(command) = &command {

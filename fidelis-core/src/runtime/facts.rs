@@ -1,6 +1,7 @@
-//! Fact events: after the events of a unit of work are appended, each changed aggregate
-//! declared with `fact_events` gets one `Fact<A>` event carrying its whole new state, in the
-//! stream `<domain>::<aggregate>_fact-<id>`, in the same transaction.
+//! Fact events: with the events of a unit of work, each changed aggregate declared with
+//! `fact_events` gets one `Fact<A>` event carrying its whole new state, in the stream
+//! `<domain>::<aggregate>_fact-<id>`, appended in the same call as the events (one
+//! statement on the SQL stores).
 //!
 //! This runs inside [`crate::runtime::commit::prepare`] before the commit hooks rather than as
 //! a hook: hooks add writes, while facts are events of the commit, which the inline
@@ -11,13 +12,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::model::error::Result;
-use crate::model::event::{
-    AnyRecordedEvent, EventMetadata, Extensions, Payload, Priority, RecordedEvent,
-};
+use crate::model::event::{AnyEvent, EventMetadata, Extensions, Payload, Priority, RecordedEvent};
 use crate::model::identifier::Identifier;
 use crate::registry::Registry;
 use crate::runtime::context::AggregateChange;
-use crate::store::{ExpectedVersion, Transaction};
+use crate::store::{ExpectedVersion, StreamAppend};
 
 /// What the facts of a commit share with its events.
 pub(crate) struct FactContext<'a> {
@@ -30,17 +29,22 @@ pub(crate) struct FactContext<'a> {
     pub(crate) enrichers: &'a [crate::runtime::options::EventEnricher],
 }
 
-/// Appends the fact of every changed aggregate that records facts, and adds them to
-/// `recorded` (the commit's events, as recorded).
-pub(crate) async fn record(
+/// A fact to append: its stream append, and the typed event to record it as once stored.
+pub(crate) struct FactAppend {
+    pub(crate) append: StreamAppend,
+    pub(crate) event: Arc<dyn AnyEvent>,
+}
+
+/// The fact of every changed aggregate that records facts, to append with the commit's
+/// events (in the same `append_all`, after them, so they take the later positions).
+pub(crate) fn appends(
     registry: &Registry,
     changes: &[AggregateChange],
-    transaction: &mut dyn Transaction,
     context: FactContext<'_>,
-    recorded: &mut Vec<Arc<dyn AnyRecordedEvent>>,
-) -> Result<()> {
+) -> Result<Vec<FactAppend>> {
+    let mut facts = Vec::new();
     if registry.facts.is_empty() {
-        return Ok(());
+        return Ok(facts);
     }
     for change in changes {
         // Changed: new events, or a new row of a stored aggregate.
@@ -79,10 +83,14 @@ pub(crate) async fn record(
             metadata,
             payload: Payload::Typed(event.clone()),
         };
-        let stored = transaction
-            .append(&stream, ExpectedVersion::Any, vec![record])
-            .await?;
-        recorded.extend(stored.into_iter().map(|metadata| event.record(metadata)));
+        facts.push(FactAppend {
+            append: StreamAppend {
+                stream,
+                expected: ExpectedVersion::Any,
+                events: vec![record],
+            },
+            event,
+        });
     }
-    Ok(())
+    Ok(facts)
 }
