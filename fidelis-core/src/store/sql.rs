@@ -1117,65 +1117,42 @@ pub(crate) struct EventRow {
     pub(crate) version: i64,
     pub(crate) type_name: String,
     pub(crate) data: Box<serde_json::value::RawValue>,
-    pub(crate) metadata: Value,
+    pub(crate) metadata: StoredMetadata,
     pub(crate) time: DateTime<Utc>,
+}
+
+/// An event row's `metadata` column (what [`event_metadata`] writes), decoded straight from
+/// its text: no JSON tree is built per event read. Rows written before `priority` and
+/// `extensions` existed lack them and read as the defaults.
+#[derive(serde::Deserialize)]
+pub(crate) struct StoredMetadata {
+    correlation_id: String,
+    #[serde(default)]
+    causation_id: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    extensions: Option<crate::model::event::Extensions>,
 }
 
 impl EventRow {
     pub(crate) fn into_event(self) -> Result<crate::model::event::RecordedEvent> {
         use crate::model::identifier::Identifier;
-        let correlation = self
-            .metadata
-            .get("correlation_id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
+        let StoredMetadata {
+            correlation_id,
+            causation_id,
+            priority,
+            extensions,
+        } = self.metadata;
+        let priority = match priority {
+            None => crate::model::event::Priority::Normal,
+            Some(name) => crate::model::event::Priority::parse(&name).ok_or_else(|| {
                 corrupt_event(
                     &self.stream,
                     self.position,
-                    "column `metadata` has no text `correlation_id`",
+                    format!("column `metadata` has an unknown `priority` {name:?}"),
                 )
-            })?;
-        let causation = match self.metadata.get("causation_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(Identifier::new(id.clone())),
-            Some(other) => {
-                return Err(corrupt_event(
-                    &self.stream,
-                    self.position,
-                    format!("column `metadata` has a `causation_id` that is not text: {other}"),
-                ));
-            }
-        };
-        // Both are absent from rows written before they existed: the defaults.
-        let priority = match self.metadata.get("priority") {
-            None | Some(Value::Null) => crate::model::event::Priority::Normal,
-            Some(Value::String(name)) => {
-                crate::model::event::Priority::parse(name).ok_or_else(|| {
-                    corrupt_event(
-                        &self.stream,
-                        self.position,
-                        format!("column `metadata` has an unknown `priority` {name:?}"),
-                    )
-                })?
-            }
-            Some(other) => {
-                return Err(corrupt_event(
-                    &self.stream,
-                    self.position,
-                    format!("column `metadata` has a `priority` that is not text: {other}"),
-                ));
-            }
-        };
-        let extensions = match self.metadata.get("extensions") {
-            None | Some(Value::Null) => crate::model::event::Extensions::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(other) => {
-                return Err(corrupt_event(
-                    &self.stream,
-                    self.position,
-                    format!("column `metadata` has `extensions` that are not an object: {other}"),
-                ));
-            }
+            })?,
         };
         Ok(crate::model::event::RecordedEvent {
             metadata: crate::model::event::EventMetadata {
@@ -1186,10 +1163,10 @@ impl EventRow {
                 global_position: self.position,
                 commit: self.commit,
                 time: self.time,
-                correlation_id: Identifier::new(correlation),
-                causation_id: causation,
+                correlation_id: Identifier::new(correlation_id),
+                causation_id: causation_id.map(Identifier::new),
                 priority,
-                extensions,
+                extensions: extensions.unwrap_or_default(),
             },
             payload: crate::model::event::Payload::Encoded(self.data),
         })
@@ -1201,6 +1178,7 @@ mod tests {
     use super::*;
 
     fn event_row(metadata: Value) -> EventRow {
+        let metadata = serde_json::from_value(metadata).unwrap();
         EventRow {
             position: 1,
             commit: 1,

@@ -659,9 +659,14 @@ fn decode_document(table: &TableSchema, row: &PgRow) -> Result<JsonRow> {
 /// Decodes an event row (the columns of [`Dialect::EVENT_COLUMNS`]).
 fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
     let position = row.try_get::<i64, _>(0).unwrap_or_default();
-    let stream = row
-        .try_get::<String, _>(2)
-        .unwrap_or_else(|_| "?".to_owned());
+    // Read once: the errors below name the stream, then the row takes it.
+    let stream = row.try_get::<String, _>(2).map_err(|error| {
+        sql::corrupt_event(
+            "?",
+            position,
+            format!("column `stream` is unreadable: {error}"),
+        )
+    })?;
     let column = |name: &str, error: sqlx::Error| {
         sql::corrupt_event(
             &stream,
@@ -674,7 +679,6 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
             .try_get(0)
             .map_err(|error| column("global_position", error))?,
         id: row.try_get(1).map_err(|error| column("id", error))?,
-        stream: row.try_get(2).map_err(|error| column("stream", error))?,
         version: row.try_get(3).map_err(|error| column("version", error))?,
         type_name: row.try_get(4).map_err(|error| column("type_name", error))?,
         data: row
@@ -682,13 +686,14 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent> {
             .map_err(|error| column("data", error))?
             .0,
         metadata: row
-            .try_get::<Json<Value>, _>(6)
+            .try_get::<Json<sql::StoredMetadata>, _>(6)
             .map_err(|error| column("metadata", error))?
             .0,
         time: row.try_get(7).map_err(|error| column("time", error))?,
         commit: row
             .try_get(8)
             .map_err(|error| column("transaction_id", error))?,
+        stream,
     }
     .into_event()
 }

@@ -435,22 +435,22 @@ fn decode_document(table: &TableSchema, row: &SqliteRow) -> Result<JsonRow> {
 /// Decodes an event row (the columns of [`Dialect::EVENT_COLUMNS`]).
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent> {
     let position = row.try_get::<i64, _>(0).unwrap_or_default();
-    let stream = row
-        .try_get::<String, _>(2)
-        .unwrap_or_else(|_| "?".to_owned());
+    // Read once: the errors below name the stream, then the row takes it.
+    let stream = row.try_get::<String, _>(2).map_err(|error| {
+        sql::corrupt_event(
+            "?",
+            position,
+            format!("column `stream` is unreadable: {error}"),
+        )
+    })?;
     let corrupt = |message: String| sql::corrupt_event(&stream, position, message);
     let column =
         |name: &str, error: sqlx::Error| corrupt(format!("column `{name}` is unreadable: {error}"));
-    let json = |name: &str, index: usize| -> Result<Value> {
-        let text = row
-            .try_get::<String, _>(index)
-            .map_err(|error| column(name, error))?;
-        serde_json::from_str(&text)
-            .map_err(|error| corrupt(format!("malformed JSON in column `{name}`: {error}")))
+    let text = |name: &str, index: usize| -> Result<String> {
+        row.try_get::<String, _>(index)
+            .map_err(|error| column(name, error))
     };
-    let time_text = row
-        .try_get::<String, _>(7)
-        .map_err(|error| column("time", error))?;
+    let time_text = text("time", 7)?;
     let time = DateTime::parse_from_rfc3339(&time_text).map_err(|error| {
         corrupt(format!(
             "column `time` holds `{time_text}`, not an RFC 3339 time: {error}"
@@ -461,19 +461,17 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent> {
             .try_get(0)
             .map_err(|error| column("global_position", error))?,
         id: row.try_get(1).map_err(|error| column("id", error))?,
-        stream: row.try_get(2).map_err(|error| column("stream", error))?,
         version: row.try_get(3).map_err(|error| column("version", error))?,
         type_name: row.try_get(4).map_err(|error| column("type_name", error))?,
-        data: serde_json::value::RawValue::from_string(
-            row.try_get::<String, _>(5)
-                .map_err(|error| column("data", error))?,
-        )
-        .map_err(|error| corrupt(format!("malformed JSON in column `data`: {error}")))?,
-        metadata: json("metadata", 6)?,
+        data: serde_json::value::RawValue::from_string(text("data", 5)?)
+            .map_err(|error| corrupt(format!("malformed JSON in column `data`: {error}")))?,
+        metadata: serde_json::from_str(&text("metadata", 6)?)
+            .map_err(|error| corrupt(format!("column `metadata` does not decode: {error}")))?,
         time: time.with_timezone(&Utc),
         commit: row
             .try_get(8)
             .map_err(|error| column("global_position", error))?,
+        stream,
     }
     .into_event()
 }
