@@ -183,6 +183,7 @@ conformance!(
     unique_value_raced_by_two_writers,
     typed_rows_put_get,
     visit_stream_lends_events_in_order,
+    long_streams_read_whole,
     typed_payloads_are_kept_or_encoded_once,
     append_all_orders_every_stream_of_a_unit,
     append_all_conflicts_store_nothing_of_the_unit,
@@ -633,6 +634,41 @@ mod suite {
         );
         transaction.commit().await.unwrap();
         assert!(storage.get_row(TABLE.name, "t1").await.unwrap().is_none());
+    }
+
+    /// Streams longer than one read's page (the SQL stores read 1,000 events at a time),
+    /// with a page boundary at the end and in the middle: every event, once, in order.
+    pub async fn long_streams_read_whole(h: &Harness) {
+        let storage = h.storage.as_ref();
+        storage.setup(&[]).await.unwrap();
+        for (stream, n) in [("acme::account-1", 2_000), ("acme::account-2", 2_345)] {
+            append(storage, stream, ExpectedVersion::Exact(-1), n)
+                .await
+                .unwrap();
+            for from in [0, 999, 1_000, 1_500] {
+                let versions: Vec<i64> = storage
+                    .read_stream(stream, from)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.metadata.version)
+                    .collect();
+                assert_eq!(
+                    versions,
+                    (from..n as i64).collect::<Vec<_>>(),
+                    "{stream} from {from}"
+                );
+                let mut visited = Vec::new();
+                let count = storage
+                    .visit_stream(stream, from, &mut |event: &RecordedEvent| {
+                        visited.push(event.metadata.version);
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!((count, visited), (versions.len(), versions));
+            }
+        }
     }
 
     pub async fn visit_stream_lends_events_in_order(h: &Harness) {
