@@ -65,7 +65,8 @@ const ROW_LOCK_CLASS: i32 = 0x6669_6401;
 /// - The unique `(stream, version)` constraint enforces optimistic concurrency in the
 ///   database itself; its violation is a [`Error::VersionConflict`], as are deadlocks and
 ///   serialization failures (they are worth retrying). A unit of work's events, of every
-///   stream, go in one `INSERT` (and each stream's version is read in one statement before).
+///   stream, go in one `INSERT`, which checks each stream's expected version itself (its
+///   `WHERE`; the versions are read before it only for appends that expect none).
 /// - A stored aggregate's row is locked (`SELECT … FOR UPDATE`) while its version is checked;
 ///   a new row is written with a plain `INSERT`, so that two writers creating it cannot both
 ///   win.
@@ -265,7 +266,8 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
     async fn insert_events(
         transaction: &mut PgTransaction,
         events: &mut [RecordedEvent],
-    ) -> std::result::Result<(), Failure> {
+        checks: &[(&str, i64)],
+    ) -> std::result::Result<bool, Failure> {
         let mut ids = Vec::with_capacity(events.len());
         let mut streams = Vec::with_capacity(events.len());
         let mut hashes = Vec::with_capacity(events.len());
@@ -292,7 +294,13 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
         // One statement for every event of every stream, whatever their number: each column
         // is one array parameter (PostgreSQL's limit of 65,535 parameters is never near).
         // The rows come out of `UNNEST` in order, so their positions (from the identity
-        // column) follow the order of `events`.
+        // column) follow the order of `events`. The version checks are the `WHERE`, one
+        // condition for the whole statement (run once, with the indexed `MAX` of each
+        // stream): they see what committed before the statement began, and a writer of the
+        // same versions that commits later fails this `INSERT` on the unique
+        // `(stream, version)` constraint, as it does after a read of the versions.
+        let (checked_streams, checked_versions): (Vec<&str>, Vec<i64>) =
+            checks.iter().copied().unzip();
         let stored = sqlx::query_as::<_, (String, i64, i64, i64)>(&format!(
             "INSERT INTO {EVENTS_TABLE} \
                (transaction_id, id, stream, stream_hash, category, version, type_name, data, metadata, time) \
@@ -301,6 +309,8 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
                $7::text[], $8::text[], $9::timestamptz[]) \
                AS e(id, stream, stream_hash, category, version, type_name, data, metadata, time) \
+             WHERE NOT EXISTS (SELECT 1 FROM UNNEST($10::text[], $11::bigint[]) AS c(stream, version) \
+               WHERE (SELECT COALESCE(MAX(x.version), -1) FROM {EVENTS_TABLE} x WHERE x.stream = c.stream) <> c.version) \
              RETURNING stream, version, global_position, transaction_id"
         ))
         .bind(ids)
@@ -312,8 +322,13 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
         .bind(data)
         .bind(metadata)
         .bind(times)
+        .bind(checked_streams)
+        .bind(checked_versions)
         .fetch_all(&mut **transaction)
         .await?;
+        if stored.is_empty() && !events.is_empty() {
+            return Ok(false);
+        }
         // `RETURNING` promises no order: each row finds its event by its key.
         let index: std::collections::HashMap<(&str, i64), usize> = events
             .iter()
@@ -336,7 +351,7 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
                 event.metadata.commit = commit;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn duplicate_stream(error: &dyn sqlx::error::DatabaseError) -> Option<String> {

@@ -18,7 +18,9 @@ use crate::model::error::{Error, Result};
 use crate::model::event::{RecordedEvent, category_of};
 use crate::model::field::FieldKind;
 use crate::store::connection::{PoolOptions, redact};
-use crate::store::sql::store::{db_error, dialect, sql_storage};
+use crate::store::sql::store::{
+    STREAMS_PER_READ, db_error, dialect, read_stream_versions, sql_storage,
+};
 use crate::store::sql::{
     self, Dialect, EVENTS_TABLE, EventRow, ExistingColumn, Failure, On, SqlStore, SqlValue,
     Statement, Syntax,
@@ -257,7 +259,17 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
     async fn insert_events(
         transaction: &mut SqliteTransaction,
         events: &mut [RecordedEvent],
-    ) -> std::result::Result<(), Failure> {
+        checks: &[(&str, i64)],
+    ) -> std::result::Result<bool, Failure> {
+        // Under the write lock nothing changes between this read and the `INSERT` (and a
+        // read costs no round trip).
+        for chunk in checks.chunks(STREAMS_PER_READ) {
+            let streams: Vec<&str> = chunk.iter().map(|(stream, _)| *stream).collect();
+            let versions = read_stream_versions::<Self>(transaction, &streams).await?;
+            if chunk.iter().zip(versions).any(|((_, expected), version)| *expected != version) {
+                return Ok(false);
+            }
+        }
         // Under the write lock: the last position is this transaction's to go on from.
         let mut position = match transaction.last_position {
             Some(position) => position,
@@ -303,7 +315,7 @@ dialect!(SqliteDialect, decode_event, decode_document, transaction => &mut *tran
             query.execute(&mut *transaction.transaction).await?;
         }
         transaction.last_position = Some(position);
-        Ok(())
+        Ok(true)
     }
 
     fn after(statement: &mut Statement, after: Cursor) -> String {

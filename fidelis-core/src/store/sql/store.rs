@@ -109,11 +109,14 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     }
     /// Inserts events of one or more streams (their streams and versions set), in one
     /// statement where the database's parameter limit allows, and sets their positions and
-    /// commit: positions increase in the order of `events`.
+    /// commit: positions increase in the order of `events`. Only if each stream of `checks`
+    /// is at its version (its last event's, `-1` for none): otherwise nothing is written and
+    /// the answer is `false`.
     async fn insert_events(
         transaction: &mut Self::Tx,
         events: &mut [RecordedEvent],
-    ) -> std::result::Result<(), Failure>;
+        checks: &[(&str, i64)],
+    ) -> std::result::Result<bool, Failure>;
     /// The stream of the key a unique violation of `(stream, version)` names, when the
     /// database says (PostgreSQL does, in its detail).
     fn duplicate_stream(_error: &dyn sqlx::error::DatabaseError) -> Option<String> {
@@ -209,7 +212,7 @@ fn read_stream_statement<D: Dialect>(stream: &str, from_version: i64) -> Stateme
 
 /// Streams whose versions one statement reads: one parameter each, far below SQLite's
 /// 32,766 and PostgreSQL's 65,535.
-const STREAMS_PER_READ: usize = 500;
+pub(super) const STREAMS_PER_READ: usize = 500;
 
 /// One row: the version of each stream's last event (`-1` for none), in the order given. Each
 /// column is the indexed `MAX` of [`stream_version_statement`].
@@ -226,6 +229,103 @@ fn stream_versions_statement<D: Dialect>(streams: &[&str]) -> Statement {
         .collect();
     statement.sql = format!("SELECT {}", columns.join(", "));
     statement
+}
+
+/// The version of each stream's last event (`-1` for none), in the order given, read in one
+/// statement (at most [`STREAMS_PER_READ`] streams).
+pub(super) async fn read_stream_versions<D: Dialect>(
+    transaction: &mut D::Tx,
+    streams: &[&str],
+) -> std::result::Result<Vec<i64>, sqlx::Error> {
+    let versions = D::integers(On::Tx(transaction), stream_versions_statement::<D>(streams))
+        .await?
+        .unwrap_or_default();
+    Ok((0..streams.len())
+        .map(|index| versions.get(index).copied().flatten().unwrap_or(-1))
+        .collect())
+}
+
+/// What [`SqlTransaction::append_all`] inserts.
+struct Versioned {
+    /// Each append's stream and version before it: what a conflict on it reports.
+    bases: Vec<(String, i64)>,
+    /// Each append's number of events.
+    lengths: Vec<usize>,
+    /// The events, with their versions set as appending one stream after the other would.
+    events: Vec<RecordedEvent>,
+}
+
+/// The appends [`Versioned`], given their streams' versions; or the conflict of the first
+/// append whose expected version is not its stream's.
+fn versioned(appends: Vec<StreamAppend>, mut current: HashMap<String, i64>) -> Result<Versioned> {
+    let mut bases = Vec::with_capacity(appends.len());
+    let mut lengths = Vec::with_capacity(appends.len());
+    let mut events = Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum());
+    for append in appends {
+        let version = current.entry(append.stream.clone()).or_insert(-1);
+        if let ExpectedVersion::Exact(expected) = append.expected
+            && expected != *version
+        {
+            return Err(Error::VersionConflict {
+                stream: append.stream,
+                expected,
+                actual: *version,
+            });
+        }
+        bases.push((append.stream.clone(), *version));
+        lengths.push(append.events.len());
+        for mut event in append.events {
+            *version += 1;
+            event.metadata.version = *version;
+            if event.metadata.stream != append.stream {
+                event.metadata.stream.clone_from(&append.stream);
+            }
+            events.push(event);
+        }
+    }
+    Ok(Versioned {
+        bases,
+        lengths,
+        events,
+    })
+}
+
+/// The conflict of the first append (stream, expected version, number of events) whose
+/// expected version is not its stream's, given the streams' versions before them.
+fn first_conflict(
+    expectations: &[(String, ExpectedVersion, usize)],
+    mut current: HashMap<String, i64>,
+) -> Error {
+    for (stream, expected, length) in expectations {
+        let version = current.entry(stream.clone()).or_insert(-1);
+        if let ExpectedVersion::Exact(expected) = *expected
+            && expected != *version
+        {
+            return Error::VersionConflict {
+                stream: stream.clone(),
+                expected,
+                actual: *version,
+            };
+        }
+        *version += i64::try_from(*length).unwrap_or(i64::MAX);
+    }
+    // Versions only grow, so a failed check reads as a conflict above; should it not, it is
+    // reported on the first stream, as a lost race is.
+    let (stream, expected) =
+        expectations
+            .first()
+            .map_or((String::new(), -1), |(stream, expected, _)| {
+                let expected = match expected {
+                    ExpectedVersion::Exact(expected) => *expected,
+                    ExpectedVersion::Any => -1,
+                };
+                (stream.clone(), expected)
+            });
+    Error::VersionConflict {
+        stream,
+        expected,
+        actual: expected + 1,
+    }
 }
 
 /// `<streams>` in an error's what: one stream as a lone append names it.
@@ -660,71 +760,83 @@ impl<D: Dialect> SqlTransaction<D> {
             .unwrap_or_default())
     }
 
-    /// [`Transaction::append_all`](crate::store::Transaction::append_all): the streams'
-    /// versions in one statement, every event in one `INSERT` (chunked where the database
-    /// limits its parameters), and each stream's version check as [`append`](Self::append)
-    /// made it alone.
+    /// [`Transaction::append_all`](crate::store::Transaction::append_all): every event in one
+    /// `INSERT` (chunked where the database limits its parameters), and each stream's version
+    /// check as [`append`](Self::append) made it alone. When every stream's first append
+    /// expects an exact version, the `INSERT` checks the versions itself (on PostgreSQL, in
+    /// the same statement: one round trip less per unit of work), and the versions are read
+    /// only to report a conflict; otherwise they are read first, in one statement.
     pub(crate) async fn append_all(
         &mut self,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<Vec<EventMetadata>>> {
+        let expectations: Vec<(String, ExpectedVersion, usize)> = appends
+            .iter()
+            .map(|append| (append.stream.clone(), append.expected, append.events.len()))
+            .collect();
         let mut streams: Vec<&str> = Vec::new();
-        for append in &appends {
-            if !streams.contains(&append.stream.as_str()) {
-                streams.push(&append.stream);
-            }
-        }
-        let mut current: HashMap<String, i64> = HashMap::with_capacity(streams.len());
-        for chunk in streams.chunks(STREAMS_PER_READ) {
-            let versions = D::integers(
-                On::Tx(&mut self.transaction),
-                stream_versions_statement::<D>(chunk),
-            )
-            .await
-            .map_err(|error| db_error(&self.url, &reading_versions(chunk), error))?
-            .unwrap_or_default();
-            for (index, stream) in chunk.iter().enumerate() {
-                let version = versions.get(index).copied().flatten().unwrap_or(-1);
-                current.insert((*stream).to_owned(), version);
-            }
-        }
-        // Versions as appending one stream after the other would set them; `base` is each
-        // append's stream version before it, what a conflict on it reports.
-        let mut bases = Vec::with_capacity(appends.len());
-        let mut lengths = Vec::with_capacity(appends.len());
-        let mut events = Vec::with_capacity(appends.iter().map(|a| a.events.len()).sum());
-        for append in appends {
-            let version = current.entry(append.stream.clone()).or_insert(-1);
-            if let ExpectedVersion::Exact(expected) = append.expected
-                && expected != *version
-            {
-                return Err(Error::VersionConflict {
-                    stream: append.stream,
-                    expected,
-                    actual: *version,
-                });
-            }
-            bases.push((append.stream.clone(), *version));
-            lengths.push(append.events.len());
-            for mut event in append.events {
-                *version += 1;
-                event.metadata.version = *version;
-                if event.metadata.stream != append.stream {
-                    event.metadata.stream.clone_from(&append.stream);
+        let mut checks: Vec<(&str, i64)> = Vec::new();
+        let mut exact = true;
+        for (stream, expected, _) in &expectations {
+            if !streams.contains(&stream.as_str()) {
+                streams.push(stream);
+                match expected {
+                    ExpectedVersion::Exact(expected) => checks.push((stream, *expected)),
+                    ExpectedVersion::Any => exact = false,
                 }
-                events.push(event);
             }
         }
-        if !events.is_empty()
-            && let Err(failure) = D::insert_events(&mut self.transaction, &mut events).await
-        {
-            return Err(self.append_failed(&bases, failure));
+        let has_events = expectations.iter().any(|(_, _, length)| *length > 0);
+        // Without events there is no `INSERT` to check the versions.
+        let checked_in_insert = exact && has_events;
+        let current = if checked_in_insert {
+            checks
+                .iter()
+                .map(|(stream, version)| ((*stream).to_owned(), *version))
+                .collect()
+        } else {
+            self.stream_versions(&streams).await?
+        };
+        if !checked_in_insert {
+            checks.clear();
+        }
+        let Versioned {
+            bases,
+            lengths,
+            mut events,
+        } = versioned(appends, current)?;
+        if !events.is_empty() {
+            match D::insert_events(&mut self.transaction, &mut events, &checks).await {
+                Ok(true) => {}
+                // A stream is not at the version its append expects: the versions read now
+                // name it (as a read before would have).
+                Ok(false) => {
+                    let current = self.stream_versions(&streams).await?;
+                    return Err(first_conflict(&expectations, current));
+                }
+                Err(failure) => return Err(self.append_failed(&bases, failure)),
+            }
         }
         let mut events = events.into_iter().map(|event| event.metadata);
         Ok(lengths
             .into_iter()
             .map(|length| events.by_ref().take(length).collect())
             .collect())
+    }
+
+    /// The version of each stream's last event (`-1` for none), one statement per
+    /// [`STREAMS_PER_READ`] streams.
+    async fn stream_versions(&mut self, streams: &[&str]) -> Result<HashMap<String, i64>> {
+        let mut current: HashMap<String, i64> = HashMap::with_capacity(streams.len());
+        for chunk in streams.chunks(STREAMS_PER_READ) {
+            let versions = read_stream_versions::<D>(&mut self.transaction, chunk)
+                .await
+                .map_err(|error| db_error(&self.url, &reading_versions(chunk), error))?;
+            for (stream, version) in chunk.iter().zip(versions) {
+                current.insert((*stream).to_owned(), version);
+            }
+        }
+        Ok(current)
     }
 
     /// The error of a failed `INSERT` of events. The unique `(stream, version)` constraint, or
