@@ -53,9 +53,14 @@ pub(crate) type RowWrite = (String, String, Option<Arc<dyn TypedRow>>);
 #[derive(Default)]
 pub(crate) struct RowWrites {
     pub(crate) writes: Vec<RowWrite>,
-    /// (table, id) → index into `writes`.
-    index: FastMap<(String, String), usize>,
+    /// Table → id → index into `writes`, built only once there are more than
+    /// [`SCANNED_WRITES`]: a command's projectors write a row or two, found by a scan without
+    /// a map to build or an owned key per lookup; a batch (a rebuild, the engine) writes many.
+    index: FastMap<String, FastMap<String, usize>>,
 }
+
+/// Up to this many writes, a row is found by a scan of `writes`.
+const SCANNED_WRITES: usize = 8;
 
 impl RowWrites {
     pub(crate) fn is_empty(&self) -> bool {
@@ -63,19 +68,42 @@ impl RowWrites {
     }
 
     pub(crate) fn get(&self, table: &str, id: &str) -> Option<&Option<Arc<dyn TypedRow>>> {
-        self.index
-            .get(&(table.to_owned(), id.to_owned()))
-            .map(|&index| &self.writes[index].2)
+        self.position(table, id).map(|index| &self.writes[index].2)
     }
 
     pub(crate) fn put(&mut self, table: &str, id: String, row: Option<Arc<dyn TypedRow>>) {
-        let key = (table.to_owned(), id.clone());
-        match self.index.get(&key) {
-            Some(&index) => self.writes[index].2 = row,
-            None => {
-                self.index.insert(key, self.writes.len());
-                self.writes.push((table.to_owned(), id, row));
+        if let Some(index) = self.position(table, &id) {
+            self.writes[index].2 = row;
+            return;
+        }
+        let index = self.writes.len();
+        if index == SCANNED_WRITES {
+            for (position, (table, id, _)) in self.writes.iter().enumerate() {
+                self.index
+                    .entry(table.clone())
+                    .or_default()
+                    .insert(id.clone(), position);
             }
+        }
+        if index >= SCANNED_WRITES {
+            self.index
+                .entry(table.to_owned())
+                .or_default()
+                .insert(id.clone(), index);
+        }
+        self.writes.push((table.to_owned(), id, row));
+    }
+
+    /// Where the row's write is in `writes`, if it was written.
+    fn position(&self, table: &str, id: &str) -> Option<usize> {
+        if self.writes.len() <= SCANNED_WRITES {
+            self.writes
+                .iter()
+                .position(|(written_table, written_id, _)| {
+                    written_table == table && written_id == id
+                })
+        } else {
+            self.index.get(table)?.get(id).copied()
         }
     }
 
@@ -429,16 +457,16 @@ impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
     /// Adds or replaces the row (it is validated first).
     pub async fn add(&mut self, value: P) -> Result<()> {
         crate::runtime::repository::validate_projection(&value)?;
-        let table = self.table()?.to_owned();
+        let table = self.table()?;
         let id = value.identity().into_string();
-        self.ctx.rows.put(&table, id, Some(Arc::new(value)));
+        self.ctx.rows.put(table, id, Some(Arc::new(value)));
         Ok(())
     }
 
     /// Removes the row (nothing happens when there is none).
     pub async fn remove(&mut self, id: impl AsRef<str>) -> Result<()> {
-        let table = self.table()?.to_owned();
-        self.ctx.rows.put(&table, id.as_ref().to_owned(), None);
+        let table = self.table()?;
+        self.ctx.rows.put(table, id.as_ref().to_owned(), None);
         Ok(())
     }
 
@@ -450,3 +478,41 @@ impl<'a, P: Persisted> ProjectionRepository<'_, 'a, P> {
 
 /// What a `process` produced: the handler's output and the events it committed.
 pub(crate) type Processed<T> = (T, Vec<Arc<dyn AnyRecordedEvent>>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u64) -> Option<Arc<dyn TypedRow>> {
+        Some(Arc::new(serde_json::json!({ "n": n })))
+    }
+
+    fn written(writes: &RowWrites, table: &str, id: &str) -> Option<String> {
+        writes.get(table, id).map(|row| match row {
+            Some(row) => row.to_json().map_or_else(
+                |error| error.to_string(),
+                |row| serde_json::Value::Object(row).to_string(),
+            ),
+            None => "removed".to_owned(),
+        })
+    }
+
+    #[test]
+    fn row_writes_keep_the_last_write_of_each_row_in_first_write_order_past_the_scanned_few() {
+        let mut writes = RowWrites::default();
+        for n in 0..20 {
+            writes.put(if n % 2 == 0 { "a" } else { "b" }, format!("{n}"), row(n));
+            // Rewriting an earlier row, before and after the index is built.
+            writes.put("a", "0".to_owned(), row(100 + n));
+        }
+        writes.put("b", "3".to_owned(), None);
+        assert_eq!(writes.writes.len(), 20);
+        assert_eq!(written(&writes, "a", "0").as_deref(), Some(r#"{"n":119}"#));
+        assert_eq!(written(&writes, "b", "3").as_deref(), Some("removed"));
+        assert_eq!(written(&writes, "a", "18").as_deref(), Some(r#"{"n":18}"#));
+        assert_eq!(written(&writes, "b", "18"), None);
+        let order: Vec<&str> = writes.writes.iter().map(|(_, id, _)| id.as_str()).collect();
+        let expected: Vec<String> = (0..20).map(|n| n.to_string()).collect();
+        assert_eq!(order, expected);
+    }
+}

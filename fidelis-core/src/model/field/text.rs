@@ -11,6 +11,10 @@ pub(crate) const NUL_MESSAGE: &str = "must not contain NUL characters";
 /// nothing (zero-width spaces and joiners, the byte-order mark, soft hyphens, …), so that
 /// `"\u{200B}"` does not pass `required`.
 pub(crate) fn is_blank(text: &str) -> bool {
+    // A visible ASCII first character, the usual case, decides it without decoding.
+    if text.as_bytes().first().is_some_and(u8::is_ascii_graphic) {
+        return false;
+    }
     text.chars().all(|c| c.is_whitespace() || is_invisible(c))
 }
 
