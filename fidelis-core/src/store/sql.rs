@@ -730,6 +730,9 @@ pub(crate) struct TableStatements {
     pub(crate) schema: TableSchema,
     /// Every column of the row with key `1`.
     pub(crate) select_by_id: String,
+    /// [`select_by_id`](Self::select_by_id), the row locked until the transaction ends where
+    /// the database locks rows (`FOR UPDATE` on PostgreSQL).
+    pub(crate) select_for_update: String,
     /// The version of the row with key `1`, locked until the transaction ends where the
     /// database locks rows (`FOR UPDATE` on PostgreSQL; SQLite's one writer holds them all).
     pub(crate) version_by_id: String,
@@ -788,6 +791,10 @@ impl TableStatements {
             schema: *table,
             select_by_id: format!(
                 "SELECT {} FROM {name} WHERE {key} = {first}",
+                select_columns(table)
+            ),
+            select_for_update: format!(
+                "SELECT {} FROM {name} WHERE {key} = {first}{lock}",
                 select_columns(table)
             ),
             version_by_id: format!(

@@ -201,13 +201,16 @@ dialect!(PostgresDialect, decode_event, decode_document, transaction => &mut **t
         existing_columns(transaction, table).await
     }
 
+    const LOCKS_READ_ROWS: bool = true;
+
     async fn lock_row(
         transaction: &mut PgTransaction,
         table: &str,
         id: &str,
     ) -> std::result::Result<(), sqlx::Error> {
         // A transaction-scoped advisory lock on the row's key rather than `FOR UPDATE`: it
-        // also holds for a row that does not exist yet (two projectors creating one row).
+        // also holds for a row that does not exist yet (two projectors creating one row; a
+        // present row is locked by its read, `LOCKS_READ_ROWS`).
         // The two-key form keeps these apart from `SETUP_LOCK`'s one-key space.
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(ROW_LOCK_CLASS)

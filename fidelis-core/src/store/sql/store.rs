@@ -103,6 +103,10 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     ) -> std::result::Result<(), sqlx::Error> {
         Ok(())
     }
+    /// Whether [`TableStatements::select_for_update`](super::TableStatements) locks the row
+    /// it reads (until the transaction ends), so that a present row needs no
+    /// [`lock_row`](Self::lock_row).
+    const LOCKS_READ_ROWS: bool = false;
     /// Keeps concurrent `setup`s apart, where the transaction does not already.
     async fn lock_setup(_transaction: &mut Self::Tx) -> std::result::Result<(), sqlx::Error> {
         Ok(())
@@ -722,6 +726,16 @@ async fn get_json_row<D: Dialect>(
     Ok(rows.pop())
 }
 
+/// A deadlock or serialization failure on a row a transaction reads to write: another
+/// writer won; worth retrying.
+fn row_conflict(table: &str, id: &str) -> Error {
+    Error::VersionConflict {
+        stream: format!("{table}/{id}"),
+        expected: -1,
+        actual: -1,
+    }
+}
+
 /// A transaction of a [`SqlStore`]; dropping it rolls back.
 pub(crate) struct SqlTransaction<D: Dialect> {
     transaction: D::Tx,
@@ -874,29 +888,43 @@ impl<D: Dialect> SqlTransaction<D> {
     }
 
     pub(crate) async fn get_json_row(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
+        // Where the database locks the rows it reads (PostgreSQL: `FOR UPDATE`, which waits
+        // for the row's lock holder and then reads its last committed version), a present
+        // row is locked by its read, one statement. An absent row cannot be locked so: it is
+        // locked by its key (`lock_row`), then read again, still `FOR UPDATE` (a writer that
+        // created the row meanwhile, or holds it locked, is waited for).
+        if D::LOCKS_READ_ROWS
+            && let Some(row) = self.get_row_for_update(table, id).await?
+        {
+            return Ok(Some(row));
+        }
         // Locked before it is read, so the read sees the last committed write of whoever held
         // the lock before (each statement reads the latest committed data).
         match D::lock_row(&mut self.transaction, table, id).await {
             Ok(()) => {}
-            Err(error) if D::is_retryable(&error) => {
-                return Err(Error::VersionConflict {
-                    stream: format!("{table}/{id}"),
-                    expected: -1,
-                    actual: -1,
-                });
-            }
+            Err(error) if D::is_retryable(&error) => return Err(row_conflict(table, id)),
             Err(error) => {
                 return Err(self.error(&format!("locking row `{id}` of table `{table}`"), error));
             }
         }
-        get_json_row::<D>(
-            On::Tx(&mut self.transaction),
-            &self.schemas,
-            &self.url,
-            table,
-            id,
-        )
-        .await
+        self.get_row_for_update(table, id).await
+    }
+
+    /// The row, read with [`TableStatements::select_for_update`](super::TableStatements).
+    async fn get_row_for_update(&mut self, table: &str, id: &str) -> Result<Option<JsonRow>> {
+        let statements = self.schemas.get(table)?;
+        let Some(statement) = by_key::<D>(&statements, &statements.select_for_update, id) else {
+            return Ok(None);
+        };
+        match D::documents(On::Tx(&mut self.transaction), &statements.schema, statement).await {
+            Ok(mut rows) => Ok(rows.pop()),
+            Err(Failure::Sql(error)) if D::is_retryable(&error) => Err(row_conflict(table, id)),
+            Err(failure) => Err(failed(
+                &self.url,
+                &format!("reading row `{id}` of table `{table}`"),
+                failure,
+            )),
+        }
     }
 
     pub(crate) async fn put_json_row(
